@@ -1,0 +1,211 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RolloutPhase is where a Rollout is in its delivery.
+// +kubebuilder:validation:Enum=Idle;Progressing;Paused;Promoting;Succeeded;RolledBack
+type RolloutPhase string
+
+// Rollout phases.
+const (
+	// PhaseIdle: no canary; the stable version serves everything.
+	PhaseIdle RolloutPhase = "Idle"
+	// PhaseProgressing: a canary is taking traffic step by step under analysis.
+	PhaseProgressing RolloutPhase = "Progressing"
+	// PhasePaused: a user paused the rollout; weights hold.
+	PhasePaused RolloutPhase = "Paused"
+	// PhasePromoting: the Deployment rolls to the new revision and the canary drains.
+	PhasePromoting RolloutPhase = "Promoting"
+	// PhaseSucceeded: the new revision is stable.
+	PhaseSucceeded RolloutPhase = "Succeeded"
+	// PhaseRolledBack: the canary failed and was removed; the old revision serves.
+	PhaseRolledBack RolloutPhase = "RolledBack"
+)
+
+// Verdict is the outcome of one analysis of one metric.
+// +kubebuilder:validation:Enum=Pass;Fail;Inconclusive
+type Verdict string
+
+// Analysis verdicts.
+const (
+	// VerdictPass: the metric is healthy.
+	VerdictPass Verdict = "Pass"
+	// VerdictFail: the metric breaks its threshold with enough confidence.
+	VerdictFail Verdict = "Fail"
+	// VerdictInconclusive: too few samples to judge.
+	VerdictInconclusive Verdict = "Inconclusive"
+)
+
+// Rollout is the live state of one opted-in Deployment's delivery. It has the
+// Deployment's name and namespace and is created and owned by Sluice.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=ro,categories=sluice
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Weight",type=string,JSONPath=`.status.currentWeightPercent`
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStepIndex`
+// +kubebuilder:printcolumn:name="Stable",type=string,JSONPath=`.status.stableRevision`
+// +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryRevision`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Rollout struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RolloutSpec   `json:"spec,omitempty"`
+	Status RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutSpec is the resolved delivery configuration plus the actions users
+// request.
+type RolloutSpec struct {
+	// Delivery is resolved from the Deployment's annotations, the team's
+	// policy defaults and the built-in defaults.
+	Delivery Delivery `json:"delivery"`
+	// Paused holds the current weights until cleared.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+	// Promote asks to promote the canary revision it names now, skipping the
+	// remaining steps. A request naming another revision is ignored.
+	// +optional
+	Promote *RolloutAction `json:"promote,omitempty"`
+	// Abort asks to roll back the canary revision it names now.
+	// +optional
+	Abort *RolloutAction `json:"abort,omitempty"`
+	// RetryRevision allows a revision that failed before to be tried again.
+	// +optional
+	RetryRevision string `json:"retryRevision,omitempty"`
+}
+
+// RolloutAction is a user's request bound to one canary revision, so a stale
+// request never applies to a later revision.
+type RolloutAction struct {
+	// Revision is the canary revision the action targets.
+	// +kubebuilder:validation:MinLength=1
+	Revision string `json:"revision"`
+	// RequestedAt is when the action was requested.
+	// +optional
+	RequestedAt metav1.Time `json:"requestedAt,omitempty"`
+	// RequestedBy names who requested it.
+	// +optional
+	RequestedBy string `json:"requestedBy,omitempty"`
+	// Reason says why.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// FailedRevision records a revision that was rolled back; it is not tried
+// again until spec.retryRevision names it.
+type FailedRevision struct {
+	// Revision is the pod template hash.
+	Revision string `json:"revision"`
+	// Reason says why it was rolled back.
+	Reason string `json:"reason"`
+	// Time of the rollback.
+	Time metav1.Time `json:"time"`
+}
+
+// ProxyStatus summarises the proxies serving this rollout's routes.
+type ProxyStatus struct {
+	// Acked counts proxies that acknowledged the current configuration.
+	// +optional
+	Acked int32 `json:"acked"`
+	// Nacked counts proxies that rejected it and keep their last good one.
+	// +optional
+	Nacked int32 `json:"nacked"`
+	// LastNack is the error message of the most recent rejection.
+	// +optional
+	LastNack string `json:"lastNack,omitempty"`
+	// LastNackTime is when it happened.
+	// +optional
+	LastNackTime *metav1.Time `json:"lastNackTime,omitempty"`
+}
+
+// AnalysisDecision is one verdict on one metric.
+type AnalysisDecision struct {
+	// Metric is "error-rate", "latency-p99" or a custom query's name.
+	Metric string `json:"metric"`
+	// Value observed, as a decimal string.
+	Value string `json:"value"`
+	// Threshold it was compared with, as a decimal string.
+	Threshold string `json:"threshold"`
+	// Samples is the number of requests behind the value.
+	Samples int64 `json:"samples"`
+	// Verdict is Pass, Fail or Inconclusive.
+	Verdict Verdict `json:"verdict"`
+	// Step is the step index analysed.
+	// +optional
+	Step int32 `json:"step"`
+	// Time of the decision.
+	Time metav1.Time `json:"time"`
+}
+
+// MaxAnalysisDecisions is how many recent decisions status.analysis keeps.
+const MaxAnalysisDecisions = 10
+
+// Condition types of a Rollout.
+const (
+	// ConditionAvailable is True while the stable version serves.
+	ConditionAvailable = "Available"
+	// ConditionProgressing is True while a canary is under way.
+	ConditionProgressing = "Progressing"
+	// ConditionConfigApplied is True when every proxy acknowledged the routes.
+	ConditionConfigApplied = "ConfigApplied"
+)
+
+// RolloutStatus is the observed state of a delivery.
+type RolloutStatus struct {
+	// Phase is Idle, Progressing, Paused, Promoting, Succeeded or RolledBack.
+	// +optional
+	Phase RolloutPhase `json:"phase,omitempty"`
+	// StableRevision serves by default.
+	// +optional
+	StableRevision string `json:"stableRevision,omitempty"`
+	// CanaryRevision is the revision under delivery, if any.
+	// +optional
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+	// CurrentStepIndex indexes spec.delivery.steps; it equals the number of
+	// steps once all passed.
+	// +optional
+	CurrentStepIndex int32 `json:"currentStepIndex"`
+	// CurrentWeight is the canary's share of traffic in basis points
+	// (10000 = 100%), as confirmed by proxy acknowledgements.
+	// +optional
+	CurrentWeight BasisPoints `json:"currentWeight"`
+	// CurrentWeightPercent is CurrentWeight for display, e.g. "2.5%"; written
+	// together with it.
+	// +optional
+	CurrentWeightPercent string `json:"currentWeightPercent,omitempty"`
+	// FailedRevisions are revisions rolled back, newest last.
+	// +optional
+	FailedRevisions []FailedRevision `json:"failedRevisions,omitempty"`
+	// Proxies summarises acknowledgements of the current routes.
+	// +optional
+	Proxies ProxyStatus `json:"proxies,omitempty"`
+	// Analysis holds the last MaxAnalysisDecisions decisions, newest last.
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	Analysis []AnalysisDecision `json:"analysis,omitempty"`
+	// Conditions include Available, Progressing and ConfigApplied.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Message says in a sentence what is happening and why.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// RolloutList is a list of Rollout.
+//
+// +kubebuilder:object:root=true
+type RolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Rollout `json:"items"`
+}
