@@ -1,0 +1,166 @@
+package analysis
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// Config holds the thresholds of an analysis. Start from Defaults and override what the Deployment's annotations
+// or the team's DeploymentPolicy set; Evaluate rejects a Config that fails Validate.
+type Config struct {
+	// MaxErrorRate is the ceiling on the canary's error rate, in [0, 1]; 0 disables the ceiling.
+	MaxErrorRate float64
+	// MaxLatencyP99 is the ceiling on the canary's p99 latency; 0 disables the check.
+	MaxLatencyP99 time.Duration
+	// Confidence is the one-sided confidence of every statistical bound, in (0.5, 1), e.g. 0.99.
+	Confidence float64
+	// RecentConfidence is the one-sided confidence of the error-rate ceiling on the Recent window, in
+	// [Confidence, 1). It is stricter than Confidence because consecutive evaluations see overlapping windows:
+	// with a 10 s window judged every second, about ten looks share each request, and the failures they report
+	// are not independent, so consecutive counting cannot thin them out. 1 − (1 − Confidence)/10 (0.999 for 0.99)
+	// is the Bonferroni correction for those ten looks.
+	RecentConfidence float64
+	// MinSamples is the number of canary requests a window must hold before an ordinary check passes or fails.
+	MinSamples uint64
+	// NoData says what a check without data does to the outcome.
+	NoData NoDataPolicy
+	// ConsecutiveFailures is the number of evaluations in a row an ordinary check must fail before the canary
+	// is rolled back; at least 1.
+	ConsecutiveFailures int
+	// CriticalErrorRate is the error rate, in (0, 1], whose confident excess rolls back at once.
+	CriticalErrorRate float64
+	// AbsoluteTolerance is how far, as a difference of ratios in [0, 1), the canary's error rate may exceed the
+	// stable track's before the comparison fails.
+	AbsoluteTolerance float64
+	// RelativeTolerance is how far, as a multiple of the stable track's error rate (≥ 0), the canary's may
+	// exceed it before the comparison fails. The larger of the two tolerances applies.
+	RelativeTolerance float64
+	// Custom holds the checks on custom metrics, with unique names.
+	Custom []CustomCheck
+}
+
+// CustomCheck bounds a custom metric. At least one bound is set; the metric fails when it is below Min or above
+// Max.
+type CustomCheck struct {
+	// Name identifies the metric; it matches CustomSample.Name.
+	Name string
+	// Min is the lowest acceptable value, nil for no lower bound.
+	Min *float64
+	// Max is the highest acceptable value, nil for no upper bound.
+	Max *float64
+	// Critical makes a failure roll back at once.
+	Critical bool
+}
+
+// Defaults returns the configuration used where nothing else is set: a 5% error-rate ceiling, 99% confidence
+// (99.9% for the ceiling on the recent window),
+// 50 canary requests before judging, hold without data, 3 consecutive failures, a 50% critical tier, and a
+// canary that may err up to 0.5 percentage points or twice the stable rate above the stable track.
+func Defaults() Config {
+	return Config{
+		MaxErrorRate:        0.05,
+		Confidence:          0.99,
+		RecentConfidence:    0.999,
+		MinSamples:          50,
+		NoData:              NoDataHold,
+		ConsecutiveFailures: 3,
+		CriticalErrorRate:   0.5,
+		AbsoluteTolerance:   0.005,
+		RelativeTolerance:   1,
+	}
+}
+
+// Validate reports every field out of range, joined, each naming the field and the accepted values.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !inRange(c.MaxErrorRate, 0, 1) {
+		bad("maxErrorRate %v: want a ratio in [0, 1] (0 disables the ceiling)", c.MaxErrorRate)
+	}
+	if c.MaxLatencyP99 < 0 {
+		bad("maxLatencyP99 %v: want a duration ≥ 0 (0 disables the check)", c.MaxLatencyP99)
+	}
+	if !(c.Confidence > 0.5 && c.Confidence < 1) {
+		bad("confidence %v: want a value in (0.5, 1), e.g. 0.99", c.Confidence)
+	}
+	if !(c.RecentConfidence >= c.Confidence && c.RecentConfidence < 1) {
+		bad("recentConfidence %v: want a value in [confidence, 1), e.g. 0.999", c.RecentConfidence)
+	}
+	switch c.NoData {
+	case NoDataHold, NoDataFail, NoDataPass:
+	default:
+		bad("noData %q: want %q, %q or %q", c.NoData, NoDataHold, NoDataFail, NoDataPass)
+	}
+	if c.ConsecutiveFailures < 1 {
+		bad("consecutiveFailures %d: want at least 1", c.ConsecutiveFailures)
+	}
+	if !(c.CriticalErrorRate > 0 && c.CriticalErrorRate <= 1) {
+		bad("criticalErrorRate %v: want a ratio in (0, 1]", c.CriticalErrorRate)
+	}
+	if !inRange(c.AbsoluteTolerance, 0, 1) || c.AbsoluteTolerance == 1 {
+		bad("absoluteTolerance %v: want a difference of ratios in [0, 1)", c.AbsoluteTolerance)
+	}
+	if math.IsNaN(c.RelativeTolerance) || math.IsInf(c.RelativeTolerance, 0) || c.RelativeTolerance < 0 {
+		bad("relativeTolerance %v: want a finite multiple ≥ 0", c.RelativeTolerance)
+	}
+	seen := map[string]bool{}
+	for i, cc := range c.Custom {
+		switch {
+		case cc.Name == "":
+			bad("custom[%d]: name is empty", i)
+		case seen[cc.Name]:
+			bad("custom[%d]: name %q is used twice", i, cc.Name)
+		}
+		seen[cc.Name] = true
+		if cc.Min == nil && cc.Max == nil {
+			bad("custom[%d] %q: set min, max or both", i, cc.Name)
+		}
+		if cc.Min != nil && !finite(*cc.Min) || cc.Max != nil && !finite(*cc.Max) {
+			bad("custom[%d] %q: bounds must be finite numbers", i, cc.Name)
+		}
+		if cc.Min != nil && cc.Max != nil && *cc.Min > *cc.Max {
+			bad("custom[%d] %q: min %v is above max %v", i, cc.Name, *cc.Min, *cc.Max)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateInput reports samples that cannot be true: more errors than requests, NaN custom values.
+func validateInput(in Input) error {
+	var errs []error
+	check := func(window, track string, s TrackSample) {
+		if s.Present && s.Errors > s.Requests {
+			errs = append(errs, fmt.Errorf("%s %s sample: %d errors out of %d requests", window, track, s.Errors, s.Requests))
+		}
+		if s.Present && s.LatencyP99 != nil && *s.LatencyP99 < 0 {
+			errs = append(errs, fmt.Errorf("%s %s sample: negative p99 latency %v", window, track, *s.LatencyP99))
+		}
+	}
+	check("recent", "stable", in.Recent.Stable)
+	check("recent", "canary", in.Recent.Canary)
+	check("cumulative", "stable", in.Cumulative.Stable)
+	check("cumulative", "canary", in.Cumulative.Canary)
+	names := make([]string, 0, len(in.Custom))
+	seen := map[string]bool{}
+	for _, c := range in.Custom {
+		if c.Present && !finite(c.Value) {
+			errs = append(errs, fmt.Errorf("custom sample %q: value %v is not a finite number", c.Name, c.Value))
+		}
+		if seen[c.Name] {
+			names = append(names, c.Name)
+		}
+		seen[c.Name] = true
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		errs = append(errs, fmt.Errorf("custom sample %q given twice", n))
+	}
+	return errors.Join(errs...)
+}
+
+func inRange(v, lo, hi float64) bool { return !math.IsNaN(v) && v >= lo && v <= hi }
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

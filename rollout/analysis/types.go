@@ -1,0 +1,138 @@
+package analysis
+
+import (
+	"time"
+)
+
+// Verdict is the result of one check.
+type Verdict string
+
+const (
+	// Pass means the check is satisfied with the configured confidence.
+	Pass Verdict = "Pass"
+	// Fail means the check is violated with the configured confidence.
+	Fail Verdict = "Fail"
+	// Inconclusive means the samples do not yet allow a judgement either way.
+	Inconclusive Verdict = "Inconclusive"
+	// NoData means the source returned nothing or failed; Config.NoData decides what that does to the outcome.
+	NoData Verdict = "NoData"
+)
+
+// Action is what the rollout state machine should do after an evaluation.
+type Action string
+
+const (
+	// Continue means every check passed: the rollout may advance once its step interval has elapsed.
+	Continue Action = "Continue"
+	// Hold means the rollout must stay at its current weight: a check is inconclusive, lacks data under the Hold
+	// policy, or failed fewer times in a row than Config.ConsecutiveFailures.
+	Hold Action = "Hold"
+	// Rollback means the canary must get no more traffic: a critical check failed, or an ordinary check failed
+	// Config.ConsecutiveFailures times in a row.
+	Rollback Action = "Rollback"
+)
+
+// NoDataPolicy says how a check without data affects the outcome.
+type NoDataPolicy string
+
+const (
+	// NoDataHold holds the rollout at its current weight until data arrives.
+	NoDataHold NoDataPolicy = "Hold"
+	// NoDataFail treats missing data as a failure (counted towards ConsecutiveFailures).
+	NoDataFail NoDataPolicy = "Fail"
+	// NoDataPass treats missing data as a pass.
+	NoDataPass NoDataPolicy = "Pass"
+)
+
+// TrackSample is what a metric source observed for one track over one window.
+type TrackSample struct {
+	// Requests is the number of requests completed in the window.
+	Requests uint64
+	// Errors is the number of those requests that failed; never more than Requests.
+	Errors uint64
+	// LatencyP99 is the 99th percentile latency in the window, nil when no latency source exists.
+	LatencyP99 *time.Duration
+	// Present is true when the source delivered this sample. A present sample with zero requests means the
+	// source works but the track saw no traffic.
+	Present bool
+	// Problem, for an absent sample, says why: the source's error, or what it returned instead of data.
+	Problem string
+	// SourceFailed, for an absent sample, is true when the source failed (as opposed to returning nothing).
+	SourceFailed bool
+}
+
+// Tracks holds the samples of both tracks over the same window.
+type Tracks struct {
+	// Stable is the sample of the stable track.
+	Stable TrackSample
+	// Canary is the sample of the canary track.
+	Canary TrackSample
+}
+
+// CustomSample is the value a custom query (e.g. a PromQL query from the team's DeploymentPolicy) returned.
+type CustomSample struct {
+	// Name identifies the query; it matches CustomCheck.Name.
+	Name string
+	// Value is the query's result.
+	Value float64
+	// Present is true when the query returned a value.
+	Present bool
+	// Problem, for an absent value, says why.
+	Problem string
+	// SourceFailed, for an absent value, is true when the source failed (as opposed to returning nothing).
+	SourceFailed bool
+}
+
+// Input is everything one evaluation looks at.
+type Input struct {
+	// Recent holds the samples over a short trailing window (e.g. the last 10 s). It drives the critical tier,
+	// the error-rate and latency ceilings: a sudden fault shows up here within seconds.
+	Recent Tracks
+	// Cumulative holds the samples since the analysis origin the caller chose (e.g. the start of the current
+	// step). It drives the canary-versus-stable comparison, whose power grows with the sample. A caller with a
+	// single window passes the same samples in Recent and Cumulative.
+	Cumulative Tracks
+	// Custom holds the values of the custom queries, in any order.
+	Custom []CustomSample
+}
+
+// Decision records the judgement of one check, as shown on the Rollout's status.
+type Decision struct {
+	// Metric names the check: critical-error-rate, error-rate, error-rate-vs-stable, latency-p99, or
+	// custom:<name>.
+	Metric string
+	// Value is the observed value: a ratio in [0, 1] for error rates, a difference of ratios for
+	// error-rate-vs-stable, seconds for latency, the raw value for custom metrics.
+	Value float64
+	// Threshold is the limit the value was judged against, in the same unit.
+	Threshold float64
+	// Samples is the number of canary requests the value rests on (0 for custom metrics).
+	Samples uint64
+	// Verdict is the check's result.
+	Verdict Verdict
+	// Reason explains the verdict in one sentence, including the confidence bound used.
+	Reason string
+	// Critical is true for a check whose failure rolls back at once.
+	Critical bool
+}
+
+// Outcome is the result of one evaluation.
+type Outcome struct {
+	// Action is what the rollout should do.
+	Action Action
+	// Reason summarizes why, naming the deciding metric.
+	Reason string
+	// Decisions holds one entry per check, in a fixed order: critical-error-rate, error-rate,
+	// error-rate-vs-stable, latency-p99, then custom checks by name.
+	Decisions []Decision
+}
+
+// State is what an evaluation remembers for the next one. The caller persists it (e.g. on the Rollout's status)
+// and passes it back; the zero value is the state before the first evaluation.
+type State struct {
+	// ConsecutiveFailures is the number of evaluations in a row in which an ordinary check failed.
+	ConsecutiveFailures int
+	// LastEvaluated is the time of the last evaluation that updated the count. An evaluation at or before it
+	// (a replay after a restart) leaves the count unchanged, so the same instant is never counted twice.
+	LastEvaluated time.Time
+}
