@@ -1,0 +1,248 @@
+package router
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+)
+
+// Build turns a State into a Plan. It is pure and deterministic: the plan
+// depends only on the contents of the state, never on the order of its
+// slices or maps, and it always passes [Plan.Validate]. A state with any
+// invalid service yields no plan and an error naming every problem.
+//
+// For every service port Build emits:
+//   - a stable and a canary cluster (round robin), even when they have no
+//     ready endpoints: an empty cluster makes clients fail fast with
+//     "unavailable" instead of waiting for a cluster that never comes, and
+//     keeps cluster names stable across a rollout;
+//   - one route per cohort, to the canary;
+//   - with a sticky split, one route hashing the user key onto a sticky
+//     cluster (below);
+//   - the default route, weighted between stable and canary, optionally
+//     mirroring a fraction of its requests to the canary.
+//
+// Sticky splits. Routes can only match raw header values, so the hashing
+// happens in the data plane: the sticky cluster holds both tracks' ready
+// endpoints in two localities (sub-zone = track) weighted share and
+// TotalWeight-share, uses ring hash with a ring of exactly StickyRingSize
+// entries, and the route hashes the header (or cookie) named by Sticky.
+// grpc-go builds its ring from endpoint weights equal to locality share ×
+// endpoint share within the locality (cdsbalancer configbuilder), Envoy
+// likewise when locality-weighted balancing is on. Each endpoint owns a
+// prefix "<address>_0", "<address>_1", ... of ring entries, so when the
+// canary share grows the canary endpoints gain entries and the stable ones
+// lose entries, and a user whose key hashed to a canary entry stays on the
+// canary. Users without the key are split at random in the same proportion.
+//
+// The guarantee actually obtained, for an unchanged set of ready endpoints:
+// raising the share moves users from stable to canary, except that rounding
+// of ring entry counts (endpoints are laid out in address order, interleaving
+// the tracks) can give each stable endpoint at most one extra entry; so at
+// most (stable endpoints)/StickyRingSize of the key space may move back, in
+// expectation (about 0.25% with 10 stable pods). A change of the endpoint set
+// (pods added, removed, or becoming ready) rebuilds the ring and moves a
+// share of users proportional to the change, like any consistent hash.
+// Proxyless gRPC clients cannot hash cookies: for a cookie key they pick a
+// random ring position per request (the split holds, stickiness does not).
+func Build(s State) (Plan, error) {
+	services := slices.Clone(s.Services)
+	slices.SortFunc(services, func(a, b Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	var errs []error
+	var plan Plan
+	for i, svc := range services {
+		id := svc.Namespace + "/" + svc.Name
+		if i > 0 && svc.Namespace == services[i-1].Namespace && svc.Name == services[i-1].Name {
+			errs = append(errs, fmt.Errorf("service %s: listed twice", id))
+			continue
+		}
+		st, err := checkService(svc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", id, err))
+			continue
+		}
+		svc.Strategy = st
+		sp, clusters, err := buildService(svc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", id, err))
+			continue
+		}
+		plan.Services = append(plan.Services, sp)
+		plan.Clusters = append(plan.Clusters, clusters...)
+	}
+	if len(errs) > 0 {
+		return Plan{}, errors.Join(errs...)
+	}
+	slices.SortFunc(plan.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
+	if err := plan.Validate(); err != nil {
+		return Plan{}, fmt.Errorf("built plan is invalid: %w", err)
+	}
+	return plan, nil
+}
+
+// buildService builds the routes and clusters of a checked service.
+func buildService(svc Service) (ServicePlan, []Cluster, error) {
+	sp := ServicePlan{Namespace: svc.Namespace, Name: svc.Name}
+	ports := slices.Clone(svc.Ports)
+	slices.SortFunc(ports, func(a, b Port) int { return cmp.Compare(a.Number, b.Number) })
+	cohorts := slices.Clone(svc.Strategy.Cohorts)
+	slices.SortFunc(cohorts, compareCohorts)
+	var clusters []Cluster
+	var errs []error
+	for _, port := range ports {
+		byTrack, err := readyAddresses(svc.Endpoints, port.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("port %s: %w", port.Name, err))
+			continue
+		}
+		id := func(t Track) ClusterID {
+			return ClusterID{Namespace: svc.Namespace, Service: svc.Name, Port: port.Number, Track: t}
+		}
+		stable := trackCluster(id(TrackStable), port.Protocol, byTrack[TrackStable])
+		canary := trackCluster(id(TrackCanary), port.Protocol, byTrack[TrackCanary])
+		clusters = append(clusters, stable, canary)
+
+		pp := PortPlan{Name: port.Name, Number: port.Number, Protocol: port.Protocol}
+		for i, c := range cohorts {
+			pp.Routes = append(pp.Routes, Route{
+				Name:     fmt.Sprintf("cohort-%d", i),
+				Kind:     RouteCohort,
+				Headers:  []HeaderMatch{cohortMatch(c)},
+				Clusters: []ClusterWeight{{Cluster: canary.Name, Weight: TotalWeight}},
+			})
+		}
+		if st := svc.Strategy.Sticky; st != nil {
+			route, sticky := stickyRoute(*st, id(TrackSticky), port.Protocol, stable.Name, canary.Name, byTrack)
+			pp.Routes = append(pp.Routes, route)
+			if sticky != nil {
+				clusters = append(clusters, *sticky)
+			}
+		}
+		pp.Routes = append(pp.Routes, defaultRoute(svc.Strategy, stable.Name, canary.Name))
+		sp.Ports = append(sp.Ports, pp)
+	}
+	return sp, clusters, errors.Join(errs...)
+}
+
+// readyAddresses groups the ready endpoints serving a port by track, each
+// group sorted by pod name. Two ready endpoints with one address are an
+// error: proxyless gRPC rejects an assignment that lists an address twice.
+func readyAddresses(endpoints []Endpoint, portName string) (map[Track][]Address, error) {
+	byTrack := map[Track][]Address{}
+	owner := map[string]string{}
+	var errs []error
+	for _, e := range endpoints {
+		n, ok := e.Ports[portName]
+		if !e.Ready || !ok {
+			continue
+		}
+		a := Address{Pod: e.Pod, IP: e.IP, Port: n}
+		key := fmt.Sprintf("%s:%d", a.IP, a.Port)
+		if other, dup := owner[key]; dup {
+			errs = append(errs, fmt.Errorf("ready pods %q and %q both claim address %s", min(other, e.Pod), max(other, e.Pod), key))
+			continue
+		}
+		owner[key] = e.Pod
+		byTrack[e.Track] = append(byTrack[e.Track], a)
+	}
+	for _, as := range byTrack {
+		slices.SortFunc(as, func(a, b Address) int { return cmp.Compare(a.Pod, b.Pod) })
+	}
+	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
+	return byTrack, errors.Join(errs...)
+}
+
+func trackCluster(id ClusterID, proto Protocol, addrs []Address) Cluster {
+	c := Cluster{Name: id.Name(), ID: id, Protocol: proto, LB: LBRoundRobin}
+	if len(addrs) > 0 {
+		c.Localities = []Locality{{Track: id.Track, Weight: 1, Endpoints: addrs}}
+	}
+	return c
+}
+
+// stickyRoute returns the sticky route and, for a share strictly between 0%
+// and 100%, the ring-hash cluster it targets. At 0% or 100% the route goes
+// straight to the one track, which is the limit of the split.
+func stickyRoute(st Sticky, id ClusterID, proto Protocol, stable, canary string, byTrack map[Track][]Address) (Route, *Cluster) {
+	name := st.Name
+	r := Route{Name: "sticky", Kind: RouteSticky, Hash: &HashPolicy{Source: st.Source, Name: name}}
+	if st.Source == SourceHeader {
+		r.Headers = []HeaderMatch{{Name: name, Match: MatchPresent}}
+	} else {
+		r.Headers = []HeaderMatch{cookieMatch(name, MatchPresent, "")}
+	}
+	switch st.Share {
+	case 0:
+		r.Clusters = []ClusterWeight{{Cluster: stable, Weight: TotalWeight}}
+		return r, nil
+	case TotalWeight:
+		r.Clusters = []ClusterWeight{{Cluster: canary, Weight: TotalWeight}}
+		return r, nil
+	}
+	c := Cluster{Name: id.Name(), ID: id, Protocol: proto, LB: LBRingHash}
+	// Sorted by track: canary before stable.
+	if as := byTrack[TrackCanary]; len(as) > 0 {
+		c.Localities = append(c.Localities, Locality{Track: TrackCanary, Weight: uint32(st.Share), Endpoints: as})
+	}
+	if as := byTrack[TrackStable]; len(as) > 0 {
+		c.Localities = append(c.Localities, Locality{Track: TrackStable, Weight: uint32(st.Share.Complement()), Endpoints: as})
+	}
+	r.Clusters = []ClusterWeight{{Cluster: c.Name, Weight: TotalWeight}}
+	return r, &c
+}
+
+func defaultRoute(st Strategy, stable, canary string) Route {
+	r := Route{Name: "default", Kind: RouteDefault}
+	if w := st.CanaryWeight.Complement(); w > 0 {
+		r.Clusters = append(r.Clusters, ClusterWeight{Cluster: stable, Weight: w})
+	}
+	if st.CanaryWeight > 0 {
+		r.Clusters = append(r.Clusters, ClusterWeight{Cluster: canary, Weight: st.CanaryWeight})
+	}
+	if st.Mirror > 0 {
+		r.Mirror = &Mirror{Cluster: canary, Fraction: st.Mirror}
+	}
+	return r
+}
+
+// cohortMatch turns a cohort into a header match. Cookies are matched on the
+// Cookie header with a full-match expression that finds the named cookie
+// among the others.
+func cohortMatch(c Cohort) HeaderMatch {
+	if c.Source == SourceCookie {
+		return cookieMatch(c.Name, c.Match, c.Value)
+	}
+	return HeaderMatch{Name: c.Name, Match: c.Match, Value: c.Value}
+}
+
+// cookieMatch matches cookie name against a value on the "cookie" header.
+// A regex value must match the whole cookie value; it should not match ';'.
+func cookieMatch(name string, kind MatchKind, value string) HeaderMatch {
+	var v string
+	switch kind {
+	case MatchExact:
+		v = regexp.QuoteMeta(value)
+	case MatchRegex:
+		v = "(?:" + value + ")"
+	default:
+		v = "[^;]*"
+	}
+	return HeaderMatch{
+		Name:  "cookie",
+		Match: MatchRegex,
+		Value: `(?:.*;\s*)?` + regexp.QuoteMeta(name) + "=" + v + `(?:\s*;.*)?`,
+	}
+}
+
+func compareCohorts(a, b Cohort) int {
+	return cmp.Or(
+		cmp.Compare(a.Source, b.Source),
+		cmp.Compare(a.Name, b.Name),
+		cmp.Compare(a.Match, b.Match),
+		cmp.Compare(a.Value, b.Value),
+	)
+}
