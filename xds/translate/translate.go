@@ -1,0 +1,142 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sluice-dev/sluice/router"
+)
+
+// Options tune the generated resources. The zero value is valid and means the
+// documented defaults.
+type Options struct {
+	// ConnectTimeout is the upstream connect timeout of every cluster
+	// (Envoy only; proxyless gRPC ignores it). Default 5s, Envoy's own.
+	ConnectTimeout time.Duration
+	// SidecarAddress is the IP the Envoy outbound listeners bind. Default
+	// "0.0.0.0".
+	SidecarAddress string
+	// ClusterDomain is the Kubernetes cluster domain used in the
+	// fully-qualified virtual host names. Default "cluster.local".
+	ClusterDomain string
+}
+
+// Defaults of [Options].
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultSidecarAddress = "0.0.0.0"
+	DefaultClusterDomain  = "cluster.local"
+)
+
+// withDefaults fills in zero fields and checks the others.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	} else if o.ConnectTimeout < time.Millisecond {
+		errs = append(errs, fmt.Errorf("connect timeout %v: want at least 1ms", o.ConnectTimeout))
+	}
+	if o.SidecarAddress == "" {
+		o.SidecarAddress = DefaultSidecarAddress
+	} else if _, err := netip.ParseAddr(o.SidecarAddress); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar address %q is not an IP address", o.SidecarAddress))
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = DefaultClusterDomain
+	} else if strings.HasPrefix(o.ClusterDomain, ".") || strings.HasSuffix(o.ClusterDomain, ".") || strings.ContainsAny(o.ClusterDomain, " /:*") {
+		errs = append(errs, fmt.Errorf("cluster domain %q: want a domain such as %q", o.ClusterDomain, DefaultClusterDomain))
+	}
+	return o, errors.Join(errs...)
+}
+
+// Translate turns a plan into the resources of both client flavours:
+//
+//   - proxyless gRPC: for every service with a gRPC port, a Listener
+//     "<service>.<namespace>" (the lowest-numbered gRPC port, what the target
+//     xds:///<service>.<namespace> resolves) and "<service>.<namespace>:<port>"
+//     for each gRPC port, each with an api_listener whose route configuration
+//     "<service>.<namespace>:<port>" has one virtual host matching any
+//     authority;
+//   - Envoy sidecars: for every port number in use, a Listener and a
+//     RouteConfiguration "outbound_<port>" with one virtual host per service
+//     that has that port (see [virtualHostDomains]);
+//   - for every plan cluster, an EDS Cluster and its ClusterLoadAssignment.
+//
+// It refuses a plan that fails [router.Plan.Validate], and it checks every
+// resource with ValidateAll, so what it returns can be published as is.
+func Translate(plan router.Plan, opts Options) (Resources, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return Resources{}, fmt.Errorf("translate: options: %w", err)
+	}
+	if err := plan.Validate(); err != nil {
+		return Resources{}, fmt.Errorf("translate: invalid plan: %w", err)
+	}
+	var res Resources
+	var errs []error
+	add := func(typeURL, name string, m proto.Message) {
+		if err := res.add(typeURL, name, m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range plan.Clusters {
+		cl, err := cluster(c, opts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		add(resource.ClusterType, c.Name, cl)
+		add(resource.EndpointType, c.Name, loadAssignment(c))
+	}
+	for _, s := range plan.Services {
+		rs, err := grpcResources(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, r := range rs {
+			add(r.typeURL, r.name, r.msg)
+		}
+	}
+	rs, err := sidecarResources(plan, opts)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range rs {
+		add(r.typeURL, r.name, r.msg)
+	}
+	if len(errs) > 0 {
+		return Resources{}, fmt.Errorf("translate: %w", errors.Join(errs...))
+	}
+	if err := validateAll(res); err != nil {
+		return Resources{}, fmt.Errorf("translate: generated resource fails validation: %w", err)
+	}
+	if err := res.seal(); err != nil {
+		return Resources{}, fmt.Errorf("translate: %w", err)
+	}
+	return res, nil
+}
+
+// validateAll runs the protoc-gen-validate rules of every resource.
+func validateAll(res Resources) error {
+	var errs []error
+	for _, t := range res.Types() {
+		for _, name := range res.Names(t) {
+			m, _ := res.Get(t, name)
+			v, ok := m.(interface{ ValidateAll() error })
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s %q has no validation rules", shortType(t), name))
+				continue
+			}
+			if err := v.ValidateAll(); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", shortType(t), name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
