@@ -1,0 +1,262 @@
+package lrs
+
+import (
+	"maps"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Key identifies the traffic a load report is attributed to.
+type Key struct {
+	// Namespace of the service.
+	Namespace string
+	// Service is the logical service name (label sluice.dev/service).
+	Service string
+	// Track is "stable" or "canary".
+	Track string
+}
+
+// String renders the key as namespace/service/track.
+func (k Key) String() string { return k.Namespace + "/" + k.Service + "/" + k.Track }
+
+// Totals are load counts for one key. Requests and Errors are cumulative
+// counters of completed requests (an error is a completed request with a
+// non-OK outcome, so Errors <= Requests); InFlight and Issued follow the same
+// rules: InFlight is the latest sum of requests in progress, Issued is a
+// cumulative counter of requests sent.
+type Totals struct {
+	Requests uint64
+	Errors   uint64
+	Issued   uint64
+	InFlight uint64
+}
+
+// Add returns the sum of t and o, field by field.
+func (t Totals) Add(o Totals) Totals {
+	return Totals{
+		Requests: t.Requests + o.Requests,
+		Errors:   t.Errors + o.Errors,
+		Issued:   t.Issued + o.Issued,
+		InFlight: t.InFlight + o.InFlight,
+	}
+}
+
+// Max returns the element-wise maximum of the counters of t and o and the
+// in-flight value of o (the newer observation). It is the merge of two
+// observations of the same grow-only source: commutative for the counters,
+// idempotent, and never decreasing.
+func (t Totals) Max(o Totals) Totals {
+	out := Totals{InFlight: o.InFlight}
+	out.Requests = max(t.Requests, o.Requests)
+	out.Errors = max(t.Errors, o.Errors)
+	out.Issued = max(t.Issued, o.Issued)
+	return out
+}
+
+// ErrorRate is Errors/Requests, or 0 when there were no requests.
+func (t Totals) ErrorRate() float64 {
+	if t.Requests == 0 {
+		return 0
+	}
+	return float64(t.Errors) / float64(t.Requests)
+}
+
+// Sub returns the counter increase from older to t, with the in-flight value
+// of t. A counter that went backwards (a source restarted) yields its current
+// value, so a delta is never negative.
+func (t Totals) Sub(older Totals) Totals {
+	d := func(now, then uint64) uint64 {
+		if now < then {
+			return now
+		}
+		return now - then
+	}
+	return Totals{
+		Requests: d(t.Requests, older.Requests),
+		Errors:   d(t.Errors, older.Errors),
+		Issued:   d(t.Issued, older.Issued),
+		InFlight: t.InFlight,
+	}
+}
+
+// Attribution maps a reported upstream cluster and the locality's sub_zone to
+// the key it belongs to. It returns false for traffic Sluice does not manage.
+// Either the cluster name or the sub_zone may carry the track.
+type Attribution func(cluster, subZone string) (Key, bool)
+
+// Mark is a point-in-time copy of an aggregator's totals, used to compute the
+// load of a recent window with [Aggregator.Since].
+type Mark struct {
+	// At is when the mark was taken.
+	At     time.Time
+	totals map[Key]Totals
+}
+
+// Aggregator holds the cumulative totals of this replica's own load reports
+// (local) and the latest totals forwarded by other replicas (remote). It is
+// safe for concurrent use.
+type Aggregator struct {
+	mu sync.Mutex
+	// local counters; inFlight is tracked per stream, since it is a gauge that
+	// each client reports for itself.
+	local    map[Key]Totals
+	inFlight map[int64]map[Key]uint64
+	// remote holds per source the merged totals it forwarded.
+	remote map[string]map[Key]Totals
+	now    func() time.Time
+}
+
+// NewAggregator returns an empty aggregator.
+func NewAggregator() *Aggregator {
+	return &Aggregator{
+		local:    map[Key]Totals{},
+		inFlight: map[int64]map[Key]uint64{},
+		remote:   map[string]map[Key]Totals{},
+		now:      time.Now,
+	}
+}
+
+// add records completed counts of one report for key k from stream id, and
+// the stream's current in-flight count for k.
+func (a *Aggregator) add(stream int64, k Key, t Totals) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.local[k]
+	cur.Requests += t.Requests
+	cur.Errors += t.Errors
+	cur.Issued += t.Issued
+	a.local[k] = cur
+	m := a.inFlight[stream]
+	if m == nil {
+		m = map[Key]uint64{}
+		a.inFlight[stream] = m
+	}
+	m[k] = t.InFlight
+}
+
+// resetInFlight records that stream id reported no request in progress for any
+// key it reported before this report. grpc-go leaves clusters with no load out
+// of a report, so absence means zero.
+func (a *Aggregator) resetInFlight(stream int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.inFlight[stream] {
+		a.inFlight[stream][k] = 0
+	}
+}
+
+// dropStream forgets the in-flight contribution of a closed stream.
+func (a *Aggregator) dropStream(stream int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.inFlight, stream)
+}
+
+// localLocked returns the local totals with in-flight sums; a.mu must be held.
+func (a *Aggregator) localLocked() map[Key]Totals {
+	out := maps.Clone(a.local)
+	for _, m := range a.inFlight {
+		for k, n := range m {
+			t := out[k]
+			t.InFlight += n
+			out[k] = t
+		}
+	}
+	return out
+}
+
+// Local returns the totals of the load reports this replica received itself.
+func (a *Aggregator) Local() map[Key]Totals {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.localLocked()
+}
+
+// Totals returns, per key, the sum of the local totals and the latest totals
+// of every source merged with [Aggregator.Merge]. On the leader this is the
+// fleet-wide load the analysis must judge.
+func (a *Aggregator) Totals() map[Key]Totals {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.localLocked()
+	for _, m := range a.remote {
+		for k, t := range m {
+			out[k] = out[k].Add(t)
+		}
+	}
+	return out
+}
+
+// Merge records the cumulative totals that another replica (source) reported
+// for its own clients. Merging is idempotent and order-insensitive for the
+// counters: for each key the element-wise maximum of what is known and what
+// arrived is kept, so a repeated or reordered forward never double counts.
+// A source must therefore send cumulative totals, and a restarted replica must
+// use a new source name.
+func (a *Aggregator) Merge(source string, totals map[Key]Totals) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := a.remote[source]
+	if m == nil {
+		m = map[Key]Totals{}
+		a.remote[source] = m
+	}
+	for k, t := range totals {
+		m[k] = m[k].Max(t)
+	}
+}
+
+// Sources returns the names of the sources merged so far, sorted.
+func (a *Aggregator) Sources() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.remote))
+	for s := range a.remote {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Mark captures the current totals (local and merged) for a later
+// [Aggregator.Since].
+func (a *Aggregator) Mark() Mark {
+	return Mark{At: a.now(), totals: a.Totals()}
+}
+
+// Since returns, per key, the counts accumulated since m was taken, with the
+// current in-flight value. Keys without traffic since m are included with zero
+// counts when they existed at m.
+func (a *Aggregator) Since(m Mark) map[Key]Totals {
+	now := a.Totals()
+	out := make(map[Key]Totals, len(now))
+	for k, t := range now {
+		out[k] = t.Sub(m.totals[k])
+	}
+	for k := range m.totals {
+		if _, ok := out[k]; !ok {
+			out[k] = Totals{}
+		}
+	}
+	return out
+}
+
+// SortedKeys returns the keys of totals in a stable order.
+func SortedKeys(totals map[Key]Totals) []Key {
+	keys := make([]Key, 0, len(totals))
+	for k := range totals {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		return a.Track < b.Track
+	})
+	return keys
+}

@@ -1,0 +1,11 @@
+// Package lrs receives load reports from xDS clients (Envoy and proxyless gRPC)
+// over the Load Reporting Service, attributes them to a service track, and keeps
+// cumulative per-track totals for the rollout analysis.
+//
+// Every replica of Sluice receives only the reports of the clients connected to
+// it, while the leader's verdict needs the sum over all replicas. Totals are
+// therefore kept per source as grow-only counters: a non-leader runs a
+// [Forwarder] that periodically sends its local cumulative totals to the leader,
+// whose [Aggregator] merges them idempotently (element-wise maximum per source),
+// so a lost or repeated forward never double counts.
+package lrs

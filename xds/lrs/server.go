@@ -1,0 +1,194 @@
+package lrs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// DefaultInterval is the load reporting interval sent to clients when
+// Options.Interval is zero.
+const DefaultInterval = time.Second
+
+// maxLoggedUnknown bounds how many distinct unknown cluster names are
+// remembered for log-once purposes.
+const maxLoggedUnknown = 1024
+
+// Options configure a [Server].
+type Options struct {
+	// Interval is the load_reporting_interval sent to every client. Zero means
+	// DefaultInterval; a negative value is rejected, because grpc-go panics on a
+	// zero interval.
+	Interval time.Duration
+	// Attribute maps a reported cluster and locality sub_zone to a key.
+	// Required.
+	Attribute Attribution
+	// Aggregator receives the attributed load; nil means a new one.
+	Aggregator *Aggregator
+	// Registerer receives the route metrics; nil means they are not exported.
+	Registerer prometheus.Registerer
+	// Logger logs unknown clusters and stream errors.
+	Logger logr.Logger
+}
+
+// Server is a Load Reporting Service: it asks every client to report the load
+// of all its clusters every Interval and feeds the reports into an
+// [Aggregator] and Prometheus metrics.
+type Server struct {
+	lrsv3.UnimplementedLoadReportingServiceServer
+
+	interval  time.Duration
+	attribute Attribution
+	agg       *Aggregator
+	metrics   *metrics
+	log       logr.Logger
+	streams   atomic.Int64
+
+	mu      sync.Mutex
+	unknown map[string]struct{}
+}
+
+var _ lrsv3.LoadReportingServiceServer = (*Server)(nil)
+
+// NewServer validates opts and returns a server. It fails when the interval is
+// negative or no attribution is given, or when the metrics cannot be
+// registered.
+func NewServer(opts Options) (*Server, error) {
+	switch {
+	case opts.Interval < 0:
+		return nil, fmt.Errorf("load reporting interval %s: must be > 0 (grpc-go clients panic on 0), or 0 for the default %s", opts.Interval, DefaultInterval)
+	case opts.Interval == 0:
+		opts.Interval = DefaultInterval
+	}
+	if opts.Attribute == nil {
+		return nil, errors.New("load reporting: an Attribute func is required to map clusters to namespace/service/track")
+	}
+	if opts.Aggregator == nil {
+		opts.Aggregator = NewAggregator()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		interval:  opts.Interval,
+		attribute: opts.Attribute,
+		agg:       opts.Aggregator,
+		metrics:   m,
+		log:       opts.Logger,
+		unknown:   map[string]struct{}{},
+	}, nil
+}
+
+// Interval is the load reporting interval sent to clients; always > 0.
+func (s *Server) Interval() time.Duration { return s.interval }
+
+// Aggregator returns the aggregator the server feeds.
+func (s *Server) Aggregator() *Aggregator { return s.agg }
+
+// Register adds the Load Reporting Service to g.
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	lrsv3.RegisterLoadReportingServiceServer(g, s)
+}
+
+// StreamLoadStats serves one client: it reads the first request (which
+// carries the node), answers once with send_all_clusters and the interval,
+// then aggregates every report until the client goes away.
+func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStatsRequest, lrsv3.LoadStatsResponse]) error {
+	id := s.streams.Add(1)
+	defer s.agg.dropStream(id)
+	defer s.refreshInFlight()
+
+	first, err := stream.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	node := first.GetNode().GetId()
+	log := s.log.WithValues("node", node, "stream", id)
+	resp := &lrsv3.LoadStatsResponse{
+		SendAllClusters:       true,
+		LoadReportingInterval: durationpb.New(s.interval),
+	}
+	if err := stream.Send(resp); err != nil {
+		log.Error(err, "send load reporting interval")
+		return err
+	}
+	log.V(1).Info("load reporting stream open", "interval", s.interval)
+	s.record(log, id, first)
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				log.V(1).Info("load reporting stream closed")
+				return nil
+			}
+			log.V(1).Info("load reporting stream ended", "error", err.Error())
+			return err
+		}
+		s.record(log, id, req)
+	}
+}
+
+// record attributes one report and updates the aggregator and metrics.
+func (s *Server) record(log logr.Logger, stream int64, req *lrsv3.LoadStatsRequest) {
+	s.agg.resetInFlight(stream)
+	perKey := map[Key]Totals{}
+	for _, cs := range req.GetClusterStats() {
+		for _, ls := range cs.GetUpstreamLocalityStats() {
+			sub := ls.GetLocality().GetSubZone()
+			k, ok := s.attribute(cs.GetClusterName(), sub)
+			if !ok {
+				s.unknownCluster(log, cs.GetClusterName(), sub, ls.GetTotalSuccessfulRequests()+ls.GetTotalErrorRequests())
+				continue
+			}
+			t := perKey[k]
+			t.Requests += ls.GetTotalSuccessfulRequests() + ls.GetTotalErrorRequests()
+			t.Errors += ls.GetTotalErrorRequests()
+			t.Issued += ls.GetTotalIssuedRequests()
+			t.InFlight += ls.GetTotalRequestsInProgress()
+			perKey[k] = t
+		}
+	}
+	for k, t := range perKey {
+		s.agg.add(stream, k, t)
+		s.metrics.requests.WithLabelValues(k.Namespace, k.Service, k.Track).Add(float64(t.Requests))
+		s.metrics.errors.WithLabelValues(k.Namespace, k.Service, k.Track).Add(float64(t.Errors))
+	}
+	s.refreshInFlight()
+}
+
+// refreshInFlight sets the in-flight gauge of every local key.
+func (s *Server) refreshInFlight() {
+	for k, t := range s.agg.Local() {
+		s.metrics.inFlight.WithLabelValues(k.Namespace, k.Service, k.Track).Set(float64(t.InFlight))
+	}
+}
+
+// unknownCluster counts load for a cluster the attribution rejected and logs
+// each such cluster once.
+func (s *Server) unknownCluster(log logr.Logger, cluster, subZone string, requests uint64) {
+	s.metrics.unknown.Add(float64(requests))
+	s.mu.Lock()
+	_, seen := s.unknown[cluster]
+	if !seen && len(s.unknown) < maxLoggedUnknown {
+		s.unknown[cluster] = struct{}{}
+	}
+	s.mu.Unlock()
+	if !seen {
+		log.Info("load report for a cluster no service owns; counted as unattributed", "cluster", cluster, "subZone", subZone)
+	}
+}

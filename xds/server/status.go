@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Nack is the last rejection of a response by a proxy.
+type Nack struct {
+	// TypeURL of the rejected response.
+	TypeURL string
+	// Version is the version_info (sotw) or system_version_info (delta) of the
+	// rejected response.
+	Version string
+	// Message is the client's error_detail message.
+	Message string
+	// At is when the NACK arrived.
+	At time.Time
+	// Resources names the resources of the rejected response, sorted.
+	Resources []string
+}
+
+// TypeStatus is what one stream subscribed to and carries for one type.
+type TypeStatus struct {
+	// TypeURL of the resources.
+	TypeURL string
+	// Wildcard is set when the stream subscribed to every resource of the type.
+	Wildcard bool
+	// Subscribed lists the resource names subscribed to by name, sorted.
+	Subscribed []string
+	// AckedVersion is the xDS version of the last response the proxy ACKed.
+	AckedVersion string
+	// Acked maps each resource the proxy carries to its content version.
+	Acked map[string]string
+	// Pending is the number of responses sent and not yet answered.
+	Pending int
+	// LastNack is the last rejection, nil if none.
+	LastNack *Nack
+}
+
+// ProxyStatus describes one connected xDS stream and the proxy behind it.
+type ProxyStatus struct {
+	NodeID           string
+	Cluster          string
+	UserAgentName    string
+	UserAgentVersion string
+	ClientFeatures   []string
+	// Delta is set for incremental xDS streams.
+	Delta bool
+	// StreamID numbers the stream (separately for sotw and delta).
+	StreamID    int64
+	ConnectedAt time.Time
+	// Types is sorted by type URL.
+	Types []TypeStatus
+}
+
+// Proxies returns the status of every connected stream, sorted by node id,
+// then sotw before delta, then stream id.
+func (s *Server) Proxies() []ProxyStatus {
+	t := s.tracker
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(t.streams))
+	for _, st := range t.streams {
+		p := ProxyStatus{
+			NodeID:           st.node.GetId(),
+			Cluster:          st.node.GetCluster(),
+			UserAgentName:    st.node.GetUserAgentName(),
+			UserAgentVersion: st.node.GetUserAgentVersion(),
+			ClientFeatures:   append([]string(nil), st.node.GetClientFeatures()...),
+			Delta:            st.key.delta,
+			StreamID:         st.key.id,
+			ConnectedAt:      st.connected,
+		}
+		for url, ts := range st.types {
+			tsOut := TypeStatus{
+				TypeURL:      url,
+				Wildcard:     ts.wildcard,
+				Subscribed:   sortedKeys(ts.names),
+				AckedVersion: ts.ackedVersion,
+				Acked:        maps.Clone(ts.acked),
+				Pending:      len(ts.inflight),
+			}
+			if ts.lastNack != nil {
+				n := *ts.lastNack
+				tsOut.LastNack = &n
+			}
+			p.Types = append(p.Types, tsOut)
+		}
+		sort.Slice(p.Types, func(i, j int) bool { return p.Types[i].TypeURL < p.Types[j].TypeURL })
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.NodeID != b.NodeID {
+			return a.NodeID < b.NodeID
+		}
+		if a.Delta != b.Delta {
+			return !a.Delta
+		}
+		return a.StreamID < b.StreamID
+	})
+	return out
+}
+
+// target is one resource content to be carried by its subscribers.
+type target struct {
+	typeURL, name, version string
+}
+
+// progress classifies the subscribers of targets; t.mu must be held.
+type progress struct {
+	acked, pending, nacked []string
+}
+
+// proxyName is how a stream is named in results: its node id, or the stream
+// number when the proxy sent no node id.
+func proxyName(st *streamState) string {
+	if id := st.node.GetId(); id != "" {
+		return id
+	}
+	kind := "sotw"
+	if st.key.delta {
+		kind = "delta"
+	}
+	return fmt.Sprintf("<%s stream %d>", kind, st.key.id)
+}
+
+// progressLocked reports, per stream subscribed to any target, whether it
+// carries every target (acked), rejected one of them (nacked) or neither yet
+// (pending). Each list is sorted and free of duplicates; a proxy with several
+// streams appears once per state its streams are in. t.mu must be held.
+func (t *tracker) progressLocked(targets []target) progress {
+	acked, pending, nacked := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	for _, st := range t.streams {
+		state, involved := "acked", false
+		for _, tg := range targets {
+			ts := st.types[tg.typeURL]
+			if ts == nil || !ts.subscribed(tg.name) {
+				continue
+			}
+			involved = true
+			switch {
+			case ts.acked[tg.name] == tg.version:
+			case ts.nacked[tg.name] == tg.version:
+				if state == "acked" {
+					state = "nacked"
+				}
+			default:
+				state = "pending"
+			}
+		}
+		if !involved {
+			continue
+		}
+		switch state {
+		case "acked":
+			acked[proxyName(st)] = struct{}{}
+		case "nacked":
+			nacked[proxyName(st)] = struct{}{}
+		default:
+			pending[proxyName(st)] = struct{}{}
+		}
+	}
+	return progress{acked: sortedKeys(acked), pending: sortedKeys(pending), nacked: sortedKeys(nacked)}
+}
+
+// Synced counts the connected streams subscribed to the resource typeURL/name
+// by whether they carry the content version (acked), rejected it (nacked), or
+// neither yet (pending). A proxy that carries a different content than
+// version is pending. It does not block.
+func (s *Server) Synced(typeURL, name, version string) (acked, pending, nacked int) {
+	t := s.tracker
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.progressLocked([]target{{typeURL, name, version}})
+	return len(p.acked), len(p.pending), len(p.nacked)
+}
+
+// WaitAcked blocks until no connected stream subscribed to typeURL/name is
+// pending on the content version: each has acknowledged it, rejected it, or
+// closed. It returns the node ids that carry the version and those that
+// rejected it (sorted). If ctx ends first it returns what is known so far and
+// an error naming the pending proxies. With no subscriber it returns at once
+// with empty lists, so a caller that needs proxies must check acked.
+func (s *Server) WaitAcked(ctx context.Context, typeURL, name, version string) (acked, nacked []string, err error) {
+	p, err := s.tracker.wait(ctx, []target{{typeURL, name, version}}, true)
+	if err != nil {
+		err = fmt.Errorf("wait for %s %q content %s: %w", typeLabel(typeURL), name, shortVersion(version), err)
+	}
+	return p.acked, p.nacked, err
+}
+
+// wait blocks until no stream is pending on targets; when nackDone is false a
+// stream that rejected a target also counts as pending.
+func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool) (progress, error) {
+	for {
+		t.mu.Lock()
+		p := t.progressLocked(targets)
+		changed := t.changed
+		t.mu.Unlock()
+		waiting := p.pending
+		if !nackDone {
+			waiting = append(append([]string(nil), p.pending...), p.nacked...)
+		}
+		if len(waiting) == 0 {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			return p, fmt.Errorf("%d proxies have not acknowledged (%s): %w", len(waiting), strings.Join(waiting, ", "), ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// shortVersion abbreviates a content version for messages.
+func shortVersion(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	return v
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,376 @@
+package server
+
+import (
+	"context"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/go-logr/logr"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// streamKey identifies a stream; sotw and delta streams are numbered
+// independently by go-control-plane.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// sent is one response pushed on a stream and not yet acknowledged.
+type sent struct {
+	nonce   string
+	version string
+	// contents are the resources the response carried, name to content version.
+	contents map[string]string
+	// removed lists resources a delta response removed.
+	removed []string
+	// full is set for sotw responses of types that carry the full state.
+	full bool
+	at   time.Time
+}
+
+// typeState is what a stream subscribed to and acknowledged for one type.
+type typeState struct {
+	wildcard bool
+	names    map[string]struct{}
+	// acked maps each resource the proxy carries to its content version.
+	acked        map[string]string
+	ackedVersion string
+	// nacked maps resources of a rejected response to the rejected content.
+	nacked   map[string]string
+	lastNack *Nack
+	inflight []sent
+}
+
+func newTypeState() *typeState {
+	return &typeState{names: map[string]struct{}{}, acked: map[string]string{}, nacked: map[string]string{}}
+}
+
+func (t *typeState) subscribed(name string) bool {
+	if t.wildcard {
+		return true
+	}
+	_, ok := t.names[name]
+	return ok
+}
+
+// takeSent removes and returns the response with the given nonce and every
+// earlier one.
+func (t *typeState) takeSent(nonce string) (sent, bool) {
+	for i, s := range t.inflight {
+		if s.nonce == nonce {
+			t.inflight = append([]sent(nil), t.inflight[i+1:]...)
+			return s, true
+		}
+	}
+	return sent{}, false
+}
+
+// streamState is the server's view of one connected proxy stream.
+type streamState struct {
+	key       streamKey
+	node      *corev3.Node
+	connected time.Time
+	types     map[string]*typeState
+}
+
+func (s *streamState) typ(url string) *typeState {
+	t := s.types[url]
+	if t == nil {
+		t = newTypeState()
+		s.types[url] = t
+	}
+	return t
+}
+
+// tracker implements go-control-plane's callbacks and keeps per-stream
+// subscription and ACK/NACK state.
+type tracker struct {
+	log     logr.Logger
+	metrics *metrics
+	hist    *history
+	prefix  string
+	now     func() time.Time
+
+	mu      sync.Mutex
+	streams map[streamKey]*streamState
+	// changed is closed and replaced whenever ACK state changes.
+	changed chan struct{}
+}
+
+var _ serverv3.Callbacks = (*tracker)(nil)
+
+func newTracker(log logr.Logger, m *metrics, h *history, prefix string) *tracker {
+	return &tracker{
+		log: log, metrics: m, hist: h, prefix: prefix, now: time.Now,
+		streams: map[streamKey]*streamState{},
+		changed: make(chan struct{}),
+	}
+}
+
+// notifyLocked wakes waiters; t.mu must be held.
+func (t *tracker) notifyLocked() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+func (t *tracker) open(k streamKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[k] = &streamState{key: k, connected: t.now(), types: map[string]*typeState{}}
+	t.metrics.connected.Inc()
+	t.notifyLocked()
+}
+
+func (t *tracker) close(k streamKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.streams[k]; ok {
+		t.log.V(1).Info("xDS stream closed", "node", s.node.GetId(), "stream", k.id, "delta", k.delta)
+		delete(t.streams, k)
+		t.metrics.connected.Dec()
+		t.notifyLocked()
+	}
+}
+
+// OnStreamOpen records a new state-of-the-world stream.
+func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	t.open(streamKey{id: id})
+	return nil
+}
+
+// OnStreamClosed forgets a state-of-the-world stream.
+func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{id: id}) }
+
+// OnDeltaStreamOpen records a new delta stream.
+func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	t.open(streamKey{delta: true, id: id})
+	return nil
+}
+
+// OnDeltaStreamClosed forgets a delta stream.
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	t.close(streamKey{delta: true, id: id})
+}
+
+// OnFetchRequest accepts REST fetches (not served: ADS only).
+func (t *tracker) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error { return nil }
+
+// OnFetchResponse ignores REST fetches.
+func (t *tracker) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// OnStreamResponse remembers what a sotw response carried, as content
+// versions, so its ACK can be mapped back.
+func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	typeURL := resp.GetTypeUrl()
+	v, ok := t.cacheVersion(resp.GetVersionInfo())
+	contents := make(map[string]string, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		name := resourceName(r.GetValue())
+		if ok {
+			contents[name] = t.hist.contentAt(typeURL, name, v)
+		} else {
+			contents[name] = ""
+		}
+	}
+	t.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.streams[streamKey{id: id}]
+	if s == nil {
+		return
+	}
+	ts := s.typ(typeURL)
+	ts.inflight = append(ts.inflight, sent{
+		nonce: resp.GetNonce(), version: resp.GetVersionInfo(), contents: contents,
+		full: cache.ResourceRequiresFullStateInSotw(typeURL), at: t.now(),
+	})
+}
+
+// OnStreamDeltaResponse remembers what a delta response carried.
+func (t *tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	typeURL := resp.GetTypeUrl()
+	contents := make(map[string]string, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		contents[r.GetName()] = r.GetVersion()
+	}
+	t.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.streams[streamKey{delta: true, id: id}]
+	if s == nil {
+		return
+	}
+	ts := s.typ(typeURL)
+	ts.inflight = append(ts.inflight, sent{
+		nonce: resp.GetNonce(), version: resp.GetSystemVersionInfo(), contents: contents,
+		removed: resp.GetRemovedResources(), at: t.now(),
+	})
+}
+
+// OnStreamRequest tracks the subscription of a sotw request and applies its
+// ACK or NACK.
+func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.streams[streamKey{id: id}]
+	if s == nil {
+		return nil
+	}
+	if req.GetNode() != nil {
+		s.node = req.GetNode()
+	}
+	ts := s.typ(req.GetTypeUrl())
+	names := req.GetResourceNames()
+	ts.names = make(map[string]struct{}, len(names))
+	ts.wildcard = len(names) == 0 && cache.ResourceRequiresFullStateInSotw(req.GetTypeUrl())
+	for _, n := range names {
+		if n == "*" {
+			ts.wildcard = true
+			continue
+		}
+		ts.names[n] = struct{}{}
+	}
+	if req.GetResponseNonce() != "" {
+		t.answerLocked(s, req.GetTypeUrl(), ts, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	}
+	for name := range ts.acked {
+		if !ts.subscribed(name) {
+			delete(ts.acked, name)
+		}
+	}
+	t.notifyLocked()
+	return nil
+}
+
+// OnStreamDeltaRequest tracks the subscription changes of a delta request and
+// applies its ACK or NACK.
+func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.streams[streamKey{delta: true, id: id}]
+	if s == nil {
+		return nil
+	}
+	if req.GetNode() != nil {
+		s.node = req.GetNode()
+	}
+	_, seen := s.types[req.GetTypeUrl()]
+	ts := s.typ(req.GetTypeUrl())
+	if !seen {
+		ts.wildcard = len(req.GetResourceNamesSubscribe()) == 0 && cache.ResourceRequiresFullStateInSotw(req.GetTypeUrl())
+		maps.Copy(ts.acked, req.GetInitialResourceVersions())
+	}
+	for _, n := range req.GetResourceNamesSubscribe() {
+		if n == "*" {
+			ts.wildcard = true
+			continue
+		}
+		ts.names[n] = struct{}{}
+	}
+	for _, n := range req.GetResourceNamesUnsubscribe() {
+		if n == "*" {
+			ts.wildcard = false
+			continue
+		}
+		delete(ts.names, n)
+		delete(ts.acked, n)
+	}
+	if req.GetResponseNonce() != "" {
+		t.answerLocked(s, req.GetTypeUrl(), ts, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	}
+	t.notifyLocked()
+	return nil
+}
+
+// answerLocked applies an ACK (nack false) or NACK of the response with the
+// given nonce; t.mu must be held.
+func (t *tracker) answerLocked(s *streamState, typeURL string, ts *typeState, nonce, detail string, nack bool) {
+	resp, ok := ts.takeSent(nonce)
+	if !ok {
+		return
+	}
+	if nack {
+		ts.lastNack = &Nack{TypeURL: typeURL, Version: resp.version, Message: detail, At: t.now(), Resources: sortedKeys(resp.contents)}
+		for name, c := range resp.contents {
+			ts.nacked[name] = c
+		}
+		t.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
+		t.log.Info("proxy rejected xDS config; it keeps its last acknowledged config",
+			"node", s.node.GetId(), "stream", s.key.id, "delta", s.key.delta, "type", typeURL,
+			"rejectedVersion", resp.version, "ackedVersion", ts.ackedVersion, "error", detail)
+		return
+	}
+	if resp.full {
+		clear(ts.acked)
+	}
+	for name, c := range resp.contents {
+		ts.acked[name] = c
+		delete(ts.nacked, name)
+	}
+	for _, name := range resp.removed {
+		delete(ts.acked, name)
+		delete(ts.nacked, name)
+	}
+	ts.ackedVersion = resp.version
+	t.metrics.ackLatency.WithLabelValues(typeLabel(typeURL)).Observe(t.now().Sub(resp.at).Seconds())
+}
+
+// cacheVersion parses a sotw version_info produced by this server's caches.
+func (t *tracker) cacheVersion(v string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(v, t.prefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	return n, err == nil
+}
+
+// resourceName reads field 1 (the name of a Listener, RouteConfiguration and
+// Cluster, the cluster_name of a ClusterLoadAssignment) from an encoded
+// resource without decoding the rest.
+func resourceName(b []byte) string {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return ""
+		}
+		b = b[m:]
+	}
+	return ""
+}
+
+// typeLabel is the metric label for a type URL.
+func typeLabel(typeURL string) string {
+	switch typeURL {
+	case resource.ListenerType:
+		return "listener"
+	case resource.RouteType:
+		return "route"
+	case resource.ClusterType:
+		return "cluster"
+	case resource.EndpointType:
+		return "endpoint"
+	}
+	return "other"
+}

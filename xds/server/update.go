@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// Update publishes r as the complete desired state. It first validates every
+// resource (see the package doc); if anything is wrong nothing is published
+// and the error lists every problem.
+//
+// It then applies make-before-break:
+//  1. new and changed clusters and endpoints are published; if some are new,
+//     it waits until the proxies subscribed to them acknowledged or rejected
+//     them, so a route never arrives before its cluster;
+//  2. listeners and routes are published and removed;
+//  3. clusters and endpoints absent from r are removed only once every proxy
+//     subscribed to a listener or route carries its current content (or
+//     closed its stream).
+//
+// Each wait is bounded by Options.AckTimeout; when it expires the update goes
+// on and logs which proxies were late. If ctx ends during a wait, Update
+// returns an error saying what was published: after step 1 routes are not
+// published; after step 2 the stale clusters stay until the next Update.
+// Calls are serialized.
+func (s *Server) Update(ctx context.Context, r Resources) error {
+	if s.metricsErr != nil {
+		return fmt.Errorf("xDS server metrics could not be registered, refusing to serve blind: %w", s.metricsErr)
+	}
+	c, err := check(r)
+	if err != nil {
+		return err
+	}
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+
+	var fresh []target
+	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
+		up, _ := s.diff(t, c)
+		for name := range up {
+			if _, ok := s.publishedVersion(t, name); !ok {
+				fresh = append(fresh, target{t, name, c.versions[t][name]})
+			}
+		}
+		if err := s.apply(t, up, nil); err != nil {
+			return err
+		}
+	}
+	if err := s.settle(ctx, "new clusters and endpoints before the routes that use them", fresh, true); err != nil {
+		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
+	}
+
+	for _, t := range []string{resource.ListenerType, resource.RouteType} {
+		up, del := s.diff(t, c)
+		if err := s.apply(t, up, del); err != nil {
+			return err
+		}
+	}
+
+	stale := map[string][]string{}
+	n := 0
+	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
+		_, del := s.diff(t, c)
+		stale[t] = del
+		n += len(del)
+	}
+	if n == 0 {
+		return nil
+	}
+	var routing []target
+	for _, t := range []string{resource.ListenerType, resource.RouteType} {
+		for name, v := range c.versions[t] {
+			routing = append(routing, target{t, name, v})
+		}
+	}
+	if err := s.settle(ctx, fmt.Sprintf("routes before removing %d clusters and endpoints", n), routing, false); err != nil {
+		return fmt.Errorf("update interrupted, routes published but %d stale clusters and endpoints kept until the next update: %w", n, err)
+	}
+	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
+		if err := s.apply(t, nil, stale[t]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// diff returns the resources of type t in c that are new or changed, and the
+// names published now but absent from c.
+func (s *Server) diff(t string, c checked) (map[string]proto.Message, []string) {
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	up := map[string]proto.Message{}
+	for name, v := range c.versions[t] {
+		if s.published[t][name] != v {
+			up[name] = c.resources[t][name]
+		}
+	}
+	var del []string
+	for _, name := range sortedKeys(s.published[t]) {
+		if _, ok := c.versions[t][name]; !ok {
+			del = append(del, name)
+		}
+	}
+	return up, del
+}
+
+func (s *Server) publishedVersion(t, name string) (string, bool) {
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	v, ok := s.published[t][name]
+	return v, ok
+}
+
+// apply publishes one change of type t to its cache: one new cache version,
+// recorded in the history before the cache can answer with it.
+func (s *Server) apply(t string, up map[string]proto.Message, del []string) error {
+	if len(up) == 0 && len(del) == 0 {
+		return nil
+	}
+	contents := make(map[string]string, len(up)+len(del))
+	toUpdate := make(map[string]types.Resource, len(up))
+	for name, m := range up {
+		v, err := ContentVersion(m)
+		if err != nil {
+			return fmt.Errorf("publish %s %q: %w", typeLabel(t), name, err)
+		}
+		contents[name] = v
+		toUpdate[name] = m
+	}
+	for _, name := range del {
+		contents[name] = ""
+	}
+	s.versions[t]++
+	s.hist.record(t, s.versions[t], contents)
+	s.pubMu.Lock()
+	for name, v := range contents {
+		if v == "" {
+			delete(s.published[t], name)
+		} else {
+			s.published[t][name] = v
+		}
+	}
+	s.pubMu.Unlock()
+	if err := s.caches[t].UpdateResources(toUpdate, del); err != nil {
+		return fmt.Errorf("publish %d %s resources: %w", len(contents), typeLabel(t), err)
+	}
+	s.log.V(1).Info("published xDS resources", "type", typeLabel(t), "version", s.versions[t], "upserted", len(up), "removed", len(del))
+	return nil
+}
+
+// settle waits, bounded by the ack timeout, until no subscriber of targets is
+// pending. A timeout is logged and not an error; the end of ctx is.
+func (s *Server) settle(ctx context.Context, why string, targets []target, nackDone bool) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
+	defer cancel()
+	p, err := s.tracker.wait(wctx, targets, nackDone)
+	switch {
+	case err == nil:
+		if len(p.nacked) > 0 {
+			s.log.Info("proxies rejected part of the update; they keep their previous config", "waitingFor", why, "nacked", strings.Join(p.nacked, ", "))
+		}
+		return nil
+	case ctx.Err() != nil:
+		return err
+	case errors.Is(err, context.DeadlineExceeded):
+		s.log.Info("proxies did not acknowledge in time; going on anyway", "waitingFor", why, "timeout", s.ackTimeout.String(),
+			"pending", strings.Join(p.pending, ", "), "nacked", strings.Join(p.nacked, ", "))
+		return nil
+	default:
+		return err
+	}
+}
