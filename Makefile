@@ -1,0 +1,45 @@
+# Sluice: `make run` starts the local cluster with the controller; `make test`
+# runs every test (building the cluster binaries on first use).
+GO        ?= go
+BIN       := bin/sluice
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+TESTFLAGS ?=
+
+.PHONY: all build run test unit e2e bench deps cluster fmt vet
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sluice
+
+## run: the embedded default — local cluster + controller (Ctrl-C stops everything)
+run: build
+	./$(BIN) dev --demo
+
+## deps: system packages the tests need (Debian)
+deps:
+	@./hack/install-deps.sh
+
+## cluster: build and cache the local cluster binaries, showing progress
+cluster: build
+	./$(BIN) dev --build-only
+
+## test: every test, unit and end-to-end
+test: deps cluster vet
+	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
+
+## unit: only the tests that need no cluster
+unit:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	$(GO) vet ./...
+
+## bench: benchmarks (not part of make test)
+bench: deps cluster
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one cluster component running as a child process.
+//
+// It runs in its own process group (so a terminal's Ctrl-C reaches only the
+// parent, which then stops it in order) with the Linux parent-death signal
+// set to SIGKILL, so it cannot outlive the parent even when the parent is
+// killed or a test binary panics.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error // set before done is closed
+}
+
+func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create %s log: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether the process has ended, and how.
+func (p *process) exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.exitError()
+	default:
+		return false, nil
+	}
+}
+
+func (p *process) exitError() error {
+	if p.err == nil {
+		return fmt.Errorf("%s exited\n%s", p.name, p.logTail(30))
+	}
+	return fmt.Errorf("%s exited: %w\n%s", p.name, p.err, p.logTail(30))
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *process) stop(grace time.Duration) {
+	if ok, _ := p.exited(); ok {
+		return
+	}
+	pgid := p.cmd.Process.Pid
+	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		fmt.Fprintf(os.Stderr, "sluice: signal %s: %v\n", p.name, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			fmt.Fprintf(os.Stderr, "sluice: kill %s: %v\n", p.name, err)
+		}
+		<-p.done
+	}
+}
+
+// logTail returns the last n lines of the process log, for error messages.
+func (p *process) logTail(n int) string {
+	data, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	t := newTail(n)
+	for _, l := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		t.add(l)
+	}
+	return fmt.Sprintf("--- last lines of %s ---\n%s", p.logPath, t.String())
+}
+
+// tail keeps the last lines written to it.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+	max   int
+}
+
+func newTail(max int) *tail { return &tail{max: max} }
+
+func (t *tail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, "\n")
+}
+
+// waitFor polls cond every interval until it returns true, returns an
+// error, ctx ends, or one of the watched processes exits.
+func waitFor(ctx context.Context, what string, procs []*process, cond func(context.Context) (bool, error)) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		for _, p := range procs {
+			if ok, err := p.exited(); ok {
+				return fmt.Errorf("wait for %s: %w", what, err)
+			}
+		}
+		ok, err := cond(ctx)
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("wait for %s: %w (last error: %v)", what, ctx.Err(), last)
+			}
+			return fmt.Errorf("wait for %s: %w", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
