@@ -68,7 +68,7 @@ func check(r Resources) (checked, error) {
 }
 
 func checkOne(typeURL, name string, m proto.Message) error {
-	if m == nil {
+	if m == nil || !m.ProtoReflect().IsValid() {
 		return errors.New("nil message")
 	}
 	if got := "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()); got != typeURL {
