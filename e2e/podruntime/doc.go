@@ -1,0 +1,22 @@
+// Package podruntime makes the pods of the local test cluster real network
+// endpoints.
+//
+// The local cluster (DESIGN §4) runs no containers: kwok marks pods Running
+// and gives them loopback IPs such as 127.100.0.7. A Runtime watches Pods in
+// every namespace and, for each Running pod with a pod IP inside 127.0.0.0/8,
+// listens on podIP:containerPort for every TCP container port. Each listener
+// answers both gRPC over cleartext HTTP/2 (grpc.testing.TestService, whose
+// UnaryCall reports the image tag as server_id and the pod name as hostname)
+// and plain HTTP/1.1 (GET / returns the pod, namespace, image and version as
+// JSON).
+//
+// A container's env injects faults: SIM_ERROR_RATE (0..1, the fraction of
+// calls that fail) and SIM_LATENCY (a Go duration added to every call). A
+// malformed value makes every call on that container's ports fail with a
+// message naming the variable, so a typo in a test manifest is never mistaken
+// for a healthy version.
+//
+// The package splits into a pure part (spec.go: Pod → the ports to serve and
+// how they behave) and the I/O shell (server.go: one listener; runtime.go: the
+// informer and the reconcile loop).
+package podruntime
