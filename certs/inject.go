@@ -1,0 +1,91 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// inject sets caBundle on every webhook of every named configuration. It
+// tries all configurations and joins the errors, so one missing
+// configuration does not starve the others.
+func (r *Rotator) inject(ctx context.Context, caBundle []byte) error {
+	var errs []error
+	for _, name := range r.opts.MutatingWebhooks {
+		errs = append(errs, r.injectMutating(ctx, name, caBundle))
+	}
+	for _, name := range r.opts.ValidatingWebhooks {
+		errs = append(errs, r.injectValidating(ctx, name, caBundle))
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Rotator) injectMutating(ctx context.Context, name string, caBundle []byte) error {
+	api := r.cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	cfg, err := api.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return injectError("mutating", name, err)
+	}
+	cfg = cfg.DeepCopy()
+	changed := 0
+	for i := range cfg.Webhooks {
+		changed += setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle)
+	}
+	if changed == 0 {
+		return nil
+	}
+	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
+		return injectError("mutating", name, err)
+	}
+	logr.FromContextOrDiscard(ctx).Info("injected caBundle", "mutatingWebhookConfiguration", name, "webhooks", changed)
+	return nil
+}
+
+func (r *Rotator) injectValidating(ctx context.Context, name string, caBundle []byte) error {
+	api := r.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	cfg, err := api.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return injectError("validating", name, err)
+	}
+	cfg = cfg.DeepCopy()
+	changed := 0
+	for i := range cfg.Webhooks {
+		changed += setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle)
+	}
+	if changed == 0 {
+		return nil
+	}
+	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
+		return injectError("validating", name, err)
+	}
+	logr.FromContextOrDiscard(ctx).Info("injected caBundle", "validatingWebhookConfiguration", name, "webhooks", changed)
+	return nil
+}
+
+// setCABundle sets cc.CABundle and returns 1 if it differed, else 0.
+func setCABundle(cc *admissionv1.WebhookClientConfig, caBundle []byte) int {
+	if bytes.Equal(cc.CABundle, caBundle) {
+		return 0
+	}
+	cc.CABundle = bytes.Clone(caBundle)
+	return 1
+}
+
+// injectError wraps a failure to read or update a webhook configuration,
+// marking lost races as conflicts.
+func injectError(kind, name string, err error) error {
+	switch {
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("inject caBundle into %s webhook configuration %q: %w: %w", kind, name, errConflict, err)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("inject caBundle: %s webhook configuration %q does not exist yet (install it, or fix the configured name): %w", kind, name, err)
+	default:
+		return fmt.Errorf("inject caBundle into %s webhook configuration %q: %w", kind, name, err)
+	}
+}
