@@ -91,9 +91,11 @@ func checkErrorRate(s TrackSample, cfg Config, z float64) Decision {
 	case w.lo > cfg.MaxErrorRate:
 		d.Verdict, d.Reason = Fail, bounds+": above the ceiling"
 	case w.hi <= cfg.MaxErrorRate:
-		d.Verdict, d.Reason = Pass, bounds+": below the ceiling"
+		d.Verdict, d.Reason = Pass, bounds+": confidently below the ceiling"
+	case d.Value <= cfg.MaxErrorRate:
+		d.Verdict, d.Reason = Pass, bounds+": within the ceiling and not confidently above it"
 	default:
-		d.Verdict, d.Reason = Inconclusive, bounds+": not yet distinguishable from the ceiling"
+		d.Verdict, d.Reason = Inconclusive, bounds+": above the ceiling, not yet confidently"
 	}
 	return d
 }
@@ -135,9 +137,11 @@ func checkVsStable(t Tracks, cfg Config, z float64) Decision {
 	case iv.lo > margin:
 		d.Verdict, d.Reason = Fail, bounds+": canary is worse than stable"
 	case iv.hi <= margin:
-		d.Verdict, d.Reason = Pass, bounds+": canary is no worse than stable"
+		d.Verdict, d.Reason = Pass, bounds+": canary is confidently no worse than stable"
+	case d.Value <= margin:
+		d.Verdict, d.Reason = Pass, bounds+": canary is within the margin and not confidently worse"
 	default:
-		d.Verdict, d.Reason = Inconclusive, bounds+": not yet distinguishable"
+		d.Verdict, d.Reason = Inconclusive, bounds+": canary exceeds the margin, not yet confidently"
 	}
 	return d
 }

@@ -12,10 +12,16 @@
 //     request gives a 99% lower bound of 16%), while 6 failures out of 6 requests already bound the rate above 50%,
 //     so a version that fails everything is rolled back within the first second or two of traffic.
 //   - error-rate, on the Recent window: the canary's error rate against Config.MaxErrorRate. Fail when the Wilson
-//     lower bound (at RecentConfidence, 99.9% by default; see Repeated looks) is above the ceiling, pass when the upper bound is at or below it, else inconclusive. Neither
-//     pass nor fail is given before the window holds MinSamples canary requests.
+//     lower bound (at RecentConfidence, 99.9% by default; see Repeated looks) is above the ceiling. Otherwise
+//     pass when the observed rate is within the ceiling, and stay inconclusive (hold, do not advance) when it is
+//     above the ceiling without confidence yet. Neither pass nor fail is given before the window holds
+//     MinSamples canary requests. Passing on the observed rate rather than on the upper bound is deliberate:
+//     confirming a rate below a 1% ceiling at 99% takes over 500 clean requests, so a low-traffic canary would
+//     otherwise never advance; failing, which rolls back, is what needs confidence.
 //   - error-rate-vs-stable, on the Cumulative window: whether the canary's error rate exceeds the stable track's
-//     by more than a practical margin, max(AbsoluteTolerance, RelativeTolerance × stable rate). See below.
+//     by more than a practical margin, max(AbsoluteTolerance, RelativeTolerance × stable rate): fail when the
+//     interval's lower bound is above the margin, pass when the observed difference is within it, else
+//     inconclusive. See below.
 //   - latency-p99, on the Recent window, when MaxLatencyP99 is set: the canary's p99 against the ceiling, judged
 //     only once the window holds MinSamples canary requests (a p99 of a dozen requests is one slow request).
 //   - custom metrics named in Config.Custom, each against its own bounds.

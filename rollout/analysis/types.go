@@ -8,7 +8,7 @@ import (
 type Verdict string
 
 const (
-	// Pass means the check is satisfied with the configured confidence.
+	// Pass means the check is satisfied: its value is within the limit and not confidently beyond it.
 	Pass Verdict = "Pass"
 	// Fail means the check is violated with the configured confidence.
 	Fail Verdict = "Fail"
