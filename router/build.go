@@ -28,25 +28,32 @@ import (
 // happens in the data plane: the sticky cluster holds both tracks' ready
 // endpoints in two localities (sub-zone = track) weighted share and
 // TotalWeight-share, uses ring hash with a ring of exactly StickyRingSize
-// entries, and the route hashes the header (or cookie) named by Sticky.
-// grpc-go builds its ring from endpoint weights equal to locality share ×
-// endpoint share within the locality (cdsbalancer configbuilder), Envoy
-// likewise when locality-weighted balancing is on. Each endpoint owns a
-// prefix "<address>_0", "<address>_1", ... of ring entries, so when the
-// canary share grows the canary endpoints gain entries and the stable ones
-// lose entries, and a user whose key hashed to a canary entry stays on the
-// canary. Users without the key are split at random in the same proportion.
+// entries (minimum = maximum), and the route hashes the header (or cookie)
+// named by Sticky. grpc-go (v1.85, cdsbalancer configbuilder and
+// balancer/ringhash) gives each endpoint the weight locality share ×
+// endpoint share within its locality, sorts endpoints by address and gives
+// endpoint i the ring entries "<address>_0", "<address>_1", ... up to its
+// running share of the ring; Envoy's ring hash, which grpc-go's mirrors,
+// does the same with locality-weighted balancing on. Raising the share
+// therefore adds entries to canary endpoints and removes entries from
+// stable ones, and an entry, once placed, keeps its position: a user whose
+// key hashed to a canary entry stays on the canary. A ring whose size
+// varied with the weights (Envoy's default minimum 1024, maximum 8M) would
+// move entries of both tracks and lose this. Users without the key fall
+// through to the default route.
 //
-// The guarantee actually obtained, for an unchanged set of ready endpoints:
-// raising the share moves users from stable to canary, except that rounding
-// of ring entry counts (endpoints are laid out in address order, interleaving
-// the tracks) can give each stable endpoint at most one extra entry; so at
-// most (stable endpoints)/StickyRingSize of the key space may move back, in
-// expectation (about 0.25% with 10 stable pods). A change of the endpoint set
-// (pods added, removed, or becoming ready) rebuilds the ring and moves a
-// share of users proportional to the change, like any consistent hash.
-// Proxyless gRPC clients cannot hash cookies: for a cookie key they pick a
-// random ring position per request (the split holds, stickiness does not).
+// The guarantee actually obtained, for an unchanged set of ready endpoints
+// (checked on a model of grpc-go's ring in the package tests): raising the
+// share moves users from stable to canary only, except that rounding entry
+// counts to whole entries (the running sum is rounded up at each endpoint,
+// and address order interleaves the tracks) can move at most one entry per
+// endpoint against the change, so in expectation at most (ready
+// endpoints)/StickyRingSize of users (0.3% with 12 pods) move back; with one
+// pod per track nobody does. A change of the endpoint set (pods added,
+// removed, becoming ready) rebuilds the ring and moves users in proportion
+// to the change, as any consistent hash does. Proxyless gRPC clients cannot
+// hash cookies: for a cookie key they pick a random ring position per
+// request (the split holds, stickiness does not).
 func Build(s State) (Plan, error) {
 	services := slices.Clone(s.Services)
 	slices.SortFunc(services, func(a, b Service) int {
