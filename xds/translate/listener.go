@@ -77,7 +77,7 @@ func grpcResources(s router.ServicePlan) ([]named, error) {
 			continue
 		}
 		rcName := GRPCListenerName(s.Namespace, s.Name, p.Number)
-		rs, err := routes(p.Routes)
+		rs, err := routes(p)
 		if err != nil {
 			return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Number, err)
 		}
@@ -143,7 +143,7 @@ func sidecarResources(plan router.Plan, opts Options) ([]named, error) {
 			return cmp.Or(cmp.Compare(a.svc.Namespace, b.svc.Namespace), cmp.Compare(a.svc.Name, b.svc.Name))
 		})
 		for _, e := range entries {
-			rs, err := routes(e.port.Routes)
+			rs, err := routes(e.port)
 			if err != nil {
 				return nil, fmt.Errorf("service %s/%s port %d: %w", e.svc.Namespace, e.svc.Name, n, err)
 			}

@@ -7,6 +7,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/sluice-dev/sluice/router"
@@ -15,10 +16,10 @@ import (
 // routes translates the ordered route list of a port. The order is kept as
 // is: the data plane takes the first matching route, and the plan's order
 // (cohort, sticky, default) is the policy.
-func routes(rs []router.Route) ([]*routev3.Route, error) {
-	out := make([]*routev3.Route, 0, len(rs))
-	for _, r := range rs {
-		er, err := route(r)
+func routes(p router.PortPlan) ([]*routev3.Route, error) {
+	out := make([]*routev3.Route, 0, len(p.Routes))
+	for _, r := range p.Routes {
+		er, err := route(r, p.Protocol)
 		if err != nil {
 			return nil, err
 		}
@@ -27,7 +28,10 @@ func routes(rs []router.Route) ([]*routev3.Route, error) {
 	return out, nil
 }
 
-func route(r router.Route) (*routev3.Route, error) {
+// route translates one route. On gRPC ports Envoy's default 15s route
+// timeout is switched off (timeout 0s): it would cut long-lived streams, and
+// gRPC clients carry their own deadlines. grpc-go ignores this field.
+func route(r router.Route, proto router.Protocol) (*routev3.Route, error) {
 	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	for _, h := range r.Headers {
 		hm, err := headerMatcher(h)
@@ -37,6 +41,9 @@ func route(r router.Route) (*routev3.Route, error) {
 		match.Headers = append(match.Headers, hm)
 	}
 	action := &routev3.RouteAction{}
+	if proto == router.ProtocolGRPC {
+		action.Timeout = durationpb.New(0)
+	}
 	switch len(r.Clusters) {
 	case 0:
 		return nil, fmt.Errorf("route %q has no cluster", r.Name)
