@@ -1,0 +1,209 @@
+package policies
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// Input is one Deployment admission request.
+type Input struct {
+	// Operation is admissionv1.Create or admissionv1.Update.
+	Operation admissionv1.Operation
+	// Deployment is the object as it would be stored. Required.
+	Deployment *appsv1.Deployment
+	// OldDeployment is the stored object on UPDATE; without it an UPDATE is
+	// treated as changing the pod template.
+	OldDeployment *appsv1.Deployment
+	// Namespace is the Deployment's Namespace; its labels pick the policies
+	// and CEL rules see it as namespaceObject. Required.
+	Namespace *corev1.Namespace
+}
+
+// Evaluate applies every policy whose namespace selector matches the
+// Deployment's namespace, at instant now. Policies are taken in name order,
+// which also decides conflicts between their injected labels and rollout
+// defaults (the first name wins). Nil entries are skipped.
+func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
+	var r Result
+	if in.Deployment == nil {
+		r.Errors = append(r.Errors, field.Required(field.NewPath("object"), "the Deployment under admission"))
+		return r
+	}
+	if in.Namespace == nil {
+		r.Errors = append(r.Errors, field.Required(field.NewPath("metadata", "namespace"),
+			fmt.Sprintf("the Namespace object of %q, to select policies", in.Deployment.Namespace)))
+		return r
+	}
+	annotated, derrs := v1alpha1.ParseDelivery(in.Deployment.Annotations, annotationsPath)
+	r.Errors = append(r.Errors, derrs...)
+
+	applicable := make([]*Compiled, 0, len(policies))
+	nsLabels := labels.Set(in.Namespace.Labels)
+	for _, c := range policies {
+		if c != nil && c.namespaces.Matches(nsLabels) {
+			applicable = append(applicable, c)
+		}
+	}
+	sort.SliceStable(applicable, func(i, j int) bool { return applicable[i].name < applicable[j].name })
+
+	r.InjectLabels = map[string]string{}
+	from := map[string]string{}
+	for _, c := range applicable {
+		r.Policies = append(r.Policies, c.name)
+		for _, k := range sortedKeys(c.injectLabels) {
+			v := c.injectLabels[k]
+			if prev, ok := r.InjectLabels[k]; ok {
+				if prev != v {
+					r.Notes = append(r.Notes, fmt.Sprintf(
+						"policies %q and %q both inject label %q (%q, %q); %q applies",
+						from[k], c.name, k, prev, v, prev))
+				}
+				continue
+			}
+			r.InjectLabels[k] = v
+			from[k] = c.name
+		}
+		r.Defaults = r.Defaults.WithDefaults(c.defaults)
+	}
+	r.Delivery = annotated.WithDefaults(r.Defaults).WithDefaults(v1alpha1.DefaultDelivery())
+
+	ctx := checkContext{
+		in:                 in,
+		annotationDelivery: annotated,
+		delivery:           r.Delivery,
+		now:                now,
+		celVars:            lazyCELVars(in),
+	}
+	reason, bypass := in.Deployment.Annotations[v1alpha1.AnnotationEmergencyBypass]
+	reason = strings.TrimSpace(reason)
+	for _, c := range applicable {
+		findings := c.check(ctx)
+		if bypass {
+			switch {
+			case c.allowBypass && reason != "":
+				for _, f := range findings {
+					r.Bypassed = append(r.Bypassed, c.violation(f))
+				}
+				r.BypassReason = reason
+				continue
+			case c.allowBypass:
+				findings = append(findings, finding{RuleEmergencyBypass, annotationsPath.Key(v1alpha1.AnnotationEmergencyBypass),
+					fmt.Sprintf(`annotation %s needs a reason, e.g. "INC-1234 checkout down"`, v1alpha1.AnnotationEmergencyBypass)})
+			default:
+				findings = append(findings, finding{RuleEmergencyBypass, annotationsPath.Key(v1alpha1.AnnotationEmergencyBypass),
+					fmt.Sprintf("policy %q does not allow emergency bypass; remove annotation %s", c.name, v1alpha1.AnnotationEmergencyBypass)})
+			}
+		}
+		for _, f := range findings {
+			v := c.violation(f)
+			if ex := c.exceptionFor(f.rule, in.Deployment, now); ex != nil {
+				r.Exempted = append(r.Exempted, Exemption{Violation: v, Reason: ex.reason, Expires: ex.expires, Exception: ex.index})
+				continue
+			}
+			r.Violations = append(r.Violations, v)
+		}
+	}
+	return r
+}
+
+func (c *Compiled) violation(f finding) Violation {
+	return Violation{Policy: c.name, Rule: f.rule, Mode: c.mode, Field: f.field, Message: f.message}
+}
+
+// exceptionFor returns the first unexpired exception of the policy that
+// matches the Deployment and covers the rule, or nil.
+func (c *Compiled) exceptionFor(rule string, d *appsv1.Deployment, now time.Time) *exception {
+	for i := range c.exceptions {
+		ex := &c.exceptions[i]
+		if !now.Before(ex.expires.Time) {
+			continue
+		}
+		if ex.namespace != "" && ex.namespace != d.Namespace {
+			continue
+		}
+		if ex.name != "" && ex.name != d.Name {
+			continue
+		}
+		if ex.selector != nil && !ex.selector.Matches(labels.Set(d.Labels)) {
+			continue
+		}
+		if ex.rules != nil && !ex.rules[rule] {
+			continue
+		}
+		return ex
+	}
+	return nil
+}
+
+// lazyCELVars converts the objects for CEL once, on first use.
+func lazyCELVars(in Input) func() (map[string]any, error) {
+	var vars map[string]any
+	var err error
+	done := false
+	return func() (map[string]any, error) {
+		if done {
+			return vars, err
+		}
+		done = true
+		vars = map[string]any{celOldObject: nil}
+		var obj, ns map[string]any
+		if obj, err = runtime.DefaultUnstructuredConverter.ToUnstructured(in.Deployment); err != nil {
+			return nil, fmt.Errorf("convert Deployment: %w", err)
+		}
+		if ns, err = runtime.DefaultUnstructuredConverter.ToUnstructured(in.Namespace); err != nil {
+			return nil, fmt.Errorf("convert Namespace: %w", err)
+		}
+		vars[celObject], vars[celNamespaceObject] = obj, ns
+		if in.OldDeployment != nil {
+			old, oerr := runtime.DefaultUnstructuredConverter.ToUnstructured(in.OldDeployment)
+			if oerr != nil {
+				err = fmt.Errorf("convert old Deployment: %w", oerr)
+				return nil, err
+			}
+			vars[celOldObject] = old
+		}
+		return vars, nil
+	}
+}
+
+// Violation is one rule of one policy broken by a Deployment.
+type Violation struct {
+	// Policy is the DeploymentPolicy's name.
+	Policy string
+	// Rule is a built-in rule name (see BuiltinRules) or a CEL rule's name.
+	Rule string
+	// Mode is the policy's mode: what the webhook does about it.
+	Mode v1alpha1.PolicyMode
+	// Field points into the Deployment; CEL rules point at "object".
+	Field *field.Path
+	// Message says what is wrong and how to fix it.
+	Message string
+}
+
+// String formats the violation for denials, warnings and logs.
+func (v Violation) String() string {
+	return fmt.Sprintf("%s: %s (policy %s, rule %s)", v.Field, v.Message, v.Policy, v.Rule)
+}
+
+// Exemption is a violation waived by an unexpired policy exception.
+type Exemption struct {
+	Violation
+	// Reason is the exception's reason.
+	Reason string
+	// Expires is when the exception ends.
+	Expires metav1.Time
+	// Exception indexes spec.exceptions of the policy.
+	Exception int
+}

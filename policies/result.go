@@ -1,0 +1,96 @@
+package policies
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// Result is the outcome of Evaluate for one request.
+type Result struct {
+	// Errors are malformed sluice.dev annotations and missing input; they
+	// deny the request whatever the policies' modes.
+	Errors field.ErrorList
+	// Violations are the rules broken, not exempted or bypassed, ordered by
+	// policy name, then rule evaluation order.
+	Violations []Violation
+	// Exempted are violations waived by unexpired exceptions.
+	Exempted []Exemption
+	// Bypassed are violations admitted under an allowed emergency bypass;
+	// the webhook must audit them.
+	Bypassed []Violation
+	// BypassReason is the bypass annotation's reason when Bypassed is not empty.
+	BypassReason string
+	// Policies are the names of the policies that applied, in order.
+	Policies []string
+	// InjectLabels are the labels to add to the Deployment and its pod
+	// template, merged over the applicable policies.
+	InjectLabels map[string]string
+	// Defaults are the team's rollout defaults merged over the applicable
+	// policies; unset fields are not set by any policy.
+	Defaults v1alpha1.Delivery
+	// Delivery is the Deployment's resolved delivery: its annotations over
+	// Defaults over v1alpha1.DefaultDelivery.
+	Delivery v1alpha1.Delivery
+	// Notes describe conflicts between policies that were settled by policy
+	// name order.
+	Notes []string
+}
+
+// ByMode returns the violations handled in mode, in order.
+func (r Result) ByMode(mode v1alpha1.PolicyMode) []Violation {
+	var out []Violation
+	for _, v := range r.Violations {
+		if v.Mode == mode {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Denied reports whether the request must be refused: a malformed annotation,
+// missing input or any violation of an Enforce policy.
+func (r Result) Denied() bool {
+	return len(r.Errors) > 0 || len(r.ByMode(v1alpha1.ModeEnforce)) > 0
+}
+
+// FieldErrors returns every reason to deny, as field errors for
+// apierrors.NewInvalid: the input errors, then each Enforce violation.
+func (r Result) FieldErrors() field.ErrorList {
+	out := append(field.ErrorList(nil), r.Errors...)
+	for _, v := range r.ByMode(v1alpha1.ModeEnforce) {
+		out = append(out, field.Forbidden(v.Field, fmt.Sprintf("%s (policy %s, rule %s)", v.Message, v.Policy, v.Rule)))
+	}
+	return out
+}
+
+// DenyMessage lists every reason to deny in one message, or "" when the
+// request is admitted.
+func (r Result) DenyMessage() string {
+	errs := r.FieldErrors()
+	if len(errs) == 0 {
+		return ""
+	}
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		lines[i] = "- " + e.Error()
+	}
+	return fmt.Sprintf("denied by Sluice policy (%d problem(s)):\n%s", len(errs), strings.Join(lines, "\n"))
+}
+
+// Warnings returns admission warnings: each Warn violation, the emergency
+// bypass in use, and policy conflicts.
+func (r Result) Warnings() []string {
+	var out []string
+	for _, v := range r.ByMode(v1alpha1.ModeWarn) {
+		out = append(out, v.String())
+	}
+	if len(r.Bypassed) > 0 {
+		out = append(out, fmt.Sprintf("emergency bypass %q admitted %d policy violation(s); this is audited",
+			r.BypassReason, len(r.Bypassed)))
+	}
+	return append(out, r.Notes...)
+}
