@@ -95,3 +95,5 @@ func ruleFields(vs []Violation) []string {
 }
 
 var noon = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) // a Wednesday
+
+func metav1Time(t time.Time) metav1.Time { return metav1.NewTime(t) }
