@@ -137,32 +137,58 @@ func weekSeconds(t v1alpha1.WeekTime, p *field.Path) (secs, hour, minute int, er
 // activeUntil reports whether now falls inside the window and, if so, when
 // the window closes.
 func (w freezeWindow) activeUntil(now time.Time) (time.Time, bool) {
-	local := now.In(w.loc)
 	if !w.weekly {
 		if !now.Before(w.start) && now.Before(w.end) {
 			return w.end, true
 		}
 		return time.Time{}, false
 	}
-	day := (int(local.Weekday()) + 6) % 7 // Monday = 0
-	pos := day*secondsPerDay + local.Hour()*3600 + local.Minute()*60 + local.Second()
-	var in bool
-	if w.from < w.to {
-		in = w.from <= pos && pos < w.to
-	} else {
-		in = pos >= w.from || pos < w.to
-	}
-	if !in {
+	if !w.weeklyIn(now) {
 		return time.Time{}, false
 	}
-	// The window closes at the next wall-clock occurrence of "to".
-	ahead := (w.to - pos + secondsPerWeek) % secondsPerWeek
-	days := (w.toDay - day + 7) % 7
-	if days == 0 && ahead >= secondsPerDay {
-		days = 7
+	return w.weeklyEnd(now), true
+}
+
+// weeklyEnd finds when a weekly window that is open at now closes. Within one
+// zone period (between daylight saving changes) the wall clock runs evenly,
+// so the window closes when the wall clock reaches "to" — unless a change
+// comes first and its jump leaves the window (spring forward over "to"),
+// or a fall-back change repeats an earlier stretch of the window.
+func (w freezeWindow) weeklyEnd(now time.Time) time.Time {
+	t := now.Truncate(time.Second)
+	for i := 0; ; i++ {
+		ahead := (w.to - w.weekPosition(t.In(w.loc)) + secondsPerWeek) % secondsPerWeek
+		candidate := t.Add(time.Duration(ahead) * time.Second)
+		_, zoneEnd := t.In(w.loc).ZoneBounds()
+		if zoneEnd.IsZero() || zoneEnd.After(candidate) || i >= maxZoneChanges {
+			return candidate
+		}
+		t = zoneEnd
+		if !w.weeklyIn(t) {
+			return t
+		}
 	}
-	end := time.Date(local.Year(), local.Month(), local.Day()+days, w.toHour, w.toMinute, 0, 0, w.loc)
-	return end, true
+}
+
+// maxZoneChanges bounds the zone periods weeklyEnd walks through; a week
+// holds at most a couple of changes in any real zone.
+const maxZoneChanges = 8
+
+// weekPosition is t's wall-clock position in the week, in seconds since
+// Monday 00:00; t must be in the window's zone.
+func (w freezeWindow) weekPosition(local time.Time) int {
+	day := (int(local.Weekday()) + 6) % 7 // Monday = 0
+	return day*secondsPerDay + local.Hour()*3600 + local.Minute()*60 + local.Second()
+}
+
+// weeklyIn reports whether t's wall clock in the window's zone lies in the
+// weekly window.
+func (w freezeWindow) weeklyIn(t time.Time) bool {
+	pos := w.weekPosition(t.In(w.loc))
+	if w.from < w.to {
+		return w.from <= pos && pos < w.to
+	}
+	return pos >= w.from || pos < w.to
 }
 
 // describe says which window froze changes and until when, in its own zone.

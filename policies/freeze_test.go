@@ -73,6 +73,21 @@ func TestFreezeWindows(t *testing.T) {
 			now:    utc("2026-03-28T21:00:00Z"), // 22:00 CET Saturday
 			until:  "Sun 2026-03-29 04:00 CEST",
 		},
+		"spring forward: the end time is skipped, so it ends when the clock jumps": {
+			window: weekly("Europe/Berlin", "Saturday", "22:00", "Sunday", "02:30"),
+			now:    utc("2026-03-29T00:30:00Z"), // 01:30 CET
+			until:  "Sun 2026-03-29 03:00 CEST",
+		},
+		"fall back: the end time happens twice, the second pass ends at the second": {
+			window: weekly("Europe/Berlin", "Saturday", "22:00", "Sunday", "02:30"),
+			now:    utc("2026-10-25T01:15:00Z"), // 02:15 CET, after 02:xx CEST
+			until:  "Sun 2026-10-25 02:30 CET",
+		},
+		"fall back: the first pass ends at the first": {
+			window: weekly("Europe/Berlin", "Saturday", "22:00", "Sunday", "02:30"),
+			now:    utc("2026-10-25T00:15:00Z"), // 02:15 CEST
+			until:  "Sun 2026-10-25 02:30 CEST",
+		},
 		// Europe/Berlin falls back on 2026-10-25 at 03:00 to 02:00: 02:xx happens twice.
 		"fall back: first 02:30": {
 			window: weekly("Europe/Berlin", "Sunday", "02:00", "Sunday", "03:00"),
