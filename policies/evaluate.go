@@ -153,29 +153,34 @@ func lazyCELVars(in Input) func() (map[string]any, error) {
 	var err error
 	done := false
 	return func() (map[string]any, error) {
-		if done {
-			return vars, err
+		if !done {
+			done = true
+			vars, err = celVars(in)
 		}
-		done = true
-		vars = map[string]any{celOldObject: nil}
-		var obj, ns map[string]any
-		if obj, err = runtime.DefaultUnstructuredConverter.ToUnstructured(in.Deployment); err != nil {
-			return nil, fmt.Errorf("convert Deployment: %w", err)
-		}
-		if ns, err = runtime.DefaultUnstructuredConverter.ToUnstructured(in.Namespace); err != nil {
-			return nil, fmt.Errorf("convert Namespace: %w", err)
-		}
-		vars[celObject], vars[celNamespaceObject] = obj, ns
-		if in.OldDeployment != nil {
-			old, oerr := runtime.DefaultUnstructuredConverter.ToUnstructured(in.OldDeployment)
-			if oerr != nil {
-				err = fmt.Errorf("convert old Deployment: %w", oerr)
-				return nil, err
-			}
-			vars[celOldObject] = old
-		}
-		return vars, nil
+		return vars, err
 	}
+}
+
+// celVars binds object, oldObject (null on CREATE) and namespaceObject as
+// the JSON-shaped maps CEL rules read.
+func celVars(in Input) (map[string]any, error) {
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("convert Deployment: %w", err)
+	}
+	ns, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("convert Namespace: %w", err)
+	}
+	vars := map[string]any{celObject: obj, celNamespaceObject: ns, celOldObject: nil}
+	if in.OldDeployment != nil {
+		old, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.OldDeployment)
+		if err != nil {
+			return nil, fmt.Errorf("convert old Deployment: %w", err)
+		}
+		vars[celOldObject] = old
+	}
+	return vars, nil
 }
 
 // Violation is one rule of one policy broken by a Deployment.

@@ -322,3 +322,21 @@ func TestUpdateWithoutTemplateChangeDuringFreeze(t *testing.T) {
 		})
 	}
 }
+
+func TestTally(t *testing.T) {
+	d := goodDeployment()
+	delete(d.Labels, "owner")
+	d.Spec.Replicas = i32(1)
+	r := Evaluate([]*Compiled{
+		mustCompile(t, strictPolicy("p", v1alpha1.ModeWarn)),
+		mustCompile(t, strictPolicy("other", v1alpha1.ModeEnforce)),
+	}, createInput(d), noon)
+	got := Tally([]v1alpha1.ViolationCount{{Rule: RuleReplicas, Mode: v1alpha1.ModeWarn, Count: 4}}, "p", r)
+	want := []v1alpha1.ViolationCount{
+		{Rule: RuleReplicas, Mode: v1alpha1.ModeWarn, Count: 5},
+		{Rule: RuleRequiredLabels, Mode: v1alpha1.ModeWarn, Count: 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Tally (-want +got):\n%s", diff)
+	}
+}

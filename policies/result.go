@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -93,4 +94,34 @@ func (r Result) Warnings() []string {
 			r.BypassReason, len(r.Bypassed)))
 	}
 	return append(out, r.Notes...)
+}
+
+// Tally adds to counts one per violation of the named policy, bypassed ones
+// included, for DeploymentPolicy status.violations; the result is sorted by
+// rule, then mode.
+func Tally(counts []v1alpha1.ViolationCount, policy string, r Result) []v1alpha1.ViolationCount {
+	type key struct {
+		rule string
+		mode v1alpha1.PolicyMode
+	}
+	sum := map[key]int64{}
+	for _, c := range counts {
+		sum[key{c.Rule, c.Mode}] += c.Count
+	}
+	for _, v := range append(append([]Violation(nil), r.Violations...), r.Bypassed...) {
+		if v.Policy == policy {
+			sum[key{v.Rule, v.Mode}]++
+		}
+	}
+	out := make([]v1alpha1.ViolationCount, 0, len(sum))
+	for k, n := range sum {
+		out = append(out, v1alpha1.ViolationCount{Rule: k.rule, Mode: k.mode, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Rule != out[j].Rule {
+			return out[i].Rule < out[j].Rule
+		}
+		return out[i].Mode < out[j].Mode
+	})
+	return out
 }
