@@ -39,7 +39,8 @@ func testServer(t *testing.T, opts Options) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	// Stop waits for the handlers, so nothing logs after the test ended.
+	g := grpc.NewServer(grpc.WaitForHandlers(true))
 	s.Register(g)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(g.Stop)
