@@ -78,6 +78,9 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 		r.Defaults = r.Defaults.WithDefaults(c.defaults)
 	}
 	r.Delivery = annotated.WithDefaults(r.Defaults).WithDefaults(v1alpha1.DefaultDelivery())
+	if r.Delivery.Service == "" {
+		r.Delivery.Service = in.Deployment.Name
+	}
 
 	ctx := checkContext{
 		in:                 in,

@@ -279,6 +279,7 @@ func TestInjectLabelsAndDefaults(t *testing.T) {
 	}
 	want := v1alpha1.DefaultDelivery()
 	want.Mode = v1alpha1.ModeCanary
+	want.Service = "checkout"
 	want.Steps = []v1alpha1.BasisPoints{200, 1000, 5000}
 	want.StepInterval = &metav1.Duration{Duration: time.Minute}
 	rate := v1alpha1.BasisPoints(25)

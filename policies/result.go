@@ -34,7 +34,8 @@ type Result struct {
 	// policies; unset fields are not set by any policy.
 	Defaults v1alpha1.Delivery
 	// Delivery is the Deployment's resolved delivery: its annotations over
-	// Defaults over v1alpha1.DefaultDelivery.
+	// Defaults over v1alpha1.DefaultDelivery, with Service defaulting to the
+	// Deployment's name.
 	Delivery v1alpha1.Delivery
 	// Notes describe conflicts between policies that were settled by policy
 	// name order.

@@ -30,7 +30,9 @@ const (
 // Fields whose annotation is absent stay unset, for WithDefaults to fill.
 // fld is the path of the annotations map, normally metadata.annotations; each
 // error names its annotation under it and states the accepted syntax with an
-// example. Beta needs a cohort and ab needs a split and a sticky key.
+// example. Beta needs a cohort and ab needs a split and a sticky key. A
+// sluice.dev/ key within two edits of a known annotation is reported as a
+// likely typo.
 func ParseDelivery(annotations map[string]string, fld *field.Path) (Delivery, field.ErrorList) {
 	var d Delivery
 	var errs field.ErrorList
@@ -110,6 +112,7 @@ func ParseDelivery(annotations map[string]string, fld *field.Path) (Delivery, fi
 		}
 	}
 	errs = append(errs, requiredForMode(annotations, d.Mode, fld)...)
+	errs = append(errs, misspelledAnnotations(annotations, fld)...)
 	return d, errs
 }
 

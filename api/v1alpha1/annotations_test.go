@@ -24,7 +24,8 @@ func TestParseDeliveryAccepts(t *testing.T) {
 	}{
 		"no annotations": {in: nil, want: Delivery{}},
 		"unrelated annotations": {
-			in:   map[string]string{"example.com/x": "y", AnnotationEmergencyBypass: "incident 42"},
+			in: map[string]string{"example.com/x": "y", AnnotationEmergencyBypass: "incident 42",
+				"sluice.dev/pending-revision": "abc", "sluice.dev/team": "payments"},
 			want: Delivery{},
 		},
 		"canary with every knob": {
@@ -257,6 +258,11 @@ func TestParseDeliveryRejects(t *testing.T) {
 		"ab with malformed split reports it once": {
 			in:         map[string]string{AnnotationRollout: "ab", AnnotationSplit: "half", AnnotationSticky: "cookie:s"},
 			wantFields: []string{"metadata.annotations[sluice.dev/split]"},
+		},
+		"misspelled annotation": {
+			in:         map[string]string{"sluice.dev/step": "1,5", "sluice.dev/max-error-rat": "1%"},
+			wantFields: []string{"metadata.annotations[sluice.dev/max-error-rat]", "metadata.annotations[sluice.dev/step]"},
+			wantText:   []string{"did you mean sluice.dev/steps?", "did you mean sluice.dev/max-error-rate?"},
 		},
 		"every error at once": {
 			in: map[string]string{
