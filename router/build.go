@@ -20,7 +20,7 @@ import (
 //     keeps cluster names stable across a rollout;
 //   - one route per cohort, to the canary;
 //   - with a sticky split, one route hashing the user key onto a sticky
-//     cluster (below);
+//     cluster (below), published whatever the share;
 //   - the default route, weighted between stable and canary, optionally
 //     mirroring a fraction of its requests to the canary.
 //
@@ -123,11 +123,9 @@ func buildService(svc Service) (ServicePlan, []Cluster, error) {
 			})
 		}
 		if st := svc.Strategy.Sticky; st != nil {
-			route, sticky := stickyRoute(*st, id(TrackSticky), port.Protocol, stable.Name, canary.Name, byTrack)
+			route, sticky := stickyRoute(*st, id(TrackSticky), port.Protocol, byTrack)
 			pp.Routes = append(pp.Routes, route)
-			if sticky != nil {
-				clusters = append(clusters, *sticky)
-			}
+			clusters = append(clusters, sticky)
 		}
 		pp.Routes = append(pp.Routes, defaultRoute(svc.Strategy, stable.Name, canary.Name))
 		sp.Ports = append(sp.Ports, pp)
@@ -171,35 +169,33 @@ func trackCluster(id ClusterID, proto Protocol, addrs []Address) Cluster {
 	return c
 }
 
-// stickyRoute returns the sticky route and, for a share strictly between 0%
-// and 100%, the ring-hash cluster it targets. At 0% or 100% the route goes
-// straight to the one track, which is the limit of the split.
-func stickyRoute(st Sticky, id ClusterID, proto Protocol, stable, canary string, byTrack map[Track][]Address) (Route, *Cluster) {
-	name := st.Name
-	r := Route{Name: "sticky", Kind: RouteSticky, Hash: &HashPolicy{Source: st.Source, Name: name}}
+// stickyRoute returns the sticky route and the ring-hash cluster it
+// targets. The cluster exists for as long as the strategy has a sticky
+// split, even at 0% or 100%, so that moving the share never introduces a new
+// cluster (a client briefly fails RPCs routed to a cluster it has not loaded
+// yet). A track gets a locality only if its weight and its ready endpoints
+// are not zero: proxyless gRPC ignores zero-weight localities and a ring
+// cannot hold a locality without endpoints. So while both tracks have a
+// share, the users of a track with no ready endpoints are served by the
+// other track; a ring left with no locality fails requests fast, like any
+// empty cluster.
+func stickyRoute(st Sticky, id ClusterID, proto Protocol, byTrack map[Track][]Address) (Route, Cluster) {
+	r := Route{Name: "sticky", Kind: RouteSticky, Hash: &HashPolicy{Source: st.Source, Name: st.Name}}
 	if st.Source == SourceHeader {
-		r.Headers = []HeaderMatch{{Name: name, Match: MatchPresent}}
+		r.Headers = []HeaderMatch{{Name: st.Name, Match: MatchPresent}}
 	} else {
-		r.Headers = []HeaderMatch{cookieMatch(name, MatchPresent, "")}
-	}
-	switch st.Share {
-	case 0:
-		r.Clusters = []ClusterWeight{{Cluster: stable, Weight: TotalWeight}}
-		return r, nil
-	case TotalWeight:
-		r.Clusters = []ClusterWeight{{Cluster: canary, Weight: TotalWeight}}
-		return r, nil
+		r.Headers = []HeaderMatch{cookieMatch(st.Name, MatchPresent, "")}
 	}
 	c := Cluster{Name: id.Name(), ID: id, Protocol: proto, LB: LBRingHash}
 	// Sorted by track: canary before stable.
-	if as := byTrack[TrackCanary]; len(as) > 0 {
+	if as := byTrack[TrackCanary]; len(as) > 0 && st.Share > 0 {
 		c.Localities = append(c.Localities, Locality{Track: TrackCanary, Weight: uint32(st.Share), Endpoints: as})
 	}
-	if as := byTrack[TrackStable]; len(as) > 0 {
+	if as := byTrack[TrackStable]; len(as) > 0 && st.Share < TotalWeight {
 		c.Localities = append(c.Localities, Locality{Track: TrackStable, Weight: uint32(st.Share.Complement()), Endpoints: as})
 	}
 	r.Clusters = []ClusterWeight{{Cluster: c.Name, Weight: TotalWeight}}
-	return r, &c
+	return r, c
 }
 
 func defaultRoute(st Strategy, stable, canary string) Route {

@@ -217,13 +217,34 @@ func TestBuildPlans(t *testing.T) {
 				},
 			}}},
 		},
-		"sticky split at 0%: straight to stable, no ring": {
-			service: withStrategy(svc("shop", "checkout"), Strategy{Sticky: &Sticky{Source: SourceHeader, Name: "x-user", Share: 0}}),
+		"sticky split at 0%: the ring holds stable only": {
+			service: withStrategy(svc("shop", "checkout"), Strategy{Sticky: &Sticky{Source: SourceCookie, Name: "session", Share: 0}}),
+			want: Plan{Services: onePort(
+				Route{Name: "sticky", Kind: RouteSticky, Headers: []HeaderMatch{{Name: "cookie", Match: MatchRegex, Value: `(?:.*;\s*)?session=[^;]*(?:\s*;.*)?`}},
+					Clusters: []ClusterWeight{{sticky, TotalWeight}}, Hash: &HashPolicy{Source: SourceCookie, Name: "session"}},
+				toStable,
+			), Clusters: []Cluster{canaryCluster, stableCluster, {
+				Name: sticky, ID: ClusterID{"shop", "checkout", 9090, TrackSticky}, Protocol: ProtocolGRPC, LB: LBRingHash,
+				Localities: []Locality{
+					{Track: TrackStable, Weight: uint32(TotalWeight), Endpoints: []Address{{Pod: "checkout-1", IP: "127.0.0.1", Port: 9090}}},
+				},
+			}}},
+		},
+		"sticky split at 100% without canary pods: empty ring": {
+			service: func() Service {
+				s := withStrategy(svc("shop", "checkout"), Strategy{Sticky: &Sticky{Source: SourceHeader, Name: "x-user", Share: TotalWeight}})
+				s.Endpoints = s.Endpoints[:1]
+				return s
+			}(),
 			want: Plan{Services: onePort(
 				Route{Name: "sticky", Kind: RouteSticky, Headers: []HeaderMatch{{Name: "x-user", Match: MatchPresent}},
-					Clusters: []ClusterWeight{{stable, TotalWeight}}, Hash: &HashPolicy{Source: SourceHeader, Name: "x-user"}},
+					Clusters: []ClusterWeight{{sticky, TotalWeight}}, Hash: &HashPolicy{Source: SourceHeader, Name: "x-user"}},
 				toStable,
-			), Clusters: []Cluster{canaryCluster, stableCluster}},
+			), Clusters: []Cluster{
+				{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin},
+				stableCluster,
+				{Name: sticky, ID: ClusterID{"shop", "checkout", 9090, TrackSticky}, Protocol: ProtocolGRPC, LB: LBRingHash},
+			}},
 		},
 		"unready pods and pods without the port left out": {
 			service: func() Service {
