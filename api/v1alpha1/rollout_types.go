@@ -171,9 +171,26 @@ type RolloutStatus struct {
 	// +optional
 	CurrentStepIndex int32 `json:"currentStepIndex"`
 	// CurrentWeight is the canary's share of traffic in basis points
-	// (10000 = 100%), as confirmed by proxy acknowledgements.
+	// (10000 = 100%) that the proxies are told to carry; stepStartedAt is set
+	// once every proxy acknowledged it.
 	// +optional
 	CurrentWeight BasisPoints `json:"currentWeight"`
+	// StepStartedAt is when the proxies confirmed CurrentWeight; the step's
+	// interval and its cumulative analysis window run from here. Unset while
+	// the weight awaits confirmation.
+	// +optional
+	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
+	// ReleasedAt is when a promote released a beta cohort hold into weighted
+	// steps; a later promote skips the remaining steps.
+	// +optional
+	ReleasedAt *metav1.Time `json:"releasedAt,omitempty"`
+	// AnalysisFailures counts analyses in a row in which a check failed.
+	// +optional
+	AnalysisFailures int32 `json:"analysisFailures,omitempty"`
+	// LastAnalysisTime is the time of the last analysis that updated
+	// AnalysisFailures; a replay at or before it is not counted again.
+	// +optional
+	LastAnalysisTime *metav1.Time `json:"lastAnalysisTime,omitempty"`
 	// CurrentWeightPercent is CurrentWeight for display, e.g. "2.5%"; written
 	// together with it.
 	// +optional
