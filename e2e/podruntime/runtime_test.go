@@ -512,3 +512,47 @@ func otherEndpoints(r *Runtime, name string) []Endpoint {
 func containsAll(s, sub string) bool {
 	return sub == "" || (len(s) >= len(sub) && strings.Contains(s, sub))
 }
+
+// TestDrain checks that stopping a pod lets a call in flight finish within
+// DrainTimeout, and cuts off a call that would outlast it.
+func TestDrain(t *testing.T) {
+	tests := map[string]struct {
+		drain    time.Duration
+		latency  time.Duration
+		wantCode codes.Code
+	}{
+		"call finishes within the drain timeout":   {drain: time.Minute, latency: 300 * time.Millisecond, wantCode: codes.OK},
+		"call outlasting the drain timeout is cut": {drain: 50 * time.Millisecond, latency: time.Hour, wantCode: codes.Unavailable},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := startCluster(t, Options{DrainTimeout: tc.drain})
+			ip := randomIP()
+			pod := testPod("drain", "pod-1", ip, container("app", "checkout:v1", env(EnvLatency, tc.latency.String()), 8080))
+			c.create(pod)
+			c.waitServing([]Endpoint{{Namespace: "drain", Pod: "pod-1", IP: ip, Port: 8080, Version: "v1"}})
+			client := dialTest(t, addr(ip, 8080))
+			result := make(chan error, 1)
+			go func() {
+				_, err := unary(client)
+				result <- err
+			}()
+			if !poll(func() bool { return c.runtime.Counts("drain", "pod-1").Requests == 1 }) {
+				t.Fatal("the call never reached the pod")
+			}
+			c.delete(pod)
+			c.waitServing(nil)
+			if !refused(addr(ip, 8080)) {
+				t.Errorf("%s accepts new connections while draining", addr(ip, 8080))
+			}
+			select {
+			case err := <-result:
+				if status.Code(err) != tc.wantCode {
+					t.Errorf("call in flight ended with %v, want code %v", err, tc.wantCode)
+				}
+			case <-time.After(pollTimeout):
+				t.Fatal("call in flight never ended")
+			}
+		})
+	}
+}

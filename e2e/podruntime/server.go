@@ -50,7 +50,7 @@ type portServer struct {
 	counts *counters
 
 	calls    atomic.Uint64 // sequence number of the next call, for Behavior.Fails
-	stopping chan struct{} // closed when the port stops accepting; aborts latency waits
+	forced   chan struct{} // closed when draining times out; aborts latency waits
 	ln       *onceCloseListener
 	http     *http.Server
 	grpc     *grpc.Server
@@ -67,7 +67,7 @@ func startPort(log logr.Logger, pod PodSpec, spec PortSpec, counts *counters) (*
 	s := &portServer{
 		pod: pod, spec: spec, addr: addr, counts: counts,
 		log:      log.WithValues("addr", addr, "container", spec.Container, "version", spec.Version),
-		stopping: make(chan struct{}),
+		forced:   make(chan struct{}),
 		ln:       &onceCloseListener{Listener: ln},
 		served:   make(chan struct{}),
 	}
@@ -103,10 +103,10 @@ func (s *portServer) endpoint() Endpoint {
 }
 
 // stop closes the listener at once, so the address is free when stop
-// returns, then drains open connections in the background for up to drain
-// before closing them. The returned channel is closed when draining is done.
+// returns, then lets calls in flight finish in the background for up to
+// drain before cutting them off. The returned channel is closed when every
+// connection is closed.
 func (s *portServer) stop(drain time.Duration) <-chan struct{} {
-	close(s.stopping)
 	if err := s.ln.Close(); err != nil {
 		s.log.Error(err, "Closing the listener")
 	}
@@ -117,6 +117,7 @@ func (s *portServer) stop(drain time.Duration) <-chan struct{} {
 		defer cancel()
 		if err := s.http.Shutdown(ctx); err != nil {
 			s.log.V(1).Info("Connections still open after draining; closing them", "drain", drain, "reason", err.Error())
+			close(s.forced)
 			if err := s.http.Close(); err != nil {
 				s.log.Error(err, "Closing connections")
 			}
@@ -224,7 +225,7 @@ func (s *portServer) admit(ctx context.Context) verdict {
 		case <-t.C:
 		case <-ctx.Done():
 			return aborted
-		case <-s.stopping:
+		case <-s.forced:
 			return aborted
 		}
 	}
