@@ -43,7 +43,8 @@ import (
 // through to the default route.
 //
 // The guarantee actually obtained, for an unchanged set of ready endpoints
-// (checked on a model of grpc-go's ring in the package tests): raising the
+// (checked on a model of grpc-go's ring in this package's tests, and end to
+// end with grpc-go's own xDS client in package xds/translate): raising the
 // share moves users from stable to canary only, except that rounding entry
 // counts to whole entries (the running sum is rounded up at each endpoint,
 // and address order interleaves the tracks) can move at most one entry per

@@ -13,9 +13,11 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
 	"github.com/sluice-dev/sluice/router"
@@ -108,14 +110,17 @@ func newXDSHarness(t *testing.T) *xdsHarness {
 }
 
 // publish builds, translates and serves the service with the strategy.
-func (h *xdsHarness) publish(version int, st router.Strategy) {
+func (h *xdsHarness) publish(version int, st router.Strategy) { h.publishReady(version, st, true) }
+
+// publishReady is publish with the readiness of both pods.
+func (h *xdsHarness) publishReady(version int, st router.Strategy, ready bool) {
 	h.t.Helper()
 	svc := router.Service{
 		Namespace: "shop", Name: "checkout",
 		Ports: []router.Port{{Name: "grpc", Number: 9090, Protocol: router.ProtocolGRPC}},
 		Endpoints: []router.Endpoint{
-			{Pod: "checkout-1", IP: "127.0.0.1", Ports: map[string]uint32{"grpc": uint32(h.ports[router.TrackStable])}, Ready: true, Track: router.TrackStable},
-			{Pod: "checkout-canary-1", IP: "127.0.0.1", Ports: map[string]uint32{"grpc": uint32(h.ports[router.TrackCanary])}, Ready: true, Track: router.TrackCanary},
+			{Pod: "checkout-1", IP: "127.0.0.1", Ports: map[string]uint32{"grpc": uint32(h.ports[router.TrackStable])}, Ready: ready, Track: router.TrackStable},
+			{Pod: "checkout-canary-1", IP: "127.0.0.1", Ports: map[string]uint32{"grpc": uint32(h.ports[router.TrackCanary])}, Ready: ready, Track: router.TrackCanary},
 		},
 		Strategy: st,
 	}
@@ -278,5 +283,18 @@ func TestProxylessGRPCClient(t *testing.T) {
 	}
 	if n := onCanary(after); n < users*45/100 || n > users*75/100 {
 		t.Errorf("60%% sticky share: %d of %d users on the canary", n, users)
+	}
+
+	// 4. No ready pods: the clusters stay, empty, and RPCs fail with
+	// Unavailable instead of waiting out their deadline.
+	h.publishReady(5, router.Strategy{CanaryWeight: 5000}, false)
+	h.eventually("RPCs fail fast without ready endpoints", func() (bool, error) {
+		_, err := h.call()
+		return status.Code(err) == codes.Unavailable, nil
+	})
+	for i := 0; i < 20; i++ {
+		if _, err := h.call(); status.Code(err) != codes.Unavailable {
+			t.Fatalf("no ready endpoints: RPC %d ended with %v, want Unavailable", i, err)
+		}
 	}
 }
