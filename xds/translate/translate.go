@@ -63,9 +63,13 @@ func (o Options) withDefaults() (Options, error) {
 //     for each gRPC port, each with an api_listener whose route configuration
 //     "<service>.<namespace>:<port>" has one virtual host matching any
 //     authority;
-//   - Envoy sidecars: for every port number in use, a Listener and a
-//     RouteConfiguration "outbound_<port>" with one virtual host per service
-//     that has that port (see [virtualHostDomains]);
+//   - Envoy sidecars: for every port number in use, a Listener
+//     "outbound_<port>" on SidecarAddress:<port> and its RouteConfiguration
+//     of the same name, with one virtual host per service that has that
+//     port, answering "<service>.<namespace>" and
+//     "<service>.<namespace>.svc.<cluster domain>", with and without
+//     ":<port>", and the bare "<service>" unless two namespaces share that
+//     service name on the port (Envoy rejects a domain claimed twice);
 //   - for every plan cluster, an EDS Cluster and its ClusterLoadAssignment.
 //
 // It refuses a plan that fails [router.Plan.Validate], and it checks every
