@@ -5,8 +5,12 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
@@ -249,6 +253,25 @@ func TestUpdateRejectsInvalid(t *testing.T) {
 				r[resource.ListenerType]["other.shop"] = apiListener(t, "other.shop", "other.shop")
 			},
 			want: `listener "other.shop" references route "other.shop"`,
+		},
+		"envoy listener with an inline route to a missing cluster": {
+			mutate: func(t *testing.T, r Resources) {
+				hcm := &hcmv3.HttpConnectionManager{
+					StatPrefix:     "outbound",
+					RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes("inline", map[string]uint32{"shop/gone/stable": 1})},
+					HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}}},
+				}
+				r[resource.ListenerType]["outbound"] = &listenerv3.Listener{
+					Name: "outbound",
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 15001},
+					}}},
+					FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+						Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)},
+					}}}},
+				}
+			},
+			want: `listener "outbound" references cluster "shop/gone/stable"`,
 		},
 		"key differs from name": {
 			mutate: func(t *testing.T, r Resources) {

@@ -169,10 +169,10 @@ func (t *tracker) progressLocked(targets []target) progress {
 	return progress{acked: sortedKeys(acked), pending: sortedKeys(pending), nacked: sortedKeys(nacked)}
 }
 
-// Synced counts the connected streams subscribed to the resource typeURL/name
-// by whether they carry the content version (acked), rejected it (nacked), or
-// neither yet (pending). A proxy that carries a different content than
-// version is pending. It does not block.
+// Synced counts the connected proxies (distinct node ids) subscribed to the
+// resource typeURL/name by whether they carry the content version (acked),
+// rejected it (nacked), or neither yet (pending). A proxy that carries a
+// different content than version is pending. It does not block.
 func (s *Server) Synced(typeURL, name, version string) (acked, pending, nacked int) {
 	t := s.tracker
 	t.mu.Lock()

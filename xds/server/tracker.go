@@ -336,28 +336,26 @@ func (t *tracker) cacheVersion(v string) (uint64, bool) {
 
 // resourceName reads field 1 (the name of a Listener, RouteConfiguration and
 // Cluster, the cluster_name of a ClusterLoadAssignment) from an encoded
-// resource without decoding the rest.
+// resource without decoding the rest; like protobuf, the last occurrence wins.
 func resourceName(b []byte) string {
+	name := ""
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return ""
+			return name
 		}
 		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return ""
-			}
-			return string(v)
-		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			return ""
+			return name
+		}
+		if num == 1 && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b)
+			name = string(v)
 		}
 		b = b[m:]
 	}
-	return ""
+	return name
 }
 
 // typeLabel is the metric label for a type URL.

@@ -64,6 +64,14 @@ func (h *history) record(typeURL string, v uint64, contents map[string]string) {
 		}
 		names[name] = revs
 	}
+	// Forget resources deleted long ago: only a proxy answering a response
+	// older than historyDepth versions could still ask about them.
+	for name, revs := range names {
+		last := revs[len(revs)-1]
+		if last.content == "" && v-last.from > historyDepth {
+			delete(names, name)
+		}
+	}
 }
 
 // contentAt returns the content of name at cache version v, or "" when it did
