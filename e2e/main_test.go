@@ -59,9 +59,14 @@ func run(m *testing.M) int {
 		os.Exit(130)
 	}()
 	defer env.Stop()
+	if err := startSluice(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: start sluice controller:", err)
+		return 1
+	}
+	defer sluice.Stop()
 	code := m.Run()
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "e2e: component logs are in %s (removed on exit)\n", filepath.Join(env.Dir(), "logs"))
+		fmt.Fprintf(os.Stderr, "e2e: sluice controller log:\n%s\n", sluice.Logs(60))
 	}
 	return code
 }

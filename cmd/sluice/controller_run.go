@@ -2,39 +2,76 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/certs"
+	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/lrs"
+	"github.com/sluice-dev/sluice/xds/server"
+)
+
+// Certificate modes.
+const (
+	certModeSelf        = "self"         // Sluice issues, rotates and injects its own CA
+	certModeCertManager = "cert-manager" // cert-manager writes the Secret and injects the CA
 )
 
 type controllerOptions struct {
-	kubeconfig  string
-	webhookPort int
-	xdsPort     int
-	metricsAddr string
-	healthAddr  string
-	leaderElect bool
-	namespace   string
+	kubeconfig   string
+	webhookPort  int
+	webhookHost  string
+	xdsPort      int
+	xdsHost      string
+	metricsAddr  string
+	healthAddr   string
+	leaderElect  bool
+	namespace    string
+	certMode     string
+	certSecret   string
+	certDNSNames []string
+	certIPs      []string
+	webhookName  string
+	lrsInterval  time.Duration
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	f.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the admission webhook server (TLS)")
+	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default: all)")
 	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server")
-	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint")
+	f.StringVar(&o.xdsHost, "xds-host", "", "address the xDS server binds (default: all)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates")
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
+	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
+	f.StringVar(&o.certSecret, "cert-secret", "sluice-webhook-tls", "Secret holding the webhook CA and serving certificate")
+	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate (default: sluice-webhook.<namespace>.svc and .svc.cluster.local)")
+	f.StringSliceVar(&o.certIPs, "cert-ips", nil, "IP addresses of the serving certificate (e.g. 127.0.0.1 for webhooks registered by URL)")
+	f.StringVar(&o.webhookName, "webhook-config-name", "sluice", "name of the Mutating- and ValidatingWebhookConfiguration to keep the CA bundle in")
+	f.DurationVar(&o.lrsInterval, "load-report-interval", lrs.DefaultInterval, "load reporting interval asked of every xDS client (> 0)")
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -44,32 +81,162 @@ func (o controllerOptions) restConfig() (*rest.Config, error) {
 	return ctrl.GetConfig()
 }
 
+// scheme knows the built-in kinds and Sluice's CRDs.
+func scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 func runController(ctx context.Context, o controllerOptions) error {
+	log := newLogger().WithName("controller")
+	ctx = logr.NewContext(ctx, log)
 	cfg, err := o.restConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	sch, err := scheme()
+	if err != nil {
+		return err
+	}
+
+	reloader, err := o.reloader(cs, log)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                  sch,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.healthAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "sluice-controller",
 		LeaderElectionNamespace: o.namespace,
+		// A replica that loses leadership stops its leader-only work but
+		// keeps serving webhooks and xDS.
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    o.webhookHost,
+			Port:    o.webhookPort,
+			TLSOpts: []func(*tls.Config){reloader.ConfigureTLS},
+		}),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	if err := mgr.Add(reloader); err != nil {
+		return err
+	}
+	if o.certMode == certModeSelf {
+		rot, err := o.rotator(cs, log)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(rot); err != nil {
+			return err
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("certificates", reloader.Checker); err != nil {
 		return err
 	}
+
+	loads, err := lrs.NewServer(lrs.Options{
+		Interval:   o.lrsInterval,
+		Attribute:  attributeCluster,
+		Registerer: metrics.Registry,
+		Logger:     log.WithName("lrs"),
+	})
+	if err != nil {
+		return fmt.Errorf("load reporting: %w", err)
+	}
+	xdsServer := server.New(server.Options{
+		Logger:        log.WithName("xds"),
+		Registerer:    metrics.Registry,
+		LoadReporting: loads,
+	})
 	g := grpc.NewServer()
-	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort("", strconv.Itoa(o.xdsPort))}); err != nil {
+	xdsServer.Register(g)
+	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.xdsPort))}); err != nil {
 		return err
 	}
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, namespace: o.namespace, log: log}); err != nil {
+		return err
+	}
+	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// attributeCluster attributes a load report to the namespace, service and
+// track of the cluster it names.
+func attributeCluster(cluster, subZone string) (lrs.Key, bool) {
+	id, err := router.ParseClusterName(cluster)
+	if err != nil {
+		return lrs.Key{}, false
+	}
+	track := id.Track
+	if subZone != "" {
+		if t, err := router.LocalityTrack(subZone); err == nil {
+			track = t
+		}
+	}
+	return lrs.Key{Namespace: id.Namespace, Service: id.Service, Track: string(track)}, true
+}
+
+func (o controllerOptions) reloader(cs kubernetes.Interface, log logr.Logger) (*certs.Reloader, error) {
+	switch o.certMode {
+	case certModeSelf, certModeCertManager:
+	default:
+		return nil, fmt.Errorf("--cert-mode %q: want %s or %s", o.certMode, certModeSelf, certModeCertManager)
+	}
+	r, err := certs.NewReloader(cs, certs.ReloaderOptions{
+		Namespace:  o.namespace,
+		SecretName: o.certSecret,
+		Registerer: metrics.Registry,
+		Logger:     log.WithName("certs"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificate reloader: %w", err)
+	}
+	return r, nil
+}
+
+func (o controllerOptions) rotator(cs kubernetes.Interface, log logr.Logger) (*certs.Rotator, error) {
+	dns := o.certDNSNames
+	if len(dns) == 0 {
+		dns = []string{"sluice-webhook." + o.namespace + ".svc", "sluice-webhook." + o.namespace + ".svc.cluster.local"}
+	}
+	var ips []net.IP
+	for _, s := range o.certIPs {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return nil, fmt.Errorf("--cert-ips: %q is not an IP address", s)
+		}
+		ips = append(ips, ip)
+	}
+	r, err := certs.NewRotator(cs, certs.RotatorOptions{
+		Namespace:          o.namespace,
+		SecretName:         o.certSecret,
+		DNSNames:           dns,
+		IPAddresses:        ips,
+		MutatingWebhooks:   []string{o.webhookName},
+		ValidatingWebhooks: []string{o.webhookName},
+		Logger:             log.WithName("certs"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificate rotator: %w", err)
+	}
+	return r, nil
 }
 
 // grpcRunnable serves a gRPC server on every replica (not only the leader)
@@ -90,7 +257,15 @@ func (r grpcRunnable) Start(ctx context.Context) error {
 	go func() { errc <- r.server.Serve(l) }()
 	select {
 	case <-ctx.Done():
-		r.server.GracefulStop()
+		// ADS streams never end on their own: let in-flight requests finish
+		// for a moment, then close the streams (clients reconnect elsewhere).
+		stopped := make(chan struct{})
+		go func() { r.server.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			r.server.Stop()
+		}
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("serve xDS: %w", err)

@@ -14,6 +14,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
 
+	ctrl "sigs.k8s.io/controller-runtime"
+
 	"github.com/sluice-dev/sluice/e2e/cluster"
 )
 
@@ -56,7 +58,7 @@ func runDev(ctx context.Context, o devOptions) error {
 		}
 		o.dir = filepath.Join(cache, "dev")
 	}
-	log := devLogger()
+	log := newLogger()
 	start := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{Dir: o.dir, Progress: progress, Log: log.WithName("pods")})
 	if err != nil {
@@ -124,9 +126,12 @@ func writeBootstrap(path, server string) error {
 	return nil
 }
 
-func devLogger() logr.Logger {
+// newLogger returns the process logger (klog text format on stderr) and
+// makes it the logger of client-go and controller-runtime too.
+func newLogger() logr.Logger {
 	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(os.Stderr))
 	l := textlogger.NewLogger(cfg)
 	klog.SetLogger(l)
+	ctrl.SetLogger(l)
 	return l
 }

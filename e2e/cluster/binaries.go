@@ -191,7 +191,7 @@ func (b builder) buildKubernetes(ctx context.Context, bins *Binaries) error {
 // k8s.io/kubernetes: every module it replaces with a local staging path is
 // replaced with the published StagingVersion instead.
 func helperGoMod(upstream []byte) ([]byte, error) {
-	f, err := modfile.ParseLax("go.mod", upstream, nil)
+	f, err := modfile.Parse("go.mod", upstream, nil)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s go.mod: %w", kubernetesModule, err)
 	}

@@ -46,7 +46,7 @@ type Cluster struct {
 	podCIDR    string
 	restConfig *rest.Config
 	client     kubernetes.Interface
-	procs      []*process
+	procs      []*Process
 	release    func() // releases the pod CIDR reservation
 	runtime    *podruntime.Runtime
 	stopPods   context.CancelFunc
@@ -80,7 +80,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			c.Stop()
 		}
 	}()
-	cidr, release, err := reservePodCIDR(ctx)
+	cidr, release, err := reservePodCIDR()
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	fmt.Fprintf(progress, "sluice: waiting for kube-apiserver at %s\n", server)
 	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := waitFor(readyCtx, "kube-apiserver ready", c.procs, func(ctx context.Context) (bool, error) {
+	if err := WaitFor(readyCtx, "kube-apiserver ready", c.procs, func(ctx context.Context) (bool, error) {
 		body, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err == nil && string(body) == "ok", err
 	}); err != nil {
@@ -185,10 +185,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.createNode(readyCtx); err != nil {
 		return nil, err
 	}
-	if err := waitFor(readyCtx, "node "+NodeName+" Ready", c.procs, c.nodeReady); err != nil {
+	if err := WaitFor(readyCtx, "node "+NodeName+" Ready", c.procs, c.nodeReady); err != nil {
 		return nil, err
 	}
-	if err := waitFor(readyCtx, "default service account", c.procs, func(ctx context.Context) (bool, error) {
+	if err := WaitFor(readyCtx, "default service account", c.procs, func(ctx context.Context) (bool, error) {
 		_, err := c.client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, err
 	}); err != nil {
@@ -204,7 +204,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 }
 
 func (c *Cluster) start(name, bin, logs string, args ...string) error {
-	p, err := startProcess(name, bin, args, filepath.Join(logs, name+".log"))
+	p, err := StartProcess(name, bin, args, filepath.Join(logs, name+".log"))
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (c *Cluster) Dir() string { return c.dir }
 // Err reports the first component that has exited, if any.
 func (c *Cluster) Err() error {
 	for _, p := range c.procs {
-		if ok, err := p.exited(); ok {
+		if ok, err := p.Exited(); ok {
 			return err
 		}
 	}
@@ -276,7 +276,7 @@ func (c *Cluster) Stop() {
 			}
 		}
 		for i := len(c.procs) - 1; i >= 0; i-- {
-			c.procs[i].stop(10 * time.Second)
+			c.procs[i].Stop(10 * time.Second)
 		}
 		if c.release != nil {
 			c.release()
@@ -319,7 +319,7 @@ func freePorts(n int) ([]int, error) {
 // uses, so that clusters started side by side (tests and `sluice dev`) never
 // hand out the same pod IP. The reservation is a file lock, released by the
 // returned func or when the process dies.
-func reservePodCIDR(ctx context.Context) (string, func(), error) {
+func reservePodCIDR() (string, func(), error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return "", nil, err

@@ -12,13 +12,14 @@ import (
 	"time"
 )
 
-// process is one cluster component running as a child process.
+// Process is a child process: a cluster component, or a Sluice controller
+// started by the end-to-end tests.
 //
 // It runs in its own process group (so a terminal's Ctrl-C reaches only the
 // parent, which then stops it in order) with the Linux parent-death signal
 // set to SIGKILL, so it cannot outlive the parent even when the parent is
 // killed or a test binary panics.
-type process struct {
+type Process struct {
 	name    string
 	cmd     *exec.Cmd
 	logPath string
@@ -26,7 +27,8 @@ type process struct {
 	err     error // set before done is closed
 }
 
-func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+// StartProcess starts bin with args, its output going to logPath.
+func StartProcess(name, bin string, args []string, logPath string) (*Process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create %s log: %w", name, err)
@@ -38,7 +40,7 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
@@ -47,8 +49,8 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 	return p, nil
 }
 
-// exited reports whether the process has ended, and how.
-func (p *process) exited() (bool, error) {
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.exitError()
@@ -57,16 +59,17 @@ func (p *process) exited() (bool, error) {
 	}
 }
 
-func (p *process) exitError() error {
+func (p *Process) exitError() error {
 	if p.err == nil {
-		return fmt.Errorf("%s exited\n%s", p.name, p.logTail(30))
+		return fmt.Errorf("%s exited\n%s", p.name, p.LogTail(30))
 	}
-	return fmt.Errorf("%s exited: %w\n%s", p.name, p.err, p.logTail(30))
+	return fmt.Errorf("%s exited: %w\n%s", p.name, p.err, p.LogTail(30))
 }
 
-// stop sends SIGTERM to the process group, then SIGKILL after grace.
-func (p *process) stop(grace time.Duration) {
-	if ok, _ := p.exited(); ok {
+// Stop sends SIGTERM to the process group, then SIGKILL after grace, and
+// waits for the process to exit.
+func (p *Process) Stop(grace time.Duration) {
+	if ok, _ := p.Exited(); ok {
 		return
 	}
 	pgid := p.cmd.Process.Pid
@@ -83,8 +86,20 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
-// logTail returns the last n lines of the process log, for error messages.
-func (p *process) logTail(n int) string {
+// Kill kills the process group at once (SIGKILL), as a crash would, and
+// waits for the process to exit.
+func (p *Process) Kill() {
+	if ok, _ := p.Exited(); ok {
+		return
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		fmt.Fprintf(os.Stderr, "sluice: kill %s: %v\n", p.name, err)
+	}
+	<-p.done
+}
+
+// LogTail returns the last n lines of the process log, for error messages.
+func (p *Process) LogTail(n int) string {
 	data, err := os.ReadFile(p.logPath)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
@@ -120,15 +135,15 @@ func (t *tail) String() string {
 	return strings.Join(t.lines, "\n")
 }
 
-// waitFor polls cond every interval until it returns true, returns an
-// error, ctx ends, or one of the watched processes exits.
-func waitFor(ctx context.Context, what string, procs []*process, cond func(context.Context) (bool, error)) error {
+// WaitFor polls cond until it returns true, ctx ends, or one of the watched
+// processes exits; the error then says which, with cond's last error.
+func WaitFor(ctx context.Context, what string, procs []*Process, cond func(context.Context) (bool, error)) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var last error
 	for {
 		for _, p := range procs {
-			if ok, err := p.exited(); ok {
+			if ok, err := p.Exited(); ok {
 				return fmt.Errorf("wait for %s: %w", what, err)
 			}
 		}

@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/xds"
+
+	"github.com/sluice-dev/sluice/e2e/cluster"
+)
+
+// sluiceNamespace is where the controller under test keeps its lease and
+// certificate Secret.
+const sluiceNamespace = "sluice-system"
+
+// sluice is the controller under test: the real binary, run as a
+// subprocess against the shared cluster, as `sluice dev` runs it.
+var sluice *sluiceProcess
+
+type sluiceProcess struct {
+	bin, dir string
+	args     []string
+	// XDSAddr is host:port of the ADS and load reporting server.
+	XDSAddr string
+	// MetricsURL serves the controller's Prometheus metrics.
+	MetricsURL string
+	// HealthURL serves /healthz and /readyz.
+	HealthURL string
+	// WebhookURL is the base URL the webhooks are registered with.
+	WebhookURL string
+	proc       *cluster.Process
+	starts     int
+}
+
+// buildSluice compiles the sluice binary into dir.
+func buildSluice(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "sluice")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/sluice")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build sluice: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// newSluice prepares a controller on free loopback ports.
+func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
+	ports := make([]int, 4)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		defer l.Close()
+	}
+	s := &sluiceProcess{
+		bin:        bin,
+		dir:        dir,
+		XDSAddr:    "127.0.0.1:" + strconv.Itoa(ports[1]),
+		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics",
+		HealthURL:  "http://127.0.0.1:" + strconv.Itoa(ports[3]),
+		WebhookURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]),
+	}
+	s.args = []string{"controller",
+		"--kubeconfig=" + kubeconfig,
+		"--namespace=" + sluiceNamespace,
+		"--webhook-host=127.0.0.1", "--webhook-port=" + strconv.Itoa(ports[0]),
+		"--cert-ips=127.0.0.1",
+		"--xds-host=127.0.0.1", "--xds-port=" + strconv.Itoa(ports[1]),
+		"--metrics-addr=127.0.0.1:" + strconv.Itoa(ports[2]),
+		"--health-addr=127.0.0.1:" + strconv.Itoa(ports[3]),
+		"--leader-elect",
+	}
+	return s, nil
+}
+
+// Start starts the controller and waits until it reports ready.
+func (s *sluiceProcess) Start(ctx context.Context) error {
+	s.starts++
+	p, err := cluster.StartProcess("sluice", s.bin, s.args, filepath.Join(s.dir, fmt.Sprintf("sluice-%d.log", s.starts)))
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return cluster.WaitFor(ctx, "sluice controller ready", []*cluster.Process{p}, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.HealthURL+"/readyz", nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return true, nil
+	})
+}
+
+// Kill kills the controller as a crash would (SIGKILL).
+func (s *sluiceProcess) Kill() { s.proc.Kill() }
+
+// Stop stops the controller gracefully.
+func (s *sluiceProcess) Stop() { s.proc.Stop(10 * time.Second) }
+
+// Logs returns the end of the current controller log.
+func (s *sluiceProcess) Logs(lines int) string { return s.proc.LogTail(lines) }
+
+var xdsNode atomic.Int64
+
+// newXDSConn returns a connection of grpc-go's own xDS client to target
+// (e.g. "xds:///checkout.shop"), configured by the controller under test,
+// with a node id of its own.
+func newXDSConn(t *testing.T, target string) *grpc.ClientConn {
+	t.Helper()
+	node := fmt.Sprintf("e2e-%s-%d", t.Name(), xdsNode.Add(1))
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": %q, "locality": {"zone": "e2e"}}
+	}`, sluice.XDSAddr, node)
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatalf("xDS resolver: %v", err)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	if err != nil {
+		t.Fatalf("dial %s: %v", target, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// startSluice builds the controller, installs what it needs into env and
+// starts it.
+func startSluice(ctx context.Context, dir string) error {
+	bin, err := buildSluice(ctx, dir)
+	if err != nil {
+		return err
+	}
+	s, err := newSluice(bin, dir, env.Kubeconfig())
+	if err != nil {
+		return err
+	}
+	mutating, validating, err := webhookConfigurations(s.WebhookURL)
+	if err != nil {
+		return err
+	}
+	if err := env.Install(ctx, sluiceNamespace, mutating, validating); err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	sluice = s
+	return nil
+}
