@@ -184,7 +184,7 @@ func Issue(req IssueRequest, now time.Time) (*Bundle, error) {
 	var stagedKey *ecdsa.PrivateKey
 	caKeyPEM := bundleField(req.Existing, func(b *Bundle) []byte { return b.CAKey })
 	if caReason != "" {
-		if st.signer != nil && now.After(st.signer.NotBefore) && now.Before(st.signer.NotAfter) {
+		if st.signer != nil && canStage(st.signer, req, now) {
 			stagedSigner, stagedKey = st.signer, st.signerKey
 		}
 		signer, signerKey, err = newCA(req, now)
@@ -215,6 +215,21 @@ func Issue(req IssueRequest, now time.Time) (*Bundle, error) {
 		return nil, fmt.Errorf("issue serving certificate: %w", err)
 	}
 	return out, nil
+}
+
+// canStage reports whether the outgoing CA can still sign a serving
+// certificate at now that would not itself be due at once (its validity is
+// capped at the CA's expiry).
+func canStage(ca *x509.Certificate, req IssueRequest, now time.Time) bool {
+	if !now.After(ca.NotBefore) {
+		return false
+	}
+	notBefore, notAfter := now.Add(-backdate), minTime(now.Add(req.CertValidity), ca.NotAfter)
+	lookahead := req.CertLookahead
+	if lookahead <= 0 {
+		lookahead = notAfter.Sub(notBefore) / 3
+	}
+	return now.Before(notAfter.Add(-lookahead))
 }
 
 // bundleField returns a copy of one field of b, nil when b is nil.
@@ -333,4 +348,12 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// ServiceDNSNames returns the names a webhook Service is reached by from
+// inside the cluster: <service>.<namespace>.svc, which kube-apiserver uses,
+// and the fully qualified <service>.<namespace>.svc.cluster.local.
+func ServiceDNSNames(service, namespace string) []string {
+	base := service + "." + namespace + ".svc"
+	return []string{base, base + ".cluster.local"}
 }

@@ -163,7 +163,7 @@ func TestIssueKeepsOrRenews(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (a.CA != "") != tc.wantCA || (a.Serving != "") != tc.wantServing {
+			if (a.CA != "" || a.Trust != "") != tc.wantCA || (a.Serving != "") != tc.wantServing {
 				t.Errorf("Assess = %+v disagrees with what Issue did", a)
 			}
 			req.Existing = got
@@ -219,6 +219,9 @@ func TestIssueCARotation(t *testing.T) {
 
 	// Past the old CA's expiry it leaves the bundle.
 	t4 := oldCA.NotAfter.Add(time.Hour)
+	if a, err := Assess(testRequest(b3), t4); err != nil || a.Trust == "" || a.CA != "" {
+		t.Errorf("Assess with an expired old CA = %+v, %v; want a trust bundle rewrite", a, err)
+	}
 	b4 := mustIssue(t, testRequest(b3), t4)
 	if got := mustCerts(t, b4.CACert); len(got) != 1 || !got[0].Equal(cas[0]) {
 		t.Errorf("after the old CA expired the bundle holds %d CAs, want only the new one", len(got))
@@ -246,6 +249,23 @@ func TestIssueCARotationStagesServing(t *testing.T) {
 	}
 	if leaf := mustCerts(t, b1.Cert)[0]; leaf.NotAfter.After(oldCA.NotAfter) {
 		t.Errorf("serving NotAfter %s outlives its CA %s", leaf.NotAfter, oldCA.NotAfter)
+	}
+}
+
+// TestIssueCARotationAtTheLastMinute covers an outgoing CA too close to
+// expiry to sign a usable serving certificate: the new CA signs it, and the
+// bundle is fit rather than due again at once.
+func TestIssueCARotationAtTheLastMinute(t *testing.T) {
+	b0 := mustIssue(t, testRequest(nil), t0)
+	oldCA := mustCerts(t, b0.CACert)[0]
+	now := oldCA.NotAfter.Add(-time.Minute)
+	b1 := mustIssue(t, testRequest(b0), now)
+	cas := mustCerts(t, b1.CACert)
+	if len(cas) != 2 {
+		t.Fatalf("bundle holds %d CAs, want new and old", len(cas))
+	}
+	if signer := verifyServing(t, b1, now); !signer.Equal(cas[0]) {
+		t.Error("serving certificate should chain to the new CA when the old one is about to expire")
 	}
 }
 

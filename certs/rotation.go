@@ -55,12 +55,15 @@ func timeProblem(c *x509.Certificate, now time.Time, lookahead time.Duration) st
 type Assessment struct {
 	// CA is why the signing CA must be replaced.
 	CA string
+	// Trust is why the trust bundle must be rewritten although the signing
+	// CA is fit: it holds expired or duplicate CAs, or is out of order.
+	Trust string
 	// Serving is why the serving certificate must be replaced.
 	Serving string
 }
 
-// OK reports whether nothing needs re-issuing.
-func (a Assessment) OK() bool { return a.CA == "" && a.Serving == "" }
+// OK reports whether nothing needs rewriting.
+func (a Assessment) OK() bool { return a.CA == "" && a.Trust == "" && a.Serving == "" }
 
 // Assess checks req.Existing against the request at now without issuing
 // anything. [Issue] acts on exactly these findings.
@@ -73,6 +76,9 @@ func Assess(req IssueRequest, now time.Time) (Assessment, error) {
 	a := Assessment{CA: st.caProblem}
 	if a.CA == "" {
 		a.CA = timeProblem(st.signer, now, req.CALookahead)
+	}
+	if a.CA == "" && !sameDER(trustList(st.signer, st.cas, now), st.cas) {
+		a.Trust = "trust bundle holds expired, duplicate or misordered CAs"
 	}
 	a.Serving = servingProblem(req.Existing, st.cas, req, now)
 	return a, nil

@@ -80,7 +80,7 @@ func (r *Rotator) ensureSecret(ctx context.Context) (*Bundle, error) {
 		}
 		return nil, fmt.Errorf("update secret %s/%s: %w", r.opts.Namespace, r.opts.SecretName, err)
 	}
-	log.Info("rotated certificates", "caReason", a.CA, "servingReason", a.Serving, "expiry", expiryOf(b.Cert))
+	log.Info("rotated certificates", "caReason", a.CA, "trustReason", a.Trust, "servingReason", a.Serving, "expiry", expiryOf(b.Cert))
 	return b, nil
 }
 
