@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -325,5 +328,41 @@ func TestUpdateRejectsInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestWaitAckedSuperseded(t *testing.T) {
+	s, addr := testServer(t, Options{})
+	ctx := context.Background()
+	r := twoServices(t)
+	if err := s.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	c := newSotw(t, addr, "slow-proxy")
+	c.request(resource.RouteType, []string{"cart.shop"}, nil, "")
+	c.recv() // never acknowledged
+	old := mustVersion(t, r[resource.RouteType]["cart.shop"])
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := s.WaitAcked(ctx, resource.RouteType, "cart.shop", old)
+		errc <- err
+	}()
+	r[resource.RouteType]["cart.shop"] = routes("cart.shop", map[string]uint32{"shop/cart/stable": 1, "shop/checkout/stable": 1})
+	if err := s.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("WaitAcked on replaced content = %v, want ErrSuperseded", err)
+	}
+	if _, _, err := s.WaitAcked(ctx, resource.RouteType, "nope", old); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("WaitAcked on an unknown resource = %v, want ErrSuperseded", err)
+	}
+	// The proxy never answers the current content either: the wait ends with
+	// the context and names it.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	cur := mustVersion(t, r[resource.RouteType]["cart.shop"])
+	if _, _, err := s.WaitAcked(short, resource.RouteType, "cart.shop", cur); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "slow-proxy") {
+		t.Fatalf("WaitAcked with a silent proxy = %v, want a deadline error naming slow-proxy", err)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"sort"
@@ -181,14 +182,32 @@ func (s *Server) Synced(typeURL, name, version string) (acked, pending, nacked i
 	return len(p.acked), len(p.pending), len(p.nacked)
 }
 
-// WaitAcked blocks until no connected stream subscribed to typeURL/name is
+// ErrSuperseded is returned by WaitAcked when the awaited content is no
+// longer the published content of the resource.
+var ErrSuperseded = errors.New("content superseded by a later update")
+
+// WaitAcked blocks until no connected proxy subscribed to typeURL/name is
 // pending on the content version: each has acknowledged it, rejected it, or
-// closed. It returns the node ids that carry the version and those that
-// rejected it (sorted). If ctx ends first it returns what is known so far and
-// an error naming the pending proxies. With no subscriber it returns at once
-// with empty lists, so a caller that needs proxies must check acked.
+// closed its stream. It returns the node ids that carry the version and those
+// that rejected it (sorted). With no subscriber it returns at once with empty
+// lists, so a caller that needs proxies must check acked.
+//
+// It fails with ErrSuperseded as soon as version is no longer what the server
+// publishes for the resource (a later Update changed or removed it), and with
+// the context's error, naming the pending proxies, if ctx ends first; both
+// return what is known so far.
+//
+// An ACK means the proxy accepted the content; grpc-go applies it to its
+// channel a moment later (milliseconds), so a caller that needs traffic to
+// have moved must observe the traffic.
 func (s *Server) WaitAcked(ctx context.Context, typeURL, name, version string) (acked, nacked []string, err error) {
-	p, err := s.tracker.wait(ctx, []target{{typeURL, name, version}}, true)
+	current := func() error {
+		if v, ok := s.Version(typeURL, name); !ok || v != version {
+			return ErrSuperseded
+		}
+		return nil
+	}
+	p, err := s.tracker.wait(ctx, []target{{typeURL, name, version}}, true, current)
 	if err != nil {
 		err = fmt.Errorf("wait for %s %q content %s: %w", typeLabel(typeURL), name, shortVersion(version), err)
 	}
@@ -196,13 +215,19 @@ func (s *Server) WaitAcked(ctx context.Context, typeURL, name, version string) (
 }
 
 // wait blocks until no stream is pending on targets; when nackDone is false a
-// stream that rejected a target also counts as pending.
-func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool) (progress, error) {
+// stream that rejected a target also counts as pending. If valid is not nil it
+// is checked on every change and its error ends the wait.
+func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, valid func() error) (progress, error) {
 	for {
 		t.mu.Lock()
 		p := t.progressLocked(targets)
 		changed := t.changed
 		t.mu.Unlock()
+		if valid != nil {
+			if err := valid(); err != nil {
+				return p, err
+			}
+		}
 		waiting := p.pending
 		if !nackDone {
 			waiting = append(append([]string(nil), p.pending...), p.nacked...)
@@ -216,6 +241,13 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool) (pr
 		case <-changed:
 		}
 	}
+}
+
+// poke wakes waiters after a publication.
+func (t *tracker) poke() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.notifyLocked()
 }
 
 // shortVersion abbreviates a content version for messages.

@@ -147,6 +147,7 @@ func (s *Server) apply(t string, up map[string]proto.Message, del []string) erro
 		}
 	}
 	s.pubMu.Unlock()
+	defer s.tracker.poke()
 	if err := s.caches[t].UpdateResources(toUpdate, del); err != nil {
 		return fmt.Errorf("publish %d %s resources: %w", len(contents), typeLabel(t), err)
 	}
@@ -162,7 +163,7 @@ func (s *Server) settle(ctx context.Context, why string, targets []target, nackD
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
 	defer cancel()
-	p, err := s.tracker.wait(wctx, targets, nackDone)
+	p, err := s.tracker.wait(wctx, targets, nackDone, nil)
 	switch {
 	case err == nil:
 		if len(p.nacked) > 0 {
