@@ -1,0 +1,330 @@
+package rollout
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// NeedsOf says which confirmations and samples Step will use for o; the shell
+// gathers them and sets o.Confirmed and o.Samples before calling Step.
+func NeedsOf(o Observed) Needs {
+	var n Needs
+	st := o.Status
+	if o.Deployment == nil {
+		return n
+	}
+	switch st.Phase {
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
+		tw, held := targetWeight(o.Spec, st)
+		beta := o.Spec.Delivery.Mode == v1alpha1.ModeBeta && held
+		if st.StepStartedAt == nil && st.CurrentWeight == tw && !beta && o.Canary != nil {
+			w := st.CurrentWeight
+			n.Confirm = &w
+		}
+		if o.Canary != nil && (st.CurrentWeight > 0 || held) {
+			n.Analyse = true
+			n.Cumulative = RecentWindow
+			if st.StepStartedAt != nil {
+				n.Cumulative = max(o.Now.Sub(st.StepStartedAt.Time), time.Second)
+			}
+		}
+	case v1alpha1.PhasePromoting, v1alpha1.PhaseRolledBack:
+		if st.CurrentWeight == 0 && st.StepStartedAt == nil && o.Canary != nil &&
+			(st.Phase == v1alpha1.PhaseRolledBack || o.Deployment.RolledOut) {
+			w := v1alpha1.BasisPoints(0)
+			n.Confirm = &w
+		}
+	}
+	return n
+}
+
+// Step decides the next status and actions from the observed world. It is
+// pure and idempotent: stepping the same observation twice gives the same
+// result, and stepping the status it returned, once its actions took effect,
+// moves on.
+func Step(o Observed) Result {
+	m := &stepper{o: o, st: *o.Status.DeepCopy()}
+	m.run()
+	m.finish()
+	return m.res
+}
+
+// stepper carries one Step's working state.
+type stepper struct {
+	o   Observed
+	st  v1alpha1.RolloutStatus
+	res Result
+}
+
+func (m *stepper) act(a Action) { m.res.Actions = append(m.res.Actions, a) }
+
+func (m *stepper) event(warning bool, reason, format string, args ...any) {
+	m.res.Events = append(m.res.Events, Event{Warning: warning, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+func (m *stepper) requeue(d time.Duration) {
+	if m.res.RequeueAfter == 0 || d < m.res.RequeueAfter {
+		m.res.RequeueAfter = d
+	}
+}
+
+func (m *stepper) now() *metav1.Time {
+	t := metav1.NewTime(m.o.Now)
+	return &t
+}
+
+func (m *stepper) run() {
+	if m.o.Deployment == nil {
+		return
+	}
+	if m.st.Phase == "" {
+		m.st.Phase = v1alpha1.PhaseIdle
+	}
+	if !opted(m.o.Spec.Delivery.Mode) {
+		m.optedOut()
+		return
+	}
+	switch m.st.Phase {
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
+		m.progressing()
+	case v1alpha1.PhasePromoting:
+		m.promoting()
+	case v1alpha1.PhaseRolledBack:
+		m.rolledBack()
+	default:
+		m.settled()
+	}
+}
+
+// finish writes the derived fields and conditions.
+func (m *stepper) finish() {
+	st := &m.st
+	st.CurrentWeightPercent = st.CurrentWeight.String()
+	if m.o.Deployment == nil {
+		m.res.Status = *st
+		return
+	}
+	now := metav1.NewTime(m.o.Now)
+	cond := func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg,
+			LastTransitionTime: now})
+	}
+	cond(v1alpha1.ConditionAvailable, true, "StableServing", "revision "+st.StableRevision+" serves by default")
+	if Active(st.Phase) {
+		cond(v1alpha1.ConditionProgressing, true, string(st.Phase), st.Message)
+	} else {
+		cond(v1alpha1.ConditionProgressing, false, string(st.Phase), st.Message)
+	}
+	switch {
+	case st.Proxies.Nacked > 0:
+		cond(v1alpha1.ConditionConfigApplied, false, "Nacked", st.Proxies.LastNack)
+	case st.StepStartedAt != nil || !Active(st.Phase):
+		cond(v1alpha1.ConditionConfigApplied, true, "Acked",
+			fmt.Sprintf("%d proxies acknowledged the routes", st.Proxies.Acked))
+	default:
+		cond(v1alpha1.ConditionConfigApplied, false, "Pending", "waiting for proxies to acknowledge "+st.CurrentWeight.String())
+	}
+	m.res.Status = *st
+}
+
+// optedOut ends any rollout of a Deployment that left progressive delivery:
+// traffic back to stable, canary deleted, Deployment unpaused so that
+// Kubernetes' own rolling update applies.
+func (m *stepper) optedOut() {
+	d := m.o.Deployment
+	if Active(m.st.Phase) {
+		m.abandon("the Deployment left progressive delivery (sluice.dev/rollout is " + modeName(m.o.Spec.Delivery.Mode) + ")")
+		return
+	}
+	if m.st.Phase == v1alpha1.PhaseRolledBack && m.o.Canary != nil {
+		m.rolledBack()
+		return
+	}
+	if d.Paused || d.PendingRevision != "" {
+		m.act(Action{Kind: UnpauseDeployment})
+		m.st.Message = "not opted in: the Deployment rolls out natively"
+	}
+	if !d.Paused && d.TemplateRevision != "" {
+		m.st.StableRevision = d.TemplateRevision
+	}
+}
+
+func modeName(m v1alpha1.DeliveryMode) string {
+	if m == "" {
+		return "absent"
+	}
+	return string(m)
+}
+
+// settled handles Idle, Succeeded and a finished RolledBack: adopt what
+// Kubernetes rolled out, clean a leftover canary, or start a canary for a
+// pending revision.
+func (m *stepper) settled() {
+	d := m.o.Deployment
+	st := &m.st
+	if m.o.Canary != nil {
+		m.act(Action{Kind: DeleteCanary})
+		m.requeue(time.Second)
+	}
+	rev := d.PendingRevision
+	if rev == "" {
+		if !d.Paused && d.TemplateRevision != "" && d.TemplateRevision != st.StableRevision {
+			if st.StableRevision == "" {
+				st.Message = "revision " + d.TemplateRevision + " is stable"
+			} else {
+				st.Message = "revision " + d.TemplateRevision + " rolled out without a canary"
+			}
+			st.StableRevision = d.TemplateRevision
+		}
+		return
+	}
+	if st.StableRevision == "" {
+		st.StableRevision = rev
+		m.act(Action{Kind: UnpauseDeployment})
+		st.Message = "no stable revision was known when revision " + rev + " arrived: it rolls out natively and becomes stable"
+		m.event(true, "NoStableRevision", "%s", st.Message)
+		return
+	}
+	if rev == st.StableRevision {
+		m.act(Action{Kind: UnpauseDeployment})
+		st.Message = "revision " + rev + " is the stable revision: resuming the Deployment"
+		return
+	}
+	if f := failed(st.FailedRevisions, rev); f != nil && m.o.Spec.RetryRevision != rev {
+		st.Message = fmt.Sprintf("revision %s was rolled back (%s); run `sluice retry` to try it again", rev, f.Reason)
+		return
+	}
+	m.start(rev)
+}
+
+// start begins delivering rev through a canary.
+func (m *stepper) start(rev string) {
+	st := &m.st
+	retry := failed(st.FailedRevisions, rev) != nil
+	st.FailedRevisions = slices.DeleteFunc(st.FailedRevisions, func(f v1alpha1.FailedRevision) bool {
+		return f.Revision == rev
+	})
+	st.Phase = v1alpha1.PhaseProgressing
+	st.CanaryRevision = rev
+	st.CurrentStepIndex = 0
+	st.CurrentWeight = 0
+	st.StepStartedAt = nil
+	st.ReleasedAt = nil
+	st.AnalysisFailures = 0
+	st.LastAnalysisTime = nil
+	st.Analysis = nil
+	st.Proxies = v1alpha1.ProxyStatus{}
+	tw, _ := targetWeight(m.o.Spec, *st)
+	m.act(Action{Kind: ClearRequests})
+	m.act(Action{Kind: EnsureCanary, Replicas: ReplicasFor(tw, m.o.Deployment.Replicas)})
+	verb := "started"
+	if retry {
+		verb = "retried"
+	}
+	st.Message = fmt.Sprintf("%s canary %s (%s) against stable %s", verb, rev, m.o.Spec.Delivery.Mode, st.StableRevision)
+	m.event(false, "CanaryStarted", "%s", st.Message)
+	m.requeue(AnalysisInterval)
+}
+
+func failed(fs []v1alpha1.FailedRevision, rev string) *v1alpha1.FailedRevision {
+	for i := range fs {
+		if fs[i].Revision == rev {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+// rollback sends all traffic back to stable at once and records rev as
+// failed when record is set. The canary is deleted once proxies confirm.
+func (m *stepper) rollback(reason string, record bool) {
+	st := &m.st
+	from := describe(*st)
+	st.Phase = v1alpha1.PhaseRolledBack
+	st.CurrentWeight = 0
+	st.StepStartedAt = nil
+	if record && st.CanaryRevision != "" {
+		st.FailedRevisions = slices.DeleteFunc(st.FailedRevisions, func(f v1alpha1.FailedRevision) bool {
+			return f.Revision == st.CanaryRevision
+		})
+		st.FailedRevisions = append(st.FailedRevisions, v1alpha1.FailedRevision{
+			Revision: st.CanaryRevision, Reason: reason, Time: metav1.NewTime(m.o.Now)})
+		if n := len(st.FailedRevisions); n > maxFailedRevisions {
+			st.FailedRevisions = st.FailedRevisions[n-maxFailedRevisions:]
+		}
+	}
+	st.Message = "rolled back " + from + ": " + reason
+	m.event(true, "RolledBack", "%s", st.Message)
+	m.requeue(AnalysisInterval)
+}
+
+// abandon ends the canary without recording a failure.
+func (m *stepper) abandon(reason string) {
+	m.rollback(reason, false)
+	m.res.Events[len(m.res.Events)-1].Reason = "CanaryAbandoned"
+	m.st.Message = "abandoned " + strings.TrimPrefix(m.st.Message, "rolled back ")
+}
+
+// rolledBack finishes a rollback: confirm weight 0, then delete the canary.
+func (m *stepper) rolledBack() {
+	st := &m.st
+	if m.o.Canary == nil {
+		m.settled()
+		return
+	}
+	if st.CurrentWeight != 0 {
+		st.CurrentWeight = 0
+		st.StepStartedAt = nil
+	}
+	if st.StepStartedAt == nil {
+		if !m.confirm(0) {
+			m.requeue(AnalysisInterval)
+			return
+		}
+	}
+	m.act(Action{Kind: DeleteCanary})
+	m.requeue(AnalysisInterval)
+}
+
+// confirm applies the traffic controller's answer for weight w and reports
+// whether every proxy carries it.
+func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
+	st := &m.st
+	c := m.o.Confirmed
+	if c == nil || c.Weight != w {
+		st.Message = "waiting for proxies to acknowledge weight " + w.String()
+		return false
+	}
+	st.Proxies.Acked = int32(c.Acked)
+	st.Proxies.Nacked = int32(c.Nacked)
+	if c.Nacked > 0 {
+		msg := strings.Join(c.NackMessages, "; ")
+		if msg == "" {
+			msg = "no detail given"
+		}
+		if st.Proxies.LastNack != msg {
+			m.event(true, "ConfigRejected", "%d proxies rejected the routes for weight %s: %s", c.Nacked, w, msg)
+		}
+		st.Proxies.LastNack = msg
+		st.Proxies.LastNackTime = m.now()
+		st.Message = fmt.Sprintf("held: %d proxies rejected the routes for weight %s: %s", c.Nacked, w, msg)
+		return false
+	}
+	// Stored times have whole seconds: round up so that a step is never held
+	// shorter than its interval after a restart.
+	started := metav1.NewTime(m.o.Now.Add(time.Second - 1).Truncate(time.Second))
+	st.StepStartedAt = &started
+	m.event(false, "WeightConfirmed", "%d proxies carry canary weight %s", c.Acked, w)
+	return true
+}
