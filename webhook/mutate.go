@@ -1,0 +1,196 @@
+package webhook
+
+import (
+	"fmt"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// AnnotationPendingRevision is written by the mutating webhook when it pauses
+// an opted-in Deployment whose pod template revision changed: the revision
+// waiting for its canary. The rollout controller reads it.
+const AnnotationPendingRevision = "sluice.dev/pending-revision"
+
+// JSON Pointers of the members the mutating webhook writes.
+const (
+	pathLabels         = "/metadata/labels"
+	pathAnnotations    = "/metadata/annotations"
+	pathPaused         = "/spec/paused"
+	pathTemplateLabels = "/spec/template/metadata/labels"
+)
+
+// MutationInput is what Mutate needs to know about one admission request.
+type MutationInput struct {
+	// Operation is admissionv1.Create or admissionv1.Update; others yield
+	// no mutation.
+	Operation admissionv1.Operation
+	// Deployment is the object under admission. Required.
+	Deployment *appsv1.Deployment
+	// OldDeployment is the stored object on UPDATE. Required on UPDATE.
+	OldDeployment *appsv1.Deployment
+	// Team is the namespace's sluice.dev/team label; empty when the
+	// namespace has none, which removes the label from the Deployment.
+	Team string
+	// InjectLabels are the labels selected policies inject; sluice.dev/
+	// keys among them are ignored (Sluice owns those).
+	InjectLabels map[string]string
+}
+
+// Mutation is the outcome of Mutate.
+type Mutation struct {
+	// Ops is the JSON patch, empty when the object already has everything.
+	Ops []PatchOp
+	// Revision is the pod template's revision.
+	Revision string
+	// Track is v1alpha1.TrackStable or v1alpha1.TrackCanary.
+	Track string
+	// Service is the logical service, empty when neither the annotation nor
+	// the name is a valid label value (the validating webhook denies that).
+	Service string
+	// Paused reports that this request brings a new revision to an opted-in
+	// Deployment, which is held paused for a canary.
+	Paused bool
+}
+
+// Mutate computes the JSON patch the mutating webhook returns for a
+// Deployment: Sluice's labels and the policies' labels on the Deployment and
+// its pod template and, on an UPDATE of an opted-in stable Deployment whose
+// revision changes, spec.paused with the pending revision annotation. It is
+// pure and idempotent: applying its patch and calling it again with the
+// result yields no operations.
+func Mutate(in MutationInput) (Mutation, error) {
+	d := in.Deployment
+	if d == nil {
+		return Mutation{}, fmt.Errorf("the Deployment under admission is missing")
+	}
+	if in.Operation != admissionv1.Create && in.Operation != admissionv1.Update {
+		return Mutation{}, nil
+	}
+	if in.Operation == admissionv1.Update && in.OldDeployment == nil {
+		return Mutation{}, fmt.Errorf("UPDATE of %s/%s carries no old object", d.Namespace, d.Name)
+	}
+
+	set := make(map[string]string, len(in.InjectLabels)+4)
+	for k, v := range in.InjectLabels {
+		if !strings.HasPrefix(k, sluicePrefix) {
+			set[k] = v
+		}
+	}
+	// The revision is taken over the template as it will be stored, i.e.
+	// with the policies' labels, so re-admitting gives the same revision.
+	tmpl := d.Spec.Template
+	tmpl.Labels = mergeLabels(withoutSluiceKeys(d.Spec.Template.Labels), set)
+	rev, err := Revision(&tmpl)
+	if err != nil {
+		return Mutation{}, fmt.Errorf("revision of %s/%s: %w", d.Namespace, d.Name, err)
+	}
+
+	_, canary := CanaryOwner(d)
+	m := Mutation{Revision: rev, Track: v1alpha1.TrackStable, Service: ServiceName(d)}
+	if canary {
+		m.Track = v1alpha1.TrackCanary
+	}
+	set[v1alpha1.LabelTrack] = m.Track
+	set[v1alpha1.LabelRevision] = rev
+	if m.Service != "" {
+		set[v1alpha1.LabelService] = m.Service
+	}
+	var remove []string
+	if in.Team != "" {
+		set[v1alpha1.LabelTeam] = in.Team
+	} else {
+		remove = append(remove, v1alpha1.LabelTeam)
+	}
+
+	ops := mapPatch(pathLabels, d.Labels, set, remove)
+	if in.Operation == admissionv1.Update && !canary && OptedIn(d) {
+		oldRev := in.OldDeployment.Spec.Template.Labels[v1alpha1.LabelRevision]
+		if oldRev == "" {
+			if oldRev, err = Revision(&in.OldDeployment.Spec.Template); err != nil {
+				return Mutation{}, fmt.Errorf("revision of the stored %s/%s: %w", d.Namespace, d.Name, err)
+			}
+		}
+		if oldRev != rev {
+			m.Paused = true
+			ops = append(ops, mapPatch(pathAnnotations, d.Annotations, map[string]string{AnnotationPendingRevision: rev}, nil)...)
+			if !d.Spec.Paused {
+				ops = append(ops, PatchOp{Op: "add", Path: pathPaused, Value: true})
+			}
+		}
+	}
+	m.Ops = append(ops, mapPatch(pathTemplateLabels, d.Spec.Template.Labels, set, remove)...)
+	return m, nil
+}
+
+// mergeLabels returns base with over laid on top, without modifying either.
+func mergeLabels(base, over map[string]string) map[string]string {
+	if len(over) == 0 {
+		return base
+	}
+	out := make(map[string]string, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+// CanaryOwner returns the name of the sluice.dev Rollout that controls d,
+// and whether there is one: such a Deployment is a canary, created by the
+// rollout controller.
+func CanaryOwner(d *appsv1.Deployment) (string, bool) {
+	ref := metav1.GetControllerOfNoCopy(d)
+	if ref == nil || ref.Kind != "Rollout" {
+		return "", false
+	}
+	gv, err := schemaGroup(ref.APIVersion)
+	if err != nil || gv != v1alpha1.GroupName {
+		return "", false
+	}
+	return ref.Name, true
+}
+
+// schemaGroup returns the group of an apiVersion such as "sluice.dev/v1alpha1".
+func schemaGroup(apiVersion string) (string, error) {
+	group, _, ok := strings.Cut(apiVersion, "/")
+	if !ok {
+		return "", fmt.Errorf("apiVersion %q has no group", apiVersion)
+	}
+	return group, nil
+}
+
+// ServiceName is the logical service of d: its sluice.dev/service annotation,
+// else for a canary the name of its Rollout (the stable Deployment's name),
+// else its own name. It is empty when that is not a valid label value.
+func ServiceName(d *appsv1.Deployment) string {
+	s := d.Annotations[v1alpha1.AnnotationService]
+	if s == "" {
+		if owner, ok := CanaryOwner(d); ok {
+			s = owner
+		} else {
+			s = d.Name
+		}
+	}
+	if s == "" || len(validation.IsValidLabelValue(s)) > 0 {
+		return ""
+	}
+	return s
+}
+
+// OptedIn reports whether d asks for progressive delivery: its
+// sluice.dev/rollout annotation is canary, beta or ab.
+func OptedIn(d *appsv1.Deployment) bool {
+	switch v1alpha1.DeliveryMode(d.Annotations[v1alpha1.AnnotationRollout]) {
+	case v1alpha1.ModeCanary, v1alpha1.ModeBeta, v1alpha1.ModeAB:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,266 @@
+package webhook
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+func TestMutate(t *testing.T) {
+	base := testDeployment()
+	rev := mustRevision(t, base, nil)
+	newRev := mustRevision(t, testDeployment(withImage("registry.example.com/web:2.0")), nil)
+	injRev := mustRevision(t, base, map[string]string{"cost-center": "42"})
+	admitted := func(d *appsv1.Deployment) {
+		withLabels(v1alpha1.LabelTeam, "payments", v1alpha1.LabelService, "web",
+			v1alpha1.LabelTrack, "stable", v1alpha1.LabelRevision, rev)(d)
+		withTemplateLabels(v1alpha1.LabelTeam, "payments", v1alpha1.LabelService, "web",
+			v1alpha1.LabelTrack, "stable", v1alpha1.LabelRevision, rev)(d)
+	}
+	// A stored opted-in Deployment at revision rev, as admitted.
+	storedOptedIn := testDeployment(optedIn, admitted)
+
+	tests := map[string]struct {
+		in         MutationInput
+		want       []PatchOp
+		wantPaused bool
+		wantTrack  string
+	}{
+		"create without metadata labels adds the whole map and each template label": {
+			in: MutationInput{Operation: admissionv1.Create, Deployment: testDeployment(), Team: "payments"},
+			want: []PatchOp{
+				{Op: "add", Path: "/metadata/labels", Value: map[string]string{
+					"sluice.dev/team": "payments", "sluice.dev/service": "web", "sluice.dev/track": "stable", "sluice.dev/revision": rev}},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: rev},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1service", Value: "web"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1team", Value: "payments"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1track", Value: "stable"},
+			},
+			wantTrack: "stable",
+		},
+		"namespace without team: no team label, a hand-written one is removed": {
+			in: MutationInput{Operation: admissionv1.Create, Team: "",
+				Deployment: testDeployment(withLabels("sluice.dev/team", "forged", "tier/x~y", "1"), withAnnotations(v1alpha1.AnnotationService, "checkout"))},
+			want: []PatchOp{
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1revision", Value: rev},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1service", Value: "checkout"},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1track", Value: "stable"},
+				{Op: "remove", Path: "/metadata/labels/sluice.dev~1team"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: rev},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1service", Value: "checkout"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1track", Value: "stable"},
+			},
+			wantTrack: "stable",
+		},
+		"already admitted: no patch": {
+			in:        MutationInput{Operation: admissionv1.Update, Deployment: testDeployment(admitted), OldDeployment: testDeployment(admitted), Team: "payments"},
+			wantTrack: "stable",
+		},
+		"stale labels are replaced": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments", OldDeployment: testDeployment(admitted),
+				Deployment: testDeployment(admitted, withLabels(v1alpha1.LabelTrack, "canary"), withTemplateLabels(v1alpha1.LabelRevision, "0000000000"))},
+			want: []PatchOp{
+				{Op: "replace", Path: "/metadata/labels/sluice.dev~1track", Value: "stable"},
+				{Op: "replace", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: rev},
+			},
+			wantTrack: "stable",
+		},
+		"policy labels are injected and count in the revision; sluice.dev keys from policies are ignored": {
+			in: MutationInput{Operation: admissionv1.Create, Team: "payments", Deployment: testDeployment(withLabels("app", "web")),
+				InjectLabels: map[string]string{"cost-center": "42", "sluice.dev/track": "canary"}},
+			want: []PatchOp{
+				{Op: "add", Path: "/metadata/labels/cost-center", Value: "42"},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1revision", Value: injRev},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1service", Value: "web"},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1team", Value: "payments"},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1track", Value: "stable"},
+				{Op: "add", Path: "/spec/template/metadata/labels/cost-center", Value: "42"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: injRev},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1service", Value: "web"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1team", Value: "payments"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1track", Value: "stable"},
+			},
+			wantTrack: "stable",
+		},
+		"opted-in update with a new template is paused with its pending revision": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments", OldDeployment: storedOptedIn,
+				Deployment: testDeployment(optedIn, admitted, withImage("registry.example.com/web:2.0"))},
+			want: []PatchOp{
+				{Op: "replace", Path: "/metadata/labels/sluice.dev~1revision", Value: newRev},
+				{Op: "add", Path: "/metadata/annotations/sluice.dev~1pending-revision", Value: newRev},
+				{Op: "add", Path: "/spec/paused", Value: true},
+				{Op: "replace", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: newRev},
+			},
+			wantPaused: true,
+			wantTrack:  "stable",
+		},
+		"opted-in update without a template change keeps spec.paused as sent": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments", OldDeployment: storedOptedIn,
+				Deployment: testDeployment(optedIn, admitted, withAnnotations(AnnotationPendingRevision, rev))},
+			wantTrack: "stable",
+		},
+		"opted-in update from an object without a revision label compares computed revisions": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments", OldDeployment: testDeployment(optedIn),
+				Deployment: testDeployment(optedIn, admitted)},
+			wantTrack: "stable",
+		},
+		"not opted in: a new template is not paused": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments", OldDeployment: testDeployment(admitted, withAnnotations(v1alpha1.AnnotationRollout, "off")),
+				Deployment: testDeployment(admitted, withAnnotations(v1alpha1.AnnotationRollout, "off"), withImage("registry.example.com/web:2.0"))},
+			want: []PatchOp{
+				{Op: "replace", Path: "/metadata/labels/sluice.dev~1revision", Value: newRev},
+				{Op: "replace", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: newRev},
+			},
+			wantTrack: "stable",
+		},
+		"create of an opted-in Deployment is not paused": {
+			in:        MutationInput{Operation: admissionv1.Create, Team: "payments", Deployment: testDeployment(optedIn, admitted)},
+			wantTrack: "stable",
+		},
+		"canary owned by a Rollout: track canary, service of the Rollout, never paused": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments",
+				OldDeployment: testDeployment(optedIn, canaryOf("web", "r-uid")),
+				Deployment:    testDeployment(optedIn, canaryOf("web", "r-uid"), withImage("registry.example.com/web:2.0"))},
+			want: []PatchOp{
+				{Op: "add", Path: "/metadata/labels", Value: map[string]string{
+					"sluice.dev/team": "payments", "sluice.dev/service": "web", "sluice.dev/track": "canary", "sluice.dev/revision": newRev}},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: newRev},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1service", Value: "web"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1team", Value: "payments"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1track", Value: "canary"},
+			},
+			wantTrack: "canary",
+		},
+		"a name that is no label value gets no service label": {
+			in: MutationInput{Operation: admissionv1.Create, Team: "payments", Deployment: testDeployment(func(d *appsv1.Deployment) {
+				d.Name = "a-very-long-deployment-name-that-is-longer-than-sixty-three-characters-x"
+			}, withLabels("app", "web"))},
+			want: []PatchOp{
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1revision", Value: rev},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1team", Value: "payments"},
+				{Op: "add", Path: "/metadata/labels/sluice.dev~1track", Value: "stable"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: rev},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1team", Value: "payments"},
+				{Op: "add", Path: "/spec/template/metadata/labels/sluice.dev~1track", Value: "stable"},
+			},
+			wantTrack: "stable",
+		},
+		"DELETE is not mutated": {
+			in: MutationInput{Operation: admissionv1.Delete, Deployment: testDeployment()},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m, err := Mutate(tc.in)
+			if err != nil {
+				t.Fatalf("Mutate: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, m.Ops); diff != "" {
+				t.Errorf("ops (-want +got):\n%s", diff)
+			}
+			if m.Paused != tc.wantPaused {
+				t.Errorf("Paused = %v, want %v", m.Paused, tc.wantPaused)
+			}
+			if m.Track != tc.wantTrack {
+				t.Errorf("Track = %q, want %q", m.Track, tc.wantTrack)
+			}
+			// Idempotent: the patched object, admitted again, needs nothing.
+			patched := applyPatch(t, tc.in.Deployment, m.Ops)
+			again := tc.in
+			again.Deployment = patched
+			m2, err := Mutate(again)
+			if err != nil {
+				t.Fatalf("Mutate again: %v", err)
+			}
+			if len(m2.Ops) != 0 {
+				t.Errorf("re-admitting the patched object patches again: %v", m2.Ops)
+			}
+		})
+	}
+}
+
+func TestMutateErrors(t *testing.T) {
+	tests := map[string]MutationInput{
+		"no Deployment":         {Operation: admissionv1.Create},
+		"UPDATE without old":    {Operation: admissionv1.Update, Deployment: testDeployment()},
+		"UPDATE of nil old obj": {Operation: admissionv1.Update, Deployment: testDeployment(), OldDeployment: nil},
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Mutate(in); err == nil {
+				t.Fatal("Mutate succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestRevision(t *testing.T) {
+	a := testDeployment()
+	revA, err := Revision(&a.Spec.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pinned: a change of this value changes every Deployment's revision on
+	// upgrade, which pauses every opted-in Deployment once. Change it only
+	// on purpose.
+	if want := "66f4569b85"; revA != want {
+		t.Errorf("Revision = %s, want %s", revA, want)
+	}
+	if len(revA) != RevisionLength {
+		t.Errorf("len = %d", len(revA))
+	}
+	withSluice := testDeployment(withTemplateLabels("sluice.dev/track", "canary", "sluice.dev/revision", "x"), func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations = map[string]string{"sluice.dev/anything": "y"}
+	})
+	if rev, _ := Revision(&withSluice.Spec.Template); rev != revA {
+		t.Errorf("sluice.dev labels changed the revision: %s vs %s", rev, revA)
+	}
+	other := testDeployment(withTemplateLabels("version", "2"))
+	if rev, _ := Revision(&other.Spec.Template); rev == revA {
+		t.Errorf("a different template has the same revision %s", rev)
+	}
+	if _, err := Revision(nil); err == nil {
+		t.Error("Revision(nil) succeeded")
+	}
+}
+
+func TestEscapePointer(t *testing.T) {
+	tests := map[string]string{
+		"app":             "app",
+		"sluice.dev/team": "sluice.dev~1team",
+		"a~b":             "a~0b",
+		"~/":              "~0~1",
+		"a/b/~1":          "a~1b~1~01",
+	}
+	for in, want := range tests {
+		if got := EscapePointer(in); got != want {
+			t.Errorf("EscapePointer(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCanaryOwner(t *testing.T) {
+	tests := map[string]struct {
+		d    *appsv1.Deployment
+		want bool
+	}{
+		"plain":               {testDeployment(), false},
+		"rollout controller":  {testDeployment(canaryOf("web", "u")), true},
+		"other group Rollout": {testDeployment(canaryOf("web", "u"), func(d *appsv1.Deployment) { d.OwnerReferences[0].APIVersion = "argoproj.io/v1alpha1" }), false},
+		"not controller": {testDeployment(canaryOf("web", "u"), func(d *appsv1.Deployment) {
+			d.OwnerReferences[0].Controller = nil
+		}), false},
+		"core group apiVersion": {testDeployment(canaryOf("web", "u"), func(d *appsv1.Deployment) { d.OwnerReferences[0].APIVersion = "v1" }), false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, got := CanaryOwner(tc.d); got != tc.want {
+				t.Errorf("CanaryOwner = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

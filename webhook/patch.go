@@ -1,0 +1,92 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// PatchOp is one RFC 6902 JSON Patch operation.
+type PatchOp struct {
+	// Op is "add", "replace" or "remove".
+	Op string `json:"op"`
+	// Path is an RFC 6901 JSON Pointer.
+	Path string `json:"path"`
+	// Value is the new value; absent for "remove".
+	Value any `json:"value,omitempty"`
+}
+
+// String formats the operation for test failures and logs.
+func (o PatchOp) String() string {
+	if o.Op == "remove" {
+		return fmt.Sprintf("%s %s", o.Op, o.Path)
+	}
+	return fmt.Sprintf("%s %s %v", o.Op, o.Path, o.Value)
+}
+
+// EscapePointer escapes one JSON Pointer reference token (RFC 6901 §3): "~"
+// becomes "~0" and "/" becomes "~1", so a label key such as sluice.dev/team
+// addresses one map member.
+func EscapePointer(token string) string {
+	if !strings.ContainsAny(token, "~/") {
+		return token
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(token, "~", "~0"), "/", "~1")
+}
+
+// MarshalPatch encodes ops as a JSON Patch document. It returns nil for no
+// operations.
+func MarshalPatch(ops []PatchOp) ([]byte, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("encode JSON patch: %w", err)
+	}
+	return b, nil
+}
+
+// mapPatch returns the operations that turn the string map at path (nil
+// when the member is absent or null) into one where every key of set has its
+// value and no key of remove exists. Keys are visited in sorted order so the
+// patch is deterministic. An absent map is created whole with one "add".
+func mapPatch(path string, cur map[string]string, set map[string]string, remove []string) []PatchOp {
+	if cur == nil {
+		if len(set) == 0 {
+			return nil
+		}
+		whole := make(map[string]string, len(set))
+		for k, v := range set {
+			whole[k] = v
+		}
+		return []PatchOp{{Op: "add", Path: path, Value: whole}}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var ops []PatchOp
+	for _, k := range keys {
+		v := set[k]
+		old, ok := cur[k]
+		switch {
+		case !ok:
+			ops = append(ops, PatchOp{Op: "add", Path: path + "/" + EscapePointer(k), Value: v})
+		case old != v:
+			ops = append(ops, PatchOp{Op: "replace", Path: path + "/" + EscapePointer(k), Value: v})
+		}
+	}
+	rm := append([]string(nil), remove...)
+	sort.Strings(rm)
+	for _, k := range rm {
+		if _, ok := cur[k]; ok {
+			if _, kept := set[k]; !kept {
+				ops = append(ops, PatchOp{Op: "remove", Path: path + "/" + EscapePointer(k)})
+			}
+		}
+	}
+	return ops
+}
