@@ -22,7 +22,14 @@ import (
 //   - with a sticky split, one route hashing the user key onto a sticky
 //     cluster (below), published whatever the share;
 //   - the default route, weighted between stable and canary, optionally
-//     mirroring a fraction of its requests to the canary.
+//     mirroring a fraction of its requests to the canary;
+//   - while the service has a canary to warm (any canary pod, ready or not,
+//     a canary weight or mirror above 0, a cohort or a sticky split), a
+//     warm-up route after the default route: no request reaches it, but it
+//     names the stable, canary and (with a sticky split) sticky clusters, so
+//     proxyless clients load and connect to all of them before any weight
+//     moves, and no RPC fails on a cluster the client has not loaded yet
+//     (see [RouteWarmup] and warmup.go for why this works in grpc-go).
 //
 // Sticky splits. Routes can only match raw header values, so the hashing
 // happens in the data plane: the sticky cluster holds both tracks' ready
@@ -123,12 +130,17 @@ func buildService(svc Service) (ServicePlan, []Cluster, error) {
 				Clusters: []ClusterWeight{{Cluster: canary.Name, Weight: TotalWeight}},
 			})
 		}
+		warm := []string{stable.Name, canary.Name}
 		if st := svc.Strategy.Sticky; st != nil {
 			route, sticky := stickyRoute(*st, id(TrackSticky), port.Protocol, byTrack)
 			pp.Routes = append(pp.Routes, route)
 			clusters = append(clusters, sticky)
+			warm = append(warm, sticky.Name)
 		}
 		pp.Routes = append(pp.Routes, defaultRoute(svc.Strategy, stable.Name, canary.Name))
+		if needsWarmup(svc) {
+			pp.Routes = append(pp.Routes, warmupRoute(svc.Namespace, svc.Name, port.Number, warm))
+		}
 		sp.Ports = append(sp.Ports, pp)
 	}
 	return sp, clusters, errors.Join(errs...)

@@ -76,6 +76,18 @@ func TestBuildErrors(t *testing.T) {
 				"endpoints[3].pod: empty",
 			},
 		},
+		"warm-up header reserved": {
+			state: edit(func(s *Service) {
+				s.Strategy = Strategy{
+					Cohorts: []Cohort{{Source: SourceHeader, Name: "X-Sluice-Warmup", Match: MatchPresent}},
+					Sticky:  &Sticky{Source: SourceHeader, Name: WarmupHeader, Share: 100},
+				}
+			}),
+			want: []string{
+				`strategy.cohorts[0]: name: "X-Sluice-Warmup" is reserved for Sluice's warm-up routes`,
+				`strategy.sticky: name: "x-sluice-warmup" is reserved for Sluice's warm-up routes`,
+			},
+		},
 		"weights above 100%": {
 			state: edit(func(s *Service) { s.Strategy = Strategy{CanaryWeight: 10_001, Mirror: 20_000} }),
 			want:  []string{"strategy.canaryWeight: 10001 is above 10000", "strategy.mirror: 20000 is above 10000"},
@@ -166,28 +178,48 @@ func TestBuildPlans(t *testing.T) {
 		return []ServicePlan{{Namespace: "shop", Name: "checkout", Ports: []PortPlan{{Name: "grpc", Number: 9090, Protocol: ProtocolGRPC, Routes: routes}}}}
 	}
 	toStable := Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{stable, TotalWeight}}}
+	warmHeaders := []HeaderMatch{{Name: WarmupHeader, Match: MatchExact, Value: "shop/checkout/9090"}}
+	warmup := Route{Name: "warmup", Kind: RouteWarmup, Headers: warmHeaders,
+		Clusters: []ClusterWeight{{canary, 5000}, {stable, 5000}}}
+	warmupSticky := Route{Name: "warmup", Kind: RouteWarmup, Headers: warmHeaders,
+		Clusters: []ClusterWeight{{canary, 3334}, {stable, 3333}, {sticky, 3333}}}
+	stableOnly := func(s Service) Service { s.Endpoints = s.Endpoints[:1]; return s }
 	tests := map[string]struct {
 		service Service
 		want    Plan
 	}{
-		"no rollout: all to stable, both clusters published": {
+		"no rollout, no canary pod: all to stable, both clusters published, nothing to warm": {
+			service: stableOnly(svc("shop", "checkout")),
+			want: Plan{Services: onePort(toStable), Clusters: []Cluster{
+				{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin}, stableCluster}},
+		},
+		"no rollout with a canary pod: all to stable, canary warmed": {
 			service: svc("shop", "checkout"),
-			want:    Plan{Services: onePort(toStable), Clusters: []Cluster{canaryCluster, stableCluster}},
+			want:    Plan{Services: onePort(toStable, warmup), Clusters: []Cluster{canaryCluster, stableCluster}},
+		},
+		"canary pod not ready yet: canary warmed": {
+			service: func() Service {
+				s := svc("shop", "checkout")
+				s.Endpoints[1].Ready = false
+				return s
+			}(),
+			want: Plan{Services: onePort(toStable, warmup), Clusters: []Cluster{
+				{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin}, stableCluster}},
 		},
 		"canary step": {
 			service: withStrategy(svc("shop", "checkout"), Strategy{CanaryWeight: 500}),
-			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{stable, 9500}, {canary, 500}}}),
+			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{stable, 9500}, {canary, 500}}}, warmup),
 				Clusters: []Cluster{canaryCluster, stableCluster}},
 		},
-		"fully shifted: stable dropped from the route": {
+		"fully shifted: stable dropped from the default route, kept warm": {
 			service: withStrategy(svc("shop", "checkout"), Strategy{CanaryWeight: TotalWeight}),
-			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{canary, TotalWeight}}}),
+			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{canary, TotalWeight}}}, warmup),
 				Clusters: []Cluster{canaryCluster, stableCluster}},
 		},
 		"mirror": {
 			service: withStrategy(svc("shop", "checkout"), Strategy{Mirror: 1000}),
 			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{stable, TotalWeight}},
-				Mirror: &Mirror{Cluster: canary, Fraction: 1000}}),
+				Mirror: &Mirror{Cluster: canary, Fraction: 1000}}, warmup),
 				Clusters: []Cluster{canaryCluster, stableCluster}},
 		},
 		"cohorts sorted, header names lower-cased": {
@@ -200,7 +232,7 @@ func TestBuildPlans(t *testing.T) {
 					Clusters: []ClusterWeight{{canary, TotalWeight}}},
 				Route{Name: "cohort-1", Kind: RouteCohort, Headers: []HeaderMatch{{Name: "x-cohort", Match: MatchExact, Value: "beta"}},
 					Clusters: []ClusterWeight{{canary, TotalWeight}}},
-				toStable,
+				toStable, warmup,
 			), Clusters: []Cluster{canaryCluster, stableCluster}},
 		},
 		"sticky split": {
@@ -208,7 +240,7 @@ func TestBuildPlans(t *testing.T) {
 			want: Plan{Services: onePort(
 				Route{Name: "sticky", Kind: RouteSticky, Headers: []HeaderMatch{{Name: "x-user", Match: MatchPresent}},
 					Clusters: []ClusterWeight{{sticky, TotalWeight}}, Hash: &HashPolicy{Source: SourceHeader, Name: "x-user"}},
-				toStable,
+				toStable, warmupSticky,
 			), Clusters: []Cluster{canaryCluster, stableCluster, {
 				Name: sticky, ID: ClusterID{"shop", "checkout", 9090, TrackSticky}, Protocol: ProtocolGRPC, LB: LBRingHash,
 				Localities: []Locality{
@@ -222,7 +254,7 @@ func TestBuildPlans(t *testing.T) {
 			want: Plan{Services: onePort(
 				Route{Name: "sticky", Kind: RouteSticky, Headers: []HeaderMatch{{Name: "cookie", Match: MatchRegex, Value: `(?:.*;\s*)?session=[^;]*(?:\s*;.*)?`}},
 					Clusters: []ClusterWeight{{sticky, TotalWeight}}, Hash: &HashPolicy{Source: SourceCookie, Name: "session"}},
-				toStable,
+				toStable, warmupSticky,
 			), Clusters: []Cluster{canaryCluster, stableCluster, {
 				Name: sticky, ID: ClusterID{"shop", "checkout", 9090, TrackSticky}, Protocol: ProtocolGRPC, LB: LBRingHash,
 				Localities: []Locality{
@@ -239,12 +271,22 @@ func TestBuildPlans(t *testing.T) {
 			want: Plan{Services: onePort(
 				Route{Name: "sticky", Kind: RouteSticky, Headers: []HeaderMatch{{Name: "x-user", Match: MatchPresent}},
 					Clusters: []ClusterWeight{{sticky, TotalWeight}}, Hash: &HashPolicy{Source: SourceHeader, Name: "x-user"}},
-				toStable,
+				toStable, warmupSticky,
 			), Clusters: []Cluster{
 				{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin},
 				stableCluster,
 				{Name: sticky, ID: ClusterID{"shop", "checkout", 9090, TrackSticky}, Protocol: ProtocolGRPC, LB: LBRingHash},
 			}},
+		},
+		"cohort without canary pods: canary warmed": {
+			service: withStrategy(stableOnly(svc("shop", "checkout")), Strategy{Cohorts: []Cohort{
+				{Source: SourceHeader, Name: "x-cohort", Match: MatchPresent},
+			}}),
+			want: Plan{Services: onePort(
+				Route{Name: "cohort-0", Kind: RouteCohort, Headers: []HeaderMatch{{Name: "x-cohort", Match: MatchPresent}},
+					Clusters: []ClusterWeight{{canary, TotalWeight}}},
+				toStable, warmup,
+			), Clusters: []Cluster{{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin}, stableCluster}},
 		},
 		"unready pods and pods without the port left out": {
 			service: func() Service {
@@ -255,7 +297,7 @@ func TestBuildPlans(t *testing.T) {
 				)
 				return s
 			}(),
-			want: Plan{Services: onePort(toStable), Clusters: []Cluster{canaryCluster, stableCluster}},
+			want: Plan{Services: onePort(toStable, warmup), Clusters: []Cluster{canaryCluster, stableCluster}},
 		},
 		"no ready endpoints: empty clusters": {
 			service: func() Service {
@@ -263,7 +305,7 @@ func TestBuildPlans(t *testing.T) {
 				s.Endpoints = nil
 				return s
 			}(),
-			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{stable, 5000}, {canary, 5000}}}),
+			want: Plan{Services: onePort(Route{Name: "default", Kind: RouteDefault, Clusters: []ClusterWeight{{stable, 5000}, {canary, 5000}}}, warmup),
 				Clusters: []Cluster{
 					{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin},
 					{Name: stable, ID: stableCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin},

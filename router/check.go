@@ -152,6 +152,9 @@ func checkKey(src Source, name string) (string, error) {
 		if err := checkHeaderName(lower); err != nil {
 			return "", fmt.Errorf("name: %w", err)
 		}
+		if lower == WarmupHeader {
+			return "", fmt.Errorf("name: %q is reserved for Sluice's warm-up routes; choose another header", name)
+		}
 		return lower, nil
 	case SourceCookie:
 		if name == "" || !isToken(name) {

@@ -24,8 +24,12 @@ type ServicePlan struct {
 // the policy: cohort routes come first, because a cohort member must reach the
 // canary whatever the split says; then the sticky route, because a request
 // carrying a user key must be placed by that key and not by a coin toss; the
-// weighted default route comes last and takes every remaining request. A
-// default route placed earlier would swallow cohort members and sticky users.
+// weighted default route takes every remaining request. A default route
+// placed earlier would swallow cohort members and sticky users. While the
+// service has a canary to warm, a warm-up route follows the default route:
+// no request reaches it, and it exists only so that clients load every
+// cluster the port may route to before any traffic moves there (see
+// [RouteWarmup]).
 type PortPlan struct {
 	Name     string   `json:"name"`
 	Number   uint32   `json:"number"`
@@ -42,6 +46,11 @@ const (
 	RouteCohort  RouteKind = "cohort"
 	RouteSticky  RouteKind = "sticky"
 	RouteDefault RouteKind = "default"
+	// RouteWarmup is the unreachable last route that names every cluster
+	// of its port so that clients load them before traffic moves to them
+	// (make before break). It matches [WarmupHeader] = [WarmupValue] and
+	// comes after the default route, which already matches every request.
+	RouteWarmup RouteKind = "warmup"
 )
 
 // rank orders route kinds; unknown kinds sort last and fail validation.
@@ -53,14 +62,17 @@ func (k RouteKind) rank() int {
 		return 1
 	case RouteDefault:
 		return 2
-	default:
+	case RouteWarmup:
 		return 3
+	default:
+		return 4
 	}
 }
 
 // Route is one route: a match and where matching requests go.
 type Route struct {
-	// Name is unique within its port: "cohort-<n>", "sticky" or "default".
+	// Name is unique within its port: "cohort-<n>", "sticky", "default"
+	// or "warmup".
 	Name string    `json:"name"`
 	Kind RouteKind `json:"kind"`
 	// Headers must all match; none means every request matches. Names are

@@ -147,9 +147,23 @@ func serviceOf(st State, sp ServicePlan) Service {
 	return Service{}
 }
 
+// hasCanaryToWarm restates, independently of Build, when a service gets a
+// warm-up route: a canary pod (ready or not) or any part of the strategy
+// that sends or copies requests to the canary.
+func hasCanaryToWarm(s Service) bool {
+	for _, e := range s.Endpoints {
+		if e.Track == TrackCanary {
+			return true
+		}
+	}
+	st := s.Strategy
+	return st.CanaryWeight > 0 || st.Mirror > 0 || len(st.Cohorts) > 0 || st.Sticky != nil
+}
+
 // TestPropertyRouteOrder checks that cohort routes precede the sticky route,
-// which precedes the single default route at the end, and that every part of
-// the strategy got its routes.
+// which precedes the single default route, followed only by the warm-up route
+// when the service has a canary to warm, and that every part of the strategy
+// got its routes.
 func TestPropertyRouteOrder(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		st := genState(t)
@@ -161,6 +175,9 @@ func TestPropertyRouteOrder(t *testing.T) {
 				want += "s"
 			}
 			want += "d"
+			if hasCanaryToWarm(s) {
+				want += "w"
+			}
 			for _, pp := range sp.Ports {
 				var got strings.Builder
 				for _, r := range pp.Routes {
@@ -183,6 +200,84 @@ func TestPropertyOrderIndependent(t *testing.T) {
 		b := mustBuild(t, shuffled(t, st))
 		if diff := cmp.Diff(a, b); diff != "" {
 			t.Fatalf("plan depends on input order (-original +shuffled):\n%s", diff)
+		}
+	})
+}
+
+// namedClusters returns every cluster the routes of a port send or mirror
+// requests to, per service port.
+func namedClusters(p Plan) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, sp := range p.Services {
+		for _, pp := range sp.Ports {
+			key := fmt.Sprintf("%s/%s:%d", sp.Namespace, sp.Name, pp.Number)
+			named := map[string]bool{}
+			for _, r := range pp.Routes {
+				for _, cw := range r.Clusters {
+					named[cw.Cluster] = true
+				}
+				if r.Mirror != nil {
+					named[r.Mirror.Cluster] = true
+				}
+			}
+			out[key] = named
+		}
+	}
+	return out
+}
+
+// TestPropertyWarmupMakesBeforeBreak checks the point of the warm-up route:
+// once a service has a canary to warm, any change of its canary weight,
+// mirror, cohorts or sticky share, and ending its sticky split, never makes a
+// route name a cluster the previous plan did not already name (so a client
+// never routes to a cluster it has not loaded). It also checks that the
+// warm-up route is last, matches only its own header and is preceded by a
+// default route that takes every request.
+func TestPropertyWarmupMakesBeforeBreak(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		before := genState(t)
+		after := State{}
+		for i, s := range before.Services {
+			next := genService(t, s.Namespace, s.Name, i)
+			// Same pods and ports; only the strategy moves. A sticky split
+			// may end but not start: its cluster is created with it.
+			next.Ports, next.Endpoints = s.Ports, s.Endpoints
+			switch {
+			case s.Strategy.Sticky == nil:
+				next.Strategy.Sticky = nil
+			case next.Strategy.Sticky != nil:
+				next.Strategy.Sticky.Source, next.Strategy.Sticky.Name = s.Strategy.Sticky.Source, s.Strategy.Sticky.Name
+			}
+			after.Services = append(after.Services, next)
+		}
+		p1, p2 := mustBuild(t, before), mustBuild(t, after)
+		for _, sp := range p1.Services {
+			for _, pp := range sp.Ports {
+				last := pp.Routes[len(pp.Routes)-1]
+				if last.Kind != RouteWarmup {
+					continue
+				}
+				if want := WarmupValue(sp.Namespace, sp.Name, pp.Number); len(last.Headers) != 1 || last.Headers[0] != (HeaderMatch{Name: WarmupHeader, Match: MatchExact, Value: want}) {
+					t.Fatalf("%s/%s:%d warm-up route matches %v, want only %s = %q", sp.Namespace, sp.Name, pp.Number, last.Headers, WarmupHeader, want)
+				}
+				if d := pp.Routes[len(pp.Routes)-2]; d.Kind != RouteDefault || len(d.Headers) > 0 {
+					t.Fatalf("%s/%s:%d warm-up route follows %s route with headers %v, want the catch-all default route", sp.Namespace, sp.Name, pp.Number, d.Kind, d.Headers)
+				}
+			}
+		}
+		named1, named2 := namedClusters(p1), namedClusters(p2)
+		for _, s := range before.Services {
+			if !hasCanaryToWarm(s) {
+				continue
+			}
+			for _, port := range s.Ports {
+				key := fmt.Sprintf("%s/%s:%d", s.Namespace, s.Name, port.Number)
+				for c := range named2[key] {
+					if !named1[key][c] {
+						t.Fatalf("%s: the new plan routes to %s, which the previous plan did not name (named: %v)", key, c, named1[key])
+					}
+				}
+			}
 		}
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"slices"
+	"strings"
 )
 
 // Errors reported by [Plan.Validate]; test for them with errors.Is.
@@ -25,8 +27,13 @@ var (
 	// ErrHeaderMatch: a header match has an unknown kind or a bad value.
 	ErrHeaderMatch = errors.New("invalid header match")
 	// ErrRouteOrder: routes are not cohort, then sticky, then exactly one
-	// default route last.
+	// default route, then at most one warm-up route last.
 	ErrRouteOrder = errors.New("routes out of order")
+	// ErrWarmup: a warm-up route could be reached by a request (it does not
+	// match exactly WarmupHeader = WarmupValue of its port, or the default
+	// route before it has header matches), hashes or mirrors, or does not
+	// name every cluster the other routes of its port name.
+	ErrWarmup = errors.New("invalid warm-up route")
 	// ErrMirror: a mirror fraction is 0 or above TotalWeight.
 	ErrMirror = errors.New("invalid mirror fraction")
 	// ErrClusterName: a cluster's name is not ClusterName of its ID.
@@ -44,8 +51,9 @@ var (
 // published, and returns all violations joined with errors.Join, each
 // wrapping one of the Err* values above. A nil result means every weighted
 // route sums to exactly TotalWeight, every route and mirror references an
-// existing cluster, names are unique, header names are lower-case and the
-// route order is cohort, sticky, default.
+// existing cluster, names are unique, header names are lower-case, the
+// route order is cohort, sticky, default, warm-up, and a warm-up route is
+// unreachable and names every cluster its port routes to.
 func (p Plan) Validate() error {
 	var errs []error
 	clusters := map[string]bool{}
@@ -74,6 +82,7 @@ func (p Plan) Validate() error {
 				errs = append(errs, fmt.Errorf("%w: %s: protocol %q", ErrProtocol, where, port.Protocol))
 			}
 			errs = append(errs, validateRoutes(where, port.Routes, clusters)...)
+			errs = append(errs, validateWarmup(where, port, s.Namespace, s.Name)...)
 		}
 	}
 	return errors.Join(errs...)
@@ -81,8 +90,16 @@ func (p Plan) Validate() error {
 
 func validateRoutes(where string, routes []Route, clusters map[string]bool) []error {
 	var errs []error
-	if len(routes) == 0 || routes[len(routes)-1].Kind != RouteDefault {
-		errs = append(errs, fmt.Errorf("%w: %s: the last route must be the default route", ErrRouteOrder, where))
+	// end is the index after the last route that is not a warm-up route.
+	end := len(routes)
+	for end > 0 && routes[end-1].Kind == RouteWarmup {
+		end--
+	}
+	if end == 0 || routes[end-1].Kind != RouteDefault {
+		errs = append(errs, fmt.Errorf("%w: %s: the last route before any warm-up route must be the default route", ErrRouteOrder, where))
+	}
+	if n := len(routes) - end; n > 1 {
+		errs = append(errs, fmt.Errorf("%w: %s: %d warm-up routes, want at most one", ErrRouteOrder, where, n))
 	}
 	names := map[string]bool{}
 	for i, r := range routes {
@@ -92,12 +109,12 @@ func validateRoutes(where string, routes []Route, clusters map[string]bool) []er
 		}
 		names[r.Name] = true
 		switch {
-		case r.Kind.rank() > RouteDefault.rank():
+		case r.Kind.rank() > RouteWarmup.rank():
 			errs = append(errs, fmt.Errorf("%w: %s: unknown kind %q", ErrRouteOrder, at, r.Kind))
 		case i > 0 && r.Kind.rank() < routes[i-1].Kind.rank():
 			errs = append(errs, fmt.Errorf("%w: %s: a %s route after a %s route", ErrRouteOrder, at, r.Kind, routes[i-1].Kind))
-		case r.Kind == RouteDefault && i != len(routes)-1:
-			errs = append(errs, fmt.Errorf("%w: %s: a default route before the last position", ErrRouteOrder, at))
+		case r.Kind == RouteDefault && i != end-1:
+			errs = append(errs, fmt.Errorf("%w: %s: a default route before the last non-warm-up position", ErrRouteOrder, at))
 		}
 		var sum uint64
 		targets := map[string]bool{}
@@ -138,6 +155,54 @@ func validateRoutes(where string, routes []Route, clusters map[string]bool) []er
 			}
 		}
 	}
+	return errs
+}
+
+// validateWarmup checks the warm-up routes of a port (their position is
+// checked by validateRoutes): each must be unreachable twice over, after a
+// default route that matches every request and behind its own header match,
+// and must name every cluster the port's other routes name or mirror to, so
+// that a client subscribed to it has loaded every cluster traffic may move to.
+func validateWarmup(where string, port PortPlan, namespace, name string) []error {
+	var errs []error
+	want := HeaderMatch{Name: WarmupHeader, Match: MatchExact, Value: WarmupValue(namespace, name, port.Number)}
+	named := map[string]bool{}
+	for _, r := range port.Routes {
+		if r.Kind == RouteWarmup {
+			continue
+		}
+		for _, cw := range r.Clusters {
+			named[cw.Cluster] = true
+		}
+		if r.Mirror != nil {
+			named[r.Mirror.Cluster] = true
+		}
+	}
+	for i, r := range port.Routes {
+		if r.Kind != RouteWarmup {
+			continue
+		}
+		at := fmt.Sprintf("%s route %q", where, r.Name)
+		if len(r.Headers) != 1 || r.Headers[0] != want {
+			errs = append(errs, fmt.Errorf("%w: %s: must match exactly header %s = %q, nothing else", ErrWarmup, at, want.Name, want.Value))
+		}
+		if i > 0 && port.Routes[i-1].Kind == RouteDefault && len(port.Routes[i-1].Headers) > 0 {
+			errs = append(errs, fmt.Errorf("%w: %s: the default route before it has header matches, so requests could reach it", ErrWarmup, at))
+		}
+		if r.Hash != nil || r.Mirror != nil {
+			errs = append(errs, fmt.Errorf("%w: %s: has a hash or mirror policy", ErrWarmup, at))
+		}
+		targets := map[string]bool{}
+		for _, cw := range r.Clusters {
+			targets[cw.Cluster] = true
+		}
+		for c := range named {
+			if !targets[c] {
+				errs = append(errs, fmt.Errorf("%w: %s: does not name cluster %q, which another route of the port names", ErrWarmup, at, c))
+			}
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errs
 }
 

@@ -22,13 +22,24 @@ func validPlan(t *testing.T) Plan {
 }
 
 func TestValidateAcceptsBuiltPlan(t *testing.T) {
-	if err := validPlan(t).Validate(); err != nil {
+	p := validPlan(t)
+	if err := p.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
+	}
+	// The warm-up route is optional: Build leaves it out when there is no
+	// canary to warm.
+	port := &p.Services[0].Ports[0]
+	if last := port.Routes[len(port.Routes)-1]; last.Kind != RouteWarmup {
+		t.Fatalf("validPlan's last route is %q, want a warm-up route", last.Kind)
+	}
+	port.Routes = port.Routes[:len(port.Routes)-1]
+	if err := p.Validate(); err != nil {
+		t.Fatalf("Validate without the warm-up route: %v", err)
 	}
 }
 
 func TestValidateErrors(t *testing.T) {
-	// Route indexes in validPlan: 0 cohort, 1 sticky, 2 default.
+	// Route indexes in validPlan: 0 cohort, 1 sticky, 2 default, 3 warm-up.
 	routes := func(p *Plan) []Route { return p.Services[0].Ports[0].Routes }
 	tests := map[string]struct {
 		edit func(p *Plan)
@@ -97,6 +108,58 @@ func TestValidateErrors(t *testing.T) {
 				r[0], r[1] = r[1], r[0]
 			},
 			want: []error{ErrRouteOrder},
+		},
+		"warm-up before default": {
+			edit: func(p *Plan) {
+				r := routes(p)
+				r[2], r[3] = r[3], r[2]
+			},
+			want: []error{ErrRouteOrder},
+		},
+		"two warm-up routes": {
+			edit: func(p *Plan) {
+				w := routes(p)[3]
+				w.Name = "warmup-2"
+				p.Services[0].Ports[0].Routes = append(routes(p), w)
+			},
+			want: []error{ErrRouteOrder},
+		},
+		"only a warm-up route": {
+			edit: func(p *Plan) { p.Services[0].Ports[0].Routes = routes(p)[3:] },
+			want: []error{ErrRouteOrder},
+		},
+		"unknown route kind": {
+			edit: func(p *Plan) { routes(p)[3].Kind = "shadow" },
+			want: []error{ErrRouteOrder},
+		},
+		"warm-up without its header match": {
+			edit: func(p *Plan) { routes(p)[3].Headers = nil },
+			want: []error{ErrWarmup},
+		},
+		"warm-up header value of another port": {
+			edit: func(p *Plan) { routes(p)[3].Headers[0].Value = WarmupValue("shop", "checkout", 9091) },
+			want: []error{ErrWarmup},
+		},
+		"warm-up with an extra header match": {
+			edit: func(p *Plan) {
+				routes(p)[3].Headers = append(routes(p)[3].Headers, HeaderMatch{Name: "x-a", Match: MatchPresent})
+			},
+			want: []error{ErrWarmup},
+		},
+		"default route with headers before the warm-up": {
+			edit: func(p *Plan) { routes(p)[2].Headers = []HeaderMatch{{Name: "x-a", Match: MatchPresent}} },
+			want: []error{ErrWarmup},
+		},
+		"warm-up with a mirror": {
+			edit: func(p *Plan) { routes(p)[3].Mirror = routes(p)[2].Mirror },
+			want: []error{ErrWarmup},
+		},
+		"warm-up misses the clusters of other routes": {
+			edit: func(p *Plan) {
+				r := routes(p)
+				r[3].Clusters = []ClusterWeight{{Cluster: r[2].Clusters[0].Cluster, Weight: TotalWeight}}
+			},
+			want: []error{ErrWarmup},
 		},
 		"no routes": {
 			edit: func(p *Plan) { p.Services[0].Ports[0].Routes = nil },
