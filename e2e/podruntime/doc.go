@@ -16,7 +16,12 @@
 // message naming the variable, so a typo in a test manifest is never mistaken
 // for a healthy version.
 //
+// gRPC and HTTP/1.1 share a port by sniffing each new connection: one that
+// opens with the HTTP/2 preface goes to grpc-go's own server, anything else to
+// net/http. HTTP requests over prior-knowledge HTTP/2 are therefore not
+// served; gRPC over HTTP/1.1 does not exist.
+//
 // The package splits into a pure part (spec.go: Pod → the ports to serve and
-// how they behave) and the I/O shell (server.go: one listener; runtime.go: the
-// informer and the reconcile loop).
+// how they behave) and the I/O shell (mux.go: the protocol split; server.go:
+// one port; runtime.go: the informer and the reconcile loop).
 package podruntime

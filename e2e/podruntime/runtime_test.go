@@ -35,14 +35,14 @@ const pollTimeout = 15 * time.Second
 
 // cluster is a fake API server with a running Runtime following it.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	client  *fake.Clientset
 	runtime *Runtime
 }
 
 // startCluster runs a Runtime against a fake clientset and returns once the
 // runtime's pod watch is open, so no pod event can be missed.
-func startCluster(t *testing.T, opts Options) *cluster {
+func startCluster(t testing.TB, opts Options) *cluster {
 	t.Helper()
 	client := fake.NewClientset()
 	watching := make(chan struct{})
@@ -56,7 +56,7 @@ func startCluster(t *testing.T, opts Options) *cluster {
 		return true, w, nil
 	})
 	if opts.Log.GetSink() == nil {
-		opts.Log = testr.New(t)
+		opts.Log = testr.NewWithInterface(t, testr.Options{})
 	}
 	r := New(client, opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -136,7 +136,7 @@ func addr(ip string, port int32) string {
 }
 
 // dialTest returns a TestService client for addr.
-func dialTest(t *testing.T, address string) testgrpc.TestServiceClient {
+func dialTest(t testing.TB, address string) testgrpc.TestServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -552,6 +552,47 @@ func TestDrain(t *testing.T) {
 				}
 			case <-time.After(pollTimeout):
 				t.Fatal("call in flight never ended")
+			}
+		})
+	}
+}
+
+// TestRawHTTP1 checks requests a browser or curl would not send but a
+// hand-written probe might: a request shorter than the HTTP/2 preface must
+// not wait for more bytes, and garbage gets an HTTP error.
+func TestRawHTTP1(t *testing.T) {
+	c := startCluster(t, Options{})
+	ip := randomIP()
+	c.create(testPod("raw", "pod-1", ip, container("app", "checkout:v1", nil, 8080)))
+	c.waitServing([]Endpoint{{Namespace: "raw", Pod: "pod-1", IP: ip, Port: 8080, Version: "v1"}})
+	tests := map[string]struct {
+		request    string
+		wantStatus string
+	}{
+		"short HTTP/1.0 request":    {request: "GET / HTTP/1.0\r\n\r\n", wantStatus: "HTTP/1.0 200 OK"},
+		"request starting like PRI": {request: "PRI /x HTTP/1.0\r\n\r\n", wantStatus: "HTTP/1.0 404 Not Found"},
+		"POST to /":                 {request: "POST / HTTP/1.0\r\n\r\n", wantStatus: "HTTP/1.0 405 Method Not Allowed"},
+		"garbage":                   {request: "\x00\x01hello\r\n\r\n", wantStatus: "HTTP/1.1 400 Bad Request"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", addr(ip, 8080), pollTimeout)
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer conn.Close()
+			if err := conn.SetDeadline(time.Now().Add(pollTimeout)); err != nil {
+				t.Fatalf("set deadline: %v", err)
+			}
+			if _, err := io.WriteString(conn, tc.request); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			reply, err := io.ReadAll(conn)
+			if err != nil {
+				t.Fatalf("read: %v (got %q)", err, reply)
+			}
+			if !strings.HasPrefix(string(reply), tc.wantStatus+"\r\n") {
+				t.Errorf("reply = %q, want status line %q", reply, tc.wantStatus)
 			}
 		})
 	}

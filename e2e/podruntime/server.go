@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -40,8 +41,8 @@ const (
 // injectedFault is the message of every call failed by SIM_ERROR_RATE.
 const injectedFault = "injected fault"
 
-// portServer serves one pod port: a listener answering HTTP/1.1 and
-// prior-knowledge HTTP/2, routing gRPC requests to a grpc.Server.
+// portServer serves one pod port: one listener answering gRPC (HTTP/2 with
+// prior knowledge) and plain HTTP/1.1.
 type portServer struct {
 	pod    PodSpec
 	spec   PortSpec
@@ -49,16 +50,16 @@ type portServer struct {
 	log    logr.Logger
 	counts *counters
 
-	calls    atomic.Uint64 // sequence number of the next call, for Behavior.Fails
-	forced   chan struct{} // closed when draining times out; aborts latency waits
-	ln       *onceCloseListener
-	http     *http.Server
-	grpc     *grpc.Server
-	served   chan struct{} // closed when http.Server.Serve returned
+	calls  atomic.Uint64 // sequence number of the next call, for Behavior.Fails
+	forced chan struct{} // closed when draining times out; aborts latency waits
+	split  *protocolSplit
+	http   *http.Server
+	grpc   *grpc.Server
+	served sync.WaitGroup // the Serve loops
 }
 
 // startPort binds pod.IP:spec.Port and serves it until stop.
-func startPort(log logr.Logger, pod PodSpec, spec PortSpec, counts *counters) (*portServer, error) {
+func startPort(logger logr.Logger, pod PodSpec, spec PortSpec, counts *counters) (*portServer, error) {
 	addr := net.JoinHostPort(pod.IP, strconv.Itoa(int(spec.Port)))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -66,31 +67,33 @@ func startPort(log logr.Logger, pod PodSpec, spec PortSpec, counts *counters) (*
 	}
 	s := &portServer{
 		pod: pod, spec: spec, addr: addr, counts: counts,
-		log:      log.WithValues("addr", addr, "container", spec.Container, "version", spec.Version),
-		forced:   make(chan struct{}),
-		ln:       &onceCloseListener{Listener: ln},
-		served:   make(chan struct{}),
+		log:    logger.WithValues("addr", addr, "container", spec.Container, "version", spec.Version),
+		forced: make(chan struct{}),
+		split:  newProtocolSplit(ln),
 	}
 	s.grpc = grpc.NewServer(
 		grpc.UnaryInterceptor(s.unaryInterceptor),
 		grpc.StreamInterceptor(s.streamInterceptor),
 	)
 	testgrpc.RegisterTestServiceServer(s.grpc, &testService{version: spec.Version, hostname: pod.Name})
-
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
 		Handler:           s,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(logWriter{s.log}, "", 0),
 	}
-	go func() {
-		defer close(s.served)
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			s.log.Error(err, "Serving stopped unexpectedly")
+	s.served.Go(func() {
+		if err := s.grpc.Serve(s.split.grpc); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Error(err, "Serving gRPC stopped unexpectedly")
 		}
-	}()
+	})
+	s.served.Go(func() {
+		if err := s.http.Serve(s.split.http1); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error(err, "Serving HTTP stopped unexpectedly")
+		}
+	})
 	if spec.Behavior.Problem != "" {
 		s.log.Info("Serving a misconfigured container: every call fails", "problem", spec.Behavior.Problem)
 	}
@@ -107,7 +110,7 @@ func (s *portServer) endpoint() Endpoint {
 // drain before cutting them off. The returned channel is closed when every
 // connection is closed.
 func (s *portServer) stop(drain time.Duration) <-chan struct{} {
-	if err := s.ln.Close(); err != nil {
+	if err := s.split.close(); err != nil {
 		s.log.Error(err, "Closing the listener")
 	}
 	done := make(chan struct{})
@@ -115,26 +118,39 @@ func (s *portServer) stop(drain time.Duration) <-chan struct{} {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), drain)
 		defer cancel()
-		if err := s.http.Shutdown(ctx); err != nil {
-			s.log.V(1).Info("Connections still open after draining; closing them", "drain", drain, "reason", err.Error())
+		httpDone := make(chan struct{})
+		go func() {
+			defer close(httpDone)
+			if err := s.http.Shutdown(ctx); err != nil {
+				s.log.V(1).Info("HTTP connections still open after draining", "drain", drain, "reason", err.Error())
+			}
+		}()
+		grpcDone := make(chan struct{})
+		go func() {
+			defer close(grpcDone)
+			s.grpc.GracefulStop()
+		}()
+		<-httpDone // at the latest when ctx expires
+		select {
+		case <-grpcDone:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			s.log.V(1).Info("Calls still in flight after draining; cutting them off", "drain", drain)
 			close(s.forced)
+			s.grpc.Stop()
 			if err := s.http.Close(); err != nil {
-				s.log.Error(err, "Closing connections")
+				s.log.Error(err, "Closing HTTP connections")
 			}
 		}
-		s.grpc.Stop()
-		<-s.served
+		<-grpcDone
+		s.served.Wait()
 	}()
 	return done
 }
 
-// ServeHTTP routes gRPC to the grpc.Server and everything else to the
-// HTTP/1.1 handler.
+// ServeHTTP answers HTTP/1.1 requests.
 func (s *portServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-		s.grpc.ServeHTTP(w, r)
-		return
-	}
 	switch s.admit(r.Context()) {
 	case aborted:
 		http.Error(w, "pod is stopping or the request was cancelled", http.StatusServiceUnavailable)
@@ -239,15 +255,11 @@ func (s *portServer) problem() string {
 	return fmt.Sprintf("pod %s/%s container %q is misconfigured: %s", s.pod.Namespace, s.pod.Name, s.spec.Container, s.spec.Behavior.Problem)
 }
 
-// onceCloseListener lets the runtime close the listener before
-// http.Server.Shutdown does, without Shutdown reporting a second close.
-type onceCloseListener struct {
-	net.Listener
-	once sync.Once
-	err  error
-}
+// logWriter sends net/http's own messages (bad prefaces, broken
+// connections) to the runtime's logger instead of the process's stderr.
+type logWriter struct{ log logr.Logger }
 
-func (l *onceCloseListener) Close() error {
-	l.once.Do(func() { l.err = l.Listener.Close() })
-	return l.err
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.V(1).Info("HTTP server", "message", strings.TrimSpace(string(p)))
+	return len(p), nil
 }
