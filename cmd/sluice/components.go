@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/sluice-dev/sluice/webhook"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -20,5 +23,15 @@ type components struct {
 // addComponents adds the admission webhooks, the traffic controller and the
 // rollout controller to the manager.
 func addComponents(mgr manager.Manager, c components) error {
+	hooks, err := webhook.Register(mgr, webhook.Options{Namespace: c.namespace})
+	if err != nil {
+		return fmt.Errorf("admission webhooks: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("policies", hooks.ReadyCheck()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook-server", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,10 +21,12 @@ import (
 )
 
 type devOptions struct {
-	dir       string
-	buildOnly bool
-	demo      bool
-	xdsPort   int
+	dir         string
+	buildOnly   bool
+	demo        bool
+	xdsPort     int
+	webhookPort int
+	metricsPort int
 }
 
 func newDevCommand() *cobra.Command {
@@ -42,6 +45,8 @@ later runs start in seconds. Ctrl-C stops everything.`,
 	cmd.Flags().BoolVar(&o.buildOnly, "build-only", false, "build and cache the cluster binaries, then exit")
 	cmd.Flags().BoolVar(&o.demo, "demo", false, "play the scripted canary story once the cluster is up")
 	cmd.Flags().IntVar(&o.xdsPort, "xds-port", 18000, "xDS port of the controller")
+	cmd.Flags().IntVar(&o.webhookPort, "webhook-port", 9443, "webhook port of the controller")
+	cmd.Flags().IntVar(&o.metricsPort, "metrics-port", 8080, "metrics port of the controller (health is the next port)")
 	return cmd
 }
 
@@ -69,11 +74,46 @@ func runDev(ctx context.Context, o devOptions) error {
 		c.Stop()
 		fmt.Fprintln(progress, "sluice: stopped")
 	}()
+	ctrlOpts := controllerOptions{
+		kubeconfig:  c.Kubeconfig(),
+		webhookHost: "127.0.0.1",
+		webhookPort: o.webhookPort,
+		xdsHost:     "127.0.0.1",
+		xdsPort:     o.xdsPort,
+		metricsAddr: fmt.Sprintf("127.0.0.1:%d", o.metricsPort),
+		healthAddr:  fmt.Sprintf("127.0.0.1:%d", o.metricsPort+1),
+		namespace:   "sluice-system",
+		certMode:    certModeSelf,
+		certSecret:  "sluice-webhook-tls",
+		certIPs:     []string{"127.0.0.1"},
+		webhookName: "sluice",
+		lrsInterval: time.Second,
+	}
+	mutating, validating, err := localWebhookConfigurations(fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort), ctrlOpts.namespace)
+	if err != nil {
+		return err
+	}
+	if err := c.Install(ctx, ctrlOpts.namespace, mutating, validating); err != nil {
+		return fmt.Errorf("install sluice into the local cluster: %w", err)
+	}
+	ctrlCtx, stopCtrl := context.WithCancel(ctx)
+	ctrlDone := make(chan error, 1)
+	go func() { ctrlDone <- runController(ctrlCtx, ctrlOpts) }()
+	defer func() {
+		stopCtrl()
+		if err := <-ctrlDone; err != nil {
+			fmt.Fprintln(progress, "sluice: controller:", err)
+		}
+	}()
+	if err := waitHealthy(ctx, "http://"+ctrlOpts.healthAddr+"/readyz", ctrlDone); err != nil {
+		return err
+	}
 	bootstrap := filepath.Join(o.dir, "xds-bootstrap.json")
 	if err := writeBootstrap(bootstrap, fmt.Sprintf("127.0.0.1:%d", o.xdsPort)); err != nil {
 		return err
 	}
-	fmt.Fprintf(progress, "sluice: ready in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), filepath.Join(o.dir, "logs"))
+	fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d, metrics http://%s/metrics (logs in %s)\n",
+		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	fmt.Printf("export GRPC_XDS_BOOTSTRAP=%s\n", bootstrap)
 	select {
@@ -81,6 +121,9 @@ func runDev(ctx context.Context, o devOptions) error {
 		return nil
 	case <-watchCluster(ctx, c):
 		return errors.Join(errors.New("a cluster component stopped"), c.Err())
+	case err := <-ctrlDone:
+		ctrlDone <- err // for the deferred stop
+		return fmt.Errorf("controller stopped: %w", err)
 	}
 }
 
@@ -134,4 +177,37 @@ func newLogger() logr.Logger {
 	klog.SetLogger(l)
 	ctrl.SetLogger(l)
 	return l
+}
+
+// waitHealthy polls url until it answers 200, the controller stops, or ctx
+// ends.
+func waitHealthy(ctx context.Context, url string, ctrlDone chan error) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		last = err
+		select {
+		case err := <-ctrlDone:
+			ctrlDone <- err
+			return fmt.Errorf("controller stopped before it was ready: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("controller not ready: %w (last: %v)", ctx.Err(), last)
+		case <-t.C:
+		}
+	}
 }
