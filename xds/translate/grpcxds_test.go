@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,21 +34,46 @@ import (
 
 const nodeID = "translate-test"
 
-// backend serves TestService.UnaryCall, answering with its track.
+// backend serves TestService.UnaryCall, answering with its track, and
+// counts the connections it accepted and the calls it served.
 type backend struct {
 	testgrpc.UnimplementedTestServiceServer
-	track router.Track
+	track    router.Track
+	accepted atomic.Int64
+	served   atomic.Int64
 }
 
 func (b *backend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	b.served.Add(1)
 	return &testgrpc.SimpleResponse{Hostname: string(b.track)}, nil
 }
 
-func serve(t *testing.T, register func(*grpc.Server)) int {
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// serve starts a gRPC server on loopback and returns its port. accepted, if
+// not nil, counts the connections it accepts.
+func serve(t *testing.T, accepted *atomic.Int64, register func(*grpc.Server)) int {
 	t.Helper()
+	var lis net.Listener
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	port := lis.Addr().(*net.TCPAddr).Port
+	if accepted != nil {
+		lis = countingListener{Listener: lis, n: accepted}
 	}
 	s := grpc.NewServer()
 	register(s)
@@ -56,15 +83,21 @@ func serve(t *testing.T, register func(*grpc.Server)) int {
 		}
 	}()
 	t.Cleanup(s.Stop)
-	return lis.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // xdsHarness is a control plane, two backends and a proxyless client.
 type xdsHarness struct {
-	t      *testing.T
-	cache  cachev3.SnapshotCache
-	client testgrpc.TestServiceClient
-	ports  map[router.Track]int
+	t        *testing.T
+	cache    cachev3.SnapshotCache
+	client   testgrpc.TestServiceClient
+	ports    map[router.Track]int
+	backends map[router.Track]*backend
+
+	mu sync.Mutex
+	// requested holds, per resource type URL, every resource name the
+	// client has asked for.
+	requested map[string]map[string]bool
 }
 
 func newXDSHarness(t *testing.T) *xdsHarness {
@@ -73,20 +106,33 @@ func newXDSHarness(t *testing.T) *xdsHarness {
 	// Not in ADS mode: the snapshot cache then answers a request with the
 	// subset of resources it names, instead of insisting that the client
 	// name every resource of the snapshot.
-	h := &xdsHarness{t: t, cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil), ports: map[router.Track]int{}}
+	h := &xdsHarness{
+		t: t, cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
+		ports: map[router.Track]int{}, backends: map[router.Track]*backend{},
+		requested: map[string]map[string]bool{},
+	}
 	// A NACK fails the test: grpc-go must accept everything we generate.
 	srv := serverv3.NewServer(ctx, h.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
 			if d := r.GetErrorDetail(); d != nil {
 				t.Errorf("grpc-go NACKed %s version %q: %s", r.GetTypeUrl(), r.GetResponseNonce(), d.GetMessage())
 			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if h.requested[r.GetTypeUrl()] == nil {
+				h.requested[r.GetTypeUrl()] = map[string]bool{}
+			}
+			for _, n := range r.GetResourceNames() {
+				h.requested[r.GetTypeUrl()][n] = true
+			}
 			return nil
 		},
 	})
-	xdsPort := serve(t, func(s *grpc.Server) { discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s, srv) })
+	xdsPort := serve(t, nil, func(s *grpc.Server) { discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s, srv) })
 	for _, tr := range []router.Track{router.TrackStable, router.TrackCanary} {
 		b := &backend{track: tr}
-		h.ports[tr] = serve(t, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) })
+		h.backends[tr] = b
+		h.ports[tr] = serve(t, &b.accepted, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) })
 	}
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": "127.0.0.1:%d", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
@@ -288,9 +334,16 @@ func TestProxylessGRPCClient(t *testing.T) {
 	// 4. No ready pods: the clusters stay, empty, and RPCs fail with
 	// Unavailable instead of waiting out their deadline.
 	h.publishReady(5, router.Strategy{CanaryWeight: 5000}, false)
+	// The client learns that each cluster is empty from a separate EDS
+	// response (the warm-up route keeps both loaded), so for a moment one
+	// cluster may still serve: wait for a run of Unavailable answers.
 	h.eventually("RPCs fail fast without ready endpoints", func() (bool, error) {
-		_, err := h.call()
-		return status.Code(err) == codes.Unavailable, nil
+		for range 20 {
+			if _, err := h.call(); status.Code(err) != codes.Unavailable {
+				return false, err
+			}
+		}
+		return true, nil
 	})
 	for i := 0; i < 20; i++ {
 		if _, err := h.call(); status.Code(err) != codes.Unavailable {
