@@ -379,28 +379,64 @@ func TestStopsServing(t *testing.T) {
 	}
 }
 
-func TestImageUpdateRestartsWithNewVersion(t *testing.T) {
-	c := startCluster(t, Options{})
-	ip := randomIP()
-	pod := testPod("shop", "checkout-1", ip, container("app", "checkout:v1", nil, 8080))
-	c.create(pod)
-	c.waitServing([]Endpoint{{Namespace: "shop", Pod: "checkout-1", IP: ip, Port: 8080, Version: "v1"}})
-	client := dialTest(t, addr(ip, 8080))
-	if resp, err := unary(client); err != nil || resp.GetServerId() != "v1" {
-		t.Fatalf("UnaryCall = %v, %v; want server_id v1", resp, err)
+// TestRestartsOnChange checks that changing what a pod serves restarts its
+// listeners with the new spec.
+func TestRestartsOnChange(t *testing.T) {
+	newIP := randomIP()
+	tests := map[string]struct {
+		change func(*corev1.Pod)
+		// check polls one call on the (new) address until it shows the change.
+		check func(resp *testgrpc.SimpleResponse, err error) bool
+		ip    string // the new IP, when it changes
+	}{
+		"image": {
+			change: func(p *corev1.Pod) { p.Spec.Containers[0].Image = "checkout:v2" },
+			check:  func(resp *testgrpc.SimpleResponse, err error) bool { return err == nil && resp.GetServerId() == "v2" },
+		},
+		"env": {
+			change: func(p *corev1.Pod) { p.Spec.Containers[0].Env = env(EnvErrorRate, "1") },
+			check: func(_ *testgrpc.SimpleResponse, err error) bool {
+				return status.Code(err) == codes.Unavailable && status.Convert(err).Message() == "injected fault"
+			},
+		},
+		"IP": {
+			change: func(p *corev1.Pod) { p.Status.PodIP = newIP },
+			check:  func(resp *testgrpc.SimpleResponse, err error) bool { return err == nil && resp.GetServerId() == "v1" },
+			ip:     newIP,
+		},
 	}
+	c := startCluster(t, Options{})
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			ip := randomIP()
+			pod := testPod("shop", "pod-"+strconv.Itoa(rand.IntN(1e9)), ip, container("app", "checkout:v1", nil, 8080))
+			c.create(pod)
+			c.waitServing([]Endpoint{{Namespace: "shop", Pod: pod.Name, IP: ip, Port: 8080, Version: "v1"}})
+			client := dialTest(t, addr(ip, 8080))
+			if resp, err := unary(client); err != nil || resp.GetServerId() != "v1" {
+				t.Fatalf("UnaryCall = %v, %v; want server_id v1", resp, err)
+			}
 
-	pod.Spec.Containers[0].Image = "checkout:v2"
-	c.update(pod)
-	c.waitServing([]Endpoint{{Namespace: "shop", Pod: "checkout-1", IP: ip, Port: 8080, Version: "v2"}})
-	// The same client reconnects after the old listener's GOAWAY.
-	var last string
-	if !poll(func() bool {
-		resp, err := unary(client)
-		last = fmt.Sprint(resp.GetServerId(), err)
-		return err == nil && resp.GetServerId() == "v2"
-	}) {
-		t.Fatalf("UnaryCall never answered v2; last answer %s", last)
+			tc.change(pod)
+			c.update(pod)
+			if tc.ip != "" {
+				if !poll(func() bool { return refused(addr(ip, 8080)) }) {
+					t.Fatalf("old address %s still accepts connections", addr(ip, 8080))
+				}
+				client = dialTest(t, addr(tc.ip, 8080))
+			}
+			// The same client reconnects after the old listener's GOAWAY.
+			var last string
+			if !poll(func() bool {
+				resp, err := unary(client)
+				last = fmt.Sprint(resp.GetServerId(), " ", err)
+				return tc.check(resp, err)
+			}) {
+				t.Fatalf("calls never showed the change; last answer %s", last)
+			}
+			c.delete(pod)
+			c.waitServing(nil)
+		})
 	}
 }
 

@@ -50,7 +50,7 @@ type portServer struct {
 	log    logr.Logger
 	counts *counters
 
-	calls  atomic.Uint64 // sequence number of the next call, for Behavior.Fails
+	calls  atomic.Uint64 // sequence number of the next call, for Behavior.Fails; restarts with the listener
 	forced chan struct{} // closed when draining times out; aborts latency waits
 	split  *protocolSplit
 	http   *http.Server
@@ -85,7 +85,8 @@ func startPort(logger logr.Logger, pod PodSpec, spec PortSpec, counts *counters)
 		ErrorLog:          log.New(logWriter{s.log}, "", 0),
 	}
 	s.served.Go(func() {
-		if err := s.grpc.Serve(s.split.grpc); err != nil && !errors.Is(err, net.ErrClosed) {
+		// ErrServerStopped: the pod was stopped before this goroutine ran.
+		if err := s.grpc.Serve(s.split.grpc); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error(err, "Serving gRPC stopped unexpectedly")
 		}
 	})
