@@ -28,12 +28,14 @@ import (
 
 // testServer starts a Server with ADS (and opts.LoadReporting) on a loopback
 // port and returns it with the address.
-func testServer(t *testing.T, opts Options) (*Server, string) {
+func testServer(t testing.TB, opts Options) (*Server, string) {
 	t.Helper()
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
-	opts.Logger = testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = testr.NewWithInterface(t, testr.Options{Verbosity: 1})
+	}
 	s := New(opts)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +49,7 @@ func testServer(t *testing.T, opts Options) (*Server, string) {
 	return s, lis.Addr().String()
 }
 
-func adsClient(t *testing.T, addr string) discovery.AggregatedDiscoveryServiceClient {
+func adsClient(t testing.TB, addr string) discovery.AggregatedDiscoveryServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -148,7 +150,7 @@ func resourceNames(anys []*anypb.Any) []string {
 	return sortedKeys(set)
 }
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
@@ -221,7 +223,7 @@ func routes(name string, weights map[string]uint32) *routev3.RouteConfiguration 
 }
 
 // apiListener builds a proxyless gRPC listener using route configuration rds.
-func apiListener(t *testing.T, name, rds string) *listenerv3.Listener {
+func apiListener(t testing.TB, name, rds string) *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: name,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -238,7 +240,7 @@ func apiListener(t *testing.T, name, rds string) *listenerv3.Listener {
 // service builds a consistent resource set for one service: listener and
 // route configuration named svc, routing by weights to EDS clusters whose
 // endpoints all point at backend.
-func service(t *testing.T, svc string, weights map[string]uint32, host string, port uint32) Resources {
+func service(t testing.TB, svc string, weights map[string]uint32, host string, port uint32) Resources {
 	r := Resources{
 		resource.ListenerType: {svc: apiListener(t, svc, svc)},
 		resource.RouteType:    {svc: routes(svc, weights)},
@@ -252,7 +254,7 @@ func service(t *testing.T, svc string, weights map[string]uint32, host string, p
 	return r
 }
 
-func mustVersion(t *testing.T, m proto.Message) string {
+func mustVersion(t testing.TB, m proto.Message) string {
 	t.Helper()
 	v, err := ContentVersion(m)
 	if err != nil {

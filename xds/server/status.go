@@ -113,10 +113,21 @@ type target struct {
 	typeURL, name, version string
 }
 
-// progress classifies the subscribers of targets; t.mu must be held.
+// progress names the proxies subscribed to a set of targets by state. Each
+// list is sorted and free of duplicates; a proxy with several streams appears
+// once per state its streams are in.
 type progress struct {
 	acked, pending, nacked []string
 }
+
+// syncState is where one stream stands on a set of targets.
+type syncState int
+
+const (
+	stateAcked syncState = iota
+	stateNacked
+	statePending
+)
 
 // proxyName is how a stream is named in results: its node id, or the stream
 // number when the proxy sent no node id.
@@ -131,43 +142,48 @@ func proxyName(st *streamState) string {
 	return fmt.Sprintf("<%s stream %d>", kind, st.key.id)
 }
 
-// progressLocked reports, per stream subscribed to any target, whether it
-// carries every target (acked), rejected one of them (nacked) or neither yet
-// (pending). Each list is sorted and free of duplicates; a proxy with several
-// streams appears once per state its streams are in. t.mu must be held.
-func (t *tracker) progressLocked(targets []target) progress {
-	acked, pending, nacked := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
-	for _, st := range t.streams {
-		state, involved := "acked", false
-		for _, tg := range targets {
-			ts := st.types[tg.typeURL]
-			if ts == nil || !ts.subscribed(tg.name) {
-				continue
-			}
-			involved = true
-			switch {
-			case ts.acked[tg.name] == tg.version:
-			case ts.nacked[tg.name] == tg.version:
-				if state == "acked" {
-					state = "nacked"
-				}
-			default:
-				state = "pending"
-			}
-		}
-		if !involved {
+// classify tells whether st subscribed to any target and, if so, whether it
+// carries every target (acked), rejected one and waits on none (nacked), or
+// still lacks one (pending).
+func classify(st *streamState, targets []target) (syncState, bool) {
+	state, involved := stateAcked, false
+	for _, tg := range targets {
+		ts := st.types[tg.typeURL]
+		if ts == nil || !ts.subscribed(tg.name) {
 			continue
 		}
-		switch state {
-		case "acked":
-			acked[proxyName(st)] = struct{}{}
-		case "nacked":
-			nacked[proxyName(st)] = struct{}{}
+		involved = true
+		switch {
+		case ts.acked[tg.name] == tg.version:
+		case ts.nacked[tg.name] == tg.version:
+			state = max(state, stateNacked)
 		default:
-			pending[proxyName(st)] = struct{}{}
+			state = statePending
 		}
 	}
-	return progress{acked: sortedKeys(acked), pending: sortedKeys(pending), nacked: sortedKeys(nacked)}
+	return state, involved
+}
+
+// progressOf names the streams of states by state; t.mu must be held.
+func (t *tracker) progressOf(states map[streamKey]syncState) progress {
+	sets := [3]map[string]struct{}{{}, {}, {}}
+	for k, s := range states {
+		if st := t.streams[k]; st != nil {
+			sets[s][proxyName(st)] = struct{}{}
+		}
+	}
+	return progress{acked: sortedKeys(sets[stateAcked]), nacked: sortedKeys(sets[stateNacked]), pending: sortedKeys(sets[statePending])}
+}
+
+// progressLocked classifies every stream; t.mu must be held.
+func (t *tracker) progressLocked(targets []target) progress {
+	states := map[streamKey]syncState{}
+	for k, st := range t.streams {
+		if s, ok := classify(st, targets); ok {
+			states[k] = s
+		}
+	}
+	return t.progressOf(states)
 }
 
 // Synced counts the connected proxies (distinct node ids) subscribed to the
@@ -214,40 +230,99 @@ func (s *Server) WaitAcked(ctx context.Context, typeURL, name, version string) (
 	return p.acked, p.nacked, err
 }
 
-// wait blocks until no stream is pending on targets; when nackDone is false a
-// stream that rejected a target also counts as pending. If valid is not nil it
-// is checked on every change and its error ends the wait.
-func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, valid func() error) (progress, error) {
-	for {
-		t.mu.Lock()
-		p := t.progressLocked(targets)
-		changed := t.changed
-		t.mu.Unlock()
-		if valid != nil {
-			if err := valid(); err != nil {
-				return p, err
-			}
-		}
-		waiting := p.pending
-		if !nackDone {
-			waiting = append(append([]string(nil), p.pending...), p.nacked...)
-		}
-		if len(waiting) == 0 {
-			return p, nil
-		}
-		select {
-		case <-ctx.Done():
-			return p, fmt.Errorf("%d proxies have not acknowledged (%s): %w", len(waiting), strings.Join(waiting, ", "), ctx.Err())
-		case <-changed:
-		}
+// waiter follows a wait in progress: the tracker records which streams
+// changed, so the wait re-classifies only those and stays linear in the
+// number of ACKs rather than quadratic.
+type waiter struct {
+	dirty map[streamKey]struct{}
+	wake  chan struct{}
+}
+
+func (w *waiter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
-// poke wakes waiters after a publication.
+// wait blocks until no stream is pending on targets; when nackDone is false a
+// stream that rejected a target also counts as pending. If valid is not nil it
+// is checked on every change and publication, and its error ends the wait.
+func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, valid func() error) (progress, error) {
+	w := &waiter{dirty: map[streamKey]struct{}{}, wake: make(chan struct{}, 1)}
+	states := map[streamKey]syncState{}
+	blocking := 0
+	blocks := func(s syncState) bool { return s == statePending || (!nackDone && s == stateNacked) }
+	set := func(k streamKey, s syncState, involved bool) {
+		if old, ok := states[k]; ok && blocks(old) {
+			blocking--
+		}
+		if !involved {
+			delete(states, k)
+			return
+		}
+		states[k] = s
+		if blocks(s) {
+			blocking++
+		}
+	}
+	t.mu.Lock()
+	t.waiters[w] = struct{}{}
+	for k, st := range t.streams {
+		s, ok := classify(st, targets)
+		set(k, s, ok)
+	}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.waiters, w)
+		t.mu.Unlock()
+	}()
+	result := func() progress {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.progressOf(states)
+	}
+	for {
+		if valid != nil {
+			if err := valid(); err != nil {
+				return result(), err
+			}
+		}
+		if blocking == 0 {
+			return result(), nil
+		}
+		select {
+		case <-ctx.Done():
+			p := result()
+			waiting := p.pending
+			if !nackDone {
+				waiting = append(append([]string(nil), p.pending...), p.nacked...)
+			}
+			return p, fmt.Errorf("%d proxies have not acknowledged (%s): %w", len(waiting), strings.Join(waiting, ", "), ctx.Err())
+		case <-w.wake:
+		}
+		t.mu.Lock()
+		for k := range w.dirty {
+			if st := t.streams[k]; st != nil {
+				s, ok := classify(st, targets)
+				set(k, s, ok)
+			} else {
+				set(k, 0, false)
+			}
+		}
+		clear(w.dirty)
+		t.mu.Unlock()
+	}
+}
+
+// poke wakes every waiter after a publication, so it re-checks validity.
 func (t *tracker) poke() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.notifyLocked()
+	for w := range t.waiters {
+		w.signal()
+	}
 }
 
 // shortVersion abbreviates a content version for messages.

@@ -102,8 +102,8 @@ type tracker struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
-	// changed is closed and replaced whenever ACK state changes.
-	changed chan struct{}
+	// waiters are the waits in progress; each learns which streams changed.
+	waiters map[*waiter]struct{}
 }
 
 var _ serverv3.Callbacks = (*tracker)(nil)
@@ -112,14 +112,16 @@ func newTracker(log logr.Logger, m *metrics, h *history, prefix string) *tracker
 	return &tracker{
 		log: log, metrics: m, hist: h, prefix: prefix, now: time.Now,
 		streams: map[streamKey]*streamState{},
-		changed: make(chan struct{}),
+		waiters: map[*waiter]struct{}{},
 	}
 }
 
-// notifyLocked wakes waiters; t.mu must be held.
-func (t *tracker) notifyLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
+// notifyLocked tells every waiter that stream k changed; t.mu must be held.
+func (t *tracker) notifyLocked(k streamKey) {
+	for w := range t.waiters {
+		w.dirty[k] = struct{}{}
+		w.signal()
+	}
 }
 
 func (t *tracker) open(k streamKey) {
@@ -127,7 +129,7 @@ func (t *tracker) open(k streamKey) {
 	defer t.mu.Unlock()
 	t.streams[k] = &streamState{key: k, connected: t.now(), types: map[string]*typeState{}}
 	t.metrics.connected.Inc()
-	t.notifyLocked()
+	t.notifyLocked(k)
 }
 
 func (t *tracker) close(k streamKey) {
@@ -137,7 +139,7 @@ func (t *tracker) close(k streamKey) {
 		t.log.V(1).Info("xDS stream closed", "node", s.node.GetId(), "stream", k.id, "delta", k.delta)
 		delete(t.streams, k)
 		t.metrics.connected.Dec()
-		t.notifyLocked()
+		t.notifyLocked(k)
 	}
 }
 
@@ -247,7 +249,7 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 			delete(ts.acked, name)
 		}
 	}
-	t.notifyLocked()
+	t.notifyLocked(s.key)
 	return nil
 }
 
@@ -287,7 +289,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	if req.GetResponseNonce() != "" {
 		t.answerLocked(s, req.GetTypeUrl(), ts, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	}
-	t.notifyLocked()
+	t.notifyLocked(s.key)
 	return nil
 }
 
