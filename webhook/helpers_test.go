@@ -77,7 +77,7 @@ func canaryOf(rollout string, uid string) func(*appsv1.Deployment) {
 		d.Name = rollout + "-canary"
 		d.OwnerReferences = []metav1.OwnerReference{{
 			APIVersion: "sluice.dev/v1alpha1", Kind: "Rollout", Name: rollout,
-			UID: metav1TypesUID(uid), Controller: ptr.To(true),
+			UID: types.UID(uid), Controller: ptr.To(true),
 		}}
 	}
 }
@@ -125,5 +125,3 @@ func mustRevision(t testing.TB, d *appsv1.Deployment, extra map[string]string) s
 	}
 	return rev
 }
-
-func metav1TypesUID(s string) types.UID { return types.UID(s) }
