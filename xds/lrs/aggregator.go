@@ -102,10 +102,16 @@ type Aggregator struct {
 	// each client reports for itself.
 	local    map[Key]Totals
 	inFlight map[int64]map[Key]uint64
-	// remote holds per source the merged totals it forwarded.
+	// remote holds per source the merged totals it forwarded, and seen when
+	// it last forwarded.
 	remote map[string]map[Key]Totals
+	seen   map[string]time.Time
 	now    func() time.Time
 }
+
+// SourceStaleAfter is how long the in-flight counts of a source that stopped
+// forwarding (a replica that died) still count. Its counters always count.
+const SourceStaleAfter = 10 * time.Second
 
 // NewAggregator returns an empty aggregator.
 func NewAggregator() *Aggregator {
@@ -113,6 +119,7 @@ func NewAggregator() *Aggregator {
 		local:    map[Key]Totals{},
 		inFlight: map[int64]map[Key]uint64{},
 		remote:   map[string]map[Key]Totals{},
+		seen:     map[string]time.Time{},
 		now:      time.Now,
 	}
 }
@@ -175,13 +182,19 @@ func (a *Aggregator) Local() map[Key]Totals {
 
 // Totals returns, per key, the sum of the local totals and the latest totals
 // of every source merged with [Aggregator.Merge]. On the leader this is the
-// fleet-wide load the analysis must judge.
+// fleet-wide load the analysis must judge. In-flight counts of a source not
+// heard from for SourceStaleAfter are left out.
 func (a *Aggregator) Totals() map[Key]Totals {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := a.localLocked()
-	for _, m := range a.remote {
+	now := a.now()
+	for source, m := range a.remote {
+		stale := now.Sub(a.seen[source]) > SourceStaleAfter
 		for k, t := range m {
+			if stale {
+				t.InFlight = 0
+			}
 			out[k] = out[k].Add(t)
 		}
 	}
@@ -205,6 +218,7 @@ func (a *Aggregator) Merge(source string, totals map[Key]Totals) {
 	for k, t := range totals {
 		m[k] = m[k].Max(t)
 	}
+	a.seen[source] = a.now()
 }
 
 // Sources returns the names of the sources merged so far, sorted.

@@ -2,6 +2,7 @@ package lrs
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
@@ -97,5 +98,19 @@ func TestTotalsCombineLocalAndSources(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"b", "c"}, a.Sources()); diff != "" {
 		t.Fatalf("sources (-want +got):\n%s", diff)
+	}
+}
+
+func TestStaleSourceInFlightIgnored(t *testing.T) {
+	a := NewAggregator()
+	now := time.Unix(1000, 0)
+	a.now = func() time.Time { return now }
+	a.Merge("dead-replica", map[Key]Totals{canary: {Requests: 7, Errors: 1, InFlight: 3}})
+	if got := a.Totals()[canary]; got.InFlight != 3 {
+		t.Fatalf("fresh source in-flight = %d, want 3", got.InFlight)
+	}
+	now = now.Add(SourceStaleAfter + time.Second)
+	if got, want := a.Totals()[canary], (Totals{Requests: 7, Errors: 1}); got != want {
+		t.Fatalf("stale source totals = %+v, want counters kept and in-flight dropped: %+v", got, want)
 	}
 }
