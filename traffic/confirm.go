@@ -1,0 +1,201 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/sluice-dev/sluice/router"
+)
+
+// Confirmation is what the proxies did with a service's routes.
+type Confirmation struct {
+	// Acked counts the proxies (by node id) that carry the confirmed routes.
+	Acked int
+	// Nacked counts the proxies that rejected them; they keep their last
+	// acknowledged routes.
+	Nacked int
+	// NackMessages are the rejections' details, "<node>: <message>", sorted.
+	NackMessages []string
+}
+
+// Confirm blocks until the routes of the service namespace/service that carry
+// the canary weight (0 means all to stable) are published and every proxy
+// subscribed to them (proxyless listeners' route configurations and the
+// sidecar route configurations of its ports) has acknowledged them or
+// rejected them. Routes published later for the same weight (for example
+// after an endpoint change) count too.
+//
+// It returns the counts, with NACK details. With no subscribed proxy it
+// returns Acked = 0 at once; weight 0 for a service that is not published
+// (no pods) is confirmed at once too. It fails when ctx ends first (saying
+// what was still pending) or when the published weight moves to another
+// value while it waits, for then the routes carrying this weight are gone.
+//
+// The weight must be in the published state first: the Rollout's phase must
+// be active (Progressing, Paused, Promoting) and its status.currentWeight the
+// weight, else Confirm waits for it until ctx ends.
+func (c *Controller) Confirm(ctx context.Context, namespace, service string, weight router.Weight) (Confirmation, error) {
+	start := time.Now()
+	conf, err := c.confirm(ctx, ServiceKey{Namespace: namespace, Name: service}, weight)
+	result := "acked"
+	switch {
+	case err != nil:
+		result = "failed"
+	case conf.Nacked > 0:
+		result = "nacked"
+	}
+	c.metrics.confirms.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return conf, err
+}
+
+func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.Weight) (Confirmation, error) {
+	reached := false
+	for {
+		c.mu.Lock()
+		pub, changed := c.published, c.changed
+		c.mu.Unlock()
+		ps, ok := pub.services[k]
+		switch {
+		case !ok && weight == 0 && pub.seq > 0:
+			return Confirmation{}, nil
+		case ok && ps.weight == weight:
+			reached = true
+			conf, done, err := c.waitRoutes(ctx, changed, ps.routes)
+			if done || err != nil {
+				return conf, err
+			}
+			continue // republished: check the new routes
+		case reached:
+			return Confirmation{}, fmt.Errorf("service %s: canary weight moved from %s to %s before every proxy confirmed it", k, weight, ps.weight)
+		}
+		select {
+		case <-ctx.Done():
+			now := "not published"
+			if ok {
+				now = "published with canary weight " + ps.weight.String()
+			}
+			return Confirmation{}, fmt.Errorf("service %s is %s, still waiting for %s (is its Rollout active with that status.currentWeight?): %w", k, now, weight, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// waitRoutes waits until no subscribed proxy is pending on the given route
+// versions. done is false when a new publication came first.
+func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, routes map[string]string) (Confirmation, bool, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	names := make([]string, 0, len(routes))
+	for n := range routes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	acked, nacked := map[string]bool{}, map[string]bool{}
+	for _, name := range names {
+		a, n, err := c.srv.WaitAcked(wctx, resource.RouteType, name, routes[name])
+		if err != nil {
+			if ctx.Err() != nil {
+				return Confirmation{}, true, fmt.Errorf("confirm routes: %w", err)
+			}
+			return Confirmation{}, false, nil
+		}
+		for _, id := range a {
+			acked[id] = true
+		}
+		for _, id := range n {
+			nacked[id] = true
+		}
+	}
+	for id := range nacked {
+		delete(acked, id)
+	}
+	conf := Confirmation{Acked: len(acked), Nacked: len(nacked)}
+	if len(nacked) > 0 {
+		for _, p := range c.srv.Proxies() {
+			if !nacked[p.NodeID] {
+				continue
+			}
+			for _, ts := range p.Types {
+				if ts.TypeURL == resource.RouteType && ts.LastNack != nil {
+					conf.NackMessages = append(conf.NackMessages, p.NodeID+": "+ts.LastNack.Message)
+				}
+			}
+		}
+		slices.Sort(conf.NackMessages)
+		conf.NackMessages = slices.Compact(conf.NackMessages)
+		c.log.Info("proxies rejected routes; they keep their last acknowledged routes",
+			"routes", names, "nacked", conf.Nacked, "acked", conf.Acked, "details", conf.NackMessages)
+	}
+	return conf, true, nil
+}
+
+// ProxyNack is a rejection by one proxy that is still in force: the proxy
+// does not carry the published content of a resource it rejected.
+type ProxyNack struct {
+	// Node is the proxy's node id.
+	Node    string
+	TypeURL string
+	// Resources are the rejected resources that carry the service, sorted.
+	Resources []string
+	// Message is the proxy's error detail.
+	Message string
+	At      time.Time
+}
+
+// Nacks lists the rejections in force for the resources of one service,
+// sorted by node and type. The rollout controller shows them on the Rollout.
+func (c *Controller) Nacks(namespace, service string) []ProxyNack {
+	c.mu.Lock()
+	ps, ok := c.published.services[ServiceKey{Namespace: namespace, Name: service}]
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	mine := map[string]map[string]bool{}
+	for t, names := range ps.names {
+		mine[t] = map[string]bool{}
+		for _, n := range names {
+			mine[t][n] = true
+		}
+	}
+	var out []ProxyNack
+	for _, p := range c.srv.Proxies() {
+		for _, ts := range p.Types {
+			if ts.LastNack == nil {
+				continue
+			}
+			var rejected []string
+			for _, name := range ts.LastNack.Resources {
+				if !mine[ts.TypeURL][name] {
+					continue
+				}
+				if v, ok := c.srv.Version(ts.TypeURL, name); ok && ts.Acked[name] == v {
+					continue // fixed since: the proxy carries what is published
+				}
+				rejected = append(rejected, name)
+			}
+			if len(rejected) > 0 {
+				out = append(out, ProxyNack{Node: p.NodeID, TypeURL: ts.TypeURL, Resources: rejected, Message: ts.LastNack.Message, At: ts.LastNack.At})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].TypeURL < out[j].TypeURL
+	})
+	return out
+}

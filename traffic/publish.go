@@ -1,0 +1,190 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/server"
+	"github.com/sluice-dev/sluice/xds/translate"
+)
+
+// publication is what the controller last handed to the xDS server.
+type publication struct {
+	// seq counts publications, starting at 1.
+	seq      uint64
+	version  string
+	services map[ServiceKey]publishedService
+}
+
+// publishedService is one service's part of a publication.
+type publishedService struct {
+	weight router.Weight
+	// routes maps the names of the route configurations that carry the
+	// service's routes to their published content versions.
+	routes map[string]string
+	// names lists, per type URL, the resources that carry the service.
+	names map[string][]string
+}
+
+// publish reads the cluster, builds and translates the plan and hands it to
+// the xDS server.
+func (c *Controller) publish(ctx context.Context) error {
+	start := time.Now()
+	objs, err := c.source.list(ctx)
+	if err != nil {
+		c.metrics.publishes.WithLabelValues("failed").Inc()
+		return fmt.Errorf("list cluster objects: %w", err)
+	}
+	state, problems := StateFrom(objs)
+	plan, buildProblems, err := c.build(state)
+	problems = append(problems, buildProblems...)
+	c.logProblems(problems)
+	if err != nil {
+		c.metrics.publishes.WithLabelValues("failed").Inc()
+		return err
+	}
+	res, err := translate.Translate(plan, c.topts)
+	if err != nil {
+		c.metrics.publishes.WithLabelValues("failed").Inc()
+		return fmt.Errorf("translate plan: %w", err)
+	}
+	c.metrics.buildSeconds.Observe(time.Since(start).Seconds())
+	c.metrics.services.Set(float64(len(plan.Services)))
+
+	c.mu.Lock()
+	unchanged := c.published.seq > 0 && c.published.version == res.Version()
+	c.mu.Unlock()
+	if unchanged {
+		c.metrics.publishes.WithLabelValues("unchanged").Inc()
+		return nil
+	}
+	desired := server.Resources{}
+	for _, t := range server.Types {
+		desired[t] = res.ByType(t)
+	}
+	if err := c.srv.Update(ctx, desired); err != nil {
+		c.metrics.publishes.WithLabelValues("failed").Inc()
+		return fmt.Errorf("publish %d resources (version %.12s): %w", res.Len(), res.Version(), err)
+	}
+	pub := publication{version: res.Version(), services: c.describe(plan, res)}
+	c.mu.Lock()
+	pub.seq = c.published.seq + 1
+	c.published = pub
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+	c.metrics.publishes.WithLabelValues("published").Inc()
+	c.log.V(1).Info("published routes", "version", res.Version(), "services", len(plan.Services),
+		"resources", res.Len(), "took", time.Since(start))
+	return nil
+}
+
+// build builds the plan. If the state has invalid services, each of them is
+// replaced by its last valid version (or left out if it never had one), so
+// one broken service never blocks the others.
+func (c *Controller) build(state router.State) (router.Plan, []Problem, error) {
+	plan, err := router.Build(state)
+	if err == nil {
+		c.remember(state.Services)
+		return plan, nil, nil
+	}
+	var (
+		problems []Problem
+		good     = make([]router.Service, 0, len(state.Services))
+		valid    []router.Service
+	)
+	for _, s := range state.Services {
+		k := ServiceKey{Namespace: s.Namespace, Name: s.Name}
+		if _, err := router.Build(router.State{Services: []router.Service{s}}); err != nil {
+			last, ok := c.lastGood[k]
+			what := "it keeps its last valid routes"
+			if ok {
+				good = append(good, last)
+			} else {
+				what = "it is not published"
+			}
+			problems = append(problems, Problem{Service: k, Object: "service", Message: fmt.Sprintf("%v; %s", err, what)})
+			continue
+		}
+		good = append(good, s)
+		valid = append(valid, s)
+	}
+	c.remember(valid)
+	plan, err = router.Build(router.State{Services: good})
+	if err != nil {
+		return router.Plan{}, problems, fmt.Errorf("build plan: %w", err)
+	}
+	return plan, problems, nil
+}
+
+// remember keeps the last valid version of each service and forgets services
+// that are gone.
+func (c *Controller) remember(valid []router.Service) {
+	keep := make(map[ServiceKey]router.Service, len(valid))
+	for _, s := range valid {
+		keep[ServiceKey{Namespace: s.Namespace, Name: s.Name}] = s
+	}
+	for k, s := range c.lastGood {
+		if _, ok := keep[k]; !ok {
+			keep[k] = s
+		}
+	}
+	c.lastGood = keep
+}
+
+// describe records, per service, its weight and the resources carrying it.
+func (c *Controller) describe(plan router.Plan, res translate.Resources) map[ServiceKey]publishedService {
+	out := make(map[ServiceKey]publishedService, len(plan.Services))
+	weights := map[ServiceKey]router.Weight{}
+	for _, sp := range plan.Services {
+		k := ServiceKey{Namespace: sp.Namespace, Name: sp.Name}
+		ps := publishedService{routes: map[string]string{}, names: map[string][]string{}}
+		add := func(typeURL, name string) {
+			if _, ok := res.Get(typeURL, name); !ok {
+				return
+			}
+			ps.names[typeURL] = append(ps.names[typeURL], name)
+			if typeURL == resource.RouteType {
+				if v, ok := c.srv.Version(typeURL, name); ok {
+					ps.routes[name] = v
+				}
+			}
+		}
+		add(resource.ListenerType, translate.GRPCListenerName(sp.Namespace, sp.Name, 0))
+		for _, port := range sp.Ports {
+			grpcName := translate.GRPCListenerName(sp.Namespace, sp.Name, port.Number)
+			add(resource.ListenerType, grpcName)
+			add(resource.RouteType, grpcName)
+			add(resource.ListenerType, translate.SidecarListenerName(port.Number))
+			add(resource.RouteType, translate.SidecarListenerName(port.Number))
+			for _, r := range port.Routes {
+				if r.Kind == router.RouteDefault {
+					weights[k] = canaryShare(r, sp.Namespace, sp.Name)
+				}
+			}
+			for _, track := range []router.Track{router.TrackStable, router.TrackCanary, router.TrackSticky} {
+				name := router.ClusterName(sp.Namespace, sp.Name, port.Number, track)
+				add(resource.ClusterType, name)
+				add(resource.EndpointType, name)
+			}
+		}
+		ps.weight = weights[k]
+		out[k] = ps
+	}
+	return out
+}
+
+// canaryShare is the weight of the canary cluster on a default route.
+func canaryShare(r router.Route, namespace, service string) router.Weight {
+	for _, cw := range r.Clusters {
+		if id, err := router.ParseClusterName(cw.Cluster); err == nil && id.Track == router.TrackCanary &&
+			id.Namespace == namespace && id.Service == service {
+			return cw.Weight
+		}
+	}
+	return 0
+}
