@@ -78,14 +78,10 @@ func setCABundle(cc *admissionv1.WebhookClientConfig, caBundle []byte) int {
 }
 
 // injectError wraps a failure to read or update a webhook configuration,
-// marking lost races as conflicts.
+// saying what to do when it does not exist.
 func injectError(kind, name string, err error) error {
-	switch {
-	case apierrors.IsConflict(err):
-		return fmt.Errorf("inject caBundle into %s webhook configuration %q: %w: %w", kind, name, errConflict, err)
-	case apierrors.IsNotFound(err):
+	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("inject caBundle: %s webhook configuration %q does not exist yet (install it, or fix the configured name): %w", kind, name, err)
-	default:
-		return fmt.Errorf("inject caBundle into %s webhook configuration %q: %w", kind, name, err)
 	}
+	return fmt.Errorf("inject caBundle into %s webhook configuration %q: %w", kind, name, err)
 }

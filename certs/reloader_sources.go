@@ -3,7 +3,9 @@ package certs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -80,7 +82,9 @@ func (r *Reloader) readFiles() ([3][]byte, error) {
 			continue
 		}
 		b, err := os.ReadFile(path)
-		if err != nil {
+		// The CA file only feeds a metric; issuers that publish no CA
+		// (ACME, for one) must not stop the serving certificate loading.
+		if err != nil && !(path == r.opts.CAFile && errors.Is(err, fs.ErrNotExist)) {
 			return out, fmt.Errorf("read certificate files: %w", err)
 		}
 		out[i] = b

@@ -260,3 +260,24 @@ func clashingRegistry(t *testing.T) *prometheus.Registry {
 	}
 	return reg
 }
+
+// TestReloaderFromFilesWithoutCA covers issuers that publish no ca.crt: the
+// serving certificate still loads.
+func TestReloaderFromFilesWithoutCA(t *testing.T) {
+	dir := t.TempDir()
+	b := mustIssue(t, testRequest(nil), time.Now())
+	writeFiles(t, dir, b)
+	if err := os.Remove(filepath.Join(dir, "ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReloader(nil, ReloaderOptions{
+		CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), CAFile: filepath.Join(dir, "ca.crt"),
+		PollInterval: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	want := serialOf(t, b.Cert)
+	eventually(t, "certificate loaded without a CA file", func() (bool, string) { s, why := servedSerial(r); return s == want, why })
+}

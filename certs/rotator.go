@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -171,7 +172,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 		if _, err := r.Reconcile(ctx); err != nil {
 			backoff = min(max(2*backoff, 100*time.Millisecond), r.opts.CheckInterval)
 			next = backoff
-			if errors.Is(err, errConflict) {
+			if onlyConflicts(err) {
 				log.V(1).Info("certificate check lost a race, retrying", "reason", err.Error(), "retryIn", next)
 			} else {
 				log.Error(err, "certificate check failed", "retryIn", next)
@@ -202,4 +203,20 @@ func (r *Rotator) Reconcile(ctx context.Context) (*Bundle, error) {
 		return b, err
 	}
 	return b, nil
+}
+
+// onlyConflicts reports whether err, and every error joined into it, is a
+// write that lost a race with another writer (a conflict on update, or
+// already exists on create). Those are retried after a re-read without
+// alarm; anything else is logged as an error.
+func onlyConflicts(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !onlyConflicts(e) {
+				return false
+			}
+		}
+		return len(joined.Unwrap()) > 0
+	}
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 }

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -289,6 +290,31 @@ func TestNewRotatorRejectsBadOptions(t *testing.T) {
 			_, err := NewRotator(c, opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewRotator error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOnlyConflicts(t *testing.T) {
+	gr := schema.GroupResource{Resource: "secrets"}
+	conflict := fmt.Errorf("update secret: %w", apierrors.NewConflict(gr, testSecret, fmt.Errorf("modified")))
+	exists := fmt.Errorf("create secret: %w", apierrors.NewAlreadyExists(gr, testSecret))
+	missing := fmt.Errorf("inject: %w", apierrors.NewNotFound(gr, testMutating))
+	tests := map[string]struct {
+		err  error
+		want bool
+	}{
+		"conflict":                  {err: conflict, want: true},
+		"already exists":            {err: exists, want: true},
+		"not found":                 {err: missing},
+		"joined conflicts":          {err: errors.Join(conflict, exists), want: true},
+		"conflict joined with miss": {err: errors.Join(conflict, missing)},
+		"plain error":               {err: errors.New("connection refused")},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := onlyConflicts(tc.err); got != tc.want {
+				t.Errorf("onlyConflicts(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}

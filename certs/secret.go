@@ -2,7 +2,6 @@ package certs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 
@@ -11,10 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-// errConflict marks a write that lost a race with another writer; the
-// caller re-reads and tries again.
-var errConflict = errors.New("concurrent modification")
 
 // ManagedByLabel is set on a Secret the Rotator creates, so operators can
 // tell it from one written by cert-manager.
@@ -43,9 +38,6 @@ func (r *Rotator) ensureSecret(ctx context.Context) (*Bundle, error) {
 			Data: b.SecretData(),
 		}
 		if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return nil, fmt.Errorf("create secret: %w: %w", errConflict, err)
-			}
 			return nil, fmt.Errorf("create secret %s/%s: %w", r.opts.Namespace, r.opts.SecretName, err)
 		}
 		log.Info("created certificate secret", "expiry", expiryOf(b.Cert))
@@ -75,9 +67,6 @@ func (r *Rotator) ensureSecret(ctx context.Context) (*Bundle, error) {
 	// Keys other than the bundle's are left alone.
 	maps.Copy(updated.Data, b.SecretData())
 	if _, err := secrets.Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
-		if apierrors.IsConflict(err) {
-			return nil, fmt.Errorf("update secret: %w: %w", errConflict, err)
-		}
 		return nil, fmt.Errorf("update secret %s/%s: %w", r.opts.Namespace, r.opts.SecretName, err)
 	}
 	log.Info("rotated certificates", "caReason", a.CA, "trustReason", a.Trust, "servingReason", a.Serving, "expiry", expiryOf(b.Cert))
