@@ -64,6 +64,14 @@ func TestSotwReceivesOnlySubscribed(t *testing.T) {
 		t.Fatalf("Synced = %d acked, %d pending, %d nacked; want 1, 0, 0", a, p, n)
 	}
 
+	// Publishing the same content again changes nothing: no new version.
+	if err := s.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.versions[resource.EndpointType]; got != 1 {
+		t.Fatalf("endpoint cache version after a no-op update = %d, want 1", got)
+	}
+
 	// An unrelated change sends nothing; a change to the subscribed
 	// endpoints sends a new version with just that resource.
 	r[resource.EndpointType]["shop/cart/stable"] = endpoints("shop/cart/stable", "", "127.0.0.3", 8080)

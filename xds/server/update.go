@@ -48,7 +48,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 				fresh = append(fresh, target{t, name, c.versions[t][name]})
 			}
 		}
-		if err := s.apply(t, up, nil); err != nil {
+		if err := s.apply(t, up, c.versions[t], nil); err != nil {
 			return err
 		}
 	}
@@ -58,7 +58,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 
 	for _, t := range []string{resource.ListenerType, resource.RouteType} {
 		up, del := s.diff(t, c)
-		if err := s.apply(t, up, del); err != nil {
+		if err := s.apply(t, up, c.versions[t], del); err != nil {
 			return err
 		}
 	}
@@ -83,7 +83,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 		return fmt.Errorf("update interrupted, routes published but %d stale clusters and endpoints kept until the next update: %w", n, err)
 	}
 	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
-		if err := s.apply(t, nil, stale[t]); err != nil {
+		if err := s.apply(t, nil, nil, stale[t]); err != nil {
 			return err
 		}
 	}
@@ -118,19 +118,16 @@ func (s *Server) publishedVersion(t, name string) (string, bool) {
 }
 
 // apply publishes one change of type t to its cache: one new cache version,
-// recorded in the history before the cache can answer with it.
-func (s *Server) apply(t string, up map[string]proto.Message, del []string) error {
+// recorded in the history before the cache can answer with it. versions holds
+// the content version of every upserted resource.
+func (s *Server) apply(t string, up map[string]proto.Message, versions map[string]string, del []string) error {
 	if len(up) == 0 && len(del) == 0 {
 		return nil
 	}
 	contents := make(map[string]string, len(up)+len(del))
 	toUpdate := make(map[string]types.Resource, len(up))
 	for name, m := range up {
-		v, err := ContentVersion(m)
-		if err != nil {
-			return fmt.Errorf("publish %s %q: %w", typeLabel(t), name, err)
-		}
-		contents[name] = v
+		contents[name] = versions[name]
 		toUpdate[name] = m
 	}
 	for _, name := range del {
