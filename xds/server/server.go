@@ -137,9 +137,16 @@ func (s *Server) Version(typeURL, name string) (string, bool) {
 // per-request chatter, so they go to verbosity 2.
 type cpLogger struct{ l logr.Logger }
 
+// Debugf logs at verbosity 3.
 func (c cpLogger) Debugf(format string, args ...any) { c.l.V(3).Info(fmt.Sprintf(format, args...)) }
-func (c cpLogger) Infof(format string, args ...any)  { c.l.V(2).Info(fmt.Sprintf(format, args...)) }
-func (c cpLogger) Warnf(format string, args ...any)  { c.l.Info(fmt.Sprintf(format, args...)) }
+
+// Infof logs at verbosity 2.
+func (c cpLogger) Infof(format string, args ...any) { c.l.V(2).Info(fmt.Sprintf(format, args...)) }
+
+// Warnf logs at verbosity 0.
+func (c cpLogger) Warnf(format string, args ...any) { c.l.Info(fmt.Sprintf(format, args...)) }
+
+// Errorf logs an error.
 func (c cpLogger) Errorf(format string, args ...any) {
 	c.l.Error(fmt.Errorf(format, args...), "go-control-plane")
 }
