@@ -374,3 +374,13 @@ func TestWaitAckedSuperseded(t *testing.T) {
 		t.Fatalf("WaitAcked with a silent proxy = %v, want a deadline error naming slow-proxy", err)
 	}
 }
+
+func TestMetricsRegistrationFailureIsLoud(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(Options{Registerer: reg})
+	s := New(Options{Registerer: reg}) // same names again
+	err := s.Update(context.Background(), twoServices(t))
+	if err == nil || !strings.Contains(err.Error(), "metrics could not be registered") {
+		t.Fatalf("Update with unregistered metrics = %v, want a clear error", err)
+	}
+}
