@@ -191,9 +191,10 @@ func (r *Rotator) isSecret(o metav1.Object) bool {
 
 // Reconcile makes one full pass: it ensures the Secret holds a fit bundle,
 // creating or rotating it, then injects the bundle's CA certificates into
-// every named webhook configuration. It returns the stored bundle. Start
-// calls it; `sluice dev` may call it once to obtain the CA bundle before
-// registering its webhooks.
+// every named webhook configuration. It returns the stored bundle, also
+// when only the injection failed (for example because a configuration does
+// not exist yet). Start calls it; `sluice dev` may call it once to obtain
+// the CA bundle before registering its webhooks.
 func (r *Rotator) Reconcile(ctx context.Context) (*Bundle, error) {
 	b, err := r.ensureSecret(ctx)
 	if err != nil {

@@ -319,3 +319,32 @@ func TestOnlyConflicts(t *testing.T) {
 		})
 	}
 }
+
+// TestRotatorReconcileOnce covers the synchronous pass `sluice dev` can use
+// before registering its webhooks.
+func TestRotatorReconcileOnce(t *testing.T) {
+	clock := newFakeClock(t0)
+	cs := fake.NewClientset()
+	r, err := NewRotator(cs, testRotatorOptions(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Reconcile(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does not exist yet") {
+		t.Errorf("Reconcile without webhook configurations = %v, want a missing-configuration error", err)
+	}
+	if b == nil {
+		t.Fatal("no bundle returned although the Secret was written")
+	}
+	sec, err := getSecret(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !BundleFromSecretData(sec.Data).Equal(b) {
+		t.Error("returned bundle differs from the stored one")
+	}
+	again, err := r.Reconcile(context.Background())
+	if again == nil || !again.Equal(b) {
+		t.Errorf("second pass changed a fit bundle (%v)", err)
+	}
+}
