@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
 )
 
 // PatchOp is one RFC 6902 JSON Patch operation.
@@ -89,4 +91,19 @@ func mapPatch(path string, cur map[string]string, set map[string]string, remove 
 		}
 	}
 	return ops
+}
+
+// ApplyPatch applies a JSON Patch document to a JSON document, as
+// kube-apiserver does with the mutating webhook's answer; for offline
+// evaluation and tests.
+func ApplyPatch(doc, patch []byte) ([]byte, error) {
+	p, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		return nil, fmt.Errorf("decode JSON patch: %w", err)
+	}
+	out, err := p.Apply(doc)
+	if err != nil {
+		return nil, fmt.Errorf("apply JSON patch: %w", err)
+	}
+	return out, nil
 }
