@@ -204,7 +204,7 @@ func (r *Runtime) sync(key string, lister corelisters.PodLister) error {
 		return err
 	}
 	if !plan.Serve {
-		r.log.V(1).Info("Not serving pod", "pod", key, "reason", plan.Reason)
+		r.log.V(logLevel(plan.Refused)).Info("Not serving pod", "pod", key, "reason", plan.Reason)
 		return nil
 	}
 	ps := r.pods[key]
@@ -322,4 +322,13 @@ func (r *Runtime) Serving() []Endpoint {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Pod, b.Pod), cmp.Compare(a.Port, b.Port))
 	})
 	return out
+}
+
+// logLevel is the verbosity for a pod that is not served: refusals show at
+// the default level, routine waits (not Running yet) only when verbose.
+func logLevel(refused bool) int {
+	if refused {
+		return 0
+	}
+	return 1
 }

@@ -3,12 +3,15 @@ package podruntime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,5 +221,49 @@ func TestRawHTTP1(t *testing.T) {
 				t.Errorf("reply = %q, want status line %q", reply, tc.wantStatus)
 			}
 		})
+	}
+}
+
+// TestCountsUnderConcurrentLoad checks that the runtime's counters agree
+// with what concurrent clients saw, which is what load-report tests compare.
+func TestCountsUnderConcurrentLoad(t *testing.T) {
+	const (
+		pods       = 3
+		workers    = 8
+		perWorker  = 25
+		errorRate  = "0.1"
+		wantErrors = workers * perWorker / 10
+	)
+	c := startCluster(t, Options{})
+	var want []Endpoint
+	ips := map[string]string{}
+	for i := range pods {
+		name := fmt.Sprintf("load-%d", i)
+		ips[name] = randomIP()
+		c.create(testPod("load", name, ips[name], container("app", "checkout:v1", env(EnvErrorRate, errorRate), 8080)))
+		want = append(want, Endpoint{Namespace: "load", Pod: name, IP: ips[name], Port: 8080, Version: "v1"})
+	}
+	c.waitServing(want)
+	for name, ip := range ips {
+		client := dialTest(t, addr(ip, 8080))
+		var failed atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for range perWorker {
+					if _, err := unary(client); err != nil {
+						failed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		got := c.runtime.Counts("load", name)
+		if want := (Counts{Requests: workers * perWorker, Errors: wantErrors}); got != want {
+			t.Errorf("pod %s: Counts = %+v, want %+v", name, got, want)
+		}
+		if failed.Load() != got.Errors {
+			t.Errorf("pod %s: clients saw %d failures, the pod counted %d", name, failed.Load(), got.Errors)
+		}
 	}
 }

@@ -86,6 +86,10 @@ type PodPlan struct {
 	Serve bool
 	// Reason says why the pod is not served, when Serve is false.
 	Reason string
+	// Refused is true when the pod is Running but the runtime will not serve
+	// it (host network, or an IP it must not bind): worth a log line, unlike
+	// a pod that is merely not Running yet.
+	Refused bool
 	// Spec is what to serve, when Serve is true.
 	Spec PodSpec
 	// Notes are parts of the pod spec the runtime ignored, with the reason, to
@@ -103,16 +107,16 @@ func Plan(pod *corev1.Pod) PodPlan {
 	case pod.Status.Phase != corev1.PodRunning:
 		return PodPlan{Reason: fmt.Sprintf("pod phase is %q, not Running", pod.Status.Phase)}
 	case pod.Spec.HostNetwork:
-		return PodPlan{Reason: "pod uses the host network"}
+		return PodPlan{Reason: "pod uses the host network", Refused: true}
 	case pod.Status.PodIP == "":
 		return PodPlan{Reason: "pod has no IP yet"}
 	}
 	ip, err := netip.ParseAddr(pod.Status.PodIP)
 	if err != nil {
-		return PodPlan{Reason: fmt.Sprintf("pod IP %q does not parse: %v", pod.Status.PodIP, err)}
+		return PodPlan{Reason: fmt.Sprintf("pod IP %q does not parse: %v", pod.Status.PodIP, err), Refused: true}
 	}
 	if ip = ip.Unmap(); !loopback.Contains(ip) {
-		return PodPlan{Reason: fmt.Sprintf("pod IP %s is outside %s; the runtime binds only loopback addresses", ip, loopback)}
+		return PodPlan{Reason: fmt.Sprintf("pod IP %s is outside %s; the runtime binds only loopback addresses", ip, loopback), Refused: true}
 	}
 
 	plan := PodPlan{Serve: true, Spec: PodSpec{

@@ -118,6 +118,7 @@ func TestPlan(t *testing.T) {
 	tests := map[string]struct {
 		mutate     func(*corev1.Pod)
 		wantReason string
+		wantRefuse bool
 		wantPorts  []PortSpec
 		wantNotes  int
 	}{
@@ -130,11 +131,11 @@ func TestPlan(t *testing.T) {
 		"pending":       {mutate: func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }, wantReason: `"Pending", not Running`},
 		"succeeded":     {mutate: func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, wantReason: "not Running"},
 		"terminating":   {mutate: func(p *corev1.Pod) { p.DeletionTimestamp = &now }, wantReason: "being deleted"},
-		"host network":  {mutate: func(p *corev1.Pod) { p.Spec.HostNetwork = true }, wantReason: "host network"},
+		"host network":  {mutate: func(p *corev1.Pod) { p.Spec.HostNetwork = true }, wantReason: "host network", wantRefuse: true},
 		"no IP":         {mutate: func(p *corev1.Pod) { p.Status.PodIP = "" }, wantReason: "no IP"},
-		"bad IP":        {mutate: func(p *corev1.Pod) { p.Status.PodIP = "127.1" }, wantReason: "does not parse"},
-		"not loopback":  {mutate: func(p *corev1.Pod) { p.Status.PodIP = "10.0.0.7" }, wantReason: "outside 127.0.0.0/8"},
-		"ipv6 loopback": {mutate: func(p *corev1.Pod) { p.Status.PodIP = "::1" }, wantReason: "outside 127.0.0.0/8"},
+		"bad IP":        {mutate: func(p *corev1.Pod) { p.Status.PodIP = "127.1" }, wantReason: "does not parse", wantRefuse: true},
+		"not loopback":  {mutate: func(p *corev1.Pod) { p.Status.PodIP = "10.0.0.7" }, wantReason: "outside 127.0.0.0/8", wantRefuse: true},
+		"ipv6 loopback": {mutate: func(p *corev1.Pod) { p.Status.PodIP = "::1" }, wantReason: "outside 127.0.0.0/8", wantRefuse: true},
 		"second container, duplicate and UDP ports": {
 			mutate: func(p *corev1.Pod) {
 				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{
@@ -172,6 +173,9 @@ func TestPlan(t *testing.T) {
 			if tc.wantReason != "" {
 				if got.Serve || !strings.Contains(got.Reason, tc.wantReason) {
 					t.Fatalf("Plan = serve %v reason %q, want not served because %q", got.Serve, got.Reason, tc.wantReason)
+				}
+				if got.Refused != tc.wantRefuse {
+					t.Errorf("Plan.Refused = %v, want %v", got.Refused, tc.wantRefuse)
 				}
 				return
 			}
