@@ -199,4 +199,28 @@ func TestGRPCXDSClient(t *testing.T) {
 		got := loads.Aggregator().Totals()[canaryKey]
 		return got.Requests == canary.calls.Load() && got.Errors == 0
 	})
+
+	// A route grpc-go rejects (weights summing to zero) is NACKed; the client
+	// keeps its last acknowledged route and keeps serving.
+	bad := service(t, svc, map[string]uint32{"shop/checkout/canary": 0, "shop/checkout/other": 0}, "127.0.0.1", canary.port)
+	if err := s.Update(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	acked, nacked, err := s.WaitAcked(ctx, resource.RouteType, svc, mustVersion(t, bad[resource.RouteType][svc]))
+	if err != nil || len(acked) != 0 || len(nacked) != 1 || nacked[0] != "grpc-client-1" {
+		t.Fatalf("WaitAcked(rejected route) = %v, %v, %v; want a NACK from the gRPC client", acked, nacked, err)
+	}
+	var routeStatus TypeStatus
+	for _, ts := range s.Proxies()[0].Types {
+		if ts.TypeURL == resource.RouteType {
+			routeStatus = ts
+		}
+	}
+	if routeStatus.LastNack == nil || routeStatus.LastNack.Message == "" || routeStatus.Acked[svc] != routeVersion {
+		t.Fatalf("route status after the NACK = %+v, want the NACK message and the previous route still acked", routeStatus)
+	}
+	t.Logf("grpc-go NACK message: %s", routeStatus.LastNack.Message)
+	if resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil || resp.GetServerId() != "canary" {
+		t.Fatalf("RPC after the NACK = %v, %v; want it served by the last acknowledged route", resp, err)
+	}
 }

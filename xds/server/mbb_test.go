@@ -144,3 +144,29 @@ func TestMakeBeforeBreakInterrupted(t *testing.T) {
 		t.Fatal("the next update kept the stale cluster")
 	}
 }
+
+func TestMakeBeforeBreakKeepsClustersOnNack(t *testing.T) {
+	s, addr := testServer(t, Options{AckTimeout: time.Minute})
+	ctx := context.Background()
+	const svc = "checkout.shop"
+	if err := s.Update(ctx, service(t, svc, map[string]uint32{"blue": 1}, "127.0.0.1", 80)); err != nil {
+		t.Fatal(err)
+	}
+	c := envoyLike(t, addr, svc)
+	done := updateAsync(s, ctx, service(t, svc, map[string]uint32{"green": 1}, "127.0.0.1", 81))
+	cds := c.recv()
+	c.request(resource.ClusterType, nil, cds, "")
+	rds := c.recv()
+	c.request(resource.RouteType, []string{svc}, rds, "route rejected")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update kept waiting after the proxy rejected the route")
+	}
+	if _, ok := s.Version(resource.ClusterType, "blue"); !ok {
+		t.Fatal("the old cluster was removed although the proxy still routes to it")
+	}
+}

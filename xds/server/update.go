@@ -22,7 +22,9 @@ import (
 //  2. listeners and routes are published and removed;
 //  3. clusters and endpoints absent from r are removed only once every proxy
 //     subscribed to a listener or route carries its current content (or
-//     closed its stream).
+//     closed its stream). If a proxy rejected one of them instead, the stale
+//     clusters are kept (the proxy still routes by its previous config) and
+//     the next Update tries again.
 //
 // Each wait is bounded by Options.AckTimeout; when it expires the update goes
 // on and logs which proxies were late. If ctx ends during a wait, Update
@@ -52,7 +54,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 			return err
 		}
 	}
-	if err := s.settle(ctx, "new clusters and endpoints before the routes that use them", fresh, true); err != nil {
+	if _, err := s.settle(ctx, "new clusters and endpoints before the routes that use them", fresh); err != nil {
 		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
 	}
 
@@ -79,8 +81,17 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 			routing = append(routing, target{t, name, v})
 		}
 	}
-	if err := s.settle(ctx, fmt.Sprintf("routes before removing %d clusters and endpoints", n), routing, false); err != nil {
+	p, err := s.settle(ctx, fmt.Sprintf("routes before removing %d clusters and endpoints", n), routing)
+	if err != nil {
 		return fmt.Errorf("update interrupted, routes published but %d stale clusters and endpoints kept until the next update: %w", n, err)
+	}
+	if len(p.nacked) > 0 {
+		// Those proxies stay on routes that may still use the stale
+		// clusters; removing them would break the proxies a NACK is meant
+		// to keep serving. The next update tries again.
+		s.log.Info("keeping stale clusters and endpoints: proxies rejected the routes that stop using them",
+			"stale", n, "nacked", strings.Join(p.nacked, ", "))
+		return nil
 	}
 	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
 		if err := s.apply(t, nil, nil, stale[t]); err != nil {
@@ -152,28 +163,29 @@ func (s *Server) apply(t string, up map[string]proto.Message, versions map[strin
 	return nil
 }
 
-// settle waits, bounded by the ack timeout, until no subscriber of targets is
-// pending. A timeout is logged and not an error; the end of ctx is.
-func (s *Server) settle(ctx context.Context, why string, targets []target, nackDone bool) error {
+// settle waits, bounded by the ack timeout, until every subscriber of
+// targets has acknowledged or rejected them, and returns who did which. A
+// timeout is logged and not an error; the end of ctx is.
+func (s *Server) settle(ctx context.Context, why string, targets []target) (progress, error) {
 	if len(targets) == 0 {
-		return nil
+		return progress{}, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
 	defer cancel()
-	p, err := s.tracker.wait(wctx, targets, nackDone, nil)
+	p, err := s.tracker.wait(wctx, targets, true, nil)
 	switch {
 	case err == nil:
 		if len(p.nacked) > 0 {
 			s.log.Info("proxies rejected part of the update; they keep their previous config", "waitingFor", why, "nacked", strings.Join(p.nacked, ", "))
 		}
-		return nil
+		return p, nil
 	case ctx.Err() != nil:
-		return err
+		return p, err
 	case errors.Is(err, context.DeadlineExceeded):
 		s.log.Info("proxies did not acknowledge in time; going on anyway", "waitingFor", why, "timeout", s.ackTimeout.String(),
 			"pending", strings.Join(p.pending, ", "), "nacked", strings.Join(p.nacked, ", "))
-		return nil
+		return p, nil
 	default:
-		return err
+		return p, err
 	}
 }
