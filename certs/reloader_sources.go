@@ -57,12 +57,11 @@ func (r *Reloader) pollFiles(ctx context.Context, log logr.Logger) error {
 			r.mu.Unlock()
 			log.Error(err, "cannot read certificate files; keeping the current certificate")
 		} else if !bytes.Equal(cur[0], last[0]) || !bytes.Equal(cur[1], last[1]) || !bytes.Equal(cur[2], last[2]) {
+			// Content is remembered even when it fails to load: a
+			// half-written pair is retried once the files change again,
+			// and a broken pair is reported once, not on every tick.
+			last = cur
 			changed, err := r.load(cur[0], cur[1], cur[2])
-			// Remember only what loaded, so a half-written pair is
-			// retried on the next tick.
-			if err == nil || changed {
-				last = cur
-			}
 			r.report(log, changed, err)
 		}
 		select {
