@@ -23,9 +23,14 @@ import (
 
 // Defaults for Options.
 const (
+	// DefaultDrainTimeout is how long a stopped port lets calls in flight
+	// finish unless Options.DrainTimeout says otherwise.
 	DefaultDrainTimeout = time.Second
-	DefaultRetryMax     = time.Second
-	retryBase           = 20 * time.Millisecond
+	// DefaultRetryMax caps the backoff between bind attempts unless
+	// Options.RetryMax says otherwise.
+	DefaultRetryMax = time.Second
+	// retryBase is the first backoff after a failed bind.
+	retryBase = 20 * time.Millisecond
 )
 
 // Options configure a Runtime. The zero value is ready to use.
