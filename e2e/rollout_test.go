@@ -1,0 +1,433 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/rollout"
+)
+
+// These tests drive whole deliveries through the `sluice controller` under
+// test (webhooks, traffic controller and rollout controller together), with
+// grpc-go's xDS clients sending continuous traffic that the pod runtime
+// answers with each pod's image tag, and load reports feeding the analysis.
+
+// rpcLoad sends RPCs at a fixed rate through one xDS client and counts the
+// answers by version (image tag).
+type rpcLoad struct {
+	mu        sync.Mutex
+	answers   map[string]int
+	lastSeen  map[string]time.Time
+	failures  int
+	firstFail time.Time
+	lastFail  time.Time
+	failMsgs  map[string]int
+	stop      func()
+}
+
+// startLoad sends rate RPCs a second to xds:///<service>.<ns> until the test
+// ends or stop is called.
+func startLoad(t *testing.T, ns, service string, rate int) *rpcLoad {
+	t.Helper()
+	c := testgrpc.NewTestServiceClient(newXDSConn(t, "xds:///"+service+"."+ns))
+	first, cancelFirst := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelFirst()
+	if _, err := c.UnaryCall(first, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("first call through xDS: %v", err)
+	}
+	l := &rpcLoad{answers: map[string]int{}, lastSeen: map[string]time.Time{}, failMsgs: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.one(ctx, c)
+			}()
+		}
+	}()
+	var once sync.Once
+	l.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *rpcLoad) one(ctx context.Context, c testgrpc.TestServiceClient) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
+	if ctx.Err() != nil {
+		return // the load stopped; not the data plane's failure
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if l.failures == 0 {
+			l.firstFail = now
+		}
+		l.failures++
+		l.lastFail = now
+		l.failMsgs[err.Error()]++
+		return
+	}
+	l.answers[resp.GetServerId()]++
+	l.lastSeen[resp.GetServerId()] = now
+}
+
+// snapshot returns the counts so far.
+func (l *rpcLoad) snapshot() (answers map[string]int, failures int, msgs map[string]int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	answers = map[string]int{}
+	for k, v := range l.answers {
+		answers[k] = v
+	}
+	msgs = map[string]int{}
+	for k, v := range l.failMsgs {
+		msgs[k] = v
+	}
+	return answers, l.failures, msgs
+}
+
+// rolloutKube is a client that knows Rollouts.
+func rolloutKube(t *testing.T) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(env.RESTConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deliveryFixture is one opted-in service in its own namespace.
+type deliveryFixture struct {
+	t    *testing.T
+	kube client.Client
+	ns   string
+	name string
+}
+
+// newDelivery deploys image as checkout (3 replicas) opted in with the
+// annotations, and waits until its Rollout is Idle with a stable revision.
+func newDelivery(t *testing.T, image string, annotations map[string]string, podEnv ...corev1.EnvVar) *deliveryFixture {
+	t.Helper()
+	f := &deliveryFixture{t: t, kube: rolloutKube(t), ns: newNamespace(t, map[string]string{"sluice.dev/team": "shop"}), name: "checkout"}
+	d := deployment(f.ns, f.name, image, 3, podEnv...)
+	d.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary"}
+	for k, v := range annotations {
+		d.Annotations[k] = v
+	}
+	if err := f.kube.Create(context.Background(), d); err != nil {
+		t.Fatalf("create deployment: %v", err)
+	}
+	f.wait(2*time.Minute, "first deployment stable", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
+			return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
+		}
+		return nil
+	})
+	eventually(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
+		_, err := runningPods(ctx, f.ns, map[string]string{"app": f.name}, 3)
+		return err
+	})
+	return f
+}
+
+// update changes the image and the pod environment, as a team's CI would.
+func (f *deliveryFixture) update(image string, podEnv ...corev1.EnvVar) {
+	f.t.Helper()
+	eventually(f.t, 30*time.Second, "update deployment", func(ctx context.Context) error {
+		var d appsv1.Deployment
+		if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = image
+		d.Spec.Template.Spec.Containers[0].Env = podEnv
+		return f.kube.Update(ctx, &d)
+	})
+}
+
+// wait polls the Rollout until cond returns nil.
+func (f *deliveryFixture) wait(timeout time.Duration, what string, cond func(*v1alpha1.Rollout) error) *v1alpha1.Rollout {
+	f.t.Helper()
+	var ro v1alpha1.Rollout
+	eventually(f.t, timeout, what, func(ctx context.Context) error {
+		if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &ro); err != nil {
+			return err
+		}
+		if err := cond(&ro); err != nil {
+			return fmt.Errorf("%w (message %q)", err, ro.Status.Message)
+		}
+		return nil
+	})
+	return &ro
+}
+
+func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {
+	return func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase != p {
+			return fmt.Errorf("phase %s, want %s", ro.Status.Phase, p)
+		}
+		return nil
+	}
+}
+
+func (f *deliveryFixture) canaryGone(ctx context.Context) error {
+	var d appsv1.Deployment
+	err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: rollout.CanaryName(f.name)}, &d)
+	if err == nil {
+		return fmt.Errorf("canary %s still exists", d.Name)
+	}
+	return client.IgnoreNotFound(err)
+}
+
+func errorRate(rate string) corev1.EnvVar { return corev1.EnvVar{Name: "SIM_ERROR_RATE", Value: rate} }
+
+func TestRolloutHealthyPromotedWithoutFailedRPCs(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "10,25,50", v1alpha1.AnnotationStepInterval: "5s"})
+	loads := []*rpcLoad{startLoad(t, f.ns, "checkout", 50), startLoad(t, f.ns, "checkout", 50)}
+	f.update("example.com/checkout:v2")
+	f.wait(30*time.Second, "canary starts", phaseIs(v1alpha1.PhaseProgressing))
+	ro := f.wait(4*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
+	eventually(t, time.Minute, "canary deleted", f.canaryGone)
+	var d appsv1.Deployment
+	if err := f.kube.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if rev := d.Spec.Template.Labels[v1alpha1.LabelRevision]; ro.Status.StableRevision != rev || d.Spec.Paused {
+		t.Errorf("stable revision %s, Deployment at %s paused=%v", ro.Status.StableRevision, rev, d.Spec.Paused)
+	}
+	var before map[string]int
+	eventually(t, time.Minute, "only v2 answers", func(context.Context) error {
+		// The load keeps running: compare two snapshots a poll apart.
+		after, _, _ := loads[0].snapshot()
+		defer func() { before = after }()
+		if before == nil || after["v1"] != before["v1"] || after["v2"] == before["v2"] {
+			return fmt.Errorf("answers moved from %v to %v", before, after)
+		}
+		return nil
+	})
+	for i, l := range loads {
+		l.stop()
+		answers, failures, msgs := l.snapshot()
+		t.Logf("client %d: answers %v, failures %d", i, answers, failures)
+		if failures > 0 {
+			t.Errorf("client %d: %d failed RPCs during the rollout: %v", i, failures, msgs)
+		}
+		if answers["v2"] == 0 {
+			t.Errorf("client %d never reached v2", i)
+		}
+	}
+}
+
+func TestRolloutFailingCanaryRolledBack(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "30s"})
+	load := startLoad(t, f.ns, "checkout", 100)
+	f.update("example.com/checkout:v3", errorRate("0.2"))
+	ro := f.wait(3*time.Minute, "rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	if len(ro.Status.FailedRevisions) != 1 || ro.Status.FailedRevisions[0].Reason == "" {
+		t.Fatalf("failed revisions %+v, want the canary's with a reason", ro.Status.FailedRevisions)
+	}
+	eventually(t, time.Minute, "canary deleted", f.canaryGone)
+	load.stop()
+	load.mu.Lock()
+	lastCanary := load.lastFail
+	if seen := load.lastSeen["v3"]; seen.After(lastCanary) {
+		lastCanary = seen
+	}
+	detection := lastCanary.Sub(load.firstFail)
+	load.mu.Unlock()
+	answers, failures, _ := load.snapshot()
+	t.Logf("first failure to zero canary traffic: %s (answers %v, failures %d, reason %q)",
+		detection.Round(time.Millisecond), answers, failures, ro.Status.FailedRevisions[0].Reason)
+	if failures == 0 {
+		t.Fatalf("no RPC failed: the faulty canary never took traffic")
+	}
+
+	// The failed revision is refused until retried.
+	var d appsv1.Deployment
+	if err := f.kube.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Spec.Paused {
+		t.Errorf("the Deployment was unpaused: the failed revision would replace the stable pods")
+	}
+}
+
+func TestRolloutComparisonCatchesTwoPercentAgainstPointOne(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "2m",
+		v1alpha1.AnnotationMaxErrorRate: "5%"}, errorRate("0.001"))
+	startLoad(t, f.ns, "checkout", 100)
+	f.update("example.com/checkout:v2", errorRate("0.02"))
+	ro := f.wait(3*time.Minute, "rolled back by the comparison", phaseIs(v1alpha1.PhaseRolledBack))
+	if reason := ro.Status.FailedRevisions[0].Reason; !strings.Contains(reason, "error-rate-vs-stable") {
+		t.Errorf("rolled back for %q, want the canary-versus-stable comparison", reason)
+	}
+}
+
+func TestRolloutNoiseOnBothTracksPromoted(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "25,50", v1alpha1.AnnotationStepInterval: "20s",
+		v1alpha1.AnnotationMaxErrorRate: "1%"}, errorRate("0.005"))
+	startLoad(t, f.ns, "checkout", 50)
+	f.update("example.com/checkout:v2", errorRate("0.005"))
+	f.wait(30*time.Second, "canary starts", phaseIs(v1alpha1.PhaseProgressing))
+	ro := f.wait(4*time.Minute, "promoted or rolled back", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase == v1alpha1.PhaseSucceeded || ro.Status.Phase == v1alpha1.PhaseRolledBack {
+			return nil
+		}
+		return fmt.Errorf("phase %s", ro.Status.Phase)
+	})
+	if ro.Status.Phase != v1alpha1.PhaseSucceeded {
+		t.Fatalf("0.5%% errors on both tracks were rolled back: %+v", ro.Status.FailedRevisions)
+	}
+}
+
+func TestRolloutResumesAfterControllerKilled(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "10,25,50", v1alpha1.AnnotationStepInterval: "8s"})
+	startLoad(t, f.ns, "checkout", 50)
+
+	// Record every status the Rollout passes through.
+	type seen struct {
+		step    int32
+		weight  v1alpha1.BasisPoints
+		started string
+		phase   v1alpha1.RolloutPhase
+	}
+	var mu sync.Mutex
+	var history []seen
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var ro v1alpha1.Rollout
+			if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &ro); err == nil {
+				s := seen{step: ro.Status.CurrentStepIndex, weight: ro.Status.CurrentWeight, phase: ro.Status.Phase}
+				if ro.Status.StepStartedAt != nil {
+					s.started = ro.Status.StepStartedAt.UTC().String()
+				}
+				mu.Lock()
+				if n := len(history); n == 0 || history[n-1] != s {
+					history = append(history, s)
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	defer func() { cancel(); <-done }()
+
+	f.update("example.com/checkout:v2")
+	f.wait(2*time.Minute, "second step confirmed", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.CurrentStepIndex != 1 || ro.Status.StepStartedAt == nil {
+			return fmt.Errorf("step %d, started %v", ro.Status.CurrentStepIndex, ro.Status.StepStartedAt)
+		}
+		return nil
+	})
+	sluice.Kill()
+	killed := time.Now()
+	startCtx, cancelStart := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancelStart()
+	if err := sluice.Start(startCtx); err != nil {
+		t.Fatalf("restart controller: %v", err)
+	}
+	t.Logf("controller back after %s", time.Since(killed).Round(time.Millisecond))
+	f.wait(4*time.Minute, "promoted after the restart", phaseIs(v1alpha1.PhaseSucceeded))
+
+	mu.Lock()
+	defer mu.Unlock()
+	startedAt := map[int32]string{}
+	var last seen
+	for _, s := range history {
+		if s.phase == v1alpha1.PhaseProgressing && s.step < last.step {
+			t.Errorf("step went back from %d to %d: %+v", last.step, s.step, history)
+		}
+		if s.phase == v1alpha1.PhaseProgressing && s.started != "" {
+			if prev, ok := startedAt[s.step]; ok && prev != s.started {
+				t.Errorf("step %d started twice (%s, then %s): repeated after the restart", s.step, prev, s.started)
+			}
+			startedAt[s.step] = s.started
+		}
+		last = s
+	}
+	for i := int32(0); i < 3; i++ {
+		if _, ok := startedAt[i]; !ok {
+			t.Errorf("step %d was never confirmed: skipped (history %+v)", i, history)
+		}
+	}
+}
+
+func TestRolloutDeadMetricsSourceHoldsVisibly(t *testing.T) {
+	// No client sends traffic, so no load report ever arrives: the default
+	// no-data policy (Hold) keeps the canary at its first step and says so.
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "10,50", v1alpha1.AnnotationStepInterval: "2s"})
+	f.update("example.com/checkout:v2")
+	f.wait(2*time.Minute, "held for lack of data", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
+			return fmt.Errorf("phase %s, step not confirmed", ro.Status.Phase)
+		}
+		if time.Since(ro.Status.StepStartedAt.Time) < 10*time.Second {
+			return errors.New("step interval not long past yet")
+		}
+		if !strings.Contains(ro.Status.Message, "held by analysis") || !strings.Contains(strings.ToLower(ro.Status.Message), "nodata") && !strings.Contains(ro.Status.Message, "no data") {
+			return errors.New("message does not show the no-data hold")
+		}
+		return nil
+	})
+	ro := f.wait(10*time.Second, "still at the first step", phaseIs(v1alpha1.PhaseProgressing))
+	if ro.Status.CurrentStepIndex != 0 {
+		t.Fatalf("advanced to step %d without data", ro.Status.CurrentStepIndex)
+	}
+	inconclusive := false
+	for _, d := range ro.Status.Analysis {
+		inconclusive = inconclusive || d.Verdict == v1alpha1.VerdictInconclusive
+	}
+	if !inconclusive {
+		t.Errorf("analysis decisions %+v show no inconclusive verdict", ro.Status.Analysis)
+	}
+}
