@@ -19,6 +19,7 @@ func newRootCommand() *cobra.Command {
 		newControllerCommand(),
 		newDevCommand(),
 	)
+	root.AddCommand(newRolloutCommands()...)
 	return root
 }
 
