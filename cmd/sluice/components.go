@@ -1,23 +1,34 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/sluice-dev/sluice/rollout"
+	"github.com/sluice-dev/sluice/rollout/metrics"
+	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/traffic"
 	"github.com/sluice-dev/sluice/webhook"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
 
+// loadReportRetention is how much load-report history the analysis keeps:
+// at least its longest window.
+const loadReportRetention = 10 * time.Minute
+
 // components are the shared parts the admission, traffic and rollout halves
 // are wired to.
 type components struct {
-	xds       *server.Server
-	loads     *lrs.Server
-	namespace string
-	log       logr.Logger
+	xds        *server.Server
+	loads      *lrs.Server
+	namespace  string
+	prometheus *metrics.Prometheus // nil: load reports only
+	log        logr.Logger
 }
 
 // addComponents adds the admission webhooks, the traffic controller and the
@@ -33,5 +44,58 @@ func addComponents(mgr manager.Manager, c components) error {
 	if err := mgr.AddReadyzCheck("webhook-server", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return err
 	}
+
+	steer, err := traffic.New(mgr, c.xds, traffic.Options{Logger: c.log.WithName("traffic")})
+	if err != nil {
+		return fmt.Errorf("traffic controller: %w", err)
+	}
+
+	samples, err := c.samples(mgr)
+	if err != nil {
+		return err
+	}
+	opts := rollout.Options{
+		Traffic: rollout.TrafficFunc(func(ctx context.Context, namespace, service string, w router.Weight) (rollout.Confirmation, error) {
+			got, err := steer.Confirm(ctx, namespace, service, w)
+			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages}, err
+		}),
+		Samples: samples,
+	}
+	if c.prometheus != nil {
+		opts.Custom = c.prometheus
+	}
+	if _, err := rollout.New(mgr, opts); err != nil {
+		return fmt.Errorf("rollout controller: %w", err)
+	}
 	return nil
+}
+
+// samples is the analysis' source of per-track request and error counts:
+// Prometheus when configured, else the data plane's load reports.
+//
+// With several replicas each receives only its own clients' load reports;
+// the totals read here are the aggregator's, which merges what other
+// replicas forward (xds/lrs Forwarder) with this replica's own.
+func (c components) samples(mgr manager.Manager) (metrics.Source, error) {
+	if c.prometheus != nil {
+		return c.prometheus, nil
+	}
+	agg := c.loads.Aggregator()
+	reports, err := metrics.NewLoadReports(func() map[metrics.Key]metrics.Totals {
+		all := agg.Totals()
+		out := make(map[metrics.Key]metrics.Totals, len(all))
+		for k, t := range all {
+			out[metrics.Key{Namespace: k.Namespace, Service: k.Service, Track: k.Track}] = metrics.Totals{Requests: t.Requests, Errors: t.Errors}
+		}
+		return out
+	}, loadReportRetention)
+	if err != nil {
+		return nil, fmt.Errorf("load-report source: %w", err)
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return reports.Run(ctx, time.Second)
+	})); err != nil {
+		return nil, err
+	}
+	return reports, nil
 }

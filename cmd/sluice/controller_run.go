@@ -20,12 +20,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/certs"
+	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
@@ -53,6 +54,9 @@ type controllerOptions struct {
 	certIPs      []string
 	webhookName  string
 	lrsInterval  time.Duration
+	promURL      string
+	promQueries  string
+	promTimeout  time.Duration
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -72,6 +76,9 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringSliceVar(&o.certIPs, "cert-ips", nil, "IP addresses of the serving certificate (e.g. 127.0.0.1 for webhooks registered by URL)")
 	f.StringVar(&o.webhookName, "webhook-config-name", "sluice", "name of the Mutating- and ValidatingWebhookConfiguration to keep the CA bundle in")
 	f.DurationVar(&o.lrsInterval, "load-report-interval", lrs.DefaultInterval, "load reporting interval asked of every xDS client (> 0)")
+	f.StringVar(&o.promURL, "prometheus-url", "", "Prometheus base URL; when set, rollout analysis reads request and error rates there instead of from load reports")
+	f.StringVar(&o.promQueries, "prometheus-queries", "sluice", "built-in queries for --prometheus-url: sluice (sluice_route_* from load reports) or envoy (Envoy per-cluster stats)")
+	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -154,7 +161,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	loads, err := lrs.NewServer(lrs.Options{
 		Interval:   o.lrsInterval,
 		Attribute:  attributeCluster,
-		Registerer: metrics.Registry,
+		Registerer: ctrlmetrics.Registry,
 		Logger:     log.WithName("lrs"),
 	})
 	if err != nil {
@@ -162,7 +169,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 	xdsServer := server.New(server.Options{
 		Logger:        log.WithName("xds"),
-		Registerer:    metrics.Registry,
+		Registerer:    ctrlmetrics.Registry,
 		LoadReporting: loads,
 	})
 	g := grpc.NewServer()
@@ -170,7 +177,11 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.xdsPort))}); err != nil {
 		return err
 	}
-	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, namespace: o.namespace, log: log}); err != nil {
+	prom, err := o.prometheus()
+	if err != nil {
+		return err
+	}
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, namespace: o.namespace, prometheus: prom, log: log}); err != nil {
 		return err
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)
@@ -202,7 +213,7 @@ func (o controllerOptions) reloader(cs kubernetes.Interface, log logr.Logger) (*
 	r, err := certs.NewReloader(cs, certs.ReloaderOptions{
 		Namespace:  o.namespace,
 		SecretName: o.certSecret,
-		Registerer: metrics.Registry,
+		Registerer: ctrlmetrics.Registry,
 		Logger:     log.WithName("certs"),
 	})
 	if err != nil {
@@ -271,3 +282,29 @@ func (r grpcRunnable) Start(ctx context.Context) error {
 		return fmt.Errorf("serve xDS: %w", err)
 	}
 }
+
+// prometheus returns the Prometheus metric source, or nil without
+// --prometheus-url.
+func (o controllerOptions) prometheus() (*metrics.Prometheus, error) {
+	if o.promURL == "" {
+		return nil, nil
+	}
+	var queries metrics.QuerySet
+	switch o.promQueries {
+	case "sluice":
+		queries = metrics.SluiceQueries()
+	case "envoy":
+		queries = metrics.EnvoyQueries(envoyClusterTemplate)
+	default:
+		return nil, fmt.Errorf("--prometheus-queries %q: want sluice or envoy", o.promQueries)
+	}
+	p, err := metrics.NewPrometheus(metrics.PrometheusConfig{Address: o.promURL, Timeout: o.promTimeout, Queries: queries})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus source: %w", err)
+	}
+	return p, nil
+}
+
+// envoyClusterTemplate matches the Envoy clusters of one track of a service,
+// all ports (router.ClusterName: namespace/service/port/track).
+const envoyClusterTemplate = "{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}"

@@ -337,7 +337,7 @@ func TestNewPrometheusRejectsBadConfig(t *testing.T) {
 }
 
 func TestQueryTemplatesRender(t *testing.T) {
-	c, err := EnvoyQueries("outbound|{{.Service}}.{{.Namespace}}|{{.Track}}").compile()
+	c, err := EnvoyQueries("{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}").compile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestQueryTemplatesRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `sum(increase(envoy_cluster_upstream_rq_xx{envoy_cluster_name="outbound|checkout.shop|canary",envoy_response_code_class="5"}[2s]))`
+	want := `sum(increase(envoy_cluster_upstream_rq_xx{envoy_cluster_name=~"shop/checkout/[0-9]+/canary",envoy_response_code_class="5"}[2s]))`
 	if got != want {
 		t.Errorf("rendered\n%s\nwant\n%s", got, want)
 	}

@@ -37,10 +37,11 @@ func SluiceQueries() QuerySet {
 
 // EnvoyQueries returns the queries over Envoy's per-cluster upstream statistics as scraped from sidecars:
 // envoy_cluster_upstream_rq_total, envoy_cluster_upstream_rq_xx with envoy_response_code_class="5" as errors, and
-// the p99 of the envoy_cluster_upstream_rq_time histogram (milliseconds). cluster is a template for the
-// envoy_cluster_name of the track's cluster, e.g. "{{.Namespace}}/{{.Service}}/{{.Track}}".
+// the p99 of the envoy_cluster_upstream_rq_time histogram (milliseconds). cluster is a template for a regular
+// expression matching the envoy_cluster_name of the track's clusters (one per port), e.g.
+// "{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}".
 func EnvoyQueries(cluster string) QuerySet {
-	sel := `envoy_cluster_name="` + cluster + `"`
+	sel := `envoy_cluster_name=~"` + cluster + `"`
 	return QuerySet{
 		Requests:    `sum(increase(envoy_cluster_upstream_rq_total{` + sel + `}[{{.Window}}]))`,
 		Errors:      `sum(increase(envoy_cluster_upstream_rq_xx{` + sel + `,envoy_response_code_class="5"}[{{.Window}}]))`,
