@@ -147,3 +147,6 @@ func startProxy(ctx context.Context, client discovery.AggregatedDiscoveryService
 }
 
 func ackAll(*discovery.DiscoveryResponse) string { return "" }
+
+// adsClient is the generated ADS client interface.
+type adsClient = discovery.AggregatedDiscoveryServiceClient
