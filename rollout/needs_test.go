@@ -1,0 +1,108 @@
+package rollout
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+func TestNeedsOf(t *testing.T) {
+	canary := testSpec(v1alpha1.ModeCanary)
+	beta := testSpec(v1alpha1.ModeBeta)
+	ab := testSpec(v1alpha1.ModeAB)
+	w := func(b v1alpha1.BasisPoints) *v1alpha1.BasisPoints { return &b }
+	rolledOut := &DeploymentView{TemplateRevision: "b", Replicas: 10, RolledOut: true}
+	promoting := func(weight v1alpha1.BasisPoints) v1alpha1.RolloutStatus {
+		s := progressingAt(4, weight, nil)
+		s.Phase = v1alpha1.PhasePromoting
+		return s
+	}
+	rolledBack := v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseRolledBack, CanaryRevision: "b"}
+	tests := map[string]struct {
+		o    Observed
+		want Needs
+	}{
+		"idle needs nothing": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle}},
+		},
+		"a weight not yet set needs nothing": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 0, nil)},
+		},
+		"an unconfirmed weight is confirmed and analysed": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, nil), Now: t0},
+			want: Needs{Confirm: w(100), Analyse: true, Cumulative: RecentWindow},
+		},
+		"a confirmed step is analysed since it started": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, at(0)), Now: t0.Add(42 * time.Second)},
+			want: Needs{Analyse: true, Cumulative: 42 * time.Second},
+		},
+		"the cumulative window is at least a second": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, at(time.Second)), Now: t0},
+			want: Needs{Analyse: true, Cumulative: time.Second},
+		},
+		"moving to the next step still analyses the current weight": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(1, 100, nil), Now: t0},
+			want: Needs{Analyse: true, Cumulative: RecentWindow},
+		},
+		"without a canary nothing is confirmed or analysed": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Status: progressingAt(0, 100, nil)},
+		},
+		"a beta hold is analysed, not confirmed": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: beta, Canary: readyCanary("b", 1), Status: progressingAt(0, 0, nil), Now: t0},
+			want: Needs{Analyse: true, Cumulative: RecentWindow},
+		},
+		"an ab split is confirmed": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: ab, Canary: readyCanary("b", 5), Status: progressingAt(0, 5000, nil), Now: t0},
+			want: Needs{Confirm: w(5000), Analyse: true, Cumulative: RecentWindow},
+		},
+		"promotion confirms weight 0 once rolled out": {
+			o:    Observed{Deployment: rolledOut, Spec: canary, Canary: readyCanary("b", 5), Status: promoting(0)},
+			want: Needs{Confirm: w(0)},
+		},
+		"promotion before the rolling update needs nothing": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 5), Status: promoting(0)},
+		},
+		"a rollback with a canary confirms weight 0": {
+			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: rolledBack},
+			want: Needs{Confirm: w(0)},
+		},
+		"a finished rollback needs nothing": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Status: rolledBack},
+		},
+		"a deleted Deployment needs nothing": {
+			o: Observed{Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, nil)},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, NeedsOf(tc.o)); diff != "" {
+				t.Fatalf("NeedsOf (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReplicasFor(t *testing.T) {
+	tests := map[string]struct {
+		weight v1alpha1.BasisPoints
+		stable int32
+		want   int32
+	}{
+		"at least one":          {weight: 1, stable: 3, want: 1},
+		"zero weight still one": {weight: 0, stable: 10, want: 1},
+		"rounded up":            {weight: 2500, stable: 10, want: 3},
+		"exact":                 {weight: 5000, stable: 10, want: 5},
+		"everything":            {weight: 10000, stable: 7, want: 7},
+		"unset stable counts 1": {weight: 5000, stable: 0, want: 1},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := ReplicasFor(tc.weight, tc.stable); got != tc.want {
+				t.Fatalf("ReplicasFor(%s, %d) = %d, want %d", tc.weight, tc.stable, got, tc.want)
+			}
+		})
+	}
+}
