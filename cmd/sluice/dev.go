@@ -116,6 +116,11 @@ func runDev(ctx context.Context, o devOptions) error {
 		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	fmt.Printf("export GRPC_XDS_BOOTSTRAP=%s\n", bootstrap)
+	if o.demo {
+		if err := playDemo(ctx, c, bootstrap); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
 	select {
 	case <-ctx.Done():
 		return nil

@@ -1,0 +1,253 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// The sample service of the story.
+const (
+	Namespace = "shop"
+	Service   = "checkout"
+	image     = "registry.example/shop/checkout:"
+)
+
+// Options configure the story.
+type Options struct {
+	// Client reads and writes Deployments and Rollouts; its scheme knows
+	// apps/v1, core/v1 and sluice.dev/v1alpha1.
+	Client client.Client
+	// Bootstrap is the grpc-go xDS bootstrap (JSON) pointing at Sluice.
+	Bootstrap []byte
+	// Promote runs `sluice promote <name> -n <namespace>`.
+	Promote func(ctx context.Context, namespace, name string) error
+	// Out receives the narration and the live view.
+	Out io.Writer
+	// RPS is the request rate of each client; default 20.
+	RPS int
+}
+
+// Play runs the story: v2 goes out by canary and is promoted; v3, failing
+// 20% of its requests, is rolled back by Sluice on its own; v4 reaches a
+// beta cohort first and everyone else after `sluice promote`. It returns
+// when the story is over, or with the first thing that went wrong.
+func Play(ctx context.Context, o Options) error {
+	if o.RPS == 0 {
+		o.RPS = 20
+	}
+	s := &story{Options: o, start: time.Now()}
+	return s.play(ctx)
+}
+
+type story struct {
+	Options
+	start       time.Time
+	users, beta *Load
+}
+
+func (s *story) say(format string, args ...any) {
+	fmt.Fprintf(s.Out, "\n==> "+format+"\n", args...)
+}
+
+func (s *story) play(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.say("namespace %s (team payments) and Deployment %s v1, opted in to canary delivery", Namespace, Service)
+	if err := s.setUp(ctx); err != nil {
+		return err
+	}
+	target := "xds:///" + Service + "." + Namespace
+	var err error
+	if s.users, err = NewLoad(s.Bootstrap, target, s.RPS, nil); err != nil {
+		return err
+	}
+	if s.beta, err = NewLoad(s.Bootstrap, target, s.RPS/2+1, map[string]string{"x-cohort": "beta"}); err != nil {
+		return err
+	}
+	go s.users.Run(ctx)
+	go s.beta.Run(ctx)
+	s.say("proxyless gRPC clients call %s: everyone at %d req/s, the beta cohort (x-cohort: beta) at %d req/s", target, s.RPS, s.RPS/2+1)
+	if err := s.watch(ctx, "v1 serving everyone", 4*time.Second, func(ro *v1alpha1.Rollout) bool { return false }); err != nil {
+		return err
+	}
+
+	s.say("v2: a one-line change (the image tag); the webhook pauses the Deployment and Sluice runs a canary")
+	if err := s.update(ctx, func(d *appsv1.Deployment) { setImage(d, "v2", "") }); err != nil {
+		return err
+	}
+	if err := s.watch(ctx, "v2 promoted", 3*time.Minute, phaseIs(v1alpha1.PhaseSucceeded)); err != nil {
+		return err
+	}
+
+	s.say("v3 fails 20%% of its requests (SIM_ERROR_RATE=0.2): Sluice must roll it back by itself")
+	if err := s.update(ctx, func(d *appsv1.Deployment) { setImage(d, "v3", "0.2") }); err != nil {
+		return err
+	}
+	if err := s.watch(ctx, "v3 rolled back", 3*time.Minute, phaseIs(v1alpha1.PhaseRolledBack)); err != nil {
+		return err
+	}
+
+	s.say("v4 in beta: only the cohort x-cohort=beta sees it until someone runs `sluice promote`")
+	if err := s.update(ctx, func(d *appsv1.Deployment) {
+		setImage(d, "v4", "")
+		d.Annotations[v1alpha1.AnnotationRollout] = "beta"
+		d.Annotations[v1alpha1.AnnotationCohort] = "header:x-cohort=beta"
+	}); err != nil {
+		return err
+	}
+	held := 0
+	if err := s.watch(ctx, "beta cohort on v4, everyone else on v2", 2*time.Minute, func(ro *v1alpha1.Rollout) bool {
+		if ro.Status.Phase == v1alpha1.PhaseProgressing && ro.Status.CanaryRevision != "" {
+			held++
+		}
+		return held >= 8
+	}); err != nil {
+		return err
+	}
+	s.say("$ sluice promote %s -n %s", Service, Namespace)
+	if err := s.Promote(ctx, Namespace, Service); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	if err := s.watch(ctx, "v4 promoted to everyone", 3*time.Minute, phaseIs(v1alpha1.PhaseSucceeded)); err != nil {
+		return err
+	}
+	s.say("the story is over after %s; the cluster keeps running until Ctrl-C", time.Since(s.start).Round(time.Second))
+	return nil
+}
+
+func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) bool {
+	return func(ro *v1alpha1.Rollout) bool { return ro.Status.Phase == p }
+}
+
+// watch prints the live view once a second until done says so.
+func (s *story) watch(ctx context.Context, goal string, timeout time.Duration, done func(*v1alpha1.Rollout) bool) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		var ro v1alpha1.Rollout
+		err := s.Client.Get(ctx, types.NamespacedName{Namespace: Namespace, Name: Service}, &ro)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("read rollout: %w", err)
+		}
+		fmt.Fprintln(s.Out, s.line(&ro))
+		if err == nil && done(&ro) {
+			fmt.Fprintf(s.Out, "    %s\n", goal)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s (rollout phase %q: %s)", goal, timeout, ro.Status.Phase, ro.Status.Message)
+		}
+	}
+}
+
+// line is one row of the live view.
+func (s *story) line(ro *v1alpha1.Rollout) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%4.0fs] %-11s weight %-6s", time.Since(s.start).Seconds(), orDash(string(ro.Status.Phase)), orDash(ro.Status.CurrentWeightPercent))
+	fmt.Fprintf(&b, " | everyone: %-34s | beta: %-30s", s.users.Take(), s.beta.Take())
+	if n := len(ro.Status.Analysis); n > 0 {
+		d := ro.Status.Analysis[n-1]
+		fmt.Fprintf(&b, " | %s %s (limit %s, n=%d) %s", d.Metric, d.Value, d.Threshold, d.Samples, d.Verdict)
+	}
+	if ro.Status.Message != "" {
+		fmt.Fprintf(&b, " | %s", ro.Status.Message)
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (s *story) setUp(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace, Labels: map[string]string{v1alpha1.LabelTeam: "payments"}}}
+	if err := s.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace: %w", err)
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: Service, Annotations: map[string]string{
+			v1alpha1.AnnotationRollout:      "canary",
+			v1alpha1.AnnotationSteps:        "10,25,50",
+			v1alpha1.AnnotationStepInterval: "5s",
+			v1alpha1.AnnotationMaxErrorRate: "1%",
+		}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": Service}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": Service}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name:  "app",
+					Image: image + "v1",
+					Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: 8080}},
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+					},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 8080}}},
+				}}},
+			},
+			Strategy: appsv1.DeploymentStrategy{RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0))}},
+		},
+	}
+	if err := s.Client.Create(ctx, d); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return errors.New("namespace shop already holds the demo's checkout Deployment: the demo runs on a fresh local cluster (delete namespace shop first)")
+		}
+		return fmt.Errorf("create deployment: %w", err)
+	}
+	return nil
+}
+
+// update changes the Deployment, retrying on conflicts.
+func (s *story) update(ctx context.Context, change func(*appsv1.Deployment)) error {
+	for {
+		var d appsv1.Deployment
+		if err := s.Client.Get(ctx, types.NamespacedName{Namespace: Namespace, Name: Service}, &d); err != nil {
+			return fmt.Errorf("read deployment: %w", err)
+		}
+		change(&d)
+		err := s.Client.Update(ctx, &d)
+		if err == nil || !apierrors.IsConflict(err) {
+			if err != nil {
+				return fmt.Errorf("update deployment: %w", err)
+			}
+			return nil
+		}
+	}
+}
+
+// setImage sets the image tag and the fault injected by the pod runtime.
+func setImage(d *appsv1.Deployment, tag, errorRate string) {
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.Image = image + tag
+	c.Env = nil
+	if errorRate != "" {
+		c.Env = []corev1.EnvVar{{Name: "SIM_ERROR_RATE", Value: errorRate}}
+	}
+}
