@@ -115,21 +115,29 @@ func (l *rpcLoad) snapshot() (answers map[string]int, failures int, msgs map[str
 	return answers, l.failures, msgs
 }
 
-// rolloutKube is a client that knows Rollouts.
+var (
+	rolloutKubeOnce   sync.Once
+	rolloutKubeClient client.Client
+	rolloutKubeErr    error
+)
+
+// rolloutKube is a client that knows Rollouts, shared by the tests.
 func rolloutKube(t *testing.T) client.Client {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
+	rolloutKubeOnce.Do(func() {
+		scheme := runtime.NewScheme()
+		if rolloutKubeErr = clientgoscheme.AddToScheme(scheme); rolloutKubeErr != nil {
+			return
+		}
+		if rolloutKubeErr = v1alpha1.AddToScheme(scheme); rolloutKubeErr != nil {
+			return
+		}
+		rolloutKubeClient, rolloutKubeErr = client.New(env.RESTConfig(), client.Options{Scheme: scheme})
+	})
+	if rolloutKubeErr != nil {
+		t.Fatalf("rollout client: %v", rolloutKubeErr)
 	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(env.RESTConfig(), client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return rolloutKubeClient
 }
 
 // deliveryFixture is one opted-in service in its own namespace.

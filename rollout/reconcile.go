@@ -219,8 +219,14 @@ func (c *Controller) do(ctx context.Context, a Action, d, canary *appsv1.Deploym
 		if canary == nil {
 			return client.IgnoreAlreadyExists(c.client.Create(ctx, want))
 		}
-		if equality.Semantic.DeepEqual(canary.Spec.Template, want.Spec.Template) &&
-			equality.Semantic.DeepEqual(canary.Spec.Replicas, want.Spec.Replicas) {
+		// The stored template carries the API server's defaults and the
+		// webhook's labels: compare revisions, else what we would set.
+		rev := want.Spec.Template.Labels[v1alpha1.LabelRevision]
+		sameTemplate := rev != "" && canary.Spec.Template.Labels[v1alpha1.LabelRevision] == rev
+		if !sameTemplate {
+			sameTemplate = equality.Semantic.DeepDerivative(want.Spec.Template, canary.Spec.Template)
+		}
+		if sameTemplate && equality.Semantic.DeepEqual(canary.Spec.Replicas, want.Spec.Replicas) {
 			return nil
 		}
 		upd := canary.DeepCopy()
