@@ -67,12 +67,24 @@ func checkCritical(s TrackSample, cfg Config, z float64) Decision {
 	return d
 }
 
-// checkErrorRate judges the canary's recent error rate against the absolute ceiling.
-func checkErrorRate(s TrackSample, cfg Config, z float64) Decision {
-	conf := cfg.RecentConfidence
-	if !s.Present {
-		return noData(MetricErrorRate, "recent canary sample", s, cfg.MaxErrorRate, false)
+// checkErrorRate judges the canary's error rate against the absolute ceiling: on the recent window once it holds
+// MinSamples requests (fast detection), else on the cumulative sample since the analysis began, so that a canary
+// whose share of traffic never fills a recent window with MinSamples requests can still be judged (and pass) once
+// enough requests have accumulated. The cumulative judgement uses Confidence, the recent one RecentConfidence.
+func checkErrorRate(recent, cumulative TrackSample, cfg Config, zRecent, zCumulative float64) Decision {
+	if !recent.Present {
+		return noData(MetricErrorRate, "recent canary sample", recent, cfg.MaxErrorRate, false)
 	}
+	if recent.Requests >= cfg.MinSamples || !cumulative.Present || cumulative.Requests < cfg.MinSamples {
+		return judgeErrorRate(recent, "in the recent window", cfg, cfg.RecentConfidence, zRecent)
+	}
+	return judgeErrorRate(cumulative, "since the analysis began", cfg, cfg.Confidence, zCumulative)
+}
+
+// judgeErrorRate judges one sample against the ceiling: Fail when the lower confidence bound is above it, Pass
+// when the observed rate is within it, Inconclusive before MinSamples requests or while the rate is above the
+// ceiling but not confidently.
+func judgeErrorRate(s TrackSample, where string, cfg Config, conf, z float64) Decision {
 	d := Decision{
 		Metric:    MetricErrorRate,
 		Value:     rate(s.Errors, s.Requests),
@@ -81,12 +93,12 @@ func checkErrorRate(s TrackSample, cfg Config, z float64) Decision {
 	}
 	if s.Requests < cfg.MinSamples {
 		d.Verdict = Inconclusive
-		d.Reason = fmt.Sprintf("%d canary requests in the recent window, fewer than the %d needed to judge", s.Requests, cfg.MinSamples)
+		d.Reason = fmt.Sprintf("%d canary requests %s, fewer than the %d needed to judge", s.Requests, where, cfg.MinSamples)
 		return d
 	}
 	w := wilson(s.Errors, s.Requests, z)
-	bounds := fmt.Sprintf("canary error rate %s (%d/%d), %s bounds [%s, %s], ceiling %s",
-		pct(d.Value), s.Errors, s.Requests, pct(conf), pct(w.lo), pct(w.hi), pct(cfg.MaxErrorRate))
+	bounds := fmt.Sprintf("canary error rate %s (%d/%d) %s, %s bounds [%s, %s], ceiling %s",
+		pct(d.Value), s.Errors, s.Requests, where, pct(conf), pct(w.lo), pct(w.hi), pct(cfg.MaxErrorRate))
 	switch {
 	case w.lo > cfg.MaxErrorRate:
 		d.Verdict, d.Reason = Fail, bounds+": above the ceiling"

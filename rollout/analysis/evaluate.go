@@ -63,7 +63,7 @@ func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State,
 	z := zOneSided(cfg.Confidence)
 	decisions := []Decision{checkCritical(in.Recent.Canary, cfg, z)}
 	if cfg.MaxErrorRate > 0 {
-		decisions = append(decisions, checkErrorRate(in.Recent.Canary, cfg, zOneSided(cfg.RecentConfidence)))
+		decisions = append(decisions, checkErrorRate(in.Recent.Canary, in.Cumulative.Canary, cfg, zOneSided(cfg.RecentConfidence), z))
 	}
 	decisions = append(decisions, checkVsStable(in.Cumulative, cfg, z))
 	if cfg.MaxLatencyP99 > 0 {
