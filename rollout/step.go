@@ -173,11 +173,14 @@ func modeName(m v1alpha1.DeliveryMode) string {
 func (m *stepper) settled() {
 	d := m.o.Deployment
 	st := &m.st
-	if m.o.Canary != nil {
+	rev := d.PendingRevision
+	starting := rev != "" && st.StableRevision != "" && rev != st.StableRevision &&
+		(failed(st.FailedRevisions, rev) == nil || m.o.Spec.RetryRevision == rev)
+	if m.o.Canary != nil && !starting {
+		// A leftover canary; a starting one is re-templated instead.
 		m.act(Action{Kind: DeleteCanary})
 		m.requeue(time.Second)
 	}
-	rev := d.PendingRevision
 	if rev == "" {
 		if !d.Paused && d.TemplateRevision != "" && d.TemplateRevision != st.StableRevision {
 			if st.StableRevision == "" {

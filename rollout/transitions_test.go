@@ -250,6 +250,12 @@ func TestStepCanary(t *testing.T) {
 				Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseSucceeded, StableRevision: "b"}},
 			want: want{phase: v1alpha1.PhaseSucceeded, actions: kinds(DeleteCanary)},
 		},
+		"a leftover canary is re-templated, not deleted, when a new revision starts": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 1),
+				Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseSucceeded, StableRevision: "b"}},
+			want: want{phase: v1alpha1.PhaseProgressing, canary: "c",
+				actions: []Action{{Kind: ClearRequests}, {Kind: EnsureCanary, Replicas: 1}}},
+		},
 		"a Deployment gone needs nothing": {
 			o:    Observed{Spec: canary, Status: progressingAt(1, 500, at(0))},
 			want: want{phase: v1alpha1.PhaseProgressing, canary: "b", weight: 500, step: 1, started: at(0)},
