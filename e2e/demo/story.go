@@ -39,7 +39,8 @@ type Options struct {
 	Promote func(ctx context.Context, namespace, name string) error
 	// Out receives the narration and the live view.
 	Out io.Writer
-	// RPS is the request rate of each client; default 20.
+	// RPS is the request rate of the everyone client; default 50. The beta
+	// cohort client sends a third of it.
 	RPS int
 }
 
@@ -49,7 +50,7 @@ type Options struct {
 // when the story is over, or with the first thing that went wrong.
 func Play(ctx context.Context, o Options) error {
 	if o.RPS == 0 {
-		o.RPS = 20
+		o.RPS = 50
 	}
 	s := &story{Options: o, start: time.Now()}
 	return s.play(ctx)
@@ -72,18 +73,22 @@ func (s *story) play(ctx context.Context) error {
 	if err := s.setUp(ctx); err != nil {
 		return err
 	}
+	if err := s.waitAvailable(ctx); err != nil {
+		return err
+	}
 	target := "xds:///" + Service + "." + Namespace
 	var err error
 	if s.users, err = NewLoad(s.Bootstrap, target, s.RPS, nil); err != nil {
 		return err
 	}
-	if s.beta, err = NewLoad(s.Bootstrap, target, s.RPS/2+1, map[string]string{"x-cohort": "beta"}); err != nil {
+	if s.beta, err = NewLoad(s.Bootstrap, target, s.RPS/3+1, map[string]string{"x-cohort": "beta"}); err != nil {
 		return err
 	}
 	go s.users.Run(ctx)
 	go s.beta.Run(ctx)
-	s.say("proxyless gRPC clients call %s: everyone at %d req/s, the beta cohort (x-cohort: beta) at %d req/s", target, s.RPS, s.RPS/2+1)
-	if err := s.watch(ctx, "v1 serving everyone", 4*time.Second, func(ro *v1alpha1.Rollout) bool { return false }); err != nil {
+	s.say("proxyless gRPC clients call %s: everyone at %d req/s, the beta cohort (x-cohort: beta) at %d req/s", target, s.RPS, s.RPS/3+1)
+	seen := 0
+	if err := s.watch(ctx, "v1 serving everyone", time.Minute, func(*v1alpha1.Rollout) bool { seen++; return seen >= 4 }); err != nil {
 		return err
 	}
 
@@ -222,6 +227,28 @@ func (s *story) setUp(ctx context.Context) error {
 		return fmt.Errorf("create deployment: %w", err)
 	}
 	return nil
+}
+
+// waitAvailable waits until every replica of the Deployment is available.
+func (s *story) waitAvailable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var d appsv1.Deployment
+		if err := s.Client.Get(ctx, types.NamespacedName{Namespace: Namespace, Name: Service}, &d); err != nil {
+			return fmt.Errorf("read deployment: %w", err)
+		}
+		if d.Spec.Replicas != nil && d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.ObservedGeneration == d.Generation {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deployment %s/%s not available: %w", Namespace, Service, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // update changes the Deployment, retrying on conflicts.
