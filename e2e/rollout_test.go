@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/xds"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -42,9 +46,9 @@ type rpcLoad struct {
 
 // startLoad sends rate RPCs a second to xds:///<service>.<ns> until the test
 // ends or stop is called.
-func startLoad(t *testing.T, ns, service string, rate int) *rpcLoad {
+func startLoad(t testing.TB, ns, service string, rate int) *rpcLoad {
 	t.Helper()
-	c := testgrpc.NewTestServiceClient(newXDSConn(t, "xds:///"+service+"."+ns))
+	c := testgrpc.NewTestServiceClient(rolloutXDSConn(t, "xds:///"+service+"."+ns))
 	first, cancelFirst := context.WithTimeout(context.Background(), time.Minute)
 	defer cancelFirst()
 	if _, err := c.UnaryCall(first, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
@@ -122,7 +126,7 @@ var (
 )
 
 // rolloutKube is a client that knows Rollouts, shared by the tests.
-func rolloutKube(t *testing.T) client.Client {
+func rolloutKube(t testing.TB) client.Client {
 	t.Helper()
 	rolloutKubeOnce.Do(func() {
 		scheme := runtime.NewScheme()
@@ -142,7 +146,7 @@ func rolloutKube(t *testing.T) client.Client {
 
 // deliveryFixture is one opted-in service in its own namespace.
 type deliveryFixture struct {
-	t    *testing.T
+	t    testing.TB
 	kube client.Client
 	ns   string
 	name string
@@ -150,9 +154,9 @@ type deliveryFixture struct {
 
 // newDelivery deploys image as checkout (3 replicas) opted in with the
 // annotations, and waits until its Rollout is Idle with a stable revision.
-func newDelivery(t *testing.T, image string, annotations map[string]string, podEnv ...corev1.EnvVar) *deliveryFixture {
+func newDelivery(t testing.TB, image string, annotations map[string]string, podEnv ...corev1.EnvVar) *deliveryFixture {
 	t.Helper()
-	f := &deliveryFixture{t: t, kube: rolloutKube(t), ns: newNamespace(t, map[string]string{"sluice.dev/team": "shop"}), name: "checkout"}
+	f := &deliveryFixture{t: t, kube: rolloutKube(t), ns: rolloutNamespace(t), name: "checkout"}
 	d := deployment(f.ns, f.name, image, 3, podEnv...)
 	d.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary"}
 	for k, v := range annotations {
@@ -167,7 +171,7 @@ func newDelivery(t *testing.T, image string, annotations map[string]string, podE
 		}
 		return nil
 	})
-	eventually(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
+	rolloutPoll(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
 		_, err := runningPods(ctx, f.ns, map[string]string{"app": f.name}, 3)
 		return err
 	})
@@ -177,7 +181,7 @@ func newDelivery(t *testing.T, image string, annotations map[string]string, podE
 // update changes the image and the pod environment, as a team's CI would.
 func (f *deliveryFixture) update(image string, podEnv ...corev1.EnvVar) {
 	f.t.Helper()
-	eventually(f.t, 30*time.Second, "update deployment", func(ctx context.Context) error {
+	rolloutPoll(f.t, 30*time.Second, "update deployment", func(ctx context.Context) error {
 		var d appsv1.Deployment
 		if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
 			return err
@@ -192,7 +196,7 @@ func (f *deliveryFixture) update(image string, podEnv ...corev1.EnvVar) {
 func (f *deliveryFixture) wait(timeout time.Duration, what string, cond func(*v1alpha1.Rollout) error) *v1alpha1.Rollout {
 	f.t.Helper()
 	var ro v1alpha1.Rollout
-	eventually(f.t, timeout, what, func(ctx context.Context) error {
+	rolloutPoll(f.t, timeout, what, func(ctx context.Context) error {
 		if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &ro); err != nil {
 			return err
 		}
@@ -220,6 +224,71 @@ func (f *deliveryFixture) canaryGone(ctx context.Context) error {
 		return fmt.Errorf("canary %s still exists", d.Name)
 	}
 	return client.IgnoreNotFound(err)
+}
+
+// rolloutNamespace creates a namespace of team shop for one test or benchmark and
+// deletes it afterwards.
+func rolloutNamespace(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("rollout-%d", rolloutNamespaces.Add(1))
+	name = fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%100000)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"sluice.dev/team": "shop"}}}
+	if _, err := env.Client().CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Client().CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete namespace %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+var rolloutNamespaces, rolloutNodes atomic.Int64
+
+// rolloutXDSConn is grpc-go's xDS client for target configured by the controller
+// under test, with a node id of its own.
+func rolloutXDSConn(t testing.TB, target string) *grpc.ClientConn {
+	t.Helper()
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "rollout-e2e-%d", "locality": {"zone": "e2e"}}
+	}`, sluice.XDSAddr, rolloutNodes.Add(1))
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatalf("xDS resolver: %v", err)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	if err != nil {
+		t.Fatalf("dial %s: %v", target, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// rolloutPoll calls cond until it returns nil or the timeout passes, then fails
+// with cond's last error.
+func rolloutPoll(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Each look gets its own deadline, so the last error reported is
+		// the condition's, not the expiry of the overall timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := cond(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		case <-tick.C:
+		}
+	}
 }
 
 func errorRate(rate string) corev1.EnvVar { return corev1.EnvVar{Name: "SIM_ERROR_RATE", Value: rate} }
@@ -328,8 +397,11 @@ func TestRolloutNoiseOnBothTracksPromoted(t *testing.T) {
 }
 
 func TestRolloutResumesAfterControllerKilled(t *testing.T) {
+	// 100 requests a second: the first step's 20% gives the analysis its
+	// 100 canary requests per 10 s window.
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
-		v1alpha1.AnnotationSteps: "10,25,50", v1alpha1.AnnotationStepInterval: "8s"})
+		v1alpha1.AnnotationSteps: "20,40,60", v1alpha1.AnnotationStepInterval: "8s"})
+	startLoad(t, f.ns, "checkout", 50)
 	startLoad(t, f.ns, "checkout", 50)
 
 	// Record every status the Rollout passes through.
@@ -438,4 +510,54 @@ func TestRolloutDeadMetricsSourceHoldsVisibly(t *testing.T) {
 	if !inconclusive {
 		t.Errorf("analysis decisions %+v show no inconclusive verdict", ro.Status.Analysis)
 	}
+}
+
+// BenchmarkRolloutFaultToZeroCanaryTraffic measures on the real data plane the
+// time from the first request a faulty canary receives to the last request it
+// receives from any of two grpc-go xDS clients, for canary error rates of 5,
+// 20 and 100% and canary traffic of 5, 20 and 100 requests a second (the
+// canary holds a 50% step; each client sends the canary rate in total).
+// Conditions: the local cluster and the controller under test on the same
+// machine, load reports every second, the built-in analysis defaults.
+func BenchmarkRolloutFaultToZeroCanaryTraffic(b *testing.B) {
+	for _, errRate := range []string{"0.05", "0.2", "1"} {
+		for _, rps := range []int{5, 20, 100} {
+			b.Run(fmt.Sprintf("errors=%s/canary=%dreq/s", errRate, rps), func(b *testing.B) {
+				var total time.Duration
+				for i := 0; i < b.N; i++ {
+					total += faultToZero(b, errRate, rps)
+				}
+				b.ReportMetric(total.Seconds()/float64(b.N), "s-to-zero")
+			})
+		}
+	}
+}
+
+func faultToZero(b *testing.B, errRate string, canaryRPS int) time.Duration {
+	f := newDelivery(b, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "10m"})
+	loads := []*rpcLoad{startLoad(b, f.ns, "checkout", canaryRPS), startLoad(b, f.ns, "checkout", canaryRPS)}
+	f.update("example.com/checkout:bad", errorRate(errRate))
+	f.wait(5*time.Minute, "rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	rolloutPoll(b, time.Minute, "canary deleted", f.canaryGone)
+	var onset, last time.Time
+	for _, l := range loads {
+		l.stop()
+		l.mu.Lock()
+		first, end := l.firstFail, l.lastFail
+		if seen, ok := l.lastSeen["bad"]; ok && seen.After(end) {
+			end = seen
+		}
+		l.mu.Unlock()
+		if !first.IsZero() && (onset.IsZero() || first.Before(onset)) {
+			onset = first
+		}
+		if end.After(last) {
+			last = end
+		}
+	}
+	if onset.IsZero() {
+		b.Fatalf("no request failed: the canary never took traffic")
+	}
+	return last.Sub(onset)
 }
