@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -93,12 +94,15 @@ func TestDeploymentPodsServeAndFollowChanges(t *testing.T) {
 	eventually(t, podTimeout, "2 pods serve v1", func(ctx context.Context) error { return allServe(ctx, ns, d, 2, "v1") })
 
 	t.Run("scale up", func(t *testing.T) {
-		scale, err := deployments.GetScale(ctx, d.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		scale.Spec.Replicas = 3
-		if _, err := deployments.UpdateScale(ctx, d.Name, scale, metav1.UpdateOptions{}); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			scale, err := deployments.GetScale(ctx, d.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			scale.Spec.Replicas = 3
+			_, err = deployments.UpdateScale(ctx, d.Name, scale, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatalf("scale: %v", err)
 		}
 		eventually(t, podTimeout, "3 pods serve v1", func(ctx context.Context) error { return allServe(ctx, ns, d, 3, "v1") })
@@ -109,12 +113,15 @@ func TestDeploymentPodsServeAndFollowChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cur, err := deployments.Get(ctx, d.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Spec.Template.Spec.Containers[0].Image = "registry.example/shop/hello:v2"
-		if _, err := deployments.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := deployments.Get(ctx, d.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Template.Spec.Containers[0].Image = "registry.example/shop/hello:v2"
+			_, err = deployments.Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatalf("update image: %v", err)
 		}
 		eventually(t, podTimeout, "3 pods serve v2", func(ctx context.Context) error { return allServe(ctx, ns, d, 3, "v2") })
@@ -130,12 +137,15 @@ func TestDeploymentPodsServeAndFollowChanges(t *testing.T) {
 	})
 
 	t.Run("scale down", func(t *testing.T) {
-		cur, err := deployments.Get(ctx, d.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur.Spec.Replicas = ptr.To[int32](1)
-		if _, err := deployments.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := deployments.Get(ctx, d.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Replicas = ptr.To[int32](1)
+			_, err = deployments.Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatalf("scale down: %v", err)
 		}
 		eventually(t, podTimeout, "1 pod serves v2", func(ctx context.Context) error { return allServe(ctx, ns, d, 1, "v2") })
