@@ -122,7 +122,18 @@ func buildService(svc Service) (ServicePlan, []Cluster, error) {
 		clusters = append(clusters, stable, canary)
 
 		pp := PortPlan{Name: port.Name, Number: port.Number, Protocol: port.Protocol}
-		for i, c := range cohorts {
+		// A cohort is routed to the canary only while the canary has a ready
+		// endpoint on this port: an empty cluster would fail every cohort
+		// request, while stable can serve them. This covers the moment
+		// between the canary's creation and its readiness, and a canary that
+		// lost all its pods; the warm-up route below already names the
+		// canary cluster then, so clients have loaded it when the cohort
+		// route appears.
+		portCohorts := cohorts
+		if len(byTrack[TrackCanary]) == 0 {
+			portCohorts = nil
+		}
+		for i, c := range portCohorts {
 			pp.Routes = append(pp.Routes, Route{
 				Name:     fmt.Sprintf("cohort-%d", i),
 				Kind:     RouteCohort,

@@ -278,13 +278,11 @@ func TestBuildPlans(t *testing.T) {
 				{Name: sticky, ID: ClusterID{"shop", "checkout", 9090, TrackSticky}, Protocol: ProtocolGRPC, LB: LBRingHash},
 			}},
 		},
-		"cohort without canary pods: canary warmed": {
+		"cohort without ready canary pods: no cohort route yet, canary warmed": {
 			service: withStrategy(stableOnly(svc("shop", "checkout")), Strategy{Cohorts: []Cohort{
 				{Source: SourceHeader, Name: "x-cohort", Match: MatchPresent},
 			}}),
 			want: Plan{Services: onePort(
-				Route{Name: "cohort-0", Kind: RouteCohort, Headers: []HeaderMatch{{Name: "x-cohort", Match: MatchPresent}},
-					Clusters: []ClusterWeight{{canary, TotalWeight}}},
 				toStable, warmup,
 			), Clusters: []Cluster{{Name: canary, ID: canaryCluster.ID, Protocol: ProtocolGRPC, LB: LBRoundRobin}, stableCluster}},
 		},

@@ -160,7 +160,18 @@ func hasCanaryToWarm(s Service) bool {
 	return st.CanaryWeight > 0 || st.Mirror > 0 || len(st.Cohorts) > 0 || st.Sticky != nil
 }
 
-// TestPropertyRouteOrder checks that cohort routes precede the sticky route,
+// readyCanaryOn reports whether a ready canary endpoint serves the named port.
+func readyCanaryOn(s Service, port string) bool {
+	for _, e := range s.Endpoints {
+		if _, ok := e.Ports[port]; ok && e.Ready && e.Track == TrackCanary {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPropertyRouteOrder checks that cohort routes (while the canary has a
+// ready endpoint on the port) precede the sticky route,
 // which precedes the single default route, followed only by the warm-up route
 // when the service has a canary to warm, and that every part of the strategy
 // got its routes.
@@ -170,15 +181,18 @@ func TestPropertyRouteOrder(t *testing.T) {
 		p := mustBuild(t, st)
 		for _, sp := range p.Services {
 			s := serviceOf(st, sp)
-			want := strings.Repeat("c", len(s.Strategy.Cohorts))
-			if s.Strategy.Sticky != nil {
-				want += "s"
-			}
-			want += "d"
-			if hasCanaryToWarm(s) {
-				want += "w"
-			}
 			for _, pp := range sp.Ports {
+				want := ""
+				if readyCanaryOn(s, pp.Name) {
+					want = strings.Repeat("c", len(s.Strategy.Cohorts))
+				}
+				if s.Strategy.Sticky != nil {
+					want += "s"
+				}
+				want += "d"
+				if hasCanaryToWarm(s) {
+					want += "w"
+				}
 				var got strings.Builder
 				for _, r := range pp.Routes {
 					got.WriteByte(string(r.Kind)[0])
