@@ -91,6 +91,12 @@ func strategyFor(r *v1alpha1.Rollout) (router.Strategy, error) {
 		return router.Strategy{}, fmt.Errorf("status.currentWeight %d is outside 0..%d basis points", w, v1alpha1.TotalBasisPoints)
 	}
 	st := router.Strategy{CanaryWeight: router.Weight(w)}
+	if r.Status.Phase == v1alpha1.PhasePromoting && w == 0 {
+		// The canary is draining before it is deleted: its cohort and its
+		// share of a sticky split go back to stable too, so that deleting
+		// it fails no request once the proxies confirmed weight 0.
+		return st, nil
+	}
 	if d.Cohort != nil {
 		c, err := cohort(*d.Cohort)
 		if err != nil {

@@ -54,6 +54,16 @@ func TestStrategies(t *testing.T) {
 			rollouts: []v1alpha1.Rollout{rollout("checkout", v1alpha1.ModeCanary, v1alpha1.PhasePromoting, 5000)},
 			want:     router.Strategy{CanaryWeight: 5000},
 		},
+		"beta promoting, canary draining at weight 0: cohort back to stable": {
+			rollouts: []v1alpha1.Rollout{withDelivery(rollout("checkout", v1alpha1.ModeBeta, v1alpha1.PhasePromoting, 0),
+				func(d *v1alpha1.Delivery) { d.Cohort = betaCohort })},
+			want: router.Strategy{},
+		},
+		"beta promoting before the drain: cohort kept": {
+			rollouts: []v1alpha1.Rollout{withDelivery(rollout("checkout", v1alpha1.ModeBeta, v1alpha1.PhasePromoting, 2500),
+				func(d *v1alpha1.Delivery) { d.Cohort = betaCohort })},
+			want: router.Strategy{CanaryWeight: 2500, Cohorts: []router.Cohort{routerCohort}},
+		},
 		"sticky canary: share follows the weight": {
 			rollouts: []v1alpha1.Rollout{withDelivery(rollout("checkout", v1alpha1.ModeCanary, v1alpha1.PhaseProgressing, 500),
 				func(d *v1alpha1.Delivery) { d.Sticky = userKey })},
