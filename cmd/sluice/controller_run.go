@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,8 @@ type controllerOptions struct {
 	promURL      string
 	promQueries  string
 	promTimeout  time.Duration
+	peers        string
+	podIP        string
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -79,6 +82,8 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.promURL, "prometheus-url", "", "Prometheus base URL; when set, rollout analysis reads request and error rates there instead of from load reports")
 	f.StringVar(&o.promQueries, "prometheus-queries", "sluice", "built-in queries for --prometheus-url: sluice (sluice_route_* from load reports) or envoy (Envoy per-cluster stats)")
 	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
+	f.StringVar(&o.peers, "peers", "", "DNS name resolving to every replica (a headless Service); replicas forward their load reports to each other so the leader judges canaries on the sum")
+	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -174,6 +179,12 @@ func runController(ctx context.Context, o controllerOptions) error {
 	})
 	g := grpc.NewServer()
 	xdsServer.Register(g)
+	lrs.RegisterForwarding(g, loads.Aggregator())
+	if o.peers != "" {
+		if err := mgr.Add(o.loadPeers(loads.Aggregator(), log)); err != nil {
+			return err
+		}
+	}
 	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.xdsPort))}); err != nil {
 		return err
 	}
@@ -308,3 +319,30 @@ func (o controllerOptions) prometheus() (*metrics.Prometheus, error) {
 // envoyClusterTemplate matches the Envoy clusters of one track of a service,
 // all ports (router.ClusterName: namespace/service/port/track).
 const envoyClusterTemplate = "{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}"
+
+// loadPeers forwards this replica's load reports to the other replicas
+// found under --peers.
+func (o controllerOptions) loadPeers(agg *lrs.Aggregator, log logr.Logger) *lrs.Peers {
+	port := strconv.Itoa(o.xdsPort)
+	host, err := os.Hostname()
+	if err != nil {
+		host = "sluice"
+	}
+	return &lrs.Peers{
+		Aggregator: agg,
+		Resolve: func(ctx context.Context) ([]string, error) {
+			ips, err := net.DefaultResolver.LookupHost(ctx, o.peers)
+			if err != nil {
+				return nil, err
+			}
+			addrs := make([]string, len(ips))
+			for i, ip := range ips {
+				addrs[i] = net.JoinHostPort(ip, port)
+			}
+			return addrs, nil
+		},
+		Self:   net.JoinHostPort(o.podIP, port),
+		Source: fmt.Sprintf("%s-%d", host, time.Now().UnixNano()),
+		Logger: log.WithName("load-peers"),
+	}
+}
