@@ -1,0 +1,337 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/charts"
+	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/webhook"
+)
+
+// TestChartRBACRunsController runs a second `sluice controller` with the
+// chart's flags under the chart's own ServiceAccount, ClusterRole and Role,
+// authenticated by a token from the TokenRequest API, and checks that it
+// elects itself leader, issues its certificate Secret, injects the CA into
+// its webhook configurations, serves admission, and never logs a
+// "forbidden" error: the chart grants what the binary uses.
+//
+// It is deliberately not parallel. The second controller leads its own
+// Lease (its own --namespace), so its rollout controller watches the whole
+// cluster; running it while no parallel test runs keeps it away from the
+// other tests' Rollouts. Its webhook configurations are narrowed by the
+// chart's webhooks.namespaceSelector to one namespace of this test.
+func TestChartRBACRunsController(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cs := env.Client()
+
+	releaseNS := newNamespace(t, nil)
+	teamNS := newNamespace(t, map[string]string{"chart-e2e": releaseNS, v1alpha1.LabelTeam: "payments"})
+	objs := renderChart(t, charts.TemplateOptions{
+		Release:   "chart-rbac",
+		Namespace: releaseNS,
+		Set:       []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS},
+	})
+	picked := chartObjects(t, objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"Deployment", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+	fullname := picked["ServiceAccount"].GetName()
+	ports := loopbackPorts(t, 4)
+	webhookBase := "https://127.0.0.1:" + strconv.Itoa(ports[0])
+
+	// The chart's RBAC and webhook configurations, for real. The cluster's
+	// Services get no endpoints (loopback pod IPs), so the webhooks are
+	// pointed at the controller by URL, as `sluice dev` does.
+	a := newApplier(t)
+	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		u := picked[kind]
+		if strings.HasSuffix(kind, "WebhookConfiguration") {
+			pointWebhooksAt(t, u, webhookBase)
+		}
+		if _, err := a.apply(ctx, u, false); err != nil {
+			t.Fatalf("apply %s: %v", describe(u), err)
+		}
+		if u.GetNamespace() == "" {
+			t.Cleanup(func() {
+				res, err := a.resource(u)
+				if err == nil {
+					err = res.Delete(context.Background(), u.GetName(), metav1.DeleteOptions{})
+				}
+				if err != nil && !apierrors.IsNotFound(err) {
+					t.Errorf("delete %s: %v", describe(u), err)
+				}
+			})
+		}
+	}
+
+	kubeconfig := serviceAccountKubeconfig(ctx, t, releaseNS, fullname)
+	args := controllerArgs(t, picked["Deployment"], kubeconfig, ports)
+	logPath := logPathOf(t, "chart-rbac-controller")
+	proc, err := cluster.StartProcess("sluice (chart RBAC)", sluice.bin, args, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Stop(10 * time.Second) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", proc.LogTail(80))
+		}
+	})
+	health := "http://127.0.0.1:" + strconv.Itoa(ports[3])
+	metricsURL := "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
+
+	eventually(t, 2*time.Minute, "controller under the chart's RBAC ready", func(ctx context.Context) error {
+		if exited, err := proc.Exited(); exited {
+			return fmt.Errorf("controller exited: %v", err)
+		}
+		// A missing permission keeps an informer from syncing, and so the
+		// controller from becoming ready: say which, rather than time out.
+		if bad, err := chartLogProblems(logPath); err != nil || len(bad) > 0 {
+			t.Fatalf("the controller hit permission errors under the chart's RBAC (%v):\n%s", err, strings.Join(bad, "\n"))
+		}
+		return httpOK(ctx, health+"/readyz")
+	})
+	t.Logf("controller under ServiceAccount %s/%s ready", releaseNS, fullname)
+	eventually(t, time.Minute, "leader Lease held", func(ctx context.Context) error {
+		l, err := cs.CoordinationV1().Leases(releaseNS).Get(ctx, "sluice-controller", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ptr.Deref(l.Spec.HolderIdentity, "") == "" {
+			return fmt.Errorf("lease has no holder")
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "certificate Secret issued", func(ctx context.Context) error {
+		_, err := cs.CoreV1().Secrets(releaseNS).Get(ctx, fullname+"-webhook-tls", metav1.GetOptions{})
+		return err
+	})
+	eventually(t, time.Minute, "caBundle injected", func(ctx context.Context) error {
+		m, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, fullname, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		v, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, fullname, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cc := range []admissionregistrationv1.WebhookClientConfig{m.Webhooks[0].ClientConfig, v.Webhooks[0].ClientConfig, v.Webhooks[1].ClientConfig} {
+			if len(cc.CABundle) == 0 {
+				return fmt.Errorf("webhook %s has no caBundle yet", ptr.Deref(cc.URL, ""))
+			}
+		}
+		return nil
+	})
+
+	// A Deployment in the selected namespace goes through this
+	// controller's webhooks (and the main controller's).
+	d := deployment(teamNS, "checkout", "v1", 1)
+	eventually(t, time.Minute, "Deployment admitted", func(ctx context.Context) error {
+		_, err := cs.AppsV1().Deployments(teamNS).Create(ctx, d, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	})
+	got, err := cs.AppsV1().Deployments(teamNS).Get(ctx, d.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels[v1alpha1.LabelService] != "checkout" || got.Labels[v1alpha1.LabelTeam] != "payments" {
+		t.Errorf("Deployment labels %v lack Sluice's service and team labels", got.Labels)
+	}
+	eventually(t, time.Minute, "admission counted by the chart-RBAC controller", func(ctx context.Context) error {
+		n, err := metricSum(ctx, metricsURL, webhook.MetricRequests)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%s is 0", webhook.MetricRequests)
+		}
+		return nil
+	})
+	// The traffic controller lists this Deployment's pods; the rollout
+	// controller reconciles the Deployment. Both use informers that were
+	// started (and, if forbidden, logged it) before readiness.
+	eventually(t, time.Minute, "pod of the admitted Deployment running", func(ctx context.Context) error {
+		_, err := runningPods(ctx, teamNS, map[string]string{v1alpha1.LabelService: "checkout"}, 1)
+		return err
+	})
+
+	if exited, err := proc.Exited(); exited {
+		t.Fatalf("controller exited: %v", err)
+	}
+	t.Logf("leader, certificate, CA injection, admission and pods confirmed under the chart's RBAC")
+	bad, err := chartLogProblems(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		t.Errorf("the controller hit %d permission errors under the chart's RBAC:\n%s", len(bad), strings.Join(bad, "\n"))
+	}
+}
+
+// pointWebhooksAt rewrites every webhook's service reference in a rendered
+// webhook configuration into a URL on base with the same path.
+func pointWebhooksAt(t *testing.T, u *unstructured.Unstructured, base string) {
+	t.Helper()
+	hooks, _, err := unstructured.NestedSlice(u.Object, "webhooks")
+	if err != nil || len(hooks) == 0 {
+		t.Fatalf("%s has no webhooks: %v", describe(u), err)
+	}
+	for i, h := range hooks {
+		hook := h.(map[string]any)
+		path, _, err := unstructured.NestedString(hook, "clientConfig", "service", "path")
+		if err != nil || path == "" {
+			t.Fatalf("%s webhook %d has no service path: %v", describe(u), i, err)
+		}
+		if err := unstructured.SetNestedField(hook, map[string]any{"url": base + path}, "clientConfig"); err != nil {
+			t.Fatal(err)
+		}
+		hooks[i] = hook
+	}
+	if err := unstructured.SetNestedSlice(u.Object, hooks, "webhooks"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig authenticating as the
+// ServiceAccount with a token from the TokenRequest API.
+func serviceAccountKubeconfig(ctx context.Context, t *testing.T, namespace, name string) string {
+	t.Helper()
+	tr, err := env.Client().CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("request a token for ServiceAccount %s/%s: %v", namespace, name, err)
+	}
+	cfg := env.RESTConfig()
+	cluster := &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, CertificateAuthority: cfg.CAFile}
+	kc := clientcmdapi.Config{
+		Clusters:       map[string]*clientcmdapi.Cluster{"local": cluster},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{name: {Token: tr.Status.Token}},
+		Contexts:       map[string]*clientcmdapi.Context{"sa": {Cluster: "local", AuthInfo: name, Namespace: namespace}},
+		CurrentContext: "sa",
+	}
+	path := t.TempDir() + "/kubeconfig"
+	if err := clientcmd.WriteToFile(kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// controllerArgs are the chart Deployment's container arguments, with the
+// listeners moved to loopback ports of the test and the kubeconfig added.
+func controllerArgs(t *testing.T, d *unstructured.Unstructured, kubeconfig string, ports []int) []string {
+	t.Helper()
+	containers, _, err := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if err != nil || len(containers) != 1 {
+		t.Fatalf("the chart's Deployment has %d containers (%v), want 1", len(containers), err)
+	}
+	var c corev1.Container
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(containers[0].(map[string]any), &c); err != nil {
+		t.Fatal(err)
+	}
+	override := map[string]string{
+		"--webhook-port": strconv.Itoa(ports[0]),
+		"--xds-port":     strconv.Itoa(ports[1]),
+		"--metrics-addr": "127.0.0.1:" + strconv.Itoa(ports[2]),
+		"--health-addr":  "127.0.0.1:" + strconv.Itoa(ports[3]),
+	}
+	var args []string
+	for _, a := range c.Args {
+		k, _, _ := strings.Cut(a, "=")
+		if v, ok := override[k]; ok {
+			a = k + "=" + v
+			delete(override, k)
+		}
+		args = append(args, a)
+	}
+	if len(override) > 0 {
+		t.Fatalf("the chart's controller args %v lack %v", c.Args, override)
+	}
+	return append(args, "--kubeconfig="+kubeconfig, "--webhook-host=127.0.0.1", "--xds-host=127.0.0.1", "--cert-ips=127.0.0.1")
+}
+
+// loopbackPorts returns n free ports on 127.0.0.1.
+func loopbackPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func httpOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s %s", url, resp.Status, body)
+	}
+	return nil
+}
+
+// metricSum adds up every sample of a metric family in the Prometheus text
+// exposition at url.
+func metricSum(ctx context.Context, url, family string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, family+"{") && !strings.HasPrefix(line, family+" ") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, sc.Err()
+}
