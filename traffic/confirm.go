@@ -145,13 +145,15 @@ func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, ro
 // does not carry the published content of a resource it rejected.
 type ProxyNack struct {
 	// Node is the proxy's node id.
-	Node    string
+	Node string
+	// TypeURL is the type of the rejected response.
 	TypeURL string
 	// Resources are the rejected resources that carry the service, sorted.
 	Resources []string
 	// Message is the proxy's error detail.
 	Message string
-	At      time.Time
+	// At is when the rejection arrived.
+	At time.Time
 }
 
 // Nacks lists the rejections in force for the resources of one service,

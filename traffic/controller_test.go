@@ -275,3 +275,9 @@ func TestInvalidServiceKeepsItsLastRoutes(t *testing.T) {
 		t.Fatalf("problems %v do not report the invalid checkout state", c.Problems())
 	}
 }
+
+func TestRunsOnEveryReplica(t *testing.T) {
+	if (&Controller{}).NeedLeaderElection() {
+		t.Fatal("the traffic controller must run on every replica, not only the leader")
+	}
+}
