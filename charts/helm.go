@@ -128,6 +128,9 @@ type TemplateOptions struct {
 // (including values.schema.json rejecting the values) returns helm's own
 // message.
 func Template(ctx context.Context, helm, chartDir string, o TemplateOptions) ([]byte, error) {
+	if _, err := os.Stat(filepath.Join(chartDir, "Chart.yaml")); err != nil {
+		return nil, fmt.Errorf("helm template: %s is not a chart directory: %w", chartDir, err)
+	}
 	if o.Release == "" {
 		o.Release = "sluice"
 	}
