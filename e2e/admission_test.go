@@ -68,6 +68,14 @@ func sluiceClient(t testing.TB) client.Client {
 // admission applies it.
 func applyPolicy(t testing.TB, name string, sel *metav1.LabelSelector, mode v1alpha1.PolicyMode, mod func(*v1alpha1.DeploymentPolicySpec)) *v1alpha1.DeploymentPolicy {
 	t.Helper()
+	p := createPolicy(t, name, sel, mode, mod)
+	waitPolicyCompiled(t, sluiceClient(t), p)
+	return p
+}
+
+// createPolicy creates a DeploymentPolicy and deletes it after the test.
+func createPolicy(t testing.TB, name string, sel *metav1.LabelSelector, mode v1alpha1.PolicyMode, mod func(*v1alpha1.DeploymentPolicySpec)) *v1alpha1.DeploymentPolicy {
+	t.Helper()
 	c := sluiceClient(t)
 	p := &v1alpha1.DeploymentPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -76,8 +84,7 @@ func applyPolicy(t testing.TB, name string, sel *metav1.LabelSelector, mode v1al
 	if mod != nil {
 		mod(&p.Spec)
 	}
-	ctx := context.Background()
-	if err := c.Create(ctx, p); err != nil {
+	if err := c.Create(context.Background(), p); err != nil {
 		t.Fatalf("create DeploymentPolicy %s: %v", name, err)
 	}
 	t.Cleanup(func() {
@@ -85,7 +92,6 @@ func applyPolicy(t testing.TB, name string, sel *metav1.LabelSelector, mode v1al
 			t.Errorf("delete DeploymentPolicy %s: %v", name, err)
 		}
 	})
-	waitPolicyCompiled(t, c, p)
 	return p
 }
 
