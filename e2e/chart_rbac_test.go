@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/charts"
 	"github.com/sluice-dev/sluice/e2e/cluster"
 	"github.com/sluice-dev/sluice/webhook"
@@ -41,7 +43,18 @@ import (
 // cluster; running it while no parallel test runs keeps it away from the
 // other tests' Rollouts. Its webhook configurations are narrowed by the
 // chart's webhooks.namespaceSelector to one namespace of this test.
+//
+// In cert-manager mode the test plays cert-manager: it writes the Secret
+// (tls.crt, tls.key, ca.crt) and the caBundle, and the controller must run
+// with the narrower Role (no Secret create or update, no webhook
+// configuration access).
 func TestChartRBACRunsController(t *testing.T) {
+	for _, mode := range []string{"self", "cert-manager"} {
+		t.Run(mode, func(t *testing.T) { runUnderChartRBAC(t, mode) })
+	}
+}
+
+func runUnderChartRBAC(t *testing.T, mode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cs := env.Client()
@@ -51,13 +64,18 @@ func TestChartRBACRunsController(t *testing.T) {
 	objs := renderChart(t, charts.TemplateOptions{
 		Release:   "chart-rbac",
 		Namespace: releaseNS,
-		Set:       []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS},
+		Set:       []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS, "certificates.mode=" + mode},
 	})
 	picked := chartObjects(t, objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 		"Deployment", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 	fullname := picked["ServiceAccount"].GetName()
+	secretName := fullname + "-webhook-tls"
 	ports := loopbackPorts(t, 4)
 	webhookBase := "https://127.0.0.1:" + strconv.Itoa(ports[0])
+	var caBundle []byte
+	if mode == "cert-manager" {
+		caBundle = issueAsCertManager(ctx, t, releaseNS, secretName)
+	}
 
 	// The chart's RBAC and webhook configurations, for real. The cluster's
 	// Services get no endpoints (loopback pod IPs), so the webhooks are
@@ -67,7 +85,7 @@ func TestChartRBACRunsController(t *testing.T) {
 		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
 		u := picked[kind]
 		if strings.HasSuffix(kind, "WebhookConfiguration") {
-			pointWebhooksAt(t, u, webhookBase)
+			pointWebhooksAt(t, u, webhookBase, caBundle)
 		}
 		if _, err := a.apply(ctx, u, false); err != nil {
 			t.Fatalf("apply %s: %v", describe(u), err)
@@ -124,7 +142,7 @@ func TestChartRBACRunsController(t *testing.T) {
 		return nil
 	})
 	eventually(t, time.Minute, "certificate Secret issued", func(ctx context.Context) error {
-		_, err := cs.CoreV1().Secrets(releaseNS).Get(ctx, fullname+"-webhook-tls", metav1.GetOptions{})
+		_, err := cs.CoreV1().Secrets(releaseNS).Get(ctx, secretName, metav1.GetOptions{})
 		return err
 	})
 	eventually(t, time.Minute, "caBundle injected", func(ctx context.Context) error {
@@ -192,9 +210,30 @@ func TestChartRBACRunsController(t *testing.T) {
 	}
 }
 
+// issueAsCertManager writes the webhook Secret as cert-manager would (a
+// serving certificate for 127.0.0.1 and its CA, without the CA key) and
+// returns the CA for caBundle.
+func issueAsCertManager(ctx context.Context, t *testing.T, namespace, name string) []byte {
+	t.Helper()
+	b, err := certs.Issue(certs.IssueRequest{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: b.Cert, corev1.TLSPrivateKeyKey: b.Key, certs.SecretKeyCACert: b.CACert},
+	}
+	if _, err := env.Client().CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return b.CACert
+}
+
 // pointWebhooksAt rewrites every webhook's service reference in a rendered
-// webhook configuration into a URL on base with the same path.
-func pointWebhooksAt(t *testing.T, u *unstructured.Unstructured, base string) {
+// webhook configuration into a URL on base with the same path, with
+// caBundle if given.
+func pointWebhooksAt(t *testing.T, u *unstructured.Unstructured, base string, caBundle []byte) {
 	t.Helper()
 	hooks, _, err := unstructured.NestedSlice(u.Object, "webhooks")
 	if err != nil || len(hooks) == 0 {
@@ -206,7 +245,11 @@ func pointWebhooksAt(t *testing.T, u *unstructured.Unstructured, base string) {
 		if err != nil || path == "" {
 			t.Fatalf("%s webhook %d has no service path: %v", describe(u), i, err)
 		}
-		if err := unstructured.SetNestedField(hook, map[string]any{"url": base + path}, "clientConfig"); err != nil {
+		cc := map[string]any{"url": base + path}
+		if len(caBundle) > 0 {
+			cc["caBundle"] = base64.StdEncoding.EncodeToString(caBundle)
+		}
+		if err := unstructured.SetNestedField(hook, cc, "clientConfig"); err != nil {
 			t.Fatal(err)
 		}
 		hooks[i] = hook
