@@ -222,8 +222,8 @@ func (p *trafficPlane) confirm(t *testing.T, ns string, w v1alpha1.BasisPoints) 
 	}
 }
 
-// call makes one RPC and returns the version (image tag) that answered.
-func call(ctx context.Context, c testgrpc.TestServiceClient, md ...string) (string, error) {
+// xdsCall makes one RPC and returns the version (image tag) that answered.
+func xdsCall(ctx context.Context, c testgrpc.TestServiceClient, md ...string) (string, error) {
 	if len(md) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, md...)
 	}
@@ -236,8 +236,8 @@ func call(ctx context.Context, c testgrpc.TestServiceClient, md ...string) (stri
 	return resp.GetServerId(), nil
 }
 
-// split sends n RPCs from 8 workers and counts answers per version.
-func split(t *testing.T, c testgrpc.TestServiceClient, n int) map[string]int {
+// xdsSplit sends n RPCs from 8 workers and counts answers per version.
+func xdsSplit(t *testing.T, c testgrpc.TestServiceClient, n int) map[string]int {
 	t.Helper()
 	var (
 		mu     sync.Mutex
@@ -249,7 +249,7 @@ func split(t *testing.T, c testgrpc.TestServiceClient, n int) map[string]int {
 	for range 8 {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
-				v, err := call(context.Background(), c)
+				v, err := xdsCall(context.Background(), c)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -282,7 +282,7 @@ func TestXDSWeightedSplitAndLoadReports(t *testing.T) {
 		p.setStatus(t, ns, v1alpha1.PhaseProgressing, w)
 		p.confirm(t, ns, w)
 		const n = 10_000
-		counts := split(t, c, n)
+		counts := xdsSplit(t, c, n)
 		if counts["v1"]+counts["v2"] != n {
 			t.Fatalf("weight %s: answers %v, want only v1 and v2", w, counts)
 		}
@@ -328,11 +328,11 @@ func TestXDSCohortReachesTheNewVersion(t *testing.T) {
 	c := p.client(t, ns)
 	p.confirm(t, ns, 0)
 	for i := range 500 {
-		v, err := call(context.Background(), c, "x-cohort", "beta")
+		v, err := xdsCall(context.Background(), c, "x-cohort", "beta")
 		if err != nil || v != "v2" {
 			t.Fatalf("cohort request %d: answered by %q (%v), want v2", i, v, err)
 		}
-		v, err = call(context.Background(), c)
+		v, err = xdsCall(context.Background(), c)
 		if err != nil || v != "v1" {
 			t.Fatalf("request %d outside the cohort: answered by %q (%v), want v1 at weight 0", i, v, err)
 		}
@@ -353,7 +353,7 @@ func TestXDSStickySplit(t *testing.T) {
 		for u := range users {
 			user := fmt.Sprintf("user-%d", u)
 			for i := range 5 {
-				v, err := call(context.Background(), c, "x-user-id", user)
+				v, err := xdsCall(context.Background(), c, "x-user-id", user)
 				if err != nil {
 					t.Fatalf("%s: %v", user, err)
 				}
@@ -405,82 +405,122 @@ func TestXDSStickySplit(t *testing.T) {
 	}
 }
 
+// xdsLoad is continuous traffic from a few workers, remembering the last
+// answers and every failure.
+type xdsLoad struct {
+	mu     sync.Mutex
+	recent []string // last 200 answers, newest last
+	total  int
+	failed []error
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startXDSLoad(c testgrpc.TestServiceClient, workers int) *xdsLoad {
+	l := &xdsLoad{stop: make(chan struct{})}
+	for range workers {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				v, err := xdsCall(context.Background(), c)
+				l.mu.Lock()
+				l.total++
+				if err != nil {
+					l.failed = append(l.failed, err)
+				} else {
+					l.recent = append(l.recent, v)
+					if len(l.recent) > 200 {
+						l.recent = l.recent[len(l.recent)-200:]
+					}
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// forget drops the answers seen so far.
+func (l *xdsLoad) forget() {
+	l.mu.Lock()
+	l.recent = l.recent[:0]
+	l.mu.Unlock()
+}
+
+// recentFrom checks that 200 answers arrived since forget, all from version
+// v ("" accepts any version).
+func (l *xdsLoad) recentFrom(v string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.recent) < 200 {
+		return fmt.Errorf("only %d answers so far", len(l.recent))
+	}
+	for _, got := range l.recent {
+		if v != "" && got != v {
+			return fmt.Errorf("an answer from %s among the last 200", got)
+		}
+	}
+	return nil
+}
+
+// finish stops the traffic and fails the test if any RPC failed.
+func (l *xdsLoad) finish(t *testing.T, what string) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	if len(l.failed) > 0 {
+		t.Fatalf("%d of %d RPCs failed %s, first: %v", len(l.failed), l.total, what, l.failed[0])
+	}
+	t.Logf("%d RPCs, none failed %s", l.total, what)
+}
+
 func TestXDSWeightStepsUnderTrafficFailNoRPC(t *testing.T) {
 	ns := newNamespace(t, nil)
 	p := startTrafficPlane(t)
 	p.deployCheckout(t, ns, 2, v1alpha1.Delivery{Mode: v1alpha1.ModeCanary})
-	c := p.client(t, ns)
-	var (
-		mu     sync.Mutex
-		recent []string // last answers, newest last
-		total  int
-		failed []error
-		stop   = make(chan struct{})
-		wg     sync.WaitGroup
-	)
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v, err := call(context.Background(), c)
-				mu.Lock()
-				total++
-				if err != nil {
-					failed = append(failed, err)
-				} else {
-					recent = append(recent, v)
-					if len(recent) > 200 {
-						recent = recent[len(recent)-200:]
-					}
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	// all reports whether the last 200 answers all came from version v.
-	all := func(v string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(recent) < 200 {
-			return fmt.Errorf("only %d answers so far", len(recent))
-		}
-		for _, got := range recent {
-			if got != v {
-				return fmt.Errorf("an answer from %s among the last 200", got)
-			}
-		}
-		return nil
-	}
+	l := startXDSLoad(p.client(t, ns), 4)
 	for _, w := range []v1alpha1.BasisPoints{0, 1000, 5000, 10_000, 0} {
 		p.setStatus(t, ns, v1alpha1.PhaseProgressing, w)
 		p.confirm(t, ns, w)
-		mu.Lock()
-		recent = recent[:0]
-		mu.Unlock()
+		l.forget()
+		want := ""
 		switch w {
 		case 0:
-			eventually(t, 30*time.Second, "all traffic on stable", func(context.Context) error { return all("v1") })
+			want = "v1"
 		case 10_000:
-			eventually(t, 30*time.Second, "all traffic on the canary", func(context.Context) error { return all("v2") })
-		default:
-			eventually(t, 30*time.Second, "traffic at "+w.String(), func(context.Context) error {
-				mu.Lock()
-				defer mu.Unlock()
-				if len(recent) < 200 {
-					return fmt.Errorf("only %d answers so far", len(recent))
-				}
-				return nil
-			})
+			want = "v2"
 		}
+		eventually(t, 30*time.Second, fmt.Sprintf("traffic at %s (all from %q)", w, want), func(context.Context) error { return l.recentFrom(want) })
 	}
-	close(stop)
-	wg.Wait()
-	if len(failed) > 0 {
-		t.Fatalf("%d of %d RPCs failed while the weights moved, first: %v", len(failed), total, failed[0])
+	l.finish(t, "while the weights moved through 0, 10%, 50%, 100%, 0")
+}
+
+// TestXDSScaleDownUnderTrafficFailsNoRPC: pods that terminate leave the
+// endpoints as soon as they get a deletionTimestamp, so no client keeps
+// sending to them.
+func TestXDSScaleDownUnderTrafficFailsNoRPC(t *testing.T) {
+	ns := newNamespace(t, nil)
+	p := startTrafficPlane(t)
+	p.deployCheckout(t, ns, 4, v1alpha1.Delivery{Mode: v1alpha1.ModeCanary})
+	l := startXDSLoad(p.client(t, ns), 4)
+	eventually(t, 30*time.Second, "traffic flowing", func(context.Context) error { return l.recentFrom("v1") })
+	scale, err := env.Client().AppsV1().Deployments(ns).GetScale(context.Background(), "checkout", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d RPCs, none failed, through weights 0, 10%%, 50%%, 100%%, 0", total)
+	scale.Spec.Replicas = 1
+	if _, err := env.Client().AppsV1().Deployments(ns).UpdateScale(context.Background(), "checkout", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "three stable pods gone", func(ctx context.Context) error {
+		_, err := runningPods(ctx, ns, map[string]string{"app": "checkout"}, 1)
+		return err
+	})
+	l.forget()
+	eventually(t, 30*time.Second, "traffic on the remaining pod", func(context.Context) error { return l.recentFrom("v1") })
+	l.finish(t, "while 3 of 4 stable pods terminated")
 }
