@@ -281,3 +281,41 @@ func TestRunsOnEveryReplica(t *testing.T) {
 		t.Fatal("the traffic controller must run on every replica, not only the leader")
 	}
 }
+
+func TestGoneServicesAreForgotten(t *testing.T) {
+	srv, _ := xdsServer(t, testr.New(t))
+	src := newFakeSource(canaryObjects(1000))
+	c := startController(t, srv, src, Options{Logger: testr.New(t)})
+	confirm(t, c, 1000)
+	// checkout goes away; then it comes back invalid (two ready pods on one
+	// address): having been gone, it has no last valid routes to keep.
+	src.set(Objects{Pods: []corev1.Pod{pod("s", "search", "127.0.0.5")}}, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Confirm(ctx, "shop", "checkout", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.Version(resource.RouteType, checkoutRoute); ok {
+		t.Fatal("checkout routes still published after its pods went away")
+	}
+	objs := canaryObjects(1000)
+	objs.Pods = append(objs.Pods, pod("dup", "checkout", "127.0.0.1"), pod("s", "search", "127.0.0.6"))
+	src.set(objs, true)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var found bool
+		for _, p := range c.Problems() {
+			found = found || (p.Service == ServiceKey{"shop", "checkout"} && strings.Contains(p.Message, "it is not published"))
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("problems %v do not say checkout is not published", c.Problems())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := srv.Version(resource.RouteType, checkoutRoute); ok {
+		t.Fatal("checkout was published from routes kept from before it went away")
+	}
+}

@@ -87,9 +87,13 @@ func (c *Controller) publish(ctx context.Context) error {
 // replaced by its last valid version (or left out if it never had one), so
 // one broken service never blocks the others.
 func (c *Controller) build(state router.State) (router.Plan, []Problem, error) {
+	current := make(map[ServiceKey]bool, len(state.Services))
+	for _, s := range state.Services {
+		current[ServiceKey{Namespace: s.Namespace, Name: s.Name}] = true
+	}
 	plan, err := router.Build(state)
 	if err == nil {
-		c.remember(state.Services)
+		c.remember(state.Services, current)
 		return plan, nil, nil
 	}
 	var (
@@ -113,7 +117,7 @@ func (c *Controller) build(state router.State) (router.Plan, []Problem, error) {
 		good = append(good, s)
 		valid = append(valid, s)
 	}
-	c.remember(valid)
+	c.remember(valid, current)
 	plan, err = router.Build(router.State{Services: good})
 	if err != nil {
 		return router.Plan{}, problems, fmt.Errorf("build plan: %w", err)
@@ -121,17 +125,17 @@ func (c *Controller) build(state router.State) (router.Plan, []Problem, error) {
 	return plan, problems, nil
 }
 
-// remember keeps the last valid version of each service and forgets services
-// that are gone.
-func (c *Controller) remember(valid []router.Service) {
-	keep := make(map[ServiceKey]router.Service, len(valid))
-	for _, s := range valid {
-		keep[ServiceKey{Namespace: s.Namespace, Name: s.Name}] = s
-	}
+// remember keeps the last valid version of each current service (valid ones
+// replace what was kept) and forgets services that are gone.
+func (c *Controller) remember(valid []router.Service, current map[ServiceKey]bool) {
+	keep := make(map[ServiceKey]router.Service, len(current))
 	for k, s := range c.lastGood {
-		if _, ok := keep[k]; !ok {
+		if current[k] {
 			keep[k] = s
 		}
+	}
+	for _, s := range valid {
+		keep[ServiceKey{Namespace: s.Namespace, Name: s.Name}] = s
 	}
 	c.lastGood = keep
 }
