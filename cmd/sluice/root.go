@@ -18,6 +18,7 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(),
 		newControllerCommand(),
 		newDevCommand(),
+		newPolicyCommand(),
 	)
 	root.AddCommand(newRolloutCommands()...)
 	return root
