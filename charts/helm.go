@@ -10,11 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/internal/cachedir"
 )
 
 // HelmVersion is the Helm release the chart is rendered and tested with.
@@ -34,11 +34,11 @@ const helmModule = "helm.sh/helm/v3/cmd/helm"
 // or others, wait on a file lock, so the binary is built once; progress (may
 // be nil) is told when a build starts.
 func EnsureHelm(ctx context.Context, progress io.Writer) (string, error) {
-	cache, err := os.UserCacheDir()
+	cache, err := cachedir.Dir()
 	if err != nil {
-		return "", fmt.Errorf("locate the user cache directory for helm: %w", err)
+		return "", err
 	}
-	dir := filepath.Join(cache, "sluice", "helm-"+HelmVersion)
+	dir := filepath.Join(cache, "helm-"+HelmVersion)
 	bin := filepath.Join(dir, "helm")
 	if isExecutable(bin) {
 		return bin, nil
@@ -46,7 +46,7 @@ func EnsureHelm(ctx context.Context, progress io.Writer) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create helm cache directory: %w", err)
 	}
-	unlock, err := lock(ctx, dir+".lock")
+	unlock, err := cachedir.Lock(ctx, dir+".lock", nil)
 	if err != nil {
 		return "", err
 	}
@@ -79,34 +79,6 @@ func EnsureHelm(ctx context.Context, progress io.Writer) (string, error) {
 func isExecutable(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// lock takes an exclusive flock on path, polling without blocking so that
-// it gives up when ctx ends.
-func lock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			// Closing the file releases the lock.
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("wait for lock %s (held by another helm build): %w", path, ctx.Err())
-		case <-tick.C:
-		}
-	}
 }
 
 // TemplateOptions select what Template renders.

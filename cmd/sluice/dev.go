@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/internal/cachedir"
 )
 
 type devOptions struct {
@@ -57,7 +58,7 @@ func runDev(ctx context.Context, o devOptions) error {
 		return err
 	}
 	if o.dir == "" {
-		cache, err := cluster.CacheDir()
+		cache, err := cachedir.Dir()
 		if err != nil {
 			return err
 		}

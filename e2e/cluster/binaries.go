@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,10 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/mod/modfile"
+
+	"github.com/sluice-dev/sluice/internal/cachedir"
 )
 
 // Versions of the upstream components the local cluster is built from.
@@ -43,25 +43,12 @@ type Binaries struct {
 	Stages string
 }
 
-// CacheDir is where built binaries are kept, keyed by component versions:
-// $SLUICE_CACHE_DIR if set, else <user cache dir>/sluice.
-func CacheDir() (string, error) {
-	if d := os.Getenv("SLUICE_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find the user cache directory (set SLUICE_CACHE_DIR): %w", err)
-	}
-	return filepath.Join(base, "sluice"), nil
-}
-
 // EnsureBinaries returns the cluster binaries, building them on first use.
 // A first build takes minutes; it reports what it is doing to progress.
 // Concurrent callers (several test processes) build once: the others wait on
 // a file lock.
 func EnsureBinaries(ctx context.Context, progress io.Writer) (*Binaries, error) {
-	cache, err := CacheDir()
+	cache, err := cachedir.Dir()
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +68,9 @@ func EnsureBinaries(ctx context.Context, progress io.Writer) (*Binaries, error) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cache directory: %w", err)
 	}
-	unlock, err := lockFile(ctx, dir+".lock", progress)
+	unlock, err := cachedir.Lock(ctx, dir+".lock", func() {
+		fmt.Fprintf(progress, "sluice: waiting for another process building the cluster binaries (%s.lock)\n", dir)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -356,42 +345,6 @@ func (b builder) run(cmd *exec.Cmd, what string) error {
 			return nil
 		case <-ticker.C:
 			fmt.Fprintf(b.progress, "sluice: %s: %d packages so far, %s elapsed\n", what, lines.Load(), time.Since(start).Round(time.Second))
-		}
-	}
-}
-
-// lockFile takes an exclusive lock on path, waiting (and saying so) while
-// another process holds it. The lock is released by the returned func or
-// when the process dies.
-func lockFile(ctx context.Context, path string, progress io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	said := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
-					fmt.Fprintf(progress, "sluice: release lock %s: %v\n", path, err)
-				}
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !said {
-			fmt.Fprintf(progress, "sluice: waiting for another process building the cluster binaries (%s)\n", path)
-			said = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/sluice-dev/sluice/e2e/podruntime"
+	"github.com/sluice-dev/sluice/internal/cachedir"
 )
 
 // NodeName is the name of the one simulated node.
@@ -320,7 +321,7 @@ func freePorts(n int) ([]int, error) {
 // hand out the same pod IP. The reservation is a file lock, released by the
 // returned func or when the process dies.
 func reservePodCIDR() (string, func(), error) {
-	cache, err := CacheDir()
+	cache, err := cachedir.Dir()
 	if err != nil {
 		return "", nil, err
 	}
