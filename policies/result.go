@@ -101,17 +101,26 @@ func (r Result) Warnings() []string {
 // included, for DeploymentPolicy status.violations; the result is sorted by
 // rule, then mode.
 func Tally(counts []v1alpha1.ViolationCount, policy string, r Result) []v1alpha1.ViolationCount {
+	var add []v1alpha1.ViolationCount
+	for _, v := range append(append([]Violation(nil), r.Violations...), r.Bypassed...) {
+		if v.Policy == policy {
+			add = append(add, v1alpha1.ViolationCount{Rule: v.Rule, Mode: v.Mode, Count: 1})
+		}
+	}
+	return AddCounts(counts, add)
+}
+
+// AddCounts sums lists of violation counts by rule and mode; the result is
+// sorted by rule, then mode.
+func AddCounts(lists ...[]v1alpha1.ViolationCount) []v1alpha1.ViolationCount {
 	type key struct {
 		rule string
 		mode v1alpha1.PolicyMode
 	}
 	sum := map[key]int64{}
-	for _, c := range counts {
-		sum[key{c.Rule, c.Mode}] += c.Count
-	}
-	for _, v := range append(append([]Violation(nil), r.Violations...), r.Bypassed...) {
-		if v.Policy == policy {
-			sum[key{v.Rule, v.Mode}]++
+	for _, l := range lists {
+		for _, c := range l {
+			sum[key{c.Rule, c.Mode}] += c.Count
 		}
 	}
 	out := make([]v1alpha1.ViolationCount, 0, len(sum))

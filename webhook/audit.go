@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -99,31 +98,5 @@ func (a *auditor) take() map[string][]v1alpha1.ViolationCount {
 func (a *auditor) giveBack(policy string, counts []v1alpha1.ViolationCount) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.pending[policy] = addCounts(a.pending[policy], counts)
-}
-
-// addCounts sums two lists of counts, sorted by rule then mode.
-func addCounts(a, b []v1alpha1.ViolationCount) []v1alpha1.ViolationCount {
-	type key struct {
-		rule string
-		mode v1alpha1.PolicyMode
-	}
-	sum := map[key]int64{}
-	for _, c := range a {
-		sum[key{c.Rule, c.Mode}] += c.Count
-	}
-	for _, c := range b {
-		sum[key{c.Rule, c.Mode}] += c.Count
-	}
-	out := make([]v1alpha1.ViolationCount, 0, len(sum))
-	for k, n := range sum {
-		out = append(out, v1alpha1.ViolationCount{Rule: k.rule, Mode: k.mode, Count: n})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Rule != out[j].Rule {
-			return out[i].Rule < out[j].Rule
-		}
-		return out[i].Mode < out[j].Mode
-	})
-	return out
+	a.pending[policy] = policies.AddCounts(a.pending[policy], counts)
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/policies"
 )
 
 // Reasons of the Compiled condition.
@@ -103,7 +104,7 @@ func (w *statusWriter) write(ctx context.Context, e *storeEntry, counts []v1alph
 	meta.SetStatusCondition(&want.Conditions, compiledCondition(e, w.now()))
 	want.ObservedGeneration = e.generation
 	if len(counts) > 0 {
-		want.Violations = addCounts(want.Violations, counts)
+		want.Violations = policies.AddCounts(want.Violations, counts)
 	}
 	if equality.Semantic.DeepEqual(want, &p.Status) {
 		return nil
