@@ -35,8 +35,9 @@ import (
 // chart's flags under the chart's own ServiceAccount, ClusterRole and Role,
 // authenticated by a token from the TokenRequest API, and checks that it
 // elects itself leader, issues its certificate Secret, injects the CA into
-// its webhook configurations, serves admission, and never logs a
-// "forbidden" error: the chart grants what the binary uses.
+// its webhook configurations, serves admission, drives a rollout to
+// promotion (self mode), and never logs a "forbidden" error: the chart
+// grants what the binary uses.
 //
 // It is deliberately not parallel. The second controller leads its own
 // Lease (its own --namespace), so its rollout controller watches the whole
@@ -197,10 +198,15 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 		return err
 	})
 
+	if mode == "self" {
+		// The rollout and traffic controllers' writes: a whole delivery,
+		// with the main controller out of the way.
+		driveRolloutUnderChart(ctx, t, teamNS, d.Name)
+	}
 	if exited, err := proc.Exited(); exited {
 		t.Fatalf("controller exited: %v", err)
 	}
-	t.Logf("leader, certificate, CA injection, admission and pods confirmed under the chart's RBAC")
+	t.Logf("leader, certificate, CA injection, admission and pods (and in self mode a promoted rollout) confirmed under the chart's RBAC")
 	bad, err := chartLogProblems(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// driveRolloutUnderChart delivers a new revision of the Deployment name in
+// namespace ns with the controller that runs under the chart's RBAC alone:
+// the main controller is stopped and its webhooks exclude namespaces
+// labelled chart-e2e, so the chart-RBAC controller admits (pauses), creates
+// the Rollout and the canary, and promotes them. Afterwards the main
+// controller and its webhooks are restored for the following tests.
+func driveRolloutUnderChart(ctx context.Context, t *testing.T, ns, name string) {
+	t.Helper()
+	cs := env.Client()
+	excludeChartNamespaces(ctx, t)
+	sluice.Stop()
+	t.Cleanup(func() { restoreMainController(t) })
+
+	c := sluiceClient(t)
+	update := func(what string, change func(annotations map[string]string, image *string)) {
+		t.Helper()
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if d.Annotations == nil {
+				d.Annotations = map[string]string{}
+			}
+			change(d.Annotations, &d.Spec.Template.Spec.Containers[0].Image)
+			_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// Opt in first: the Rollout learns the stable revision before a new
+	// one arrives.
+	update("opt in", func(a map[string]string, _ *string) {
+		a[v1alpha1.AnnotationRollout] = "canary"
+		a[v1alpha1.AnnotationSteps] = "50"
+	})
+	eventually(t, 2*time.Minute, "Rollout created with the stable revision", func(ctx context.Context) error {
+		var ro v1alpha1.Rollout
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &ro); err != nil {
+			return err
+		}
+		if ro.Status.StableRevision == "" {
+			return fmt.Errorf("rollout phase %q has no stable revision yet: %s", ro.Status.Phase, ro.Status.Message)
+		}
+		return nil
+	})
+	update("change the image", func(_ map[string]string, image *string) { *image = "registry.example/shop/checkout:v2" })
+	var ro v1alpha1.Rollout
+	eventually(t, 2*time.Minute, "canary running under the chart's RBAC", func(ctx context.Context) error {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &ro); err != nil {
+			return err
+		}
+		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == "" {
+			return fmt.Errorf("rollout phase %q canary %q: %s", ro.Status.Phase, ro.Status.CanaryRevision, ro.Status.Message)
+		}
+		return nil
+	})
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &ro); err != nil {
+			return err
+		}
+		ro.Spec.Promote = &v1alpha1.RolloutAction{Revision: ro.Status.CanaryRevision, RequestedAt: metav1.Now(), RequestedBy: "e2e", Reason: "chart RBAC test"}
+		return c.Update(ctx, &ro)
+	}); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	eventually(t, 2*time.Minute, "rollout promoted under the chart's RBAC", func(ctx context.Context) error {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &ro); err != nil {
+			return err
+		}
+		if ro.Status.Phase != v1alpha1.PhaseSucceeded {
+			return fmt.Errorf("rollout phase %q: %s", ro.Status.Phase, ro.Status.Message)
+		}
+		return nil
+	})
+	if _, err := cs.AppsV1().Deployments(ns).Get(ctx, name+"-canary", metav1.GetOptions{}); err == nil {
+		t.Errorf("the canary %s-canary still exists after promotion", name)
+	}
+}
+
+// excludeChartNamespaces narrows the main controller's webhooks so that
+// namespaces labelled chart-e2e are left to the chart-RBAC controller.
+func excludeChartNamespaces(ctx context.Context, t *testing.T) {
+	t.Helper()
+	exclude := metav1.LabelSelectorRequirement{Key: "chart-e2e", Operator: metav1.LabelSelectorOpDoesNotExist}
+	narrow := func(sel *metav1.LabelSelector) *metav1.LabelSelector {
+		if sel == nil {
+			sel = &metav1.LabelSelector{}
+		}
+		sel.MatchExpressions = append(sel.MatchExpressions, exclude)
+		return sel
+	}
+	adm := env.Client().AdmissionregistrationV1()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		m, err := adm.MutatingWebhookConfigurations().Get(ctx, mainWebhookName(t), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range m.Webhooks {
+			m.Webhooks[i].NamespaceSelector = narrow(m.Webhooks[i].NamespaceSelector)
+		}
+		_, err = adm.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		t.Fatalf("narrow the main mutating webhooks: %v", err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		v, err := adm.ValidatingWebhookConfigurations().Get(ctx, mainWebhookName(t), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range v.Webhooks {
+			v.Webhooks[i].NamespaceSelector = narrow(v.Webhooks[i].NamespaceSelector)
+		}
+		_, err = adm.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		t.Fatalf("narrow the main validating webhooks: %v", err)
+	}
+}
+
+func mainWebhookName(t *testing.T) string {
+	t.Helper()
+	m, _, err := webhookConfigurations(sluice.WebhookURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Name
+}
+
+// restoreMainController puts the main controller's webhook configurations
+// back as the harness installed them, restarts it, and waits until it has
+// injected its CA again, so the following tests are admitted as before.
+func restoreMainController(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	mutating, validating, err := webhookConfigurations(sluice.WebhookURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Install(ctx, sluiceNamespace, mutating, validating); err != nil {
+		t.Fatalf("restore the main webhook configurations: %v", err)
+	}
+	if err := sluice.Start(ctx); err != nil {
+		t.Fatalf("restart the main controller: %v", err)
+	}
+	adm := env.Client().AdmissionregistrationV1()
+	eventually(t, 2*time.Minute, "main controller's CA injected again", func(ctx context.Context) error {
+		m, err := adm.MutatingWebhookConfigurations().Get(ctx, mutating.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		v, err := adm.ValidatingWebhookConfigurations().Get(ctx, validating.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		var ccs []admissionregistrationv1.WebhookClientConfig
+		for _, w := range m.Webhooks {
+			ccs = append(ccs, w.ClientConfig)
+		}
+		for _, w := range v.Webhooks {
+			ccs = append(ccs, w.ClientConfig)
+		}
+		for _, cc := range ccs {
+			if len(cc.CABundle) == 0 {
+				return fmt.Errorf("a webhook of %s has no caBundle yet", m.Name)
+			}
+		}
+		return nil
+	})
+}
