@@ -7,7 +7,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?=
 
-.PHONY: all build run test unit e2e bench deps cluster fmt vet
+.PHONY: all build run test unit bench deps cluster fmt vet
 
 all: build
 
@@ -39,7 +39,7 @@ vet:
 
 ## bench: benchmarks (not part of make test)
 bench: deps cluster
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -timeout 90m ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,6 +29,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		// `make unit`: the end-to-end tests need the local cluster; `make
+		// test` runs them.
+		fmt.Fprintln(os.Stderr, "e2e: not run with -short (they need the local cluster)")
+		return 0
+	}
 	// controller-runtime clients built by tests log through this.
 	ctrllog.SetLogger(logr.Discard())
 	dir, err := os.MkdirTemp("", "sluice-e2e-")
