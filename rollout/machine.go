@@ -97,6 +97,9 @@ type Needs struct {
 	Analyse bool
 	// Cumulative is the analysis' cumulative window: since the step started.
 	Cumulative time.Duration
+	// Recent is the analysis' recent window: RecentWindow, shorter while
+	// the step is younger than that.
+	Recent time.Duration
 }
 
 // ActionKind names an action of the shell.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -33,30 +34,35 @@ func TestNeedsOf(t *testing.T) {
 		},
 		"an unconfirmed weight is confirmed and analysed": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, nil), Now: t0},
-			want: Needs{Confirm: w(100), Analyse: true, Cumulative: RecentWindow},
+			want: Needs{Confirm: w(100), Analyse: true, Cumulative: RecentWindow, Recent: RecentWindow},
 		},
 		"a confirmed step is analysed since it started": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, at(0)), Now: t0.Add(42 * time.Second)},
-			want: Needs{Analyse: true, Cumulative: 42 * time.Second},
+			want: Needs{Analyse: true, Cumulative: 42 * time.Second, Recent: RecentWindow},
 		},
 		"the cumulative window is at least a second": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, at(time.Second)), Now: t0},
-			want: Needs{Analyse: true, Cumulative: time.Second},
+			want: Needs{Analyse: true, Cumulative: time.Second, Recent: RecentWindow},
 		},
 		"moving to the next step still analyses the current weight": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(1, 100, nil), Now: t0},
-			want: Needs{Analyse: true, Cumulative: RecentWindow},
+			want: Needs{Analyse: true, Cumulative: RecentWindow, Recent: RecentWindow},
 		},
 		"without a canary nothing is confirmed or analysed": {
 			o: Observed{Deployment: pausedFor("b"), Spec: canary, Status: progressingAt(0, 100, nil)},
 		},
 		"a beta hold is analysed, not confirmed": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: beta, Canary: readyCanary("b", 1), Status: progressingAt(0, 0, nil), Now: t0},
-			want: Needs{Analyse: true, Cumulative: RecentWindow},
+			want: Needs{Analyse: true, Cumulative: RecentWindow, Recent: RecentWindow},
+		},
+		"a young beta hold looks only at its own traffic, not the previous canary's": {
+			o: Observed{Deployment: pausedFor("b"), Spec: beta, Canary: readyCanary("b", 1), Now: t0.Add(4 * time.Second),
+				Status: activeSince(progressingAt(0, 0, nil), t0)},
+			want: Needs{Analyse: true, Cumulative: 3 * time.Second, Recent: 3 * time.Second},
 		},
 		"an ab split is confirmed": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: ab, Canary: readyCanary("b", 5), Status: progressingAt(0, 5000, nil), Now: t0},
-			want: Needs{Confirm: w(5000), Analyse: true, Cumulative: RecentWindow},
+			want: Needs{Confirm: w(5000), Analyse: true, Cumulative: RecentWindow, Recent: RecentWindow},
 		},
 		"promotion confirms weight 0 once rolled out": {
 			o:    Observed{Deployment: rolledOut, Spec: canary, Canary: readyCanary("b", 5), Status: promoting(0)},
@@ -105,4 +111,12 @@ func TestReplicasFor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// activeSince marks st as having become active (Progressing condition true)
+// at t.
+func activeSince(st v1alpha1.RolloutStatus, t time.Time) v1alpha1.RolloutStatus {
+	st.Conditions = append(st.Conditions, metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionTrue,
+		Reason: "Progressing", LastTransitionTime: metav1.NewTime(t)})
+	return st
 }

@@ -135,7 +135,7 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 		}
 	}
 	if n.Analyse {
-		in := c.samples(ctx, d.Namespace, svc, ro.Spec.Delivery, n.Cumulative)
+		in := c.samples(ctx, d.Namespace, svc, ro.Spec.Delivery, n.Recent, n.Cumulative)
 		o.Samples = &in
 	}
 	o.Now = time.Now()
@@ -144,13 +144,13 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 
 // samples asks the sources for both tracks over the recent and cumulative
 // windows, and for the custom queries' values.
-func (c *Controller) samples(ctx context.Context, namespace, service string, d v1alpha1.Delivery, cumulative time.Duration) analysis.Input {
+func (c *Controller) samples(ctx context.Context, namespace, service string, d v1alpha1.Delivery, recent, cumulative time.Duration) analysis.Input {
 	obs := func(track string, w time.Duration) analysis.TrackSample {
 		return metrics.Observe(ctx, c.opts.Samples, metrics.Query{Namespace: namespace, Service: service, Track: track,
 			Window: max(w.Truncate(time.Second), time.Second)})
 	}
 	in := analysis.Input{
-		Recent:     analysis.Tracks{Stable: obs(v1alpha1.TrackStable, RecentWindow), Canary: obs(v1alpha1.TrackCanary, RecentWindow)},
+		Recent:     analysis.Tracks{Stable: obs(v1alpha1.TrackStable, recent), Canary: obs(v1alpha1.TrackCanary, recent)},
 		Cumulative: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, cumulative), Canary: obs(v1alpha1.TrackCanary, cumulative)},
 	}
 	if d.Analysis == nil {

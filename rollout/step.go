@@ -30,7 +30,14 @@ func NeedsOf(o Observed) Needs {
 		}
 		if o.Canary != nil && (st.CurrentWeight > 0 || held) {
 			n.Analyse = true
-			n.Cumulative = RecentWindow
+			n.Cumulative, n.Recent = RecentWindow, RecentWindow
+			// Windows never reach back before this canary began, or the
+			// previous canary's requests (say, a rolled-back revision's
+			// errors) would be counted against this one.
+			if began := canaryStart(st); !began.IsZero() {
+				n.Cumulative = max(o.Now.Sub(began), time.Second)
+				n.Recent = min(RecentWindow, n.Cumulative)
+			}
 			if st.StepStartedAt != nil {
 				n.Cumulative = max(o.Now.Sub(st.StepStartedAt.Time), time.Second)
 			}
@@ -330,4 +337,15 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	st.StepStartedAt = &started
 	m.event(false, "WeightConfirmed", "%d proxies carry canary weight %s", c.Acked, w)
 	return true
+}
+
+// canaryStart is when the current canary began: when the rollout last became
+// active (its Progressing condition turned true), rounded up to the next
+// second because stored times keep whole seconds. It is zero when unknown.
+func canaryStart(st v1alpha1.RolloutStatus) time.Time {
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionProgressing)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return time.Time{}
+	}
+	return c.LastTransitionTime.Add(time.Second)
 }
