@@ -365,6 +365,22 @@ func TestXDSStickySplit(t *testing.T) {
 		}
 		return out
 	}
+	// The split is measured once the client's ring holds both versions:
+	// until the canary's endpoint reaches it, every user is on stable.
+	eventually(t, 30*time.Second, "both versions in the client's ring", func(ctx context.Context) error {
+		seen := map[string]bool{}
+		for u := range 50 {
+			v, err := xdsCall(ctx, c, "x-user-id", fmt.Sprintf("probe-%d", u))
+			if err != nil {
+				return err
+			}
+			seen[v] = true
+		}
+		if !seen["v1"] || !seen["v2"] {
+			return fmt.Errorf("50 users reached only %v", seen)
+		}
+		return nil
+	})
 	at50 := versionOf()
 	onCanary := 0
 	for _, v := range at50 {
