@@ -365,19 +365,33 @@ func TestXDSStickySplit(t *testing.T) {
 		}
 		return out
 	}
-	// The split is measured once the client's ring holds both versions:
-	// until the canary's endpoint reaches it, every user is on stable.
-	eventually(t, 30*time.Second, "both versions in the client's ring", func(ctx context.Context) error {
-		seen := map[string]bool{}
+	// The split is measured once the client routes users by the sticky
+	// route over a ring holding every pod. Before that, requests follow the
+	// weighted default route (not sticky), or users hash onto fewer pods and
+	// move when the ring is rebuilt. 50 probe users, each asking 3 times,
+	// must be sticky and reach all three pods (shares 1/2, 1/4, 1/4: all are
+	// reached with probability > 1 - 1e-6).
+	eventually(t, 30*time.Second, "sticky routing over every pod", func(ctx context.Context) error {
+		pods := map[string]bool{}
 		for u := range 50 {
-			v, err := xdsCall(ctx, c, "x-user-id", fmt.Sprintf("probe-%d", u))
-			if err != nil {
-				return err
+			first := ""
+			for range 3 {
+				cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-user-id", fmt.Sprintf("probe-%d", u)), 10*time.Second)
+				resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
+				cancel()
+				if err != nil {
+					return err
+				}
+				if first == "" {
+					first = resp.GetHostname()
+				} else if resp.GetHostname() != first {
+					return fmt.Errorf("probe-%d reached %s, then %s: not sticky yet", u, first, resp.GetHostname())
+				}
 			}
-			seen[v] = true
+			pods[first] = true
 		}
-		if !seen["v1"] || !seen["v2"] {
-			return fmt.Errorf("50 users reached only %v", seen)
+		if len(pods) < 3 {
+			return fmt.Errorf("50 users reached only the pods %v", pods)
 		}
 		return nil
 	})
