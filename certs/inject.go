@@ -28,43 +28,63 @@ func (r *Rotator) inject(ctx context.Context, caBundle []byte) error {
 
 func (r *Rotator) injectMutating(ctx context.Context, name string, caBundle []byte) error {
 	api := r.cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	cfg, err := api.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return injectError("mutating", name, err)
-	}
-	cfg = cfg.DeepCopy()
-	changed := 0
-	for i := range cfg.Webhooks {
-		changed += setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle)
-	}
-	if changed == 0 {
-		return nil
-	}
-	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
-		return injectError("mutating", name, err)
-	}
-	logr.FromContextOrDiscard(ctx).Info("injected caBundle", "mutatingWebhookConfiguration", name, "webhooks", changed)
-	return nil
+	return injectInto(ctx, "mutating", name, caBundle,
+		func() (*admissionv1.MutatingWebhookConfiguration, error) {
+			return api.Get(ctx, name, metav1.GetOptions{})
+		},
+		func(cfg *admissionv1.MutatingWebhookConfiguration) []*admissionv1.WebhookClientConfig {
+			ccs := make([]*admissionv1.WebhookClientConfig, len(cfg.Webhooks))
+			for i := range cfg.Webhooks {
+				ccs[i] = &cfg.Webhooks[i].ClientConfig
+			}
+			return ccs
+		},
+		func(cfg *admissionv1.MutatingWebhookConfiguration) error {
+			_, err := api.Update(ctx, cfg, metav1.UpdateOptions{})
+			return err
+		})
 }
 
 func (r *Rotator) injectValidating(ctx context.Context, name string, caBundle []byte) error {
 	api := r.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	cfg, err := api.Get(ctx, name, metav1.GetOptions{})
+	return injectInto(ctx, "validating", name, caBundle,
+		func() (*admissionv1.ValidatingWebhookConfiguration, error) {
+			return api.Get(ctx, name, metav1.GetOptions{})
+		},
+		func(cfg *admissionv1.ValidatingWebhookConfiguration) []*admissionv1.WebhookClientConfig {
+			ccs := make([]*admissionv1.WebhookClientConfig, len(cfg.Webhooks))
+			for i := range cfg.Webhooks {
+				ccs[i] = &cfg.Webhooks[i].ClientConfig
+			}
+			return ccs
+		},
+		func(cfg *admissionv1.ValidatingWebhookConfiguration) error {
+			_, err := api.Update(ctx, cfg, metav1.UpdateOptions{})
+			return err
+		})
+}
+
+// injectInto reads one webhook configuration of either kind, sets caBundle
+// on every client config it holds, and writes it back only if one changed.
+// The read object is never modified: it may be a cache's.
+func injectInto[T interface{ DeepCopy() T }](ctx context.Context, kind, name string, caBundle []byte,
+	get func() (T, error), clientConfigs func(T) []*admissionv1.WebhookClientConfig, update func(T) error) error {
+	cfg, err := get()
 	if err != nil {
-		return injectError("validating", name, err)
+		return injectError(kind, name, err)
 	}
 	cfg = cfg.DeepCopy()
 	changed := 0
-	for i := range cfg.Webhooks {
-		changed += setCABundle(&cfg.Webhooks[i].ClientConfig, caBundle)
+	for _, cc := range clientConfigs(cfg) {
+		changed += setCABundle(cc, caBundle)
 	}
 	if changed == 0 {
 		return nil
 	}
-	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
-		return injectError("validating", name, err)
+	if err := update(cfg); err != nil {
+		return injectError(kind, name, err)
 	}
-	logr.FromContextOrDiscard(ctx).Info("injected caBundle", "validatingWebhookConfiguration", name, "webhooks", changed)
+	logr.FromContextOrDiscard(ctx).Info("injected caBundle", kind+"WebhookConfiguration", name, "webhooks", changed)
 	return nil
 }
 
