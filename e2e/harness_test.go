@@ -38,6 +38,8 @@ type sluiceProcess struct {
 	HealthURL string
 	// WebhookURL is the base URL the webhooks are registered with.
 	WebhookURL string
+	// PprofURL serves the controller's Go profiles.
+	PprofURL string
 	proc       *cluster.Process
 	starts     int
 }
@@ -54,7 +56,7 @@ func buildSluice(ctx context.Context, dir string) (string, error) {
 
 // newSluice prepares a controller on free loopback ports.
 func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
-	ports := make([]int, 4)
+	ports := make([]int, 5)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -70,6 +72,7 @@ func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics",
 		HealthURL:  "http://127.0.0.1:" + strconv.Itoa(ports[3]),
 		WebhookURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]),
+		PprofURL:   "http://127.0.0.1:" + strconv.Itoa(ports[4]) + "/debug/pprof",
 	}
 	s.args = []string{"controller",
 		"--kubeconfig=" + kubeconfig,
@@ -79,6 +82,7 @@ func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
 		"--xds-host=127.0.0.1", "--xds-port=" + strconv.Itoa(ports[1]),
 		"--metrics-addr=127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--health-addr=127.0.0.1:" + strconv.Itoa(ports[3]),
+		"--pprof-addr=127.0.0.1:" + strconv.Itoa(ports[4]),
 		"--leader-elect",
 	}
 	return s, nil

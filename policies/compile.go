@@ -37,7 +37,9 @@ type Compiled struct {
 	exceptions   []exception
 	allowBypass  bool
 	injectLabels map[string]string
-	defaults     v1alpha1.Delivery
+	// injectKeys are the keys of injectLabels in order.
+	injectKeys []string
+	defaults   v1alpha1.Delivery
 }
 
 // rolloutBounds are parsed v1alpha1.RolloutBounds; nil fields are unset.
@@ -200,8 +202,9 @@ func compile(p *v1alpha1.DeploymentPolicy, costLimit uint64) (*Compiled, field.E
 	}
 
 	c.injectLabels = map[string]string{}
+	c.injectKeys = sortedKeys(p.Spec.InjectLabels)
 	il := spec.Child("injectLabels")
-	for _, k := range sortedKeys(p.Spec.InjectLabels) {
+	for _, k := range c.injectKeys {
 		v := p.Spec.InjectLabels[k]
 		kerrs := validation.IsQualifiedName(k)
 		for _, msg := range kerrs {

@@ -2,8 +2,9 @@ package policies
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -29,6 +30,11 @@ type Input struct {
 	// Namespace is the Deployment's Namespace; its labels pick the policies
 	// and CEL rules see it as namespaceObject. Required.
 	Namespace *corev1.Namespace
+	// RawDeployment and RawOldDeployment are, when set, the JSON that
+	// Deployment and OldDeployment were decoded from. CEL rules then read
+	// that JSON directly, which costs half of converting the typed objects
+	// back; both give the same maps.
+	RawDeployment, RawOldDeployment []byte
 }
 
 // Evaluate applies every policy whose namespace selector matches the
@@ -56,13 +62,13 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 			applicable = append(applicable, c)
 		}
 	}
-	sort.SliceStable(applicable, func(i, j int) bool { return applicable[i].name < applicable[j].name })
+	slices.SortStableFunc(applicable, func(a, b *Compiled) int { return strings.Compare(a.name, b.name) })
 
 	r.InjectLabels = map[string]string{}
 	from := map[string]string{}
 	for _, c := range applicable {
 		r.Policies = append(r.Policies, c.name)
-		for _, k := range sortedKeys(c.injectLabels) {
+		for _, k := range c.injectKeys {
 			v := c.injectLabels[k]
 			if prev, ok := r.InjectLabels[k]; ok {
 				if prev != v {
@@ -87,7 +93,9 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 		annotationDelivery: annotated,
 		delivery:           r.Delivery,
 		now:                now,
-		celVars:            lazyCELVars(in),
+		containers:         containersOf(in.Deployment),
+		changesPods:        sync.OnceValue(func() bool { return changesPods(in) }),
+		celVars:            sync.OnceValues(func() (map[string]any, error) { return celVars(in) }),
 	}
 	reason, bypass := in.Deployment.Annotations[v1alpha1.AnnotationEmergencyBypass]
 	reason = strings.TrimSpace(reason)
@@ -150,24 +158,10 @@ func (c *Compiled) exceptionFor(rule string, d *appsv1.Deployment, now time.Time
 	return nil
 }
 
-// lazyCELVars converts the objects for CEL once, on first use.
-func lazyCELVars(in Input) func() (map[string]any, error) {
-	var vars map[string]any
-	var err error
-	done := false
-	return func() (map[string]any, error) {
-		if !done {
-			done = true
-			vars, err = celVars(in)
-		}
-		return vars, err
-	}
-}
-
 // celVars binds object, oldObject (null on CREATE) and namespaceObject as
 // the JSON-shaped maps CEL rules read.
 func celVars(in Input) (map[string]any, error) {
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.Deployment)
+	obj, err := celObjectOf(in.Deployment, in.RawDeployment)
 	if err != nil {
 		return nil, fmt.Errorf("convert Deployment: %w", err)
 	}
@@ -177,13 +171,30 @@ func celVars(in Input) (map[string]any, error) {
 	}
 	vars := map[string]any{celObject: obj, celNamespaceObject: ns, celOldObject: nil}
 	if in.OldDeployment != nil {
-		old, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.OldDeployment)
+		old, err := celObjectOf(in.OldDeployment, in.RawOldDeployment)
 		if err != nil {
 			return nil, fmt.Errorf("convert old Deployment: %w", err)
 		}
 		vars[celOldObject] = old
 	}
 	return vars, nil
+}
+
+// celObjectOf is the JSON-shaped map of d: raw decoded when given, else d
+// converted.
+func celObjectOf(d *appsv1.Deployment, raw []byte) (map[string]any, error) {
+	if len(raw) == 0 {
+		return runtime.DefaultUnstructuredConverter.ToUnstructured(d)
+	}
+	v, err := decodeJSONValue(raw)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the object is JSON %T, not an object", v)
+	}
+	return m, nil
 }
 
 // Violation is one rule of one policy broken by a Deployment.

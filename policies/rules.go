@@ -35,6 +35,8 @@ type checkContext struct {
 	annotationDelivery v1alpha1.Delivery
 	delivery           v1alpha1.Delivery
 	now                time.Time
+	containers         []container
+	changesPods        func() bool
 	celVars            func() (map[string]any, error)
 }
 
@@ -48,7 +50,7 @@ func (c *Compiled) check(ctx checkContext) []finding {
 				fmt.Sprintf("label %q is required and must not be empty", l)})
 		}
 	}
-	out = append(out, c.checkContainers(d)...)
+	out = append(out, c.checkContainers(ctx.containers)...)
 	if c.minReplicas != nil || c.maxReplicas != nil {
 		replicas := int32(1)
 		if d.Spec.Replicas != nil {
@@ -66,7 +68,7 @@ func (c *Compiled) check(ctx checkContext) []finding {
 	if f, ok := c.checkRequireRollout(ctx.annotationDelivery); !ok {
 		out = append(out, f)
 	}
-	if changesPods(ctx.in) {
+	if len(c.freezeWindows) > 0 && ctx.changesPods() {
 		for _, w := range c.freezeWindows {
 			if end, in := w.activeUntil(ctx.now); in {
 				out = append(out, finding{RuleFreezeWindow, field.NewPath("spec", "template"), w.describe(end)})
@@ -78,56 +80,80 @@ func (c *Compiled) check(ctx checkContext) []finding {
 	return out
 }
 
-func (c *Compiled) checkContainers(d *appsv1.Deployment) []finding {
+// container is what the container rules read of one container, worked out
+// once per request rather than once per policy.
+type container struct {
+	name, image string
+	init        bool
+	index       int
+	ref         imageRef
+	refErr      error
+	// missing lists the resource requests and limits it lacks.
+	missing      []string
+	hasReadiness bool
+}
+
+// path is the container's field path.
+func (ct *container) path() *field.Path {
+	if ct.init {
+		return podSpecPath.Child("initContainers").Index(ct.index)
+	}
+	return podSpecPath.Child("containers").Index(ct.index)
+}
+
+// containersOf gathers the init containers and containers of d.
+func containersOf(d *appsv1.Deployment) []container {
+	spec := &d.Spec.Template.Spec
+	out := make([]container, 0, len(spec.InitContainers)+len(spec.Containers))
+	add := func(c *corev1.Container, i int, init bool) {
+		ref, err := parseImage(c.Image)
+		out = append(out, container{name: c.Name, image: c.Image, init: init, index: i, ref: ref, refErr: err,
+			missing: missingResources(c.Resources), hasReadiness: c.ReadinessProbe != nil})
+	}
+	for i := range spec.InitContainers {
+		add(&spec.InitContainers[i], i, true)
+	}
+	for i := range spec.Containers {
+		add(&spec.Containers[i], i, false)
+	}
+	return out
+}
+
+func (c *Compiled) checkContainers(containers []container) []finding {
 	var out []finding
-	type container struct {
-		c    corev1.Container
-		path *field.Path
-		init bool
-	}
-	var all []container
-	for i, ic := range d.Spec.Template.Spec.InitContainers {
-		all = append(all, container{ic, podSpecPath.Child("initContainers").Index(i), true})
-	}
-	for i, cc := range d.Spec.Template.Spec.Containers {
-		all = append(all, container{cc, podSpecPath.Child("containers").Index(i), false})
-	}
-	for _, ct := range all {
-		img := ct.path.Child("image")
-		needImage := len(c.allowedRegistries) > 0 || c.disallowLatest
-		ref, err := parseImage(ct.c.Image)
-		if needImage && err != nil {
+	needImage := len(c.allowedRegistries) > 0 || c.disallowLatest
+	for i := range containers {
+		ct := &containers[i]
+		if needImage && ct.refErr != nil {
 			rule := RuleDisallowLatestTag
 			if len(c.allowedRegistries) > 0 {
 				rule = RuleAllowedRegistries
 			}
-			out = append(out, finding{rule, img, fmt.Sprintf("container %q: %v", ct.c.Name, err)})
+			out = append(out, finding{rule, ct.path().Child("image"), fmt.Sprintf("container %q: %v", ct.name, ct.refErr)})
 			continue
 		}
-		if len(c.allowedRegistries) > 0 && !c.registryAllowed(ref.name) {
-			out = append(out, finding{RuleAllowedRegistries, img, fmt.Sprintf(
+		if len(c.allowedRegistries) > 0 && !c.registryAllowed(ct.ref.name) {
+			out = append(out, finding{RuleAllowedRegistries, ct.path().Child("image"), fmt.Sprintf(
 				"container %q: image %q is not from an allowed registry (%s)",
-				ct.c.Name, ct.c.Image, strings.Join(c.allowedRegistries, ", "))})
+				ct.name, ct.image, strings.Join(c.allowedRegistries, ", "))})
 		}
-		if c.disallowLatest && ref.digest == "" {
-			switch ref.tag {
+		if c.disallowLatest && ct.ref.digest == "" {
+			switch ct.ref.tag {
 			case "":
-				out = append(out, finding{RuleDisallowLatestTag, img, fmt.Sprintf(
-					"container %q: image %q has no tag; pin a version, e.g. %q", ct.c.Name, ct.c.Image, ct.c.Image+":1.2.3")})
+				out = append(out, finding{RuleDisallowLatestTag, ct.path().Child("image"), fmt.Sprintf(
+					"container %q: image %q has no tag; pin a version, e.g. %q", ct.name, ct.image, ct.image+":1.2.3")})
 			case "latest":
-				out = append(out, finding{RuleDisallowLatestTag, img, fmt.Sprintf(
-					"container %q: image %q uses the mutable tag latest; pin a version or a digest", ct.c.Name, ct.c.Image)})
+				out = append(out, finding{RuleDisallowLatestTag, ct.path().Child("image"), fmt.Sprintf(
+					"container %q: image %q uses the mutable tag latest; pin a version or a digest", ct.name, ct.image)})
 			}
 		}
-		if c.requireResources {
-			if missing := missingResources(ct.c.Resources); len(missing) > 0 {
-				out = append(out, finding{RuleRequireResources, ct.path.Child("resources"), fmt.Sprintf(
-					"container %q has no %s", ct.c.Name, strings.Join(missing, ", "))})
-			}
+		if c.requireResources && len(ct.missing) > 0 {
+			out = append(out, finding{RuleRequireResources, ct.path().Child("resources"), fmt.Sprintf(
+				"container %q has no %s", ct.name, strings.Join(ct.missing, ", "))})
 		}
-		if c.requireReadiness && !ct.init && ct.c.ReadinessProbe == nil {
-			out = append(out, finding{RuleRequireReadinessProbe, ct.path.Child("readinessProbe"), fmt.Sprintf(
-				"container %q has no readiness probe", ct.c.Name)})
+		if c.requireReadiness && !ct.init && !ct.hasReadiness {
+			out = append(out, finding{RuleRequireReadinessProbe, ct.path().Child("readinessProbe"), fmt.Sprintf(
+				"container %q has no readiness probe", ct.name)})
 		}
 	}
 	return out

@@ -21,14 +21,11 @@ var jsonPatchType = admissionv1.PatchTypeJSONPatch
 
 // mutateDeployment answers the mutating webhook: Sluice's labels, the
 // policies' labels and the pause on a new revision, as a JSON patch.
-func (h *handlers) mutateDeployment(ctx context.Context, req admission.Request) admission.Response {
+func (h *handlers) mutateDeployment(ctx context.Context, req *deploymentRequest) admission.Response {
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
-	d, old, err := decodeDeployments(req)
-	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
-	}
+	d, old := req.Object, req.Old
 	ns, err := h.namespace(ctx, req.Namespace)
 	if err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
@@ -55,14 +52,11 @@ func (h *handlers) mutateDeployment(ctx context.Context, req admission.Request) 
 }
 
 // validateDeployment answers the Deployment validating webhook.
-func (h *handlers) validateDeployment(ctx context.Context, req admission.Request) admission.Response {
+func (h *handlers) validateDeployment(ctx context.Context, req *deploymentRequest) admission.Response {
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
-	d, old, err := decodeDeployments(req)
-	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
-	}
+	d, old := req.Object, req.Old
 	if h.ownNamespace != "" && req.Namespace == h.ownNamespace {
 		return admission.Allowed("Sluice's own namespace is not governed by DeploymentPolicies")
 	}
@@ -81,10 +75,12 @@ func (h *handlers) validateDeployment(ctx context.Context, req admission.Request
 	}
 	snap := h.store.Snapshot()
 	r := policies.Evaluate(snap.Compiled, policies.Input{
-		Operation:     req.Operation,
-		Deployment:    d,
-		OldDeployment: old,
-		Namespace:     ns,
+		Operation:        req.Operation,
+		Deployment:       d,
+		OldDeployment:    old,
+		Namespace:        ns,
+		RawDeployment:    req.RawObject,
+		RawOldDeployment: req.RawOld,
 	}, h.now())
 	errs := r.FieldErrors()
 	errs = append(errs, serviceNameErrors(d)...)
@@ -96,7 +92,7 @@ func (h *handlers) validateDeployment(ctx context.Context, req admission.Request
 		errs = append(errs, guard...)
 	}
 	warnings := append(r.Warnings(), snap.Unapplied(ns.Labels)...)
-	if req.DryRun == nil || !*req.DryRun {
+	if !req.dryRun() {
 		h.record(d, r)
 	}
 	if len(errs) > 0 {

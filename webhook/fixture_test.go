@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,7 +20,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -36,7 +36,7 @@ type fixture struct {
 	recorder *events.FakeRecorder
 	reg      *prometheus.Registry
 	now      time.Time
-	routes   map[string]*admission.Webhook
+	routes   map[string]http.Handler
 }
 
 func testScheme(t testing.TB) *runtime.Scheme {
@@ -78,14 +78,15 @@ func newFixture(t testing.TB, objs ...client.Object) *fixture {
 		ownNamespace:  "sluice-system",
 		namespaceWait: 50 * time.Millisecond,
 	}
-	f.routes = map[string]*admission.Webhook{
-		PathMutateDeployment:         f.w.webhook(f.h.instrument(kindDeployment, f.h.mutateDeployment)),
-		PathValidateDeployment:       f.w.webhook(f.h.instrument(kindDeployment, f.h.validateDeployment)),
-		PathValidateDeploymentPolicy: f.w.webhook(f.h.instrument(kindDeploymentPolicy, f.h.validatePolicy)),
-	}
-	for _, wh := range f.routes {
-		// Tests must see panics, not recovered 500s.
-		wh.WithRecoverPanic(false)
+	// Tests must see panics, not recovered 500s.
+	mutate := f.w.reviewHandler(f.h.mutateDeployment, m, logr.Discard())
+	mutate.recoverPanic = false
+	validate := f.w.reviewHandler(f.h.validateDeployment, m, logr.Discard())
+	validate.recoverPanic = false
+	f.routes = map[string]http.Handler{
+		PathMutateDeployment:         mutate,
+		PathValidateDeployment:       validate,
+		PathValidateDeploymentPolicy: f.w.webhook(f.h.instrument(kindDeploymentPolicy, f.h.validatePolicy)).WithRecoverPanic(false),
 	}
 	return f
 }

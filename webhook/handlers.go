@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -75,36 +74,6 @@ func decision(resp admission.Response) string {
 	default:
 		return DecisionAllowed
 	}
-}
-
-// decodeDeployments decodes the object and, on UPDATE, the old object.
-func decodeDeployments(req admission.Request) (*appsv1.Deployment, *appsv1.Deployment, error) {
-	if req.Kind.Group != appsv1.GroupName || req.Kind.Kind != "Deployment" {
-		return nil, nil, fmt.Errorf("this webhook admits apps/v1 Deployments, not %s", req.Kind.String())
-	}
-	d, err := decodeDeployment(req.Object.Raw, "object")
-	if err != nil {
-		return nil, nil, err
-	}
-	if req.Operation != admissionv1.Update {
-		return d, nil, nil
-	}
-	old, err := decodeDeployment(req.OldObject.Raw, "oldObject")
-	if err != nil {
-		return nil, nil, err
-	}
-	return d, old, nil
-}
-
-func decodeDeployment(raw []byte, what string) (*appsv1.Deployment, error) {
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("the admission request has no %s", what)
-	}
-	d := &appsv1.Deployment{}
-	if err := json.Unmarshal(raw, d); err != nil {
-		return nil, fmt.Errorf("decode %s as a Deployment: %w", what, err)
-	}
-	return d, nil
 }
 
 // namespace returns the Namespace from the cache, waiting up to

@@ -91,7 +91,11 @@ func applyPatch(t testing.TB, d *appsv1.Deployment, ops []PatchOp) *appsv1.Deplo
 	if len(ops) == 0 {
 		return d.DeepCopy()
 	}
-	patch, err := jsonpatch.DecodePatch(mustJSON(t, ops))
+	encoded, err := MarshalPatch(ops)
+	if err != nil {
+		t.Fatalf("encode patch: %v", err)
+	}
+	patch, err := jsonpatch.DecodePatch(encoded)
 	if err != nil {
 		t.Fatalf("decode patch: %v", err)
 	}

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -262,5 +264,33 @@ func TestCanaryOwner(t *testing.T) {
 				t.Errorf("CanaryOwner = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMarshalPatchMatchesEncodingJSON checks the hand-written patch encoder
+// against encoding/json on values that need escaping.
+func TestMarshalPatchMatchesEncodingJSON(t *testing.T) {
+	tricky := []string{"", "plain", `quote" back\slash`, "<html>&amp;", "tab\tnew\nline", "ünïcödé ✓", "\u2028\u2029", "\x00\x1f", "a/b~c"}
+	var ops []PatchOp
+	for _, s := range tricky {
+		ops = append(ops,
+			PatchOp{Op: "add", Path: pathLabels + "/" + EscapePointer(s), Value: s},
+			PatchOp{Op: "replace", Path: pathAnnotations + "/" + EscapePointer(s), Value: map[string]string{s: s, "k": s}},
+			PatchOp{Op: "remove", Path: pathTemplateLabels + "/" + EscapePointer(s)})
+	}
+	ops = append(ops, PatchOp{Op: "add", Path: pathPaused, Value: true}, PatchOp{Op: "add", Path: "/spec/replicas", Value: 3})
+	got, err := MarshalPatch(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromHand, fromStd []map[string]any
+	if err := json.Unmarshal(got, &fromHand); err != nil {
+		t.Fatalf("hand-encoded patch is not JSON: %v\n%s", err, got)
+	}
+	if err := json.Unmarshal(mustJSON(t, ops), &fromStd); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromHand, fromStd) {
+		t.Fatalf("patches differ:\nhand %v\nstd  %v", fromHand, fromStd)
 	}
 }

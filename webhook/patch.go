@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -43,17 +44,58 @@ func MarshalPatch(ops []PatchOp) ([]byte, error) {
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	b, err := json.Marshal(ops)
-	if err != nil {
-		return nil, fmt.Errorf("encode JSON patch: %w", err)
+	b := make([]byte, 0, 64*len(ops))
+	b = append(b, '[')
+	for i, op := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"op":`...)
+		b = appendString(b, op.Op)
+		b = append(b, `,"path":`...)
+		b = appendString(b, op.Path)
+		if op.Value != nil {
+			b = append(b, `,"value":`...)
+			var err error
+			if b, err = appendValue(b, op.Value); err != nil {
+				return nil, fmt.Errorf("encode JSON patch: %w", err)
+			}
+		}
+		b = append(b, '}')
 	}
-	return b, nil
+	return append(b, ']'), nil
 }
 
-// mapPatch returns the operations that turn the string map at path (nil
-// when the member is absent or null) into one where every key of set has its
-// value and no key of remove exists. Keys are visited in sorted order so the
-// patch is deterministic. An absent map is created whole with one "add".
+// appendValue appends a patch value: the label maps, strings and booleans
+// Mutate produces directly, anything else through encoding/json.
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return appendString(b, v), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case map[string]string:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, v[k])
+		}
+		return append(b, '}'), nil
+	default:
+		raw, err := json.Marshal(v)
+		return append(b, raw...), err
+	}
+}
+
 func mapPatch(path string, cur map[string]string, set map[string]string, remove []string) []PatchOp {
 	if cur == nil {
 		if len(set) == 0 {

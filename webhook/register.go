@@ -106,8 +106,9 @@ func Register(mgr manager.Manager, opts Options) (*Webhooks, error) {
 		namespaceWait: opts.NamespaceWait,
 	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(PathMutateDeployment, w.webhook(h.instrument(kindDeployment, h.mutateDeployment)))
-	srv.Register(PathValidateDeployment, w.webhook(h.instrument(kindDeployment, h.validateDeployment)))
+	log := mgr.GetLogger().WithName("admission")
+	srv.Register(PathMutateDeployment, w.reviewHandler(h.mutateDeployment, m, log))
+	srv.Register(PathValidateDeployment, w.reviewHandler(h.validateDeployment, m, log))
 	srv.Register(PathValidateDeploymentPolicy, w.webhook(h.instrument(kindDeploymentPolicy, h.validatePolicy)))
 
 	if err := mgr.Add(&storeSync{webhooks: w, cache: mgr.GetCache()}); err != nil {
@@ -125,6 +126,12 @@ func Register(mgr manager.Manager, opts Options) (*Webhooks, error) {
 		return nil, fmt.Errorf("add policy status writer: %w", err)
 	}
 	return w, nil
+}
+
+// reviewHandler serves a Deployment handler, answering 503 until the store
+// has synced.
+func (w *Webhooks) reviewHandler(next deploymentHandler, m *metrics, log logr.Logger) *reviewHandler {
+	return &reviewHandler{webhooks: w, handle: next, metrics: m, log: log, recoverPanic: true}
 }
 
 // webhook serves a handler, answering 503 until the store has synced.

@@ -13,12 +13,16 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -47,6 +51,7 @@ type controllerOptions struct {
 	xdsHost      string
 	metricsAddr  string
 	healthAddr   string
+	pprofAddr    string
 	leaderElect  bool
 	namespace    string
 	certMode     string
@@ -71,6 +76,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.xdsHost, "xds-host", "", "address the xDS server binds (default: all)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
+	f.StringVar(&o.pprofAddr, "pprof-addr", "", "address of the Go profiler's /debug/pprof endpoints; empty (the default) serves none")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates")
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
 	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
@@ -126,9 +132,15 @@ func runController(ctx context.Context, o controllerOptions) error {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme:                  sch,
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Scheme:  sch,
+		Metrics: metricsserver.Options{BindAddress: o.metricsAddr},
+		// The admission handlers read a Namespace on every request and
+		// never modify it: hand them the cached object, not a deep copy.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Namespace{}: {UnsafeDisableDeepCopy: ptr.To(true)},
+		}},
 		HealthProbeBindAddress:  o.healthAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "sluice-controller",
 		LeaderElectionNamespace: o.namespace,
