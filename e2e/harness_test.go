@@ -40,8 +40,8 @@ type sluiceProcess struct {
 	WebhookURL string
 	// PprofURL serves the controller's Go profiles.
 	PprofURL string
-	proc       *cluster.Process
-	starts     int
+	proc     *cluster.Process
+	starts   int
 }
 
 // buildSluice compiles the sluice binary into dir.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/ext"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -28,7 +29,39 @@ var celRuleName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-
 type celRule struct {
 	name    string
 	message string
+	// program tracks the cost of every evaluation and stops at the limit.
 	program cel.Program
+	// bounded evaluates without tracking. It is used only for requests
+	// whose largest input value (longest string, list or map) is at most
+	// boundedSize, a size for which the rule's static worst-case cost was
+	// proven within the limit at compile time; nil when no size was.
+	bounded     cel.Program
+	boundedSize uint64
+}
+
+// celSizeTiers are the input sizes at which a rule's worst-case cost is
+// estimated: the largest tier that stays within the cost limit becomes the
+// rule's boundedSize. Deployments rarely hold a string, list or map longer
+// than a few thousand (kubectl's last-applied annotation is the usual
+// longest value), so most requests of most rules skip runtime tracking,
+// which is more than half of a simple rule's evaluation time.
+var celSizeTiers = []uint64{64, 1024, 16384}
+
+// pathSizes bounds every value reached from a variable (fields, list
+// items, map keys and values, at any depth) to max. Computed values (the
+// result of a function call) are left to CEL's own estimates, so an
+// unbounded result keeps the rule tracked.
+type pathSizes struct{ max uint64 }
+
+func (p pathSizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	if len(n.Path()) == 0 {
+		return nil
+	}
+	return &cost.SizeEstimate{Min: 0, Max: p.max}
+}
+
+func (pathSizes) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
 }
 
 // newCELEnv declares the variables as dynamic maps, so rules read any field of
@@ -76,43 +109,63 @@ func compileCEL(rules []v1alpha1.CELRule, costLimit uint64, fld *field.Path) ([]
 		if strings.TrimSpace(r.Message) == "" {
 			errs = append(errs, field.Required(p.Child("message"), "the message shown when the expression is false"))
 		}
-		prg, perr := compileExpression(env, r.Expression, costLimit, p.Child("expression"))
+		rule, perr := compileRule(env, r, costLimit, p.Child("expression"))
 		if perr != nil {
 			errs = append(errs, perr)
 			continue
 		}
-		out = append(out, celRule{name: r.Name, message: r.Message, program: prg})
+		out = append(out, rule)
 	}
 	return out, errs
 }
 
-func compileExpression(env *cel.Env, expr string, costLimit uint64, p *field.Path) (cel.Program, *field.Error) {
+// compileRule compiles one rule: its tracked program and, when a size tier
+// proves the cost limit, its untracked one.
+func compileRule(env *cel.Env, r v1alpha1.CELRule, costLimit uint64, p *field.Path) (celRule, *field.Error) {
+	expr := r.Expression
 	if strings.TrimSpace(expr) == "" {
-		return nil, field.Required(p, "a CEL expression returning bool, e.g. `object.spec.replicas >= 2`")
+		return celRule{}, field.Required(p, "a CEL expression returning bool, e.g. `object.spec.replicas >= 2`")
 	}
 	if len(expr) > MaxCELExpressionLength {
-		return nil, field.TooLong(p, "", MaxCELExpressionLength)
+		return celRule{}, field.TooLong(p, "", MaxCELExpressionLength)
 	}
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, field.Invalid(p, expr, "does not compile: "+iss.Err().Error())
+		return celRule{}, field.Invalid(p, expr, "does not compile: "+iss.Err().Error())
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, field.Invalid(p, expr, fmt.Sprintf(
+		return celRule{}, field.Invalid(p, expr, fmt.Sprintf(
 			"must evaluate to bool, not %s; compare the value, e.g. `object.spec.replicas >= 2` or `has(object.metadata.labels.team)`",
 			ast.OutputType()))
 	}
-	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
-	if err != nil {
-		return nil, field.Invalid(p, expr, "cannot be prepared: "+err.Error())
+	rule := celRule{name: r.Name, message: r.Message}
+	var err error
+	if rule.program, err = env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100)); err != nil {
+		return celRule{}, field.Invalid(p, expr, "cannot be prepared: "+err.Error())
 	}
-	return prg, nil
+	for _, size := range celSizeTiers {
+		est, err := env.EstimateCost(ast, pathSizes{max: size})
+		if err != nil || est.Max > costLimit {
+			break // costs grow with size: no larger tier can pass
+		}
+		rule.boundedSize = size
+	}
+	if rule.boundedSize > 0 {
+		if rule.bounded, err = env.Program(ast); err != nil {
+			return celRule{}, field.Invalid(p, expr, "cannot be prepared: "+err.Error())
+		}
+	}
+	return rule, nil
 }
 
 // evalCEL runs one rule. ok is the rule's verdict; err reports a rule that
 // could not be evaluated (missing field, cost limit), which fails closed.
-func (r celRule) eval(vars map[string]any) (ok bool, err error) {
-	out, _, err := r.program.Eval(vars)
+func (r celRule) eval(in celInput) (ok bool, err error) {
+	prg := r.program
+	if r.bounded != nil && in.size <= r.boundedSize {
+		prg = r.bounded
+	}
+	out, _, err := prg.Eval(in.vars)
 	if err != nil {
 		return false, err
 	}
@@ -121,4 +174,34 @@ func (r celRule) eval(vars map[string]any) (ok bool, err error) {
 		return false, fmt.Errorf("returned %v (%s), not a bool", out.Value(), out.Type())
 	}
 	return b, nil
+}
+
+// celInput is what CEL rules read in one request: the variables, and the
+// size of the largest value in them.
+type celInput struct {
+	vars map[string]any
+	size uint64
+}
+
+// largestValue is the length of the longest string, list or map in v, a
+// JSON-shaped value, at any depth.
+func largestValue(v any) uint64 {
+	switch v := v.(type) {
+	case string:
+		return uint64(len(v))
+	case []any:
+		m := uint64(len(v))
+		for _, e := range v {
+			m = max(m, largestValue(e))
+		}
+		return m
+	case map[string]any:
+		m := uint64(len(v))
+		for k, e := range v {
+			m = max(m, uint64(len(k)), largestValue(e))
+		}
+		return m
+	default:
+		return 0
+	}
 }

@@ -52,7 +52,7 @@ func TestDecodeJSONValue(t *testing.T) {
 		in   string
 		want any
 	}{
-		"integers stay integers": {`{"a":1,"b":-7,"c":9007199254740993}`, map[string]any{"a": int64(1), "b": int64(-7), "c": int64(9007199254740993)}},
+		"integers stay integers":   {`{"a":1,"b":-7,"c":9007199254740993}`, map[string]any{"a": int64(1), "b": int64(-7), "c": int64(9007199254740993)}},
 		"other numbers are floats": {`[1.5,1e3,18446744073709551616]`, []any{1.5, 1000.0, 18446744073709551616.0}},
 		"nesting":                  {`{"a":[{"b":null,"c":true,"d":"x"}],"e":{}}`, map[string]any{"a": []any{map[string]any{"b": nil, "c": true, "d": "x"}}, "e": map[string]any{}}},
 		"empty array":              {`[]`, []any{}},

@@ -64,8 +64,13 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 	}
 	slices.SortStableFunc(applicable, func(a, b *Compiled) int { return strings.Compare(a.name, b.name) })
 
-	r.InjectLabels = map[string]string{}
-	from := map[string]string{}
+	nInject := 0
+	for _, c := range applicable {
+		nInject += len(c.injectKeys)
+	}
+	r.InjectLabels = make(map[string]string, nInject)
+	from := make(map[string]string, nInject)
+	r.Policies = make([]string, 0, len(applicable))
 	for _, c := range applicable {
 		r.Policies = append(r.Policies, c.name)
 		for _, k := range c.injectKeys {
@@ -95,7 +100,7 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 		now:                now,
 		containers:         containersOf(in.Deployment),
 		changesPods:        sync.OnceValue(func() bool { return changesPods(in) }),
-		celVars:            sync.OnceValues(func() (map[string]any, error) { return celVars(in) }),
+		celVars:            sync.OnceValues(func() (celInput, error) { return celVars(in) }),
 	}
 	reason, bypass := in.Deployment.Annotations[v1alpha1.AnnotationEmergencyBypass]
 	reason = strings.TrimSpace(reason)
@@ -160,24 +165,24 @@ func (c *Compiled) exceptionFor(rule string, d *appsv1.Deployment, now time.Time
 
 // celVars binds object, oldObject (null on CREATE) and namespaceObject as
 // the JSON-shaped maps CEL rules read.
-func celVars(in Input) (map[string]any, error) {
+func celVars(in Input) (celInput, error) {
 	obj, err := celObjectOf(in.Deployment, in.RawDeployment)
 	if err != nil {
-		return nil, fmt.Errorf("convert Deployment: %w", err)
+		return celInput{}, fmt.Errorf("convert Deployment: %w", err)
 	}
 	ns, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.Namespace)
 	if err != nil {
-		return nil, fmt.Errorf("convert Namespace: %w", err)
+		return celInput{}, fmt.Errorf("convert Namespace: %w", err)
 	}
 	vars := map[string]any{celObject: obj, celNamespaceObject: ns, celOldObject: nil}
 	if in.OldDeployment != nil {
 		old, err := celObjectOf(in.OldDeployment, in.RawOldDeployment)
 		if err != nil {
-			return nil, fmt.Errorf("convert old Deployment: %w", err)
+			return celInput{}, fmt.Errorf("convert old Deployment: %w", err)
 		}
 		vars[celOldObject] = old
 	}
-	return vars, nil
+	return celInput{vars: vars, size: largestValue(map[string]any(vars))}, nil
 }
 
 // celObjectOf is the JSON-shaped map of d: raw decoded when given, else d

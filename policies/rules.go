@@ -37,7 +37,7 @@ type checkContext struct {
 	now                time.Time
 	containers         []container
 	changesPods        func() bool
-	celVars            func() (map[string]any, error)
+	celVars            func() (celInput, error)
 }
 
 // check runs the built-in rules, then the CEL rules, in a fixed order.
@@ -238,13 +238,13 @@ func (c *Compiled) checkCEL(ctx checkContext) []finding {
 	if len(c.cel) == 0 {
 		return nil
 	}
-	vars, err := ctx.celVars()
+	in, err := ctx.celVars()
 	if err != nil {
 		return []finding{{c.cel[0].name, objectPath, fmt.Sprintf("CEL rules could not read the objects: %v", err)}}
 	}
 	var out []finding
 	for _, r := range c.cel {
-		ok, err := r.eval(vars)
+		ok, err := r.eval(in)
 		switch {
 		case err != nil:
 			out = append(out, finding{r.name, objectPath, fmt.Sprintf(

@@ -34,7 +34,9 @@ func BenchmarkHandlers(b *testing.B) {
 		f := newFixture(b, shopNamespace())
 		// As in the controller, Namespaces come from the informer cache
 		// without a deep copy (the fake client would copy through JSON).
-		f.h.reader = namespaceCache{Reader: f.client, ns: shopNamespace()}
+		ns := shopNamespace()
+		ns.ResourceVersion = "1"
+		f.h.reader = namespaceCache{Reader: f.client, ns: ns}
 		for i := range n {
 			f.policy(b, fmt.Sprintf("p%02d", i), []v1alpha1.PolicyMode{v1alpha1.ModeEnforce, v1alpha1.ModeWarn, v1alpha1.ModeAudit}[i%3], func(s *v1alpha1.DeploymentPolicySpec) {
 				s.Rules.RequiredLabels = []string{"owner"}

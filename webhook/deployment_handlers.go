@@ -35,7 +35,7 @@ func (h *handlers) mutateDeployment(ctx context.Context, req *deploymentRequest)
 		Deployment:    d,
 		OldDeployment: old,
 		Team:          ns.Labels[v1alpha1.LabelTeam],
-		InjectLabels:  h.store.Snapshot().InjectLabels(ns.Labels),
+		InjectLabels:  h.store.Snapshot().InjectLabelsFor(ns),
 	})
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)

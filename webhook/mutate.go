@@ -108,7 +108,8 @@ func Mutate(in MutationInput) (Mutation, error) {
 		remove = append(remove, v1alpha1.LabelTeam)
 	}
 
-	ops := mapPatch(pathLabels, d.Labels, set, remove)
+	keys := sortedKeys(set)
+	ops := appendMapPatch(make([]PatchOp, 0, 2*len(keys)+3), pathLabels, d.Labels, set, keys, remove)
 	if in.Operation == admissionv1.Update && !canary && OptedIn(d) {
 		oldRev := in.OldDeployment.Spec.Template.Labels[v1alpha1.LabelRevision]
 		if oldRev == "" {
@@ -124,7 +125,9 @@ func Mutate(in MutationInput) (Mutation, error) {
 			}
 		}
 	}
-	m.Ops = append(ops, mapPatch(pathTemplateLabels, d.Spec.Template.Labels, set, remove)...)
+	if m.Ops = appendMapPatch(ops, pathTemplateLabels, d.Spec.Template.Labels, set, keys, remove); len(m.Ops) == 0 {
+		m.Ops = nil // nothing to patch, as callers and tests compare
+	}
 	return m, nil
 }
 

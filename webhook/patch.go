@@ -44,7 +44,19 @@ func MarshalPatch(ops []PatchOp) ([]byte, error) {
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	b := make([]byte, 0, 64*len(ops))
+	size := 2
+	for _, op := range ops {
+		size += len(`{"op":"replace","path":"","value":""},`) + len(op.Path)
+		switch v := op.Value.(type) {
+		case string:
+			size += len(v)
+		case map[string]string:
+			for k, e := range v {
+				size += len(k) + len(e) + 6
+			}
+		}
+	}
+	b := make([]byte, 0, size+size/8) // room for escapes
 	b = append(b, '[')
 	for i, op := range ops {
 		if i > 0 {
@@ -97,42 +109,50 @@ func appendValue(b []byte, v any) ([]byte, error) {
 }
 
 func mapPatch(path string, cur map[string]string, set map[string]string, remove []string) []PatchOp {
+	return appendMapPatch(nil, path, cur, set, sortedKeys(set), remove)
+}
+
+// appendMapPatch is mapPatch with the keys of set already sorted, appending
+// to ops.
+func appendMapPatch(ops []PatchOp, path string, cur map[string]string, set map[string]string, setKeys []string, remove []string) []PatchOp {
 	if cur == nil {
 		if len(set) == 0 {
-			return nil
+			return ops
 		}
 		whole := make(map[string]string, len(set))
 		for k, v := range set {
 			whole[k] = v
 		}
-		return []PatchOp{{Op: "add", Path: path, Value: whole}}
+		return append(ops, PatchOp{Op: "add", Path: path, Value: whole})
 	}
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var ops []PatchOp
-	for _, k := range keys {
+	prefix := path + "/"
+	for _, k := range setKeys {
 		v := set[k]
 		old, ok := cur[k]
 		switch {
 		case !ok:
-			ops = append(ops, PatchOp{Op: "add", Path: path + "/" + EscapePointer(k), Value: v})
+			ops = append(ops, PatchOp{Op: "add", Path: prefix + EscapePointer(k), Value: v})
 		case old != v:
-			ops = append(ops, PatchOp{Op: "replace", Path: path + "/" + EscapePointer(k), Value: v})
+			ops = append(ops, PatchOp{Op: "replace", Path: prefix + EscapePointer(k), Value: v})
 		}
 	}
-	rm := append([]string(nil), remove...)
-	sort.Strings(rm)
-	for _, k := range rm {
+	for _, k := range remove {
 		if _, ok := cur[k]; ok {
 			if _, kept := set[k]; !kept {
-				ops = append(ops, PatchOp{Op: "remove", Path: path + "/" + EscapePointer(k)})
+				ops = append(ops, PatchOp{Op: "remove", Path: prefix + EscapePointer(k)})
 			}
 		}
 	}
 	return ops
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // ApplyPatch applies a JSON Patch document to a JSON document, as

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,7 +46,18 @@ type PolicySnapshot struct {
 	// Compiled are the policies that compiled, in name order.
 	Compiled []*policies.Compiled
 	entries  []*storeEntry
+	// injected memoizes InjectLabels by namespace: a snapshot lives until
+	// the next policy change, and a namespace's labels seldom change.
+	injected  sync.Map // namespaceKey -> map[string]string
+	nInjected atomic.Int32
 }
+
+// maxInjectedMemo bounds the memo of a snapshot, should namespaces churn
+// while policies stand still.
+const maxInjectedMemo = 10_000
+
+// namespaceKey names a version of a namespace's labels.
+type namespaceKey struct{ name, resourceVersion string }
 
 // NewPolicyStore returns an empty store.
 func NewPolicyStore() *PolicyStore {
@@ -112,6 +124,23 @@ func (s *PolicyStore) publish() {
 		}
 	}
 	s.snap.Store(snap)
+}
+
+// InjectLabelsFor is InjectLabels of ns's labels, memoized for the
+// namespace's resourceVersion. The map returned is shared: read it only.
+func (snap *PolicySnapshot) InjectLabelsFor(ns *corev1.Namespace) map[string]string {
+	if ns.ResourceVersion == "" {
+		return snap.InjectLabels(ns.Labels)
+	}
+	key := namespaceKey{ns.Name, ns.ResourceVersion}
+	if m, ok := snap.injected.Load(key); ok {
+		return m.(map[string]string)
+	}
+	m := snap.InjectLabels(ns.Labels)
+	if snap.nInjected.Add(1) <= maxInjectedMemo {
+		snap.injected.Store(key, m)
+	}
+	return m
 }
 
 // InjectLabels merges the injectLabels of the compiled policies selecting a

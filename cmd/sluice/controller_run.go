@@ -114,6 +114,7 @@ func scheme() (*runtime.Scheme, error) {
 func runController(ctx context.Context, o controllerOptions) error {
 	log := newLogger().WithName("controller")
 	ctx = logr.NewContext(ctx, log)
+	tuneGC(log)
 	cfg, err := o.restConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
