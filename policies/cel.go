@@ -7,6 +7,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/cost"
+	"cel.dev/cel-go/interpreter"
 	"cel.dev/cel-go/ext"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -165,7 +166,7 @@ func (r celRule) eval(in celInput) (ok bool, err error) {
 	if r.bounded != nil && in.size <= r.boundedSize {
 		prg = r.bounded
 	}
-	out, _, err := prg.Eval(in.vars)
+	out, _, err := prg.Eval(in.activation)
 	if err != nil {
 		return false, err
 	}
@@ -180,7 +181,9 @@ func (r celRule) eval(in celInput) (ok bool, err error) {
 // size of the largest value in them.
 type celInput struct {
 	vars map[string]any
-	size uint64
+	// activation binds vars once for every rule of the request.
+	activation interpreter.Activation
+	size       uint64
 }
 
 // largestValue is the length of the longest string, list or map in v, a

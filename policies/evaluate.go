@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"cel.dev/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -35,6 +36,20 @@ type Input struct {
 	// that JSON directly, which costs half of converting the typed objects
 	// back; both give the same maps.
 	RawDeployment, RawOldDeployment []byte
+	// NamespaceObject is, when set, Namespace as CEL rules read it (see
+	// NamespaceObject), so a caller admitting many Deployments of one
+	// namespace converts it once.
+	NamespaceObject map[string]any
+}
+
+// NamespaceObject converts ns into the map CEL rules read as
+// namespaceObject.
+func NamespaceObject(ns *corev1.Namespace) (map[string]any, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ns)
+	if err != nil {
+		return nil, fmt.Errorf("convert Namespace: %w", err)
+	}
+	return m, nil
 }
 
 // Evaluate applies every policy whose namespace selector matches the
@@ -170,9 +185,11 @@ func celVars(in Input) (celInput, error) {
 	if err != nil {
 		return celInput{}, fmt.Errorf("convert Deployment: %w", err)
 	}
-	ns, err := runtime.DefaultUnstructuredConverter.ToUnstructured(in.Namespace)
-	if err != nil {
-		return celInput{}, fmt.Errorf("convert Namespace: %w", err)
+	ns := in.NamespaceObject
+	if ns == nil {
+		if ns, err = NamespaceObject(in.Namespace); err != nil {
+			return celInput{}, err
+		}
 	}
 	vars := map[string]any{celObject: obj, celNamespaceObject: ns, celOldObject: nil}
 	if in.OldDeployment != nil {
@@ -182,7 +199,11 @@ func celVars(in Input) (celInput, error) {
 		}
 		vars[celOldObject] = old
 	}
-	return celInput{vars: vars, size: largestValue(map[string]any(vars))}, nil
+	act, err := interpreter.NewActivation(vars)
+	if err != nil {
+		return celInput{}, fmt.Errorf("bind CEL variables: %w", err)
+	}
+	return celInput{vars: vars, activation: act, size: largestValue(map[string]any(vars))}, nil
 }
 
 // celObjectOf is the JSON-shaped map of d: raw decoded when given, else d

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sluice-dev/sluice/policies"
 )
 
 // handlers are the admission handlers and what they share. They read only
@@ -33,6 +35,29 @@ type handlers struct {
 	// namespaceWait bounds how long a request waits for the cache to learn
 	// about a namespace created just before it.
 	namespaceWait time.Duration
+	// namespaceObjects memoizes namespaces as CEL rules read them.
+	namespaceObjects memo[namespaceKey, namespaceObject]
+}
+
+// namespaceObject is a converted namespace, or why it could not be.
+type namespaceObject struct {
+	m   map[string]any
+	err error
+}
+
+// celNamespace is ns as CEL rules read it, converted once per
+// resourceVersion.
+func (h *handlers) celNamespace(ns *corev1.Namespace) (map[string]any, error) {
+	convert := func() namespaceObject {
+		m, err := policies.NamespaceObject(ns)
+		return namespaceObject{m, err}
+	}
+	if ns.ResourceVersion == "" {
+		o := convert()
+		return o.m, o.err
+	}
+	o := h.namespaceObjects.get(namespaceKey{ns.Name, ns.ResourceVersion}, convert)
+	return o.m, o.err
 }
 
 // Group kinds named in denials.

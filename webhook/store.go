@@ -48,13 +48,11 @@ type PolicySnapshot struct {
 	entries  []*storeEntry
 	// injected memoizes InjectLabels by namespace: a snapshot lives until
 	// the next policy change, and a namespace's labels seldom change.
-	injected  sync.Map // namespaceKey -> map[string]string
-	nInjected atomic.Int32
+	injected memo[namespaceKey, map[string]string]
 }
 
-// maxInjectedMemo bounds the memo of a snapshot, should namespaces churn
-// while policies stand still.
-const maxInjectedMemo = 10_000
+// maxNamespaceMemo bounds the memos keyed by namespace versions.
+const maxNamespaceMemo = 10_000
 
 // namespaceKey names a version of a namespace's labels.
 type namespaceKey struct{ name, resourceVersion string }
@@ -107,6 +105,7 @@ func (s *PolicyStore) Delete(uid types.UID) {
 // publish builds and stores a snapshot; s.mu is held.
 func (s *PolicyStore) publish() {
 	snap := &PolicySnapshot{entries: make([]*storeEntry, 0, len(s.entries))}
+	snap.injected.limit = maxNamespaceMemo
 	for _, e := range s.entries {
 		snap.entries = append(snap.entries, e)
 	}
@@ -132,15 +131,9 @@ func (snap *PolicySnapshot) InjectLabelsFor(ns *corev1.Namespace) map[string]str
 	if ns.ResourceVersion == "" {
 		return snap.InjectLabels(ns.Labels)
 	}
-	key := namespaceKey{ns.Name, ns.ResourceVersion}
-	if m, ok := snap.injected.Load(key); ok {
-		return m.(map[string]string)
-	}
-	m := snap.InjectLabels(ns.Labels)
-	if snap.nInjected.Add(1) <= maxInjectedMemo {
-		snap.injected.Store(key, m)
-	}
-	return m
+	return snap.injected.get(namespaceKey{ns.Name, ns.ResourceVersion}, func() map[string]string {
+		return snap.InjectLabels(ns.Labels)
+	})
 }
 
 // InjectLabels merges the injectLabels of the compiled policies selecting a

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -101,6 +102,37 @@ func TestInjectLabelsAndUnapplied(t *testing.T) {
 	}
 	if got := snap.Unapplied(map[string]string{"env": "dev"}); len(got) != 2 {
 		t.Errorf("dev unapplied %q, want 2", got)
+	}
+}
+
+// TestInjectLabelsForFollowsNamespaceVersions checks the memo: a namespace
+// relabelled (a new resourceVersion) gets the labels of its new selection,
+// and a new snapshot forgets the old answers.
+func TestInjectLabelsForFollowsNamespaceVersions(t *testing.T) {
+	s := NewPolicyStore()
+	s.Upsert(storePolicy("dev-only", "u1", 1, func(sp *v1alpha1.DeploymentPolicySpec) {
+		sp.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}
+		sp.InjectLabels = map[string]string{"dev": "true"}
+	}))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", ResourceVersion: "1", Labels: map[string]string{"env": "prod"}}}
+	snap := s.Snapshot()
+	if got := snap.InjectLabelsFor(ns); len(got) != 0 {
+		t.Fatalf("prod namespace gets %v", got)
+	}
+	if got := snap.InjectLabelsFor(ns); len(got) != 0 {
+		t.Fatalf("prod namespace, asked again, gets %v", got)
+	}
+	relabelled := ns.DeepCopy()
+	relabelled.ResourceVersion, relabelled.Labels["env"] = "2", "dev"
+	if got := snap.InjectLabelsFor(relabelled); got["dev"] != "true" {
+		t.Fatalf("relabelled namespace gets %v, want dev=true", got)
+	}
+	s.Upsert(storePolicy("dev-only", "u1", 2, func(sp *v1alpha1.DeploymentPolicySpec) {
+		sp.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}
+		sp.InjectLabels = map[string]string{"dev": "yes"}
+	}))
+	if got := s.Snapshot().InjectLabelsFor(relabelled); got["dev"] != "yes" {
+		t.Fatalf("after the policy changed: %v, want dev=yes", got)
 	}
 }
 
