@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -16,7 +18,8 @@ import (
 // by reflection.
 func decodeJSONValue(raw []byte) (any, error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(raw))
-	v, err := decodeValue(dec)
+	var scratch []member
+	v, err := decodeValue(dec, &scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -26,7 +29,16 @@ func decodeJSONValue(raw []byte) (any, error) {
 	return v, nil
 }
 
-func decodeValue(dec *jsontext.Decoder) (any, error) {
+// member is one member of an object being decoded.
+type member struct {
+	key   string
+	value any
+}
+
+// decodeValue decodes the next value. Objects gather their members on
+// scratch, shared by the whole decode, so that each map is made at its size
+// with no other allocation.
+func decodeValue(dec *jsontext.Decoder, scratch *[]member) (any, error) {
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, err
@@ -49,27 +61,34 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		}
 		return f, nil
 	case '{':
-		m := map[string]any{}
+		base := len(*scratch)
 		for dec.PeekKind() != '}' {
 			k, err := dec.ReadToken()
 			if err != nil {
 				return nil, err
 			}
 			key := k.String() // the token is only valid until the next read
-			v, err := decodeValue(dec)
+			v, err := decodeValue(dec, scratch)
 			if err != nil {
 				return nil, err
 			}
-			m[key] = v
+			*scratch = append(*scratch, member{key, v})
 		}
 		if _, err := dec.ReadToken(); err != nil {
 			return nil, err
 		}
+		members := (*scratch)[base:]
+		m := make(map[string]any, len(members))
+		for _, mb := range members {
+			m[mb.key] = mb.value
+		}
+		clear(members)
+		*scratch = (*scratch)[:base]
 		return m, nil
 	case '[':
 		l := []any{}
 		for dec.PeekKind() != ']' {
-			v, err := decodeValue(dec)
+			v, err := decodeValue(dec, scratch)
 			if err != nil {
 				return nil, err
 			}
@@ -81,5 +100,29 @@ func decodeValue(dec *jsontext.Decoder) (any, error) {
 		return l, nil
 	default:
 		return nil, fmt.Errorf("unexpected JSON token %s at offset %d", tok.Kind(), dec.InputOffset())
+	}
+}
+
+// celReady prepares a JSON-shaped value for many CEL programs: every list
+// becomes a CEL list of CEL values once, where each program would otherwise
+// wrap it again on every read. Maps stay Go maps, which CEL reads fastest;
+// their values are prepared in place, so v must not be shared yet.
+func celReady(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if p := celReady(e); p != nil {
+				v[k] = p
+			}
+		}
+		return v
+	case []any:
+		elems := make([]ref.Val, len(v))
+		for i, e := range v {
+			elems[i] = types.DefaultTypeAdapter.NativeToValue(celReady(e))
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, elems)
+	default:
+		return v
 	}
 }

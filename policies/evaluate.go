@@ -36,20 +36,25 @@ type Input struct {
 	// that JSON directly, which costs half of converting the typed objects
 	// back; both give the same maps.
 	RawDeployment, RawOldDeployment []byte
-	// NamespaceObject is, when set, Namespace as CEL rules read it (see
-	// NamespaceObject), so a caller admitting many Deployments of one
-	// namespace converts it once.
-	NamespaceObject map[string]any
+	// CELNamespace is, when set, Namespace prepared for CEL rules, so that a
+	// caller admitting many Deployments of one namespace prepares it once.
+	CELNamespace *CELNamespace
 }
 
-// NamespaceObject converts ns into the map CEL rules read as
-// namespaceObject.
-func NamespaceObject(ns *corev1.Namespace) (map[string]any, error) {
+// CELNamespace is a Namespace as CEL rules read it (namespaceObject). It is
+// read-only and may be shared by concurrent evaluations.
+type CELNamespace struct {
+	object map[string]any
+	size   uint64
+}
+
+// NewCELNamespace prepares ns for CEL rules.
+func NewCELNamespace(ns *corev1.Namespace) (*CELNamespace, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ns)
 	if err != nil {
 		return nil, fmt.Errorf("convert Namespace: %w", err)
 	}
-	return m, nil
+	return &CELNamespace{size: largestValue(m), object: celReady(m).(map[string]any)}, nil
 }
 
 // Evaluate applies every policy whose namespace selector matches the
@@ -84,9 +89,8 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 		nInject += len(c.injectKeys)
 	}
 	r.InjectLabels = make(map[string]string, nInject)
-	from := make(map[string]string, nInject)
 	r.Policies = make([]string, 0, len(applicable))
-	for _, c := range applicable {
+	for i, c := range applicable {
 		r.Policies = append(r.Policies, c.name)
 		for _, k := range c.injectKeys {
 			v := c.injectLabels[k]
@@ -94,12 +98,11 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 				if prev != v {
 					r.Notes = append(r.Notes, fmt.Sprintf(
 						"policies %q and %q both inject label %q (%q, %q); %q applies",
-						from[k], c.name, k, prev, v, prev))
+						firstInjecting(applicable[:i], k), c.name, k, prev, v, prev))
 				}
 				continue
 			}
 			r.InjectLabels[k] = v
-			from[k] = c.name
 		}
 		r.Defaults = r.Defaults.WithDefaults(c.defaults)
 	}
@@ -149,6 +152,16 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 	return r
 }
 
+// firstInjecting names the first of policies that injects label k.
+func firstInjecting(policies []*Compiled, k string) string {
+	for _, c := range policies {
+		if _, ok := c.injectLabels[k]; ok {
+			return c.name
+		}
+	}
+	return ""
+}
+
 func (c *Compiled) violation(f finding) Violation {
 	return Violation{Policy: c.name, Rule: f.rule, Mode: c.mode, Field: f.field, Message: f.message}
 }
@@ -185,25 +198,27 @@ func celVars(in Input) (celInput, error) {
 	if err != nil {
 		return celInput{}, fmt.Errorf("convert Deployment: %w", err)
 	}
-	ns := in.NamespaceObject
+	ns := in.CELNamespace
 	if ns == nil {
-		if ns, err = NamespaceObject(in.Namespace); err != nil {
+		if ns, err = NewCELNamespace(in.Namespace); err != nil {
 			return celInput{}, err
 		}
 	}
-	vars := map[string]any{celObject: obj, celNamespaceObject: ns, celOldObject: nil}
+	size := max(largestValue(obj), ns.size)
+	vars := map[string]any{celObject: celReady(obj), celNamespaceObject: ns.object, celOldObject: nil}
 	if in.OldDeployment != nil {
 		old, err := celObjectOf(in.OldDeployment, in.RawOldDeployment)
 		if err != nil {
 			return celInput{}, fmt.Errorf("convert old Deployment: %w", err)
 		}
-		vars[celOldObject] = old
+		size = max(size, largestValue(old))
+		vars[celOldObject] = celReady(old)
 	}
 	act, err := interpreter.NewActivation(vars)
 	if err != nil {
 		return celInput{}, fmt.Errorf("bind CEL variables: %w", err)
 	}
-	return celInput{vars: vars, activation: act, size: largestValue(map[string]any(vars))}, nil
+	return celInput{vars: vars, activation: act, size: size}, nil
 }
 
 // celObjectOf is the JSON-shaped map of d: raw decoded when given, else d

@@ -73,13 +73,13 @@ func (h *handlers) validateDeployment(ctx context.Context, req *deploymentReques
 	if err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
-	nsObject, err := h.celNamespace(ns)
+	celNS, err := h.celNamespace(ns)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	snap := h.store.Snapshot()
 	r := policies.Evaluate(snap.Compiled, policies.Input{
-		NamespaceObject:  nsObject,
+		CELNamespace:     celNS,
 		Operation:        req.Operation,
 		Deployment:       d,
 		OldDeployment:    old,

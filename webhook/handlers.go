@@ -35,29 +35,28 @@ type handlers struct {
 	// namespaceWait bounds how long a request waits for the cache to learn
 	// about a namespace created just before it.
 	namespaceWait time.Duration
-	// namespaceObjects memoizes namespaces as CEL rules read them.
-	namespaceObjects memo[namespaceKey, namespaceObject]
+	// celNamespaces memoizes namespaces as CEL rules read them.
+	celNamespaces memo[namespaceKey, celNamespace]
 }
 
-// namespaceObject is a converted namespace, or why it could not be.
-type namespaceObject struct {
-	m   map[string]any
+// celNamespace is a prepared namespace, or why it could not be.
+type celNamespace struct {
+	ns  *policies.CELNamespace
 	err error
 }
 
-// celNamespace is ns as CEL rules read it, converted once per
-// resourceVersion.
-func (h *handlers) celNamespace(ns *corev1.Namespace) (map[string]any, error) {
-	convert := func() namespaceObject {
-		m, err := policies.NamespaceObject(ns)
-		return namespaceObject{m, err}
+// celNamespace is ns prepared for CEL rules, once per resourceVersion.
+func (h *handlers) celNamespace(ns *corev1.Namespace) (*policies.CELNamespace, error) {
+	prepare := func() celNamespace {
+		c, err := policies.NewCELNamespace(ns)
+		return celNamespace{c, err}
 	}
 	if ns.ResourceVersion == "" {
-		o := convert()
-		return o.m, o.err
+		c := prepare()
+		return c.ns, c.err
 	}
-	o := h.namespaceObjects.get(namespaceKey{ns.Name, ns.ResourceVersion}, convert)
-	return o.m, o.err
+	c := h.celNamespaces.get(namespaceKey{ns.Name, ns.ResourceVersion}, prepare)
+	return c.ns, c.err
 }
 
 // Group kinds named in denials.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -422,4 +424,34 @@ func TestNotSyncedRefuses(t *testing.T) {
 	if err := f.w.ReadyCheck()(nil); err != nil {
 		t.Errorf("ReadyCheck after sync: %v", err)
 	}
+}
+
+// TestConcurrentAdmissionsShareThePreparedNamespace admits from many
+// goroutines at once with CEL rules reading the namespace, which is prepared
+// once and shared (run with -race to check the sharing).
+func TestConcurrentAdmissionsShareThePreparedNamespace(t *testing.T) {
+	ns := shopNamespace()
+	ns.ResourceVersion = "7"
+	ns.Spec.Finalizers = []corev1.FinalizerName{"kubernetes"}
+	f := newFixture(t, ns)
+	f.policy(t, "ns-rules", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
+		s.Rules.CEL = []v1alpha1.CELRule{
+			{Name: "team", Expression: "namespaceObject.metadata.labels['sluice.dev/team'] == 'payments'", Message: "payments only"},
+			{Name: "finalized", Expression: "namespaceObject.spec.finalizers.exists(f, f == 'kubernetes')", Message: "needs the finalizer"},
+		}
+	})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				if resp := f.admit(t, PathValidateDeployment, admissionv1.Create, testDeployment(), nil, true); !resp.Allowed {
+					t.Errorf("denied: %+v", resp.Result)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

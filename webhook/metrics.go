@@ -42,10 +42,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"operation", "kind", "decision"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: MetricDuration,
-			Help: "Time Sluice's webhooks spent on one admission request, from decoded request to encoded answer.",
+			Help: "Time Sluice's webhooks spent on one admission request, from reading the request to writing the answer.",
 			// Sub-millisecond resolution: the handlers' own work is far below
 			// kube-apiserver's timeout, and its tail is what matters.
-			Buckets: []float64{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}, []string{"operation", "kind"}),
 		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricViolations,

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -292,5 +293,41 @@ func TestMarshalPatchMatchesEncodingJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(fromHand, fromStd) {
 		t.Fatalf("patches differ:\nhand %v\nstd  %v", fromHand, fromStd)
+	}
+}
+
+// TestMutateManyLabelsReplacesMapsWhole checks the large-patch form: past
+// maxKeyOps key changes a label map is replaced with one op, which still
+// keeps every label the object had and converges in one admission.
+func TestMutateManyLabelsReplacesMapsWhole(t *testing.T) {
+	inject := map[string]string{}
+	for i := range maxKeyOps + 3 {
+		inject[fmt.Sprintf("policy-%02d", i)] = "true"
+	}
+	d := testDeployment(optedIn, withLabels("owner", "payments", v1alpha1.LabelTeam, "stale"), withTemplateLabels("app", "web"))
+	m, err := Mutate(MutationInput{Operation: admissionv1.Create, Deployment: d, Team: "", InjectLabels: inject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, op := range m.Ops {
+		paths = append(paths, op.Op+" "+op.Path)
+	}
+	if diff := cmp.Diff([]string{"replace " + pathLabels, "replace " + pathTemplateLabels}, paths); diff != "" {
+		t.Fatalf("ops (-want +got):\n%s", diff)
+	}
+	patched := applyPatch(t, d, m.Ops)
+	checkAdmitted(t, patched, m, "")
+	for k, v := range inject {
+		if patched.Labels[k] != v || patched.Spec.Template.Labels[k] != v {
+			t.Errorf("label %s not injected everywhere: %v / %v", k, patched.Labels, patched.Spec.Template.Labels)
+		}
+	}
+	if patched.Labels["owner"] != "payments" || patched.Spec.Template.Labels["app"] != "web" {
+		t.Errorf("existing labels lost: %v / %v", patched.Labels, patched.Spec.Template.Labels)
+	}
+	again, err := Mutate(MutationInput{Operation: admissionv1.Create, Deployment: patched, InjectLabels: inject})
+	if err != nil || len(again.Ops) != 0 {
+		t.Fatalf("second admission: %v %v", again.Ops, err)
 	}
 }

@@ -108,12 +108,18 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	}
 }
 
+// mapPatch returns the operations that turn the string map at path (nil
+// when the member is absent or null) into one where every key of set has its
+// value and no key of remove exists. Keys are visited in sorted order so the
+// patch is deterministic. An absent map is created whole with one "add"; a
+// map needing more than maxKeyOps key changes is replaced whole with one
+// "replace".
 func mapPatch(path string, cur map[string]string, set map[string]string, remove []string) []PatchOp {
 	return appendMapPatch(nil, path, cur, set, sortedKeys(set), remove)
 }
 
-// appendMapPatch is mapPatch with the keys of set already sorted, appending
-// to ops.
+// appendMapPatch is mapPatch with the keys of set (and remove) already
+// sorted, appending to ops.
 func appendMapPatch(ops []PatchOp, path string, cur map[string]string, set map[string]string, setKeys []string, remove []string) []PatchOp {
 	if cur == nil {
 		if len(set) == 0 {
@@ -124,6 +130,26 @@ func appendMapPatch(ops []PatchOp, path string, cur map[string]string, set map[s
 			whole[k] = v
 		}
 		return append(ops, PatchOp{Op: "add", Path: path, Value: whole})
+	}
+	if changes := countChanges(cur, set, setKeys, remove); changes == 0 {
+		return ops
+	} else if changes > maxKeyOps {
+		// One op replacing the whole map is smaller to send and cheaper for
+		// kube-apiserver to apply than many; the patch applies to exactly
+		// the object under admission, so it loses nothing.
+		whole := make(map[string]string, len(cur)+len(set))
+		for k, v := range cur {
+			whole[k] = v
+		}
+		for _, k := range remove {
+			if _, kept := set[k]; !kept {
+				delete(whole, k)
+			}
+		}
+		for k, v := range set {
+			whole[k] = v
+		}
+		return append(ops, PatchOp{Op: "replace", Path: path, Value: whole})
 	}
 	prefix := path + "/"
 	for _, k := range setKeys {
@@ -144,6 +170,28 @@ func appendMapPatch(ops []PatchOp, path string, cur map[string]string, set map[s
 		}
 	}
 	return ops
+}
+
+// maxKeyOps is the most keys of one map a patch changes one op each.
+const maxKeyOps = 8
+
+// countChanges counts the keys of cur that setting set and removing remove
+// changes.
+func countChanges(cur, set map[string]string, setKeys, remove []string) int {
+	n := 0
+	for _, k := range setKeys {
+		if old, ok := cur[k]; !ok || old != set[k] {
+			n++
+		}
+	}
+	for _, k := range remove {
+		if _, ok := cur[k]; ok {
+			if _, kept := set[k]; !kept {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func sortedKeys(m map[string]string) []string {
