@@ -49,7 +49,7 @@ var benchOpenLoopRates = []int{500, 2000}
 
 // Conditions of the admission benchmarks; docs/admission.md reports them.
 const (
-	benchOpenLoopDuration = 5 * time.Second
+	benchOpenLoopDuration = 10 * time.Second
 	benchClosedWorkers    = 32
 	benchClosedDuration   = 3 * time.Second
 	benchCreatesPerMode   = 150
