@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/cost"
@@ -65,6 +66,12 @@ func (pathSizes) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode)
 	return nil
 }
 
+// sharedCELEnv is the environment every policy compiles its rules in. An
+// Env is immutable and safe for concurrent use; one shared environment keeps
+// its declarations and function tables once in memory rather than once per
+// policy, which also shortens every garbage collection's mark phase.
+var sharedCELEnv = sync.OnceValues(newCELEnv)
+
 // newCELEnv declares the variables as dynamic maps, so rules read any field of
 // the objects as they appear in JSON.
 func newCELEnv() (*cel.Env, error) {
@@ -87,7 +94,7 @@ func compileCEL(rules []v1alpha1.CELRule, costLimit uint64, fld *field.Path) ([]
 		return nil, nil
 	}
 	var errs field.ErrorList
-	env, err := newCELEnv()
+	env, err := sharedCELEnv()
 	if err != nil {
 		return nil, field.ErrorList{field.InternalError(fld, fmt.Errorf("build CEL environment: %w", err))}
 	}
