@@ -39,6 +39,8 @@ type celRule struct {
 	// proven within the limit at compile time; nil when no size was.
 	bounded     cel.Program
 	boundedSize uint64
+	// reads are the fields of object and oldObject the rule can reach.
+	reads CELReads
 }
 
 // celSizeTiers are the input sizes at which a rule's worst-case cost is
@@ -146,7 +148,7 @@ func compileRule(env *cel.Env, r v1alpha1.CELRule, costLimit uint64, p *field.Pa
 			"must evaluate to bool, not %s; compare the value, e.g. `object.spec.replicas >= 2` or `has(object.metadata.labels.team)`",
 			ast.OutputType()))
 	}
-	rule := celRule{name: r.Name, message: r.Message}
+	rule := celRule{name: r.Name, message: r.Message, reads: readsOf(ast.NativeRep().Expr())}
 	var err error
 	if rule.program, err = env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100)); err != nil {
 		return celRule{}, field.Invalid(p, expr, "cannot be prepared: "+err.Error())

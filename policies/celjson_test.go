@@ -31,7 +31,7 @@ func TestRawCELObjectMatchesConversion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fromRaw, err := celObjectOf(d, raw)
+		fromRaw, err := celObjectOf(d, raw, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

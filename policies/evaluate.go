@@ -39,6 +39,10 @@ type Input struct {
 	// CELNamespace is, when set, Namespace prepared for CEL rules, so that a
 	// caller admitting many Deployments of one namespace prepares it once.
 	CELNamespace *CELNamespace
+	// CELReads is, when set with RawDeployment, what the CEL rules of every
+	// policy passed to Evaluate read (ReadsOf): only those fields of the raw
+	// objects are decoded for CEL.
+	CELReads *CELReads
 }
 
 // CELNamespace is a Namespace as CEL rules read it (namespaceObject). It is
@@ -194,7 +198,11 @@ func (c *Compiled) exceptionFor(rule string, d *appsv1.Deployment, now time.Time
 // celVars binds object, oldObject (null on CREATE) and namespaceObject as
 // the JSON-shaped maps CEL rules read.
 func celVars(in Input) (celInput, error) {
-	obj, err := celObjectOf(in.Deployment, in.RawDeployment)
+	var objectReads, oldReads *Fields
+	if in.CELReads != nil {
+		objectReads, oldReads = &in.CELReads.object, &in.CELReads.oldObject
+	}
+	obj, err := celObjectOf(in.Deployment, in.RawDeployment, objectReads)
 	if err != nil {
 		return celInput{}, fmt.Errorf("convert Deployment: %w", err)
 	}
@@ -207,7 +215,7 @@ func celVars(in Input) (celInput, error) {
 	size := max(largestValue(obj), ns.size)
 	vars := map[string]any{celObject: celReady(obj), celNamespaceObject: ns.object, celOldObject: nil}
 	if in.OldDeployment != nil {
-		old, err := celObjectOf(in.OldDeployment, in.RawOldDeployment)
+		old, err := celObjectOf(in.OldDeployment, in.RawOldDeployment, oldReads)
 		if err != nil {
 			return celInput{}, fmt.Errorf("convert old Deployment: %w", err)
 		}
@@ -221,13 +229,13 @@ func celVars(in Input) (celInput, error) {
 	return celInput{vars: vars, activation: act, size: size}, nil
 }
 
-// celObjectOf is the JSON-shaped map of d: raw decoded when given, else d
-// converted.
-func celObjectOf(d *appsv1.Deployment, raw []byte) (map[string]any, error) {
+// celObjectOf is the JSON-shaped map of d: raw decoded when given (only the
+// fields in reads, when given), else d converted.
+func celObjectOf(d *appsv1.Deployment, raw []byte, reads *Fields) (map[string]any, error) {
 	if len(raw) == 0 {
 		return runtime.DefaultUnstructuredConverter.ToUnstructured(d)
 	}
-	v, err := decodeJSONValue(raw)
+	v, err := decodeFields(raw, reads)
 	if err != nil {
 		return nil, err
 	}

@@ -80,6 +80,7 @@ func (h *handlers) validateDeployment(ctx context.Context, req *deploymentReques
 	snap := h.store.Snapshot()
 	r := policies.Evaluate(snap.Compiled, policies.Input{
 		CELNamespace:     celNS,
+		CELReads:         snap.CELReads,
 		Operation:        req.Operation,
 		Deployment:       d,
 		OldDeployment:    old,

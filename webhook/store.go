@@ -45,6 +45,8 @@ type storeEntry struct {
 type PolicySnapshot struct {
 	// Compiled are the policies that compiled, in name order.
 	Compiled []*policies.Compiled
+	// CELReads are the fields their CEL rules read, for policies.Input.
+	CELReads *policies.CELReads
 	entries  []*storeEntry
 	// injected memoizes InjectLabels by namespace: a snapshot lives until
 	// the next policy change, and a namespace's labels seldom change.
@@ -122,6 +124,7 @@ func (s *PolicyStore) publish() {
 			snap.Compiled = append(snap.Compiled, e.compiled)
 		}
 	}
+	snap.CELReads = policies.ReadsOf(snap.Compiled)
 	s.snap.Store(snap)
 }
 
