@@ -16,10 +16,14 @@ import (
 // float64. It is the fast path of celVars: a streaming decode of the bytes
 // kube-apiserver sent costs half of converting the decoded Deployment back
 // by reflection.
-func decodeJSONValue(raw []byte) (any, error) {
+func decodeJSONValue(raw []byte) (any, error) { return decodeFields(raw, nil) }
+
+// decodeFields is decodeJSONValue keeping of objects only the members reads
+// names; nil reads everything.
+func decodeFields(raw []byte, reads *Fields) (any, error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(raw))
 	var scratch []member
-	v, err := decodeValue(dec, &scratch)
+	v, err := decodeValue(dec, reads, &scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -35,10 +39,15 @@ type member struct {
 	value any
 }
 
-// decodeValue decodes the next value. Objects gather their members on
-// scratch, shared by the whole decode, so that each map is made at its size
-// with no other allocation.
-func decodeValue(dec *jsontext.Decoder, scratch *[]member) (any, error) {
+// decodeValue decodes the next value; of an object, only the members reads
+// names (nil reads everything, and so does every value below a list).
+// Objects gather their members on scratch, shared by the whole decode, so
+// that each map is made at its size with no other allocation; members left
+// out are skipped without any.
+func decodeValue(dec *jsontext.Decoder, reads *Fields, scratch *[]member) (any, error) {
+	if reads.readsWhole() {
+		reads = nil
+	}
 	tok, err := dec.ReadToken()
 	if err != nil {
 		return nil, err
@@ -68,7 +77,16 @@ func decodeValue(dec *jsontext.Decoder, scratch *[]member) (any, error) {
 				return nil, err
 			}
 			key := k.String() // the token is only valid until the next read
-			v, err := decodeValue(dec, scratch)
+			var sub *Fields
+			if reads != nil {
+				if sub = reads.members[key]; sub == nil {
+					if err := dec.SkipValue(); err != nil {
+						return nil, err
+					}
+					continue
+				}
+			}
+			v, err := decodeValue(dec, sub, scratch)
 			if err != nil {
 				return nil, err
 			}
@@ -88,7 +106,7 @@ func decodeValue(dec *jsontext.Decoder, scratch *[]member) (any, error) {
 	case '[':
 		l := []any{}
 		for dec.PeekKind() != ']' {
-			v, err := decodeValue(dec, scratch)
+			v, err := decodeValue(dec, nil, scratch)
 			if err != nil {
 				return nil, err
 			}

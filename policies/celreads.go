@@ -7,7 +7,6 @@ import (
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // CEL rules read a few fields of a Deployment (its containers, a label)
@@ -203,64 +202,4 @@ func fieldChain(e ast.Expr) (root string, path []string, ok bool) {
 		return root, append(path, string(name)), ok
 	}
 	return "", nil, false
-}
-
-// decodeFields decodes the JSON value raw, keeping of its objects only the
-// members f reads; with f nil or reading the whole value it decodes all.
-func decodeFields(raw []byte, f *Fields) (any, error) {
-	if f == nil || f.readsWhole() {
-		return decodeJSONValue(raw)
-	}
-	dec := jsontext.NewDecoder(bytes.NewReader(raw))
-	var scratch []member
-	v, err := decodeProjected(dec, f, &scratch)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.ReadToken(); err == nil {
-		return nil, fmt.Errorf("data after the JSON value at offset %d", dec.InputOffset())
-	}
-	return v, nil
-}
-
-// decodeProjected decodes the next value, keeping of an object only the
-// members f reads. Values that are not objects are decoded whole.
-func decodeProjected(dec *jsontext.Decoder, f *Fields, scratch *[]member) (any, error) {
-	if f.readsWhole() || dec.PeekKind() != '{' {
-		return decodeValue(dec, scratch)
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return nil, err
-	}
-	base := len(*scratch)
-	for dec.PeekKind() != '}' {
-		k, err := dec.ReadToken()
-		if err != nil {
-			return nil, err
-		}
-		key := k.String()
-		sub := f.members[key]
-		if sub == nil {
-			if err := dec.SkipValue(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		v, err := decodeProjected(dec, sub, scratch)
-		if err != nil {
-			return nil, err
-		}
-		*scratch = append(*scratch, member{key, v})
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return nil, err
-	}
-	members := (*scratch)[base:]
-	m := make(map[string]any, len(members))
-	for _, mb := range members {
-		m[mb.key] = mb.value
-	}
-	clear(members)
-	*scratch = (*scratch)[:base]
-	return m, nil
 }
