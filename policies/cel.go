@@ -8,8 +8,8 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/cost"
-	"cel.dev/cel-go/interpreter"
 	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"

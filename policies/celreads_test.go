@@ -12,21 +12,21 @@ import (
 
 func TestReadsOf(t *testing.T) {
 	tests := map[string]struct{ object, oldObject string }{
-		"object.spec.replicas >= 2":                                          {"{spec:{replicas:*}}", "{}"},
-		"has(object.status)":                                                 {"{status:*}", "{}"},
-		"object.spec.template.spec.containers.all(c, c.name != 'x')":         {"{spec:{template:{spec:{containers:*}}}}", "{}"},
-		"object.spec.template.spec.containers[0].name == 'x'":                {"{spec:{template:{spec:{containers:*}}}}", "{}"},
-		"object.metadata.labels['app'] == 'web'":                             {"{metadata:{labels:{app:*}}}", "{}"},
-		"'app' in object.metadata.labels":                                    {"{metadata:{labels:*}}", "{}"},
-		"object.?spec.?replicas.orValue(1) > 0":                              {"{spec:{replicas:*}}", "{}"},
-		"object.metadata.labels.size() < 10 && object.metadata.name != ''":   {"{metadata:{labels:* name:*}}", "{}"},
+		"object.spec.replicas >= 2": {"{spec:{replicas:*}}", "{}"},
+		"has(object.status)":        {"{status:*}", "{}"},
+		"object.spec.template.spec.containers.all(c, c.name != 'x')":           {"{spec:{template:{spec:{containers:*}}}}", "{}"},
+		"object.spec.template.spec.containers[0].name == 'x'":                  {"{spec:{template:{spec:{containers:*}}}}", "{}"},
+		"object.metadata.labels['app'] == 'web'":                               {"{metadata:{labels:{app:*}}}", "{}"},
+		"'app' in object.metadata.labels":                                      {"{metadata:{labels:*}}", "{}"},
+		"object.?spec.?replicas.orValue(1) > 0":                                {"{spec:{replicas:*}}", "{}"},
+		"object.metadata.labels.size() < 10 && object.metadata.name != ''":     {"{metadata:{labels:* name:*}}", "{}"},
 		"oldObject == null || oldObject.spec.replicas <= object.spec.replicas": {"{spec:{replicas:*}}", "*"},
-		"object.spec == oldObject.spec":                                      {"{spec:*}", "{spec:*}"},
-		"object.exists(k, k == 'status')":                                    {"*", "{}"},
-		"object[namespaceObject.metadata.name] != null":                      {"*", "{}"},
-		"[1].all(object, object > 0)":                                        {"*", "{}"},
-		"namespaceObject.metadata.labels.env == 'prod'":                      {"{}", "{}"},
-		"object.metadata.labels.all(k, object.metadata.labels[k] != '')":     {"{metadata:{labels:*}}", "{}"},
+		"object.spec == oldObject.spec":                                        {"{spec:*}", "{spec:*}"},
+		"object.exists(k, k == 'status')":                                      {"*", "{}"},
+		"object[namespaceObject.metadata.name] != null":                        {"*", "{}"},
+		"[1].all(object, object > 0)":                                          {"*", "{}"},
+		"namespaceObject.metadata.labels.env == 'prod'":                        {"{}", "{}"},
+		"object.metadata.labels.all(k, object.metadata.labels[k] != '')":       {"{metadata:{labels:*}}", "{}"},
 	}
 	env, err := sharedCELEnv()
 	if err != nil {
