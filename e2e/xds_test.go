@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/xds"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -347,21 +348,29 @@ func TestXDSStickySplit(t *testing.T) {
 	c := p.client(t, ns)
 	p.confirm(t, ns, 0)
 	const users = 200
-	// versionOf asks 5 times per user and requires one answer.
-	versionOf := func() map[string]string {
+	// versionsOf asks 5 times per user and requires one answer per user.
+	versionsOf := func() (map[string]string, error) {
 		out := map[string]string{}
 		for u := range users {
 			user := fmt.Sprintf("user-%d", u)
 			for i := range 5 {
 				v, err := xdsCall(context.Background(), c, "x-user-id", user)
 				if err != nil {
-					t.Fatalf("%s: %v", user, err)
+					return nil, fmt.Errorf("%s: %w", user, err)
 				}
 				if i > 0 && v != out[user] {
-					t.Fatalf("%s reached %s, then %s: not sticky", user, out[user], v)
+					return nil, fmt.Errorf("%s reached %s, then %s: not sticky", user, out[user], v)
 				}
 				out[user] = v
 			}
+		}
+		return out, nil
+	}
+	versionOf := func() map[string]string {
+		t.Helper()
+		out, err := versionsOf()
+		if err != nil {
+			t.Fatal(err)
 		}
 		return out
 	}
@@ -372,6 +381,18 @@ func TestXDSStickySplit(t *testing.T) {
 	// must be sticky and reach all three pods (shares 1/2, 1/4, 1/4: all are
 	// reached with probability > 1 - 1e-6).
 	eventually(t, 30*time.Second, "sticky routing over every pod", func(ctx context.Context) error {
+		// kwok hands a deleted pod's IP to a new pod; a connection the
+		// client opened before the old pod's server let go of the address
+		// is answered by that server until it drains. Only answers from
+		// this namespace's pods count.
+		var list corev1.PodList
+		if err := p.kube.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		current := map[string]bool{}
+		for _, pod := range list.Items {
+			current[pod.Name] = true
+		}
 		pods := map[string]bool{}
 		for u := range 50 {
 			first := ""
@@ -387,6 +408,9 @@ func TestXDSStickySplit(t *testing.T) {
 				} else if resp.GetHostname() != first {
 					return fmt.Errorf("probe-%d reached %s, then %s: not sticky yet", u, first, resp.GetHostname())
 				}
+			}
+			if !current[first] {
+				return fmt.Errorf("probe-%d was answered by %s, not a pod of namespace %s (a previous pod's server still draining)", u, first, ns)
 			}
 			pods[first] = true
 		}
@@ -410,9 +434,23 @@ func TestXDSStickySplit(t *testing.T) {
 		ro.Spec.Delivery.Split = ptr.To(v1alpha1.BasisPoints(8000))
 		return p.kube.Update(context.Background(), ro)
 	})
+	// While the new split reaches the client, users legitimately move (one
+	// may do so between two of its asks): wait until two passes in a row
+	// find every user sticky, the same, and more of them on the new version.
 	eventually(t, 30*time.Second, "80% split in effect", func(context.Context) error {
+		first, err := versionsOf()
+		if err != nil {
+			return err
+		}
+		second, err := versionsOf()
+		if err != nil {
+			return err
+		}
 		var n int
-		for _, v := range versionOf() {
+		for user, v := range second {
+			if first[user] != v {
+				return fmt.Errorf("%s moved from %s to %s between two passes: the split is still changing", user, first[user], v)
+			}
 			if v == "v2" {
 				n++
 			}
