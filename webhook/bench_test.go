@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +48,22 @@ func BenchmarkHandlers(b *testing.B) {
 				s.InjectLabels = map[string]string{fmt.Sprintf("policy-%02d", i): "true"}
 			})
 		}
-		for _, path := range []string{PathMutateDeployment, PathValidateDeployment} {
+		type bench struct {
+			path, name string
+			d          *appsv1.Deployment
+		}
+		runs := []bench{
+			{PathMutateDeployment, fmt.Sprintf("policies=%d", n), d},
+			{PathValidateDeployment, fmt.Sprintf("policies=%d", n), d},
+		}
+		if n == 50 {
+			// What kube-apiserver sends for a Deployment applied with
+			// kubectl: managed fields and the last-applied annotation,
+			// which no rule here reads.
+			runs = append(runs, bench{PathValidateDeployment, "policies=50/kubectl-applied", kubectlApplied(b, d)})
+		}
+		for _, run := range runs {
+			path, d := run.path, run.d
 			if resp := f.admit(b, path, admissionv1.Create, d, nil, true); !resp.Allowed {
 				b.Fatalf("denied: %+v", resp.Result)
 			}
@@ -62,7 +78,7 @@ func BenchmarkHandlers(b *testing.B) {
 				DryRun:    ptr.To(true),
 			})
 			h := f.routes[path]
-			b.Run(fmt.Sprintf("%s/policies=%d", path[1:], n), func(b *testing.B) {
+			b.Run(path[1:]+"/"+run.name, func(b *testing.B) {
 				b.ReportAllocs()
 				w := &discardWriter{header: http.Header{}}
 				for b.Loop() {
@@ -109,4 +125,23 @@ func (c namespaceCache) Get(ctx context.Context, key client.ObjectKey, obj clien
 		return nil
 	}
 	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// kubectlApplied is d as kube-apiserver has it after `kubectl apply`: with
+// the last-applied-configuration annotation and managed fields.
+func kubectlApplied(b *testing.B, d *appsv1.Deployment) *appsv1.Deployment {
+	b.Helper()
+	out := d.DeepCopy()
+	out.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = string(mustJSON(b, d))
+	fields := `{"f:metadata":{"f:annotations":{".":{},"f:sluice.dev/rollout":{}},"f:labels":{".":{},"f:app":{},"f:owner":{}}},` +
+		`"f:spec":{"f:replicas":{},"f:selector":{},"f:template":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},` +
+		`"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{},"f:resources":{".":{},` +
+		`"f:limits":{".":{},"f:cpu":{},"f:memory":{}},"f:requests":{".":{},"f:cpu":{},"f:memory":{}}}}}}}}}`
+	for _, m := range []string{"kubectl-client-side-apply", "kube-controller-manager", "sluice"} {
+		out.ManagedFields = append(out.ManagedFields, metav1.ManagedFieldsEntry{
+			Manager: m, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1",
+			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)},
+		})
+	}
+	return out
 }
