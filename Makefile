@@ -7,7 +7,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?=
 
-.PHONY: all build run test unit bench deps cluster fmt vet
+.PHONY: all build run test unit bench fuzz deps cluster fmt vet
 
 all: build
 
@@ -40,6 +40,18 @@ vet:
 ## bench: benchmarks (not part of make test)
 bench: deps cluster
 	$(GO) test -run '^$$' -bench . -timeout 90m ./...
+
+## fuzz: every fuzz target for FUZZTIME each (make test runs only their seeds).
+## Minimisation is capped: uncapped, Go spends minutes minimising each new input
+## of these large binaries and the progress line shows 0 execs/s meanwhile.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./... | grep -v '/e2e$$'); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5x $$pkg; \
+	  done; \
+	done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
