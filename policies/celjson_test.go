@@ -47,7 +47,7 @@ func TestRawCELObjectMatchesConversion(t *testing.T) {
 
 func ptrIntOrString(v intstr.IntOrString) *intstr.IntOrString { return &v }
 
-func TestDecodeJSONValue(t *testing.T) {
+func TestDecodeFields(t *testing.T) {
 	tests := map[string]struct {
 		in   string
 		want any
@@ -58,7 +58,7 @@ func TestDecodeJSONValue(t *testing.T) {
 		"empty array":              {`[]`, []any{}},
 	}
 	for name, tc := range tests {
-		got, err := decodeJSONValue([]byte(tc.in))
+		got, err := decodeFields([]byte(tc.in), nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -67,7 +67,7 @@ func TestDecodeJSONValue(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{``, `{`, `{"a":}`, `[1,]`, `{"a":1}{}`, `{"a":1,"a":2}`, "\"\xff\"", strings.Repeat("[", 10000)} {
-		if v, err := decodeJSONValue([]byte(bad)); err == nil {
+		if v, err := decodeFields([]byte(bad), nil); err == nil {
 			t.Errorf("%q decoded to %v, want an error", bad, v)
 		}
 	}
