@@ -168,7 +168,7 @@ func compileRule(env *cel.Env, r v1alpha1.CELRule, costLimit uint64, p *field.Pa
 	return rule, nil
 }
 
-// evalCEL runs one rule. ok is the rule's verdict; err reports a rule that
+// eval runs one rule. ok is the rule's verdict; err reports a rule that
 // could not be evaluated (missing field, cost limit), which fails closed.
 func (r celRule) eval(in celInput) (ok bool, err error) {
 	prg := r.program
@@ -186,11 +186,9 @@ func (r celRule) eval(in celInput) (ok bool, err error) {
 	return b, nil
 }
 
-// celInput is what CEL rules read in one request: the variables, and the
-// size of the largest value in them.
+// celInput is what CEL rules read in one request: the variables, bound once
+// for every rule, and the size of the largest value in them.
 type celInput struct {
-	vars map[string]any
-	// activation binds vars once for every rule of the request.
 	activation interpreter.Activation
 	size       uint64
 }

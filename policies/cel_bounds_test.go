@@ -80,7 +80,7 @@ func TestBoundedCELCostIsAnUpperBound(t *testing.T) {
 			checked++
 			// Errors (a missing field, a null list) are verdicts too: the
 			// cost up to them still counts.
-			_, det, _ := tracked.Eval(in.vars)
+			_, det, _ := tracked.Eval(in.activation)
 			if det == nil || det.ActualCost() == nil {
 				t.Fatalf("%s: no tracked cost", expr)
 			}
@@ -89,8 +89,8 @@ func TestBoundedCELCostIsAnUpperBound(t *testing.T) {
 					expr, in.size, got, est.Max, tier, CELCostLimit)
 			}
 			// And both programs give the same verdict.
-			want, _, werr := rule.program.Eval(in.vars)
-			got, _, gerr := rule.bounded.Eval(in.vars)
+			want, _, werr := rule.program.Eval(in.activation)
+			got, _, gerr := rule.bounded.Eval(in.activation)
 			if (werr == nil) != (gerr == nil) || (werr == nil && want.Value() != got.Value()) {
 				t.Errorf("%s: tracked gave %v/%v, bounded %v/%v", expr, want, werr, got, gerr)
 			}

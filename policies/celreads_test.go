@@ -136,7 +136,11 @@ func TestProjectionLeavesOutWhatNoRuleReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj := got.vars[celObject].(map[string]any)
+	v, found := got.activation.ResolveName(celObject)
+	obj, isMap := v.(map[string]any)
+	if !found || !isMap {
+		t.Fatalf("object bound as %T (%v)", v, found)
+	}
 	spec, _ := obj["spec"].(map[string]any)
 	if len(obj) != 1 || len(spec) != 1 || spec["replicas"] != int64(3) {
 		t.Fatalf("projection on spec.replicas decoded %v", obj)

@@ -226,7 +226,7 @@ func celVars(in Input) (celInput, error) {
 	if err != nil {
 		return celInput{}, fmt.Errorf("bind CEL variables: %w", err)
 	}
-	return celInput{vars: vars, activation: act, size: size}, nil
+	return celInput{activation: act, size: size}, nil
 }
 
 // celObjectOf is the JSON-shaped map of d: raw decoded when given (only the

@@ -78,7 +78,6 @@ func newFixture(t testing.TB, objs ...client.Object) *fixture {
 		ownNamespace:  "sluice-system",
 		namespaceWait: 50 * time.Millisecond,
 	}
-	f.h.celNamespaces.limit = maxNamespaceMemo
 	// Tests must see panics, not recovered 500s.
 	mutate := f.w.reviewHandler(f.h.mutateDeployment, m, logr.Discard())
 	mutate.recoverPanic = false

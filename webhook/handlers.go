@@ -36,7 +36,7 @@ type handlers struct {
 	// about a namespace created just before it.
 	namespaceWait time.Duration
 	// celNamespaces memoizes namespaces as CEL rules read them.
-	celNamespaces memo[namespaceKey, celNamespace]
+	celNamespaces namespaceMemo[celNamespace]
 }
 
 // celNamespace is a prepared namespace, or why it could not be.
@@ -47,15 +47,10 @@ type celNamespace struct {
 
 // celNamespace is ns prepared for CEL rules, once per resourceVersion.
 func (h *handlers) celNamespace(ns *corev1.Namespace) (*policies.CELNamespace, error) {
-	prepare := func() celNamespace {
+	c := h.celNamespaces.get(ns, func() celNamespace {
 		c, err := policies.NewCELNamespace(ns)
 		return celNamespace{c, err}
-	}
-	if ns.ResourceVersion == "" {
-		c := prepare()
-		return c.ns, c.err
-	}
-	c := h.celNamespaces.get(namespaceKey{ns.Name, ns.ResourceVersion}, prepare)
+	})
 	return c.ns, c.err
 }
 

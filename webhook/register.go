@@ -105,7 +105,6 @@ func Register(mgr manager.Manager, opts Options) (*Webhooks, error) {
 		ownNamespace:  opts.Namespace,
 		namespaceWait: opts.NamespaceWait,
 	}
-	h.celNamespaces.limit = maxNamespaceMemo
 	srv := mgr.GetWebhookServer()
 	log := mgr.GetLogger().WithName("admission")
 	srv.Register(PathMutateDeployment, w.reviewHandler(h.mutateDeployment, m, log))

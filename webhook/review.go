@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -161,20 +162,11 @@ func (rh *reviewHandler) decode(r *http.Request, bufp *[]byte) (*deploymentRevie
 
 // readBody appends up to maxReviewBytes+1 bytes of body to buf.
 func readBody(buf []byte, body io.Reader) ([]byte, error) {
-	lr := io.LimitReader(body, maxReviewBytes+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, fmt.Errorf("read the request body: %w", err)
-		}
+	b := bytes.NewBuffer(buf)
+	if _, err := b.ReadFrom(io.LimitReader(body, maxReviewBytes+1)); err != nil {
+		return b.Bytes(), fmt.Errorf("read the request body: %w", err)
 	}
+	return b.Bytes(), nil
 }
 
 // decodeReview decodes an AdmissionReview of a Deployment: the review, then

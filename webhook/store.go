@@ -50,14 +50,8 @@ type PolicySnapshot struct {
 	entries  []*storeEntry
 	// injected memoizes InjectLabels by namespace: a snapshot lives until
 	// the next policy change, and a namespace's labels seldom change.
-	injected memo[namespaceKey, map[string]string]
+	injected namespaceMemo[map[string]string]
 }
-
-// maxNamespaceMemo bounds the memos keyed by namespace versions.
-const maxNamespaceMemo = 10_000
-
-// namespaceKey names a version of a namespace's labels.
-type namespaceKey struct{ name, resourceVersion string }
 
 // NewPolicyStore returns an empty store.
 func NewPolicyStore() *PolicyStore {
@@ -107,7 +101,6 @@ func (s *PolicyStore) Delete(uid types.UID) {
 // publish builds and stores a snapshot; s.mu is held.
 func (s *PolicyStore) publish() {
 	snap := &PolicySnapshot{entries: make([]*storeEntry, 0, len(s.entries))}
-	snap.injected.limit = maxNamespaceMemo
 	for _, e := range s.entries {
 		snap.entries = append(snap.entries, e)
 	}
@@ -131,12 +124,7 @@ func (s *PolicyStore) publish() {
 // InjectLabelsFor is InjectLabels of ns's labels, memoized for the
 // namespace's resourceVersion. The map returned is shared: read it only.
 func (snap *PolicySnapshot) InjectLabelsFor(ns *corev1.Namespace) map[string]string {
-	if ns.ResourceVersion == "" {
-		return snap.InjectLabels(ns.Labels)
-	}
-	return snap.injected.get(namespaceKey{ns.Name, ns.ResourceVersion}, func() map[string]string {
-		return snap.InjectLabels(ns.Labels)
-	})
+	return snap.injected.get(ns, func() map[string]string { return snap.InjectLabels(ns.Labels) })
 }
 
 // InjectLabels merges the injectLabels of the compiled policies selecting a
