@@ -27,7 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/charts"
-	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/local/cluster"
 	"github.com/sluice-dev/sluice/webhook"
 )
 

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/xds"
 
-	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/local/cluster"
 )
 
 // sluiceNamespace is where the controller under test keeps its lease and

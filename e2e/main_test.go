@@ -1,5 +1,5 @@
 // Package e2e holds the end-to-end tests of Sluice. They run on one local
-// cluster (package e2e/cluster) shared by every test in the package; each
+// cluster (package local/cluster) shared by every test in the package; each
 // test works in namespaces of its own.
 package e2e
 
@@ -18,7 +18,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/local/cluster"
 )
 
 // env is the shared local cluster.

@@ -7,8 +7,8 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/sluice-dev/sluice/e2e/cluster"
-	"github.com/sluice-dev/sluice/e2e/demo"
+	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/demo"
 )
 
 // playDemo plays the scripted story on the local cluster, promoting with

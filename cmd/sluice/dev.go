@@ -17,7 +17,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/local/cluster"
 	"github.com/sluice-dev/sluice/internal/cachedir"
 )
 

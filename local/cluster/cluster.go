@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/sluice-dev/sluice/e2e/podruntime"
+	"github.com/sluice-dev/sluice/local/podruntime"
 	"github.com/sluice-dev/sluice/internal/cachedir"
 )
 

@@ -7,7 +7,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/sluice-dev/sluice/e2e/podruntime"
+	"github.com/sluice-dev/sluice/local/podruntime"
 )
 
 // The e2e suite runs one Runtime next to the local cluster, with a clientset
