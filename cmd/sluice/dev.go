@@ -17,8 +17,8 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/sluice-dev/sluice/local/cluster"
 	"github.com/sluice-dev/sluice/internal/cachedir"
+	"github.com/sluice-dev/sluice/local/cluster"
 )
 
 type devOptions struct {

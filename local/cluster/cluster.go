@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/sluice-dev/sluice/local/podruntime"
 	"github.com/sluice-dev/sluice/internal/cachedir"
+	"github.com/sluice-dev/sluice/local/podruntime"
 )
 
 // NodeName is the name of the one simulated node.
