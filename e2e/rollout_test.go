@@ -366,6 +366,55 @@ func TestRolloutFailingCanaryRolledBack(t *testing.T) {
 	}
 }
 
+// TestRolloutFixForwardJudgedOnItsOwnRequests is a team fixing forward: v2
+// fails half its requests and is rolled back; v3, healthy, is applied the
+// moment the rollback shows, while clients are still reporting v2's last
+// requests. v3 must be judged on its own requests only (load reports are
+// per revision) and promoted.
+func TestRolloutFixForwardJudgedOnItsOwnRequests(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "10s"})
+	load := startLoad(t, f.ns, "checkout", 100)
+	f.update("example.com/checkout:v2", errorRate("0.5"))
+	bad := f.wait(3*time.Minute, "v2 rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	if len(bad.Status.FailedRevisions) == 0 {
+		t.Fatalf("rolled back without a failed revision: %+v", bad.Status)
+	}
+	badRev := bad.Status.FailedRevisions[0].Revision
+	f.update("example.com/checkout:v3")
+	started := f.wait(time.Minute, "v3 canary starts", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == badRev {
+			return fmt.Errorf("phase %s, canary %s", ro.Status.Phase, ro.Status.CanaryRevision)
+		}
+		if ro.Status.CanaryStartedAt == nil {
+			return fmt.Errorf("canary %s has no canaryStartedAt", ro.Status.CanaryRevision)
+		}
+		return nil
+	})
+	fixRev := started.Status.CanaryRevision
+	ro := f.wait(4*time.Minute, "v3 promoted", func(ro *v1alpha1.Rollout) error {
+		for _, fr := range ro.Status.FailedRevisions {
+			if fr.Revision == fixRev {
+				t.Fatalf("the fix %s was rolled back: %s", fixRev, fr.Reason)
+			}
+		}
+		if ro.Status.Phase != v1alpha1.PhaseSucceeded || ro.Status.StableRevision != fixRev {
+			return fmt.Errorf("phase %s, stable %s", ro.Status.Phase, ro.Status.StableRevision)
+		}
+		return nil
+	})
+	load.stop()
+	answers, failures, _ := load.snapshot()
+	t.Logf("v2 %s rolled back (%s); v3 %s promoted; answers %v, failures %d (v2's injected errors)",
+		badRev, bad.Status.FailedRevisions[0].Reason, fixRev, answers, failures)
+	if answers["v3"] == 0 {
+		t.Errorf("no request reached v3")
+	}
+	if len(ro.Status.FailedRevisions) != 1 || ro.Status.FailedRevisions[0].Revision != badRev {
+		t.Errorf("failed revisions %+v, want only v2's %s", ro.Status.FailedRevisions, badRev)
+	}
+}
+
 func TestRolloutComparisonCatchesTwoPercentAgainstPointOne(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "2m",

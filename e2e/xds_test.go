@@ -70,7 +70,7 @@ func startTrafficPlane(t *testing.T) *trafficPlane {
 	if err != nil {
 		t.Fatalf("manager: %v", err)
 	}
-	loads, err := lrs.NewServer(lrs.Options{Interval: 200 * time.Millisecond, Attribute: attributeLoad, Logger: log.WithName("lrs")})
+	loads, err := lrs.NewServer(lrs.Options{Interval: 200 * time.Millisecond, Attribute: lrs.AttributeCluster, Logger: log.WithName("lrs")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,21 +101,6 @@ func startTrafficPlane(t *testing.T) *trafficPlane {
 		t.Fatal(err)
 	}
 	return &trafficPlane{ctrl: ctrl, loads: loads.Aggregator(), addr: lis.Addr().String(), kube: kube}
-}
-
-// attributeLoad attributes load reports as `sluice controller` does.
-func attributeLoad(cluster, subZone string) (lrs.Key, bool) {
-	id, err := router.ParseClusterName(cluster)
-	if err != nil {
-		return lrs.Key{}, false
-	}
-	track := id.Track
-	if subZone != "" {
-		if t, err := router.LocalityTrack(subZone); err == nil {
-			track = t
-		}
-	}
-	return lrs.Key{Namespace: id.Namespace, Service: id.Service, Track: string(track)}, true
 }
 
 // client returns grpc-go's xDS client for xds:///checkout.<ns>, with a node

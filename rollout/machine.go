@@ -95,8 +95,11 @@ type Needs struct {
 	Confirm *v1alpha1.BasisPoints
 	// Analyse asks for metric samples of both tracks.
 	Analyse bool
-	// Cumulative is the analysis' cumulative window: since the step started.
+	// Cumulative is the analysis' cumulative window: since the canary
+	// revision started (Since), or RecentWindow when that is unknown.
 	Cumulative time.Duration
+	// Since is when the canary revision started; zero when unknown.
+	Since time.Time
 	// Recent is the analysis' recent window: RecentWindow, shorter while
 	// the step is younger than that.
 	Recent time.Duration

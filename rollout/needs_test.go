@@ -36,13 +36,20 @@ func TestNeedsOf(t *testing.T) {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, nil), Now: t0},
 			want: Needs{Confirm: w(100), Analyse: true, Cumulative: RecentWindow, Recent: RecentWindow},
 		},
-		"a confirmed step is analysed since it started": {
-			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, at(0)), Now: t0.Add(42 * time.Second)},
-			want: Needs{Analyse: true, Cumulative: 42 * time.Second, Recent: RecentWindow},
+		"a confirmed step is analysed since its canary revision started": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Now: t0.Add(42 * time.Second),
+				Status: startedAt(progressingAt(1, 500, at(30*time.Second)), t0)},
+			want: Needs{Analyse: true, Cumulative: 42 * time.Second, Since: t0, Recent: RecentWindow},
+		},
+		"a revision replacing a running canary starts its own window": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("c", 1), Now: t0.Add(105 * time.Second),
+				Status: startedAt(activeSince(progressingAt(0, 100, nil), t0), t0.Add(100*time.Second))},
+			want: Needs{Confirm: w(100), Analyse: true, Cumulative: 5 * time.Second, Since: t0.Add(100 * time.Second), Recent: 5 * time.Second},
 		},
 		"the cumulative window is at least a second": {
-			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(0, 100, at(time.Second)), Now: t0},
-			want: Needs{Analyse: true, Cumulative: time.Second, Recent: RecentWindow},
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Now: t0,
+				Status: startedAt(progressingAt(0, 100, at(time.Second)), t0.Add(time.Second))},
+			want: Needs{Analyse: true, Cumulative: time.Second, Since: t0.Add(time.Second), Recent: time.Second},
 		},
 		"moving to the next step still analyses the current weight": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Status: progressingAt(1, 100, nil), Now: t0},
@@ -58,7 +65,7 @@ func TestNeedsOf(t *testing.T) {
 		"a young beta hold looks only at its own traffic, not the previous canary's": {
 			o: Observed{Deployment: pausedFor("b"), Spec: beta, Canary: readyCanary("b", 1), Now: t0.Add(4 * time.Second),
 				Status: activeSince(progressingAt(0, 0, nil), t0)},
-			want: Needs{Analyse: true, Cumulative: 3 * time.Second, Recent: 3 * time.Second},
+			want: Needs{Analyse: true, Cumulative: 3 * time.Second, Since: t0.Add(time.Second), Recent: 3 * time.Second},
 		},
 		"an ab split is confirmed": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: ab, Canary: readyCanary("b", 5), Status: progressingAt(0, 5000, nil), Now: t0},
@@ -89,6 +96,13 @@ func TestNeedsOf(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startedAt sets the status's canaryStartedAt.
+func startedAt(s v1alpha1.RolloutStatus, when time.Time) v1alpha1.RolloutStatus {
+	t := metav1.NewTime(when)
+	s.CanaryStartedAt = &t
+	return s
 }
 
 func TestReplicasFor(t *testing.T) {

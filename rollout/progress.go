@@ -215,6 +215,7 @@ func (m *stepper) promoting() {
 	st.Phase = v1alpha1.PhaseSucceeded
 	st.StableRevision = st.CanaryRevision
 	st.CanaryRevision = ""
+	st.CanaryStartedAt = nil
 	st.StepStartedAt = nil
 	st.Message = "revision " + st.StableRevision + " is stable"
 	m.event(false, "Promoted", "%s", st.Message)

@@ -135,7 +135,7 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 		}
 	}
 	if n.Analyse {
-		in := c.samples(ctx, d.Namespace, svc, ro.Spec.Delivery, n.Recent, n.Cumulative)
+		in := c.samples(ctx, d.Namespace, svc, ro.Status.CanaryRevision, ro.Spec.Delivery, n)
 		o.Samples = &in
 	}
 	o.Now = time.Now()
@@ -143,15 +143,23 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 }
 
 // samples asks the sources for both tracks over the recent and cumulative
-// windows, and for the custom queries' values.
-func (c *Controller) samples(ctx context.Context, namespace, service string, d v1alpha1.Delivery, recent, cumulative time.Duration) analysis.Input {
-	obs := func(track string, w time.Duration) analysis.TrackSample {
-		return metrics.Observe(ctx, c.opts.Samples, metrics.Query{Namespace: namespace, Service: service, Track: track,
-			Window: max(w.Truncate(time.Second), time.Second)})
+// windows, and for the custom queries' values. The canary's samples are
+// those of its revision only; the cumulative window starts when the revision
+// did (n.Since).
+func (c *Controller) samples(ctx context.Context, namespace, service, canaryRevision string, d v1alpha1.Delivery, n Needs) analysis.Input {
+	recent, cumulative := n.Recent, n.Cumulative
+	obs := func(track string, w time.Duration, since time.Time) analysis.TrackSample {
+		q := metrics.Query{Namespace: namespace, Service: service, Track: track,
+			Window: max(w.Truncate(time.Second), time.Second), Since: since}
+		if track == v1alpha1.TrackCanary {
+			q.Revision = canaryRevision
+		}
+		return metrics.Observe(ctx, c.opts.Samples, q)
 	}
 	in := analysis.Input{
-		Recent:     analysis.Tracks{Stable: obs(v1alpha1.TrackStable, recent), Canary: obs(v1alpha1.TrackCanary, recent)},
-		Cumulative: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, cumulative), Canary: obs(v1alpha1.TrackCanary, cumulative)},
+		Recent: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, recent, time.Time{}), Canary: obs(v1alpha1.TrackCanary, recent, time.Time{})},
+		Cumulative: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, cumulative, n.Since),
+			Canary: obs(v1alpha1.TrackCanary, cumulative, n.Since)},
 	}
 	if d.Analysis == nil {
 		return in

@@ -31,15 +31,13 @@ func NeedsOf(o Observed) Needs {
 		if o.Canary != nil && (st.CurrentWeight > 0 || held) {
 			n.Analyse = true
 			n.Cumulative, n.Recent = RecentWindow, RecentWindow
-			// Windows never reach back before this canary began, or the
-			// previous canary's requests (say, a rolled-back revision's
-			// errors) would be counted against this one.
+			// The canary's samples are its own revision's (the shell asks
+			// for st.CanaryRevision), and windows never reach back before
+			// it began: the cumulative window is everything since.
 			if began := canaryStart(st); !began.IsZero() {
+				n.Since = began
 				n.Cumulative = max(o.Now.Sub(began), time.Second)
 				n.Recent = min(RecentWindow, n.Cumulative)
-			}
-			if st.StepStartedAt != nil {
-				n.Cumulative = max(o.Now.Sub(st.StepStartedAt.Time), time.Second)
 			}
 		}
 	case v1alpha1.PhasePromoting, v1alpha1.PhaseRolledBack:
@@ -227,6 +225,10 @@ func (m *stepper) start(rev string) {
 	})
 	st.Phase = v1alpha1.PhaseProgressing
 	st.CanaryRevision = rev
+	// Stored times keep whole seconds: round up, so the origin is never
+	// before the revision began.
+	started := metav1.NewTime(m.o.Now.Add(time.Second - 1).Truncate(time.Second))
+	st.CanaryStartedAt = &started
 	st.CurrentStepIndex = 0
 	st.CurrentWeight = 0
 	st.StepStartedAt = nil
@@ -339,10 +341,14 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	return true
 }
 
-// canaryStart is when the current canary began: when the rollout last became
-// active (its Progressing condition turned true), rounded up to the next
-// second because stored times keep whole seconds. It is zero when unknown.
+// canaryStart is when the current canary revision began (status
+// canaryStartedAt). It is zero when unknown.
 func canaryStart(st v1alpha1.RolloutStatus) time.Time {
+	if st.CanaryStartedAt != nil {
+		return st.CanaryStartedAt.Time
+	}
+	// Rollouts started before canaryStartedAt existed: the Progressing
+	// condition's transition, which a replacing revision does not move.
 	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionProgressing)
 	if c == nil || c.Status != metav1.ConditionTrue {
 		return time.Time{}

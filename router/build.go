@@ -169,7 +169,7 @@ func readyAddresses(endpoints []Endpoint, portName string) (map[Track][]Address,
 		if !e.Ready || !ok {
 			continue
 		}
-		a := Address{Pod: e.Pod, IP: e.IP, Port: n}
+		a := Address{Pod: e.Pod, IP: e.IP, Port: n, Revision: e.Revision}
 		key := fmt.Sprintf("%s:%d", a.IP, a.Port)
 		if other, dup := owner[key]; dup {
 			errs = append(errs, fmt.Errorf("ready pods %q and %q both claim address %s", min(other, e.Pod), max(other, e.Pod), key))
@@ -187,10 +187,47 @@ func readyAddresses(endpoints []Endpoint, portName string) (map[Track][]Address,
 
 func trackCluster(id ClusterID, proto Protocol, addrs []Address) Cluster {
 	c := Cluster{Name: id.Name(), ID: id, Protocol: proto, LB: LBRoundRobin}
-	if len(addrs) > 0 {
-		c.Localities = []Locality{{Track: id.Track, Weight: 1, Endpoints: addrs}}
+	groups := byRevision(addrs)
+	for _, as := range groups {
+		// One revision: weight 1, as before revisions had localities. Several
+		// (a rolling update in progress): each locality weighs its endpoint
+		// count, so every endpoint keeps an equal share of the cluster.
+		w := uint32(1)
+		if len(groups) > 1 {
+			w = uint32(len(as))
+		}
+		c.Localities = append(c.Localities, Locality{Track: id.Track, Revision: as[0].Revision, Weight: w, Endpoints: as})
 	}
 	return c
+}
+
+// byRevision splits addresses (sorted by pod) into groups of one revision
+// each, sorted by revision, each keeping the pod order.
+func byRevision(addrs []Address) [][]Address {
+	idx := map[string]int{}
+	var groups [][]Address
+	for _, a := range addrs {
+		i, ok := idx[a.Revision]
+		if !ok {
+			i = len(groups)
+			idx[a.Revision] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], a)
+	}
+	slices.SortFunc(groups, func(a, b []Address) int { return cmp.Compare(a[0].Revision, b[0].Revision) })
+	return groups
+}
+
+// trackLocalities returns one locality per revision of a track's addresses,
+// each with weight w: the ring hash weighs every endpoint by its locality's
+// weight, so a track's share stays w per endpoint whatever its revisions.
+func trackLocalities(track Track, w uint32, addrs []Address) []Locality {
+	var out []Locality
+	for _, as := range byRevision(addrs) {
+		out = append(out, Locality{Track: track, Revision: as[0].Revision, Weight: w, Endpoints: as})
+	}
+	return out
 }
 
 // stickyRoute returns the sticky route and the ring-hash cluster it
@@ -213,10 +250,10 @@ func stickyRoute(st Sticky, id ClusterID, proto Protocol, byTrack map[Track][]Ad
 	c := Cluster{Name: id.Name(), ID: id, Protocol: proto, LB: LBRingHash}
 	// Sorted by track: canary before stable.
 	if as := byTrack[TrackCanary]; len(as) > 0 && st.Share > 0 {
-		c.Localities = append(c.Localities, Locality{Track: TrackCanary, Weight: uint32(st.Share), Endpoints: as})
+		c.Localities = append(c.Localities, trackLocalities(TrackCanary, uint32(st.Share), as)...)
 	}
 	if as := byTrack[TrackStable]; len(as) > 0 && st.Share < TotalWeight {
-		c.Localities = append(c.Localities, Locality{Track: TrackStable, Weight: uint32(st.Share.Complement()), Endpoints: as})
+		c.Localities = append(c.Localities, trackLocalities(TrackStable, uint32(st.Share.Complement()), as)...)
 	}
 	r.Clusters = []ClusterWeight{{Cluster: c.Name, Weight: TotalWeight}}
 	return r, c

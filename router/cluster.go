@@ -13,9 +13,9 @@ type ClusterID struct {
 	Namespace string
 	Service   string
 	Port      uint32
-	// Track is TrackStable, TrackCanary or TrackSticky. Load on the sticky
-	// cluster is attributed per locality: each locality's sub-zone is the
-	// track of its endpoints (see [LocalityTrack]).
+	// Track is TrackStable, TrackCanary or TrackSticky. Load is attributed
+	// per locality: each locality's sub-zone names the track and revision of
+	// its endpoints (see [LocalitySubZone]).
 	Track Track
 }
 
@@ -54,15 +54,52 @@ func ParseClusterName(name string) (ClusterID, error) {
 	return ClusterID{Namespace: parts[0], Service: parts[1], Port: uint32(port), Track: track}, nil
 }
 
-// LocalityTrack returns the track whose endpoints a locality of a Sluice
-// cluster holds, given that locality's sub-zone (the field load reports carry).
-func LocalityTrack(subZone string) (Track, error) {
-	switch t := Track(subZone); t {
-	case TrackStable, TrackCanary:
-		return t, nil
-	default:
-		return "", fmt.Errorf("locality sub-zone %q is not a track (stable or canary)", subZone)
+// LocalitySubZone is the sub-zone of the locality holding the endpoints of
+// one revision of a track: "<track>/<revision>", or "<track>" for endpoints
+// without a revision. Load reports carry it back per locality, so each
+// request is attributed to the revision that served it.
+func LocalitySubZone(track Track, revision string) string {
+	if revision == "" {
+		return string(track)
 	}
+	return string(track) + "/" + revision
+}
+
+// ParseLocalitySubZone is the inverse of [LocalitySubZone]: the track
+// (stable or canary) and revision a locality of a Sluice cluster holds. It
+// fails on sub-zones Sluice did not generate.
+func ParseLocalitySubZone(subZone string) (Track, string, error) {
+	track, revision, cut := strings.Cut(subZone, "/")
+	if cut && revision == "" {
+		return "", "", fmt.Errorf("locality sub-zone %q: empty revision after '/'", subZone)
+	}
+	switch t := Track(track); t {
+	case TrackStable, TrackCanary:
+	default:
+		return "", "", fmt.Errorf("locality sub-zone %q: %q is not a track (stable or canary)", subZone, track)
+	}
+	if err := checkRevision(revision); err != nil {
+		return "", "", fmt.Errorf("locality sub-zone %q: %w", subZone, err)
+	}
+	return Track(track), revision, nil
+}
+
+// checkRevision accepts a Kubernetes label value (the revision label's
+// syntax): up to 63 letters, digits, '-', '_' and '.', alphanumeric at both
+// ends; empty means no revision.
+func checkRevision(r string) error {
+	if len(r) > 63 {
+		return fmt.Errorf("revision %q is longer than 63 characters", r)
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if alnum || (c == '-' || c == '_' || c == '.') && i != 0 && i != len(r)-1 {
+			continue
+		}
+		return fmt.Errorf("revision %q is not a label value (letters, digits, '-', '_', '.', alphanumeric at both ends)", r)
+	}
+	return nil
 }
 
 // checkDNSLabel checks an RFC 1123 label, the syntax of Kubernetes namespace

@@ -48,18 +48,47 @@ func TestParseClusterNameErrors(t *testing.T) {
 	}
 }
 
-func TestLocalityTrack(t *testing.T) {
-	for _, tr := range []Track{TrackStable, TrackCanary} {
-		got, err := LocalityTrack(string(tr))
-		if err != nil || got != tr {
-			t.Errorf("LocalityTrack(%q) = %q, %v", tr, got, err)
+func TestLocalitySubZone(t *testing.T) {
+	for _, tc := range []struct {
+		track    Track
+		revision string
+		subZone  string
+	}{
+		{TrackStable, "", "stable"},
+		{TrackCanary, "", "canary"},
+		{TrackCanary, "5d8f7c9b4", "canary/5d8f7c9b4"},
+		{TrackStable, "v1.2_a-b", "stable/v1.2_a-b"},
+	} {
+		if got := LocalitySubZone(tc.track, tc.revision); got != tc.subZone {
+			t.Errorf("LocalitySubZone(%q, %q) = %q, want %q", tc.track, tc.revision, got, tc.subZone)
+		}
+		track, rev, err := ParseLocalitySubZone(tc.subZone)
+		if err != nil || track != tc.track || rev != tc.revision {
+			t.Errorf("ParseLocalitySubZone(%q) = %q, %q, %v; want %q, %q", tc.subZone, track, rev, err, tc.track, tc.revision)
 		}
 	}
-	for _, bad := range []string{"", "sticky", "Stable", "zone-a"} {
-		if _, err := LocalityTrack(bad); err == nil {
-			t.Errorf("LocalityTrack(%q) succeeded, want an error", bad)
+	for _, bad := range []string{"", "sticky", "Stable", "zone-a", "canary/", "canary/a/b", "stable/-x", "canary/" + strings.Repeat("a", 64)} {
+		if _, _, err := ParseLocalitySubZone(bad); err == nil {
+			t.Errorf("ParseLocalitySubZone(%q) succeeded, want an error", bad)
 		}
 	}
+}
+
+// FuzzParseLocalitySubZone checks that every sub-zone accepted is exactly
+// the one LocalitySubZone writes for what it parsed.
+func FuzzParseLocalitySubZone(f *testing.F) {
+	f.Add("canary/abc")
+	f.Add("stable")
+	f.Add("sticky/x")
+	f.Fuzz(func(t *testing.T, s string) {
+		track, rev, err := ParseLocalitySubZone(s)
+		if err != nil {
+			return
+		}
+		if back := LocalitySubZone(track, rev); back != s {
+			t.Fatalf("ParseLocalitySubZone(%q) = %q, %q; LocalitySubZone gives %q", s, track, rev, back)
+		}
+	})
 }
 
 // FuzzParseClusterName checks that parsing never panics and that every name

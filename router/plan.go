@@ -142,17 +142,22 @@ type Cluster struct {
 	ID       ClusterID `json:"id"`
 	Protocol Protocol  `json:"protocol"`
 	LB       LBPolicy  `json:"lb"`
-	// Localities are sorted by track, one per track present; each has a
-	// weight > 0. A cluster may have no localities (no ready endpoints): it is
+	// Localities are sorted by track then revision, one per revision of a
+	// track present; each has a weight > 0. A cluster may have no localities (no ready endpoints): it is
 	// still published so that clients fail fast instead of waiting for it.
 	Localities []Locality `json:"localities,omitempty"`
 }
 
-// Locality is the endpoints of one track within a cluster. Its sub-zone on
-// the wire is the track, which is how load reports are attributed.
+// Locality is the endpoints of one revision of one track within a cluster.
+// Its sub-zone on the wire names both (see [LocalitySubZone]), which is how
+// load reports are attributed to the revision that served them: requests a
+// client reports late for a rolled-back revision never count for the next.
 type Locality struct {
-	Track  Track  `json:"track"`
-	Weight uint32 `json:"weight"`
+	Track Track `json:"track"`
+	// Revision is the pod template revision (label sluice.dev/revision) of
+	// the endpoints; empty for pods that carry none.
+	Revision string `json:"revision,omitempty"`
+	Weight   uint32 `json:"weight"`
 	// Endpoints are sorted by pod name.
 	Endpoints []Address `json:"endpoints"`
 }
@@ -162,6 +167,8 @@ type Address struct {
 	Pod  string `json:"pod"`
 	IP   string `json:"ip"`
 	Port uint32 `json:"port"`
+	// Revision is the pod's revision; it picks the address's locality.
+	Revision string `json:"revision,omitempty"`
 }
 
 // Cluster returns the cluster with the given name.

@@ -38,7 +38,8 @@ var (
 	ErrMirror = errors.New("invalid mirror fraction")
 	// ErrClusterName: a cluster's name is not ClusterName of its ID.
 	ErrClusterName = errors.New("cluster name does not match its identity")
-	// ErrLocality: a locality has weight 0, a repeated or unknown track, or
+	// ErrLocality: a locality has weight 0, a repeated or unknown track and
+	// revision, a revision that is not a label value, or
 	// the weights of a cluster overflow 32 bits.
 	ErrLocality = errors.New("invalid locality")
 	// ErrEndpoint: an endpoint address is invalid or listed twice in a cluster.
@@ -244,14 +245,19 @@ func validateCluster(c Cluster) []error {
 	if c.LB != LBRoundRobin && c.LB != LBRingHash {
 		errs = append(errs, fmt.Errorf("%w: %s: load balancing %q", ErrProtocol, at, c.LB))
 	}
-	tracks := map[Track]bool{}
+	type trackRevision struct {
+		track    Track
+		revision string
+	}
+	seen := map[trackRevision]bool{}
 	addrs := map[netip.AddrPort]bool{}
 	var sum uint64
 	for _, l := range c.Localities {
-		if _, err := LocalityTrack(string(l.Track)); err != nil || tracks[l.Track] {
-			errs = append(errs, fmt.Errorf("%w: %s: track %q unknown or repeated", ErrLocality, at, l.Track))
+		tr := trackRevision{l.Track, l.Revision}
+		if _, _, err := ParseLocalitySubZone(LocalitySubZone(l.Track, l.Revision)); err != nil || seen[tr] {
+			errs = append(errs, fmt.Errorf("%w: %s: track %q revision %q unknown or repeated", ErrLocality, at, l.Track, l.Revision))
 		}
-		tracks[l.Track] = true
+		seen[tr] = true
 		if l.Weight == 0 {
 			errs = append(errs, fmt.Errorf("%w: %s: locality %s has weight 0 (proxyless gRPC ignores it)", ErrLocality, at, l.Track))
 		}

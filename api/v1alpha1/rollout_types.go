@@ -166,6 +166,12 @@ type RolloutStatus struct {
 	// CanaryRevision is the revision under delivery, if any.
 	// +optional
 	CanaryRevision string `json:"canaryRevision,omitempty"`
+	// CanaryStartedAt is when delivery of CanaryRevision began: the origin
+	// of its analysis. Only requests served by that revision's pods since
+	// then count for it, so a replaced or rolled-back revision's requests,
+	// however late they are reported, never count for the next.
+	// +optional
+	CanaryStartedAt *metav1.Time `json:"canaryStartedAt,omitempty"`
 	// CurrentStepIndex indexes spec.delivery.steps; it equals the number of
 	// steps once all passed.
 	// +optional

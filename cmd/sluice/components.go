@@ -85,17 +85,28 @@ func (c components) samples(mgr manager.Manager) (metrics.Source, error) {
 		all := agg.Totals()
 		out := make(map[metrics.Key]metrics.Totals, len(all))
 		for k, t := range all {
-			out[metrics.Key{Namespace: k.Namespace, Service: k.Service, Track: k.Track}] = metrics.Totals{Requests: t.Requests, Errors: t.Errors}
+			out[metrics.Key{Namespace: k.Namespace, Service: k.Service, Track: k.Track, Revision: k.Revision}] = metrics.Totals{Requests: t.Requests, Errors: t.Errors}
 		}
 		return out
 	}, loadReportRetention)
 	if err != nil {
 		return nil, fmt.Errorf("load-report source: %w", err)
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	// Every replica keeps the history, not only the leader: a new leader
+	// then judges on the same windows at once.
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		return reports.Run(ctx, time.Second)
 	})); err != nil {
 		return nil, err
 	}
 	return reports, nil
 }
+
+// everyReplica is a runnable that runs on every replica, leader or not.
+type everyReplica func(ctx context.Context) error
+
+// Start runs f.
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+// NeedLeaderElection says f runs without the lease.
+func (f everyReplica) NeedLeaderElection() bool { return false }

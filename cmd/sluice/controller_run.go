@@ -32,7 +32,6 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/rollout/metrics"
-	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -178,7 +177,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 
 	loads, err := lrs.NewServer(lrs.Options{
 		Interval:   o.lrsInterval,
-		Attribute:  attributeCluster,
+		Attribute:  lrs.AttributeCluster,
 		Registerer: ctrlmetrics.Registry,
 		Logger:     log.WithName("lrs"),
 	})
@@ -210,22 +209,6 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)
 	return mgr.Start(ctx)
-}
-
-// attributeCluster attributes a load report to the namespace, service and
-// track of the cluster it names.
-func attributeCluster(cluster, subZone string) (lrs.Key, bool) {
-	id, err := router.ParseClusterName(cluster)
-	if err != nil {
-		return lrs.Key{}, false
-	}
-	track := id.Track
-	if subZone != "" {
-		if t, err := router.LocalityTrack(subZone); err == nil {
-			track = t
-		}
-	}
-	return lrs.Key{Namespace: id.Namespace, Service: id.Service, Track: string(track)}, true
 }
 
 func (o controllerOptions) reloader(cs kubernetes.Interface, log logr.Logger) (*certs.Reloader, error) {

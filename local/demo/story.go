@@ -88,7 +88,7 @@ func (s *story) play(ctx context.Context) error {
 	go s.beta.Run(ctx)
 	s.say("proxyless gRPC clients call %s: everyone at %d req/s, the beta cohort (x-cohort: beta) at %d req/s", target, s.RPS, s.RPS/3+1)
 	seen := 0
-	if err := s.watch(ctx, "v1 serving everyone", time.Minute, func(*v1alpha1.Rollout) bool { seen++; return seen >= 4 }); err != nil {
+	if err := s.watch(ctx, "v1 serving everyone", time.Minute, until(func(*v1alpha1.Rollout) bool { seen++; return seen >= 4 })); err != nil {
 		return err
 	}
 
@@ -117,11 +117,14 @@ func (s *story) play(ctx context.Context) error {
 		return err
 	}
 	held := 0
-	if err := s.watch(ctx, "beta cohort on v4, everyone else on v2", 2*time.Minute, func(ro *v1alpha1.Rollout) bool {
+	if err := s.watch(ctx, "beta cohort on v4, everyone else on v2", 2*time.Minute, func(ro *v1alpha1.Rollout) (bool, error) {
+		if ro.Status.Phase == v1alpha1.PhaseRolledBack {
+			return phaseIs(v1alpha1.PhaseSucceeded)(ro)
+		}
 		if ro.Status.Phase == v1alpha1.PhaseProgressing && ro.Status.CanaryRevision != "" {
 			held++
 		}
-		return held >= 8
+		return held >= 8, nil
 	}); err != nil {
 		return err
 	}
@@ -136,12 +139,34 @@ func (s *story) play(ctx context.Context) error {
 	return nil
 }
 
-func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) bool {
-	return func(ro *v1alpha1.Rollout) bool { return ro.Status.Phase == p }
+// phaseIs waits for phase p, and gives up at once when the rollout ends in
+// the other terminal phase: the story cannot happen any more, and the reason
+// is on the Rollout.
+func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) (bool, error) {
+	return func(ro *v1alpha1.Rollout) (bool, error) {
+		switch ph := ro.Status.Phase; {
+		case ph == p:
+			return true, nil
+		case p == v1alpha1.PhaseSucceeded && ph == v1alpha1.PhaseRolledBack:
+			reason := ro.Status.Message
+			if n := len(ro.Status.FailedRevisions); n > 0 {
+				reason = ro.Status.FailedRevisions[n-1].Reason
+			}
+			return false, fmt.Errorf("revision %s was rolled back instead of promoted: %s", ro.Status.CanaryRevision, reason)
+		case p == v1alpha1.PhaseRolledBack && ph == v1alpha1.PhaseSucceeded:
+			return false, fmt.Errorf("revision %s was promoted although it fails requests: the analysis missed it", ro.Status.StableRevision)
+		}
+		return false, nil
+	}
+}
+
+// until adapts a condition that cannot fail.
+func until(done func(*v1alpha1.Rollout) bool) func(*v1alpha1.Rollout) (bool, error) {
+	return func(ro *v1alpha1.Rollout) (bool, error) { return done(ro), nil }
 }
 
 // watch prints the live view once a second until done says so.
-func (s *story) watch(ctx context.Context, goal string, timeout time.Duration, done func(*v1alpha1.Rollout) bool) error {
+func (s *story) watch(ctx context.Context, goal string, timeout time.Duration, done func(*v1alpha1.Rollout) (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -157,9 +182,15 @@ func (s *story) watch(ctx context.Context, goal string, timeout time.Duration, d
 			return fmt.Errorf("read rollout: %w", err)
 		}
 		fmt.Fprintln(s.Out, s.line(&ro))
-		if err == nil && done(&ro) {
-			fmt.Fprintf(s.Out, "    %s\n", goal)
-			return nil
+		if err == nil {
+			ok, err := done(&ro)
+			if err != nil {
+				return fmt.Errorf("%s: %w", goal, err)
+			}
+			if ok {
+				fmt.Fprintf(s.Out, "    %s\n", goal)
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: not within %s (rollout phase %q: %s)", goal, timeout, ro.Status.Phase, ro.Status.Message)

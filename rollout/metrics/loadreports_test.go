@@ -161,3 +161,90 @@ func TestLoadReportsInconsistentTotals(t *testing.T) {
 		t.Errorf("5 errors in 1 request: got %v, want an inconsistency error", err)
 	}
 }
+
+// TestLoadReportsRevisionsNeverMix replays the fix-forward story: revision r2
+// fails half its requests and is rolled back; r3 starts at 20 s while clients
+// are still reporting r2's late requests. r3's sample since its start holds only
+// r3's requests, however late r2's arrive and however long r3 runs (the
+// history is one minute; r3 is judged for two).
+func TestLoadReportsRevisionsNeverMix(t *testing.T) {
+	r2 := Key{Namespace: "shop", Service: "checkout", Track: "canary", Revision: "r2"}
+	r3 := Key{Namespace: "shop", Service: "checkout", Track: "canary", Revision: "r3"}
+	f := &fakeTotals{}
+	lr, err := NewLoadReports(f.get, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := t0.Add(20 * time.Second)
+	q := Query{Namespace: "shop", Service: "checkout", Track: "canary", Revision: "r3", Window: time.Second, Since: start}
+	for s := 0; s <= 150; s++ {
+		now := t0.Add(time.Duration(s) * time.Second)
+		m := map[Key]Totals{}
+		// r2 serves until 20 s; its last reports arrive until 25 s.
+		n2 := uint64(min(s, 25))
+		m[r2] = Totals{Requests: 10 * n2, Errors: 5 * n2}
+		if s > 20 {
+			n3 := uint64(s - 20)
+			m[r3] = Totals{Requests: 10 * n3}
+		}
+		f.m = m
+		if err := lr.Record(now); err != nil {
+			t.Fatal(err)
+		}
+		if s <= 21 {
+			continue
+		}
+		got, err := lr.Sample(context.Background(), q)
+		if err != nil {
+			t.Fatalf("at %ds: %v", s, err)
+		}
+		want := Sample{Requests: uint64(10 * (s - 20)), Window: now.Sub(start)}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("at %ds: r3 since its start (-want +got):\n%s", s, diff)
+		}
+	}
+	// Without a revision the track's window sums every revision.
+	got, err := lr.Sample(context.Background(), Query{Namespace: "shop", Service: "checkout", Track: "canary", Window: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Requests != 100 || got.Errors != 0 {
+		t.Fatalf("canary track over 10s = %+v, want 100 requests, 0 errors", got)
+	}
+}
+
+// TestLoadReportsSinceBeforeHistory covers a replica that started after the
+// canary did (a new leader): a revision with no counts in its oldest snapshot
+// is counted whole; one that had counts is counted from the oldest snapshot
+// and the sample says its span is shorter.
+func TestLoadReportsSinceBeforeHistory(t *testing.T) {
+	fresh := Key{Namespace: "shop", Service: "checkout", Track: "canary", Revision: "r5"}
+	old := Key{Namespace: "shop", Service: "checkout", Track: "stable", Revision: "r1"}
+	f := &fakeTotals{m: map[Key]Totals{old: {Requests: 1000}}}
+	lr, err := NewLoadReports(f.get, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lr.Record(t0); err != nil {
+		t.Fatal(err)
+	}
+	f.m = map[Key]Totals{old: {Requests: 1100}, fresh: {Requests: 40, Errors: 1}}
+	if err := lr.Record(t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	since := t0.Add(-time.Hour)
+	got, err := lr.Sample(context.Background(), Query{Namespace: "shop", Service: "checkout", Track: "canary", Revision: "r5", Window: time.Hour, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Sample{Requests: 40, Errors: 1, Window: time.Hour + time.Second}); got != want {
+		t.Fatalf("fresh revision = %+v, want %+v", got, want)
+	}
+	got, err = lr.Sample(context.Background(), Query{Namespace: "shop", Service: "checkout", Track: "stable", Window: time.Hour, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Sample{Requests: 100, Window: time.Second}); got != want {
+		t.Fatalf("revision older than the history = %+v, want %+v", got, want)
+	}
+}

@@ -26,8 +26,17 @@ type Query struct {
 	Service string
 	// Track is "stable" or "canary".
 	Track string
+	// Revision, when set, restricts the query to the requests that pods of
+	// this revision served (sources that cannot tell revisions apart ignore
+	// it); empty means every revision of the track.
+	Revision string
 	// Window is the trailing window to aggregate over, at least one second.
 	Window time.Duration
+	// Since, when set, is the exact start of the span to aggregate over
+	// (Window then spans at least from Since to now, for sources that only
+	// know trailing windows). A source that keeps history counts from the
+	// first instant after Since, however long ago it was.
+	Since time.Time
 }
 
 // nameRE accepts Kubernetes names and label values; Query fields are interpolated into PromQL, so nothing else
@@ -37,7 +46,11 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?
 // Validate reports a Query that no source can answer.
 func (q Query) Validate() error {
 	var errs []error
-	for _, f := range []struct{ name, value string }{{"namespace", q.Namespace}, {"service", q.Service}, {"track", q.Track}} {
+	fields := []struct{ name, value string }{{"namespace", q.Namespace}, {"service", q.Service}, {"track", q.Track}}
+	if q.Revision != "" {
+		fields = append(fields, struct{ name, value string }{"revision", q.Revision})
+	}
+	for _, f := range fields {
 		if !nameRE.MatchString(f.value) {
 			errs = append(errs, fmt.Errorf("query %s %q: want a Kubernetes name (letters, digits, '-', '.', '_')", f.name, f.value))
 		}
@@ -49,7 +62,14 @@ func (q Query) Validate() error {
 }
 
 func (q Query) String() string {
-	return fmt.Sprintf("%s/%s track %s over %v", q.Namespace, q.Service, q.Track, q.Window)
+	track := q.Track
+	if q.Revision != "" {
+		track += " revision " + q.Revision
+	}
+	if !q.Since.IsZero() {
+		return fmt.Sprintf("%s/%s track %s since %s", q.Namespace, q.Service, track, q.Since.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s/%s track %s over %v", q.Namespace, q.Service, track, q.Window)
 }
 
 // Sample is what a source observed for one Query.

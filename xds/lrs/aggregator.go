@@ -15,10 +15,20 @@ type Key struct {
 	Service string
 	// Track is "stable" or "canary".
 	Track string
+	// Revision is the pod template revision that served the load (the
+	// locality's sub-zone says it); empty when the report did not name one.
+	Revision string
 }
 
-// String renders the key as namespace/service/track.
-func (k Key) String() string { return k.Namespace + "/" + k.Service + "/" + k.Track }
+// String renders the key as namespace/service/track, with /revision when
+// known.
+func (k Key) String() string {
+	s := k.Namespace + "/" + k.Service + "/" + k.Track
+	if k.Revision != "" {
+		s += "/" + k.Revision
+	}
+	return s
+}
 
 // Totals are load counts for one key. Requests and Errors are cumulative
 // counters of completed requests (an error is a completed request with a
@@ -270,7 +280,10 @@ func SortedKeys(totals map[Key]Totals) []Key {
 		if a.Service != b.Service {
 			return a.Service < b.Service
 		}
-		return a.Track < b.Track
+		if a.Track != b.Track {
+			return a.Track < b.Track
+		}
+		return a.Revision < b.Revision
 	})
 	return keys
 }

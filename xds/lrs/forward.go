@@ -14,13 +14,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/sluice-dev/sluice/router"
 )
 
 // ForwardMethod is the full gRPC method name by which a replica forwards its
 // local totals to the leader. The request is a LoadStatsRequest whose node.id
 // names the source replica and whose cluster_stats carry one entry per key:
 // cluster_name is the service, cluster_service_name the namespace, and a single
-// upstream_locality_stats entry has the track as locality.sub_zone. Unlike LRS,
+// upstream_locality_stats entry has the track and revision as locality.sub_zone
+// (router.LocalitySubZone, as on the data plane). Unlike LRS,
 // the counts are cumulative since the source started, which makes forwarding
 // idempotent (see [Aggregator.Merge]).
 const ForwardMethod = "/sluice.lrs.v1alpha1.LoadForwarding/Forward"
@@ -87,7 +90,7 @@ func encodeForward(source string, totals map[Key]Totals) *lrsv3.LoadStatsRequest
 			ClusterName:        k.Service,
 			ClusterServiceName: k.Namespace,
 			UpstreamLocalityStats: []*endpointv3.UpstreamLocalityStats{{
-				Locality:                &corev3.Locality{SubZone: k.Track},
+				Locality:                &corev3.Locality{SubZone: router.LocalitySubZone(router.Track(k.Track), k.Revision)},
 				TotalSuccessfulRequests: t.Requests - t.Errors,
 				TotalErrorRequests:      t.Errors,
 				TotalIssuedRequests:     t.Issued,
@@ -113,10 +116,11 @@ func decodeForward(req *lrsv3.LoadStatsRequest) (string, map[Key]Totals, error) 
 			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: want exactly one upstream_locality_stats entry, got %d", i, len(cs.GetUpstreamLocalityStats()))
 		}
 		ls := cs.GetUpstreamLocalityStats()[0]
-		k := Key{Namespace: cs.GetClusterServiceName(), Service: cs.GetClusterName(), Track: ls.GetLocality().GetSubZone()}
-		if k.Track == "" {
-			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: locality.sub_zone (track) is required", i)
+		track, revision, err := router.ParseLocalitySubZone(ls.GetLocality().GetSubZone())
+		if err != nil {
+			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: %w", i, err)
 		}
+		k := Key{Namespace: cs.GetClusterServiceName(), Service: cs.GetClusterName(), Track: string(track), Revision: revision}
 		if _, dup := out[k]; dup {
 			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: duplicate key %s", i, k)
 		}

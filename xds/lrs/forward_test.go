@@ -81,7 +81,7 @@ func TestForwardRejectsMalformed(t *testing.T) {
 		},
 		"no track": {
 			req:  &lrsv3.LoadStatsRequest{Node: &corev3.Node{Id: "b"}, ClusterStats: []*endpointv3.ClusterStats{stats("checkout", "shop", locality("", 1, 0, 0))}},
-			want: "sub_zone (track)",
+			want: "is not a track",
 		},
 		"two localities": {
 			req: &lrsv3.LoadStatsRequest{Node: &corev3.Node{Id: "b"}, ClusterStats: []*endpointv3.ClusterStats{

@@ -171,10 +171,16 @@ func (s *Server) record(log logr.Logger, stream int64, req *lrsv3.LoadStatsReque
 	s.refreshInFlight()
 }
 
-// refreshInFlight sets the in-flight gauge of every local key.
+// refreshInFlight sets the in-flight gauge of every local track, summed over
+// its revisions (the metric has no revision label: revisions are unbounded).
 func (s *Server) refreshInFlight() {
+	type track struct{ namespace, service, track string }
+	sums := map[track]uint64{}
 	for k, t := range s.agg.Local() {
-		s.metrics.inFlight.WithLabelValues(k.Namespace, k.Service, k.Track).Set(float64(t.InFlight))
+		sums[track{k.Namespace, k.Service, k.Track}] += t.InFlight
+	}
+	for k, n := range sums {
+		s.metrics.inFlight.WithLabelValues(k.namespace, k.service, k.track).Set(float64(n))
 	}
 }
 

@@ -24,9 +24,9 @@ func attributeByName(cluster, subZone string) (Key, bool) {
 	parts := strings.Split(cluster, "/")
 	switch {
 	case len(parts) == 3:
-		return Key{parts[0], parts[1], parts[2]}, true
+		return Key{Namespace: parts[0], Service: parts[1], Track: parts[2]}, true
 	case len(parts) == 2 && subZone != "":
-		return Key{parts[0], parts[1], subZone}, true
+		return Key{Namespace: parts[0], Service: parts[1], Track: subZone}, true
 	}
 	return Key{}, false
 }

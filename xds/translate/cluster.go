@@ -81,13 +81,14 @@ func cluster(c router.Cluster, opts Options) (*clusterv3.Cluster, error) {
 }
 
 // loadAssignment returns the endpoints of a plan cluster, one locality per
-// track. The locality's sub_zone is the track, so load reports, which are
-// per locality, say which track carried the load.
+// revision of a track. The locality's sub_zone names both
+// (router.LocalitySubZone), so load reports, which are per locality, say
+// which revision of which track carried the load.
 func loadAssignment(c router.Cluster) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: c.Name}
 	for _, l := range c.Localities {
 		lle := &endpointv3.LocalityLbEndpoints{
-			Locality:            &corev3.Locality{SubZone: string(l.Track)},
+			Locality:            &corev3.Locality{SubZone: router.LocalitySubZone(l.Track, l.Revision)},
 			LoadBalancingWeight: wrapperspb.UInt32(l.Weight),
 		}
 		for _, a := range l.Endpoints {

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/local/demo"
+)
+
+// syncBuffer is a bytes.Buffer safe for the demo's writer goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemoStoryPlaysToTheEnd runs `sluice dev --demo`'s story against the
+// controller under test: v2 promoted, v3 (failing 20%) rolled back, v4 in
+// beta then promoted with the `sluice promote` command. Each chapter fails
+// at once, saying why, when the rollout ends the other way.
+func TestDemoStoryPlaysToTheEnd(t *testing.T) {
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "demo-e2e-%d", "locality": {"zone": "e2e"}}
+	}`, sluice.XDSAddr, rolloutNodes.Add(1))
+	var out syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	err := demo.Play(ctx, demo.Options{
+		Client:    rolloutKube(t),
+		Bootstrap: []byte(bootstrap),
+		Out:       &out,
+		Promote: func(ctx context.Context, namespace, name string) error {
+			cmd := exec.CommandContext(ctx, sluice.bin, "promote", name, "-n", namespace, "--kubeconfig", env.Kubeconfig())
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("sluice promote: %w: %s", err, b)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("the demo's story did not happen: %v\nits output:\n%s", err, tail(out.String(), 60))
+	}
+	for _, chapter := range []string{"v2 promoted", "v3 rolled back", "beta cohort on v4", "v4 promoted to everyone", "the story is over"} {
+		if !strings.Contains(out.String(), chapter) {
+			t.Errorf("the demo's output never says %q", chapter)
+		}
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
