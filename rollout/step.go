@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/text"
 )
 
 // NeedsOf says which confirmations and samples Step will use for o; the shell
@@ -71,8 +72,17 @@ type stepper struct {
 func (m *stepper) act(a Action) { m.res.Actions = append(m.res.Actions, a) }
 
 func (m *stepper) event(warning bool, reason, format string, args ...any) {
-	m.res.Events = append(m.res.Events, Event{Warning: warning, Reason: reason, Message: fmt.Sprintf(format, args...)})
+	m.res.Events = append(m.res.Events, Event{Warning: warning, Reason: reason,
+		Message: text.Truncate(fmt.Sprintf(format, args...), maxStatusMessage)})
 }
+
+// maxStatusMessage bounds status.message and Event messages, which may quote
+// several proxies' NACK details; each detail is bounded to text.MaxMessage
+// where it is received.
+const maxStatusMessage = 2 * text.MaxMessage
+
+// maxNackDetails is how many proxies' NACK details a message quotes.
+const maxNackDetails = 3
 
 func (m *stepper) requeue(d time.Duration) {
 	if m.res.RequeueAfter == 0 || d < m.res.RequeueAfter {
@@ -112,6 +122,14 @@ func (m *stepper) run() {
 func (m *stepper) finish() {
 	st := &m.st
 	st.CurrentWeightPercent = st.CurrentWeight.String()
+	// Text from outside (proxies' NACK details, sources' errors) is bounded
+	// here, whatever path put it on the status, so that no status write is
+	// ever refused for its size.
+	st.Message = text.Truncate(st.Message, maxStatusMessage)
+	st.Proxies.LastNack = text.Truncate(st.Proxies.LastNack, maxStatusMessage)
+	for i := range st.FailedRevisions {
+		st.FailedRevisions[i].Reason = text.Truncate(st.FailedRevisions[i].Reason, maxStatusMessage)
+	}
 	if m.o.Deployment == nil {
 		m.res.Status = *st
 		return
@@ -321,7 +339,11 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	st.Proxies.Acked = int32(c.Acked)
 	st.Proxies.Nacked = int32(c.Nacked)
 	if c.Nacked > 0 {
-		msg := strings.Join(c.NackMessages, "; ")
+		details := c.NackMessages
+		if len(details) > maxNackDetails {
+			details = append(slices.Clone(details[:maxNackDetails]), fmt.Sprintf("and %d more", len(c.NackMessages)-maxNackDetails))
+		}
+		msg := text.Truncate(strings.Join(details, "; "), maxStatusMessage)
 		if msg == "" {
 			msg = "no detail given"
 		}

@@ -15,6 +15,8 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/sluice-dev/sluice/internal/text"
 )
 
 // streamKey identifies a stream; sotw and delta streams are numbered
@@ -301,6 +303,9 @@ func (t *tracker) answerLocked(s *streamState, typeURL string, ts *typeState, no
 		return
 	}
 	if nack {
+		// A client may send megabytes of detail; what is kept (and shown on
+		// Rollouts, Events and logs) is bounded.
+		detail = text.Truncate(detail, text.MaxMessage)
 		ts.lastNack = &Nack{TypeURL: typeURL, Version: resp.version, Message: detail, At: t.now(), Resources: sortedKeys(resp.contents)}
 		for name, c := range resp.contents {
 			ts.nacked[name] = c
