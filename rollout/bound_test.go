@@ -46,3 +46,26 @@ func TestNackFloodKeepsStatusSmall(t *testing.T) {
 		t.Fatalf("a second step changed the bounded text")
 	}
 }
+
+// TestStaleProxiesAreNamedNotWaitedFor: a confirmation that skipped stale
+// proxies starts the step, and the status counts them and names at most
+// MaxStaleNodes of them.
+func TestStaleProxiesAreNamedNotWaitedFor(t *testing.T) {
+	var stale []string
+	for i := range 25 {
+		stale = append(stale, "hung-"+string(rune('a'+i)))
+	}
+	o := Observed{Deployment: pausedFor("b"), Spec: testSpec(v1alpha1.ModeCanary), Canary: readyCanary("b", 1),
+		Status: progressingAt(0, 100, nil), Now: t0,
+		Confirmed: &Confirmed{Weight: 100, Confirmation: Confirmation{Acked: 3, Stale: stale}}}
+	r := Step(o)
+	if r.Status.StepStartedAt == nil {
+		t.Fatalf("stale proxies held the step: %q", r.Status.Message)
+	}
+	if r.Status.Proxies.Stale != 25 || len(r.Status.Proxies.StaleNodes) != v1alpha1.MaxStaleNodes || r.Status.Proxies.StaleNodes[0] != "hung-a" {
+		t.Fatalf("proxies %+v, want 25 stale with the first %d named", r.Status.Proxies, v1alpha1.MaxStaleNodes)
+	}
+	if len(r.Events) == 0 || r.Events[len(r.Events)-1].Reason != "StaleProxies" {
+		t.Fatalf("events %+v, want a StaleProxies warning", r.Events)
+	}
+}

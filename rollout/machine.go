@@ -60,6 +60,9 @@ type Confirmation struct {
 	Nacked int
 	// NackMessages are the rejections' error details.
 	NackMessages []string
+	// Stale names the proxies not waited for: they left the routes
+	// unanswered for longer than the stale bound.
+	Stale []string
 }
 
 // Confirmed is the result of asking the traffic controller to confirm Weight.

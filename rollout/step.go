@@ -338,6 +338,14 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	}
 	st.Proxies.Acked = int32(c.Acked)
 	st.Proxies.Nacked = int32(c.Nacked)
+	st.Proxies.Stale = int32(len(c.Stale))
+	st.Proxies.StaleNodes = nil
+	if len(c.Stale) > 0 {
+		st.Proxies.StaleNodes = slices.Clone(c.Stale[:min(len(c.Stale), v1alpha1.MaxStaleNodes)])
+		for i, n := range st.Proxies.StaleNodes {
+			st.Proxies.StaleNodes[i] = text.Truncate(n, 253)
+		}
+	}
 	if c.Nacked > 0 {
 		details := c.NackMessages
 		if len(details) > maxNackDetails {
@@ -359,7 +367,12 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	// shorter than its interval after a restart.
 	started := metav1.NewTime(m.o.Now.Add(time.Second - 1).Truncate(time.Second))
 	st.StepStartedAt = &started
-	m.event(false, "WeightConfirmed", "%d proxies carry canary weight %s", c.Acked, w)
+	if len(c.Stale) > 0 {
+		m.event(true, "StaleProxies", "%d proxies carry canary weight %s; %d stale proxies were not waited for: %s",
+			c.Acked, w, len(c.Stale), strings.Join(st.Proxies.StaleNodes, ", "))
+	} else {
+		m.event(false, "WeightConfirmed", "%d proxies carry canary weight %s", c.Acked, w)
+	}
 	return true
 }
 

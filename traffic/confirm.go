@@ -21,6 +21,9 @@ type Confirmation struct {
 	Nacked int
 	// NackMessages are the rejections' details, "<node>: <message>", sorted.
 	NackMessages []string
+	// Stale names the proxies not waited for, sorted: they left the routes
+	// unanswered for longer than the xDS server's stale bound.
+	Stale []string
 }
 
 // Confirm blocks until the routes of the service namespace/service that carry
@@ -102,26 +105,37 @@ func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, ro
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	acked, nacked := map[string]bool{}, map[string]bool{}
+	acked, nacked, stale := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, name := range names {
-		a, n, err := c.srv.WaitAcked(wctx, resource.RouteType, name, routes[name])
+		sy, err := c.srv.WaitSynced(wctx, resource.RouteType, name, routes[name])
 		if err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes: %w", err)
 			}
 			return Confirmation{}, false, nil
 		}
-		for _, id := range a {
+		for _, id := range sy.Acked {
 			acked[id] = true
 		}
-		for _, id := range n {
+		for _, id := range sy.Nacked {
 			nacked[id] = true
+		}
+		for _, id := range sy.Stale {
+			stale[id] = true
 		}
 	}
 	for id := range nacked {
 		delete(acked, id)
+		delete(stale, id)
+	}
+	for id := range stale {
+		delete(acked, id)
 	}
 	conf := Confirmation{Acked: len(acked), Nacked: len(nacked)}
+	for id := range stale {
+		conf.Stale = append(conf.Stale, id)
+	}
+	slices.Sort(conf.Stale)
 	if len(nacked) > 0 {
 		for _, p := range c.srv.Proxies() {
 			if !nacked[p.NodeID] {

@@ -121,7 +121,18 @@ type ProxyStatus struct {
 	// LastNackTime is when it happened.
 	// +optional
 	LastNackTime *metav1.Time `json:"lastNackTime,omitempty"`
+	// Stale counts connected proxies that left the routes unanswered for
+	// longer than the stale bound (a hung process, a half-open connection):
+	// the step did not wait for them.
+	// +optional
+	Stale int32 `json:"stale,omitempty"`
+	// StaleNodes names some of them (at most MaxStaleNodes), sorted.
+	// +optional
+	StaleNodes []string `json:"staleNodes,omitempty"`
 }
+
+// MaxStaleNodes is how many stale proxies status.proxies.staleNodes names.
+const MaxStaleNodes = 10
 
 // AnalysisDecision is one verdict on one metric.
 type AnalysisDecision struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -64,6 +65,7 @@ type controllerOptions struct {
 	promTimeout  time.Duration
 	peers        string
 	podIP        string
+	staleAfter   time.Duration
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -89,6 +91,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
 	f.StringVar(&o.peers, "peers", "", "DNS name resolving to every replica (a headless Service); replicas forward their load reports to each other so the leader judges canaries on the sum")
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
+	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -188,8 +191,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 		Logger:        log.WithName("xds"),
 		Registerer:    ctrlmetrics.Registry,
 		LoadReporting: loads,
+		StaleAfter:    o.staleAfter,
 	})
-	g := grpc.NewServer()
+	g := grpc.NewServer(xdsKeepalive()...)
 	xdsServer.Register(g)
 	lrs.RegisterForwarding(g, loads.Aggregator())
 	if o.peers != "" {
@@ -287,6 +291,23 @@ func (r grpcRunnable) Start(ctx context.Context) error {
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("serve xDS: %w", err)
+	}
+}
+
+// xdsKeepalive reaps dead connections (a half-open connection is otherwise
+// kept for gRPC's default two hours) and moves long-lived streams between
+// replicas now and then, while tolerating the clients' own keepalives:
+// grpc-go and C-core ping no more often than every 10 s when configured to,
+// grpc-js-xds every 5 minutes.
+func xdsKeepalive() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:                  30 * time.Second,
+			Timeout:               10 * time.Second,
+			MaxConnectionAge:      30 * time.Minute,
+			MaxConnectionAgeGrace: time.Minute,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 }
 

@@ -42,11 +42,19 @@ type Options struct {
 	// AckTimeout bounds each wait of an update for proxy ACKs; zero means
 	// DefaultAckTimeout.
 	AckTimeout time.Duration
+	// StaleAfter is how long a connected proxy may leave a response
+	// unanswered before waits stop waiting for it (it is reported as stale
+	// instead). Zero means DefaultStaleAfter; negative never.
+	StaleAfter time.Duration
 	// Instance prefixes every state-of-the-world version, so a proxy that
 	// reconnects to another replica or a restarted server is sent everything
 	// again. Zero means a value derived from the start time.
 	Instance string
 }
+
+// DefaultStaleAfter is how long a proxy may take to answer a response before
+// it is stale: far above a healthy proxy's milliseconds, well below a step.
+const DefaultStaleAfter = 30 * time.Second
 
 // Server serves xDS resources over ADS and tracks proxy ACKs and NACKs.
 type Server struct {
@@ -105,7 +113,14 @@ func New(opts Options) *Server {
 		mux.Caches[t] = c
 		s.published[t] = map[string]string{}
 	}
-	s.tracker = newTracker(opts.Logger, m, s.hist, prefix)
+	staleAfter := opts.StaleAfter
+	switch {
+	case staleAfter == 0:
+		staleAfter = DefaultStaleAfter
+	case staleAfter < 0:
+		staleAfter = 0
+	}
+	s.tracker = newTracker(opts.Logger, m, s.hist, prefix, staleAfter)
 	// The go-control-plane server's context only bounds its stream loops;
 	// streams end when their gRPC server stops, so it is never cancelled.
 	s.xds = serverv3.NewServer(context.Background(), mux, s.tracker,

@@ -117,7 +117,7 @@ type target struct {
 // list is sorted and free of duplicates; a proxy with several streams appears
 // once per state its streams are in.
 type progress struct {
-	acked, pending, nacked []string
+	acked, pending, nacked, stale []string
 }
 
 // syncState is where one stream stands on a set of targets.
@@ -127,6 +127,10 @@ const (
 	stateAcked syncState = iota
 	stateNacked
 	statePending
+	// stateStale is a pending stream that has left a response unanswered
+	// for longer than the tracker's staleAfter: a hung process or a
+	// half-open connection. It is reported, not waited for.
+	stateStale
 )
 
 // proxyName is how a stream is named in results: its node id, or the stream
@@ -145,6 +149,29 @@ func proxyName(st *streamState) string {
 // classify tells whether st subscribed to any target and, if so, whether it
 // carries every target (acked), rejected one and waits on none (nacked), or
 // still lacks one (pending).
+func (t *tracker) classify(st *streamState, targets []target) (syncState, bool) {
+	s, ok := classify(st, targets)
+	if s == statePending && t.staleAfter > 0 && st.silentSince(t.now()) > t.staleAfter {
+		s = stateStale
+	}
+	return s, ok
+}
+
+// silentSince is how long the oldest response the stream has not answered
+// has been waiting; zero when it answered everything.
+func (s *streamState) silentSince(now time.Time) time.Duration {
+	var oldest time.Time
+	for _, ts := range s.types {
+		if len(ts.inflight) > 0 && (oldest.IsZero() || ts.inflight[0].at.Before(oldest)) {
+			oldest = ts.inflight[0].at
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return now.Sub(oldest)
+}
+
 func classify(st *streamState, targets []target) (syncState, bool) {
 	state, involved := stateAcked, false
 	for _, tg := range targets {
@@ -166,20 +193,21 @@ func classify(st *streamState, targets []target) (syncState, bool) {
 
 // progressOf names the streams of states by state; t.mu must be held.
 func (t *tracker) progressOf(states map[streamKey]syncState) progress {
-	sets := [3]map[string]struct{}{{}, {}, {}}
+	sets := [4]map[string]struct{}{{}, {}, {}, {}}
 	for k, s := range states {
 		if st := t.streams[k]; st != nil {
 			sets[s][proxyName(st)] = struct{}{}
 		}
 	}
-	return progress{acked: sortedKeys(sets[stateAcked]), nacked: sortedKeys(sets[stateNacked]), pending: sortedKeys(sets[statePending])}
+	return progress{acked: sortedKeys(sets[stateAcked]), nacked: sortedKeys(sets[stateNacked]),
+		pending: sortedKeys(sets[statePending]), stale: sortedKeys(sets[stateStale])}
 }
 
 // progressLocked classifies every stream; t.mu must be held.
 func (t *tracker) progressLocked(targets []target) progress {
 	states := map[streamKey]syncState{}
 	for k, st := range t.streams {
-		if s, ok := classify(st, targets); ok {
+		if s, ok := t.classify(st, targets); ok {
 			states[k] = s
 		}
 	}
@@ -217,6 +245,27 @@ var ErrSuperseded = errors.New("content superseded by a later update")
 // channel a moment later (milliseconds), so a caller that needs traffic to
 // have moved must observe the traffic.
 func (s *Server) WaitAcked(ctx context.Context, typeURL, name, version string) (acked, nacked []string, err error) {
+	sy, err := s.WaitSynced(ctx, typeURL, name, version)
+	return sy.Acked, sy.Nacked, err
+}
+
+// Sync is where the proxies subscribed to one resource stand on one content
+// version; each list is sorted.
+type Sync struct {
+	// Acked carry the version; Nacked rejected it and keep their last
+	// acknowledged content.
+	Acked, Nacked []string
+	// Stale have left a response unanswered for longer than
+	// Options.StaleAfter: they are not waited for (their routes are
+	// unknown).
+	Stale []string
+}
+
+// WaitSynced is WaitAcked that also names the stale proxies it stopped
+// waiting for: a proxy that has not answered a response for
+// Options.StaleAfter (a hung process, a half-open connection) never holds a
+// wait longer than that bound.
+func (s *Server) WaitSynced(ctx context.Context, typeURL, name, version string) (Sync, error) {
 	current := func() error {
 		if v, ok := s.Version(typeURL, name); !ok || v != version {
 			return ErrSuperseded
@@ -227,7 +276,7 @@ func (s *Server) WaitAcked(ctx context.Context, typeURL, name, version string) (
 	if err != nil {
 		err = fmt.Errorf("wait for %s %q content %s: %w", typeLabel(typeURL), name, shortVersion(version), err)
 	}
-	return p.acked, p.nacked, err
+	return Sync{Acked: p.acked, Nacked: p.nacked, Stale: p.stale}, err
 }
 
 // waiter follows a wait in progress: the tracker records which streams
@@ -269,7 +318,7 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 	t.mu.Lock()
 	t.waiters[w] = struct{}{}
 	for k, st := range t.streams {
-		s, ok := classify(st, targets)
+		s, ok := t.classify(st, targets)
 		set(k, s, ok)
 	}
 	t.mu.Unlock()
@@ -283,6 +332,14 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 		defer t.mu.Unlock()
 		return t.progressOf(states)
 	}
+	// A pending stream turns stale with time alone: look again at a fraction
+	// of the bound.
+	var recheck <-chan time.Time
+	if t.staleAfter > 0 {
+		tick := time.NewTicker(max(t.staleAfter/10, 10*time.Millisecond))
+		defer tick.Stop()
+		recheck = tick.C
+	}
 	for {
 		if valid != nil {
 			if err := valid(); err != nil {
@@ -293,6 +350,14 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 			return result(), nil
 		}
 		select {
+		case <-recheck:
+			t.mu.Lock()
+			for k, s := range states {
+				if s == statePending {
+					w.dirty[k] = struct{}{}
+				}
+			}
+			t.mu.Unlock()
 		case <-ctx.Done():
 			p := result()
 			waiting := p.pending
@@ -305,7 +370,7 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 		t.mu.Lock()
 		for k := range w.dirty {
 			if st := t.streams[k]; st != nil {
-				s, ok := classify(st, targets)
+				s, ok := t.classify(st, targets)
 				set(k, s, ok)
 			} else {
 				set(k, 0, false)

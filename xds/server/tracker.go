@@ -101,6 +101,9 @@ type tracker struct {
 	hist    *history
 	prefix  string
 	now     func() time.Time
+	// staleAfter is how long a stream may leave a response unanswered
+	// before it is stale; zero never.
+	staleAfter time.Duration
 
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
@@ -110,9 +113,9 @@ type tracker struct {
 
 var _ serverv3.Callbacks = (*tracker)(nil)
 
-func newTracker(log logr.Logger, m *metrics, h *history, prefix string) *tracker {
+func newTracker(log logr.Logger, m *metrics, h *history, prefix string, staleAfter time.Duration) *tracker {
 	return &tracker{
-		log: log, metrics: m, hist: h, prefix: prefix, now: time.Now,
+		log: log, metrics: m, hist: h, prefix: prefix, now: time.Now, staleAfter: staleAfter,
 		streams: map[streamKey]*streamState{},
 		waiters: map[*waiter]struct{}{},
 	}
