@@ -66,20 +66,23 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 		switch {
 		case !ok && weight == 0 && pub.seq > 0:
 			return Confirmation{}, nil
-		case ok && ps.weight == weight:
+		case ok && ps.weight == weight && !ps.cohortPending:
 			reached = true
 			conf, done, err := c.waitRoutes(ctx, changed, ps.routes)
 			if done || err != nil {
 				return conf, err
 			}
 			continue // republished: check the new routes
-		case reached:
+		case reached && ps.weight != weight:
 			return Confirmation{}, fmt.Errorf("service %s: canary weight moved from %s to %s before every proxy confirmed it", k, weight, ps.weight)
 		}
 		select {
 		case <-ctx.Done():
 			now := "not published"
-			if ok {
+			switch {
+			case ok && ps.cohortPending:
+				now = "published without its cohort routes (the canary has no ready endpoint yet)"
+			case ok:
 				now = "published with canary weight " + ps.weight.String()
 			}
 			return Confirmation{}, fmt.Errorf("service %s is %s, still waiting for %s (is its Rollout active with that status.currentWeight?): %w", k, now, weight, ctx.Err())

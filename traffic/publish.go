@@ -23,6 +23,11 @@ type publication struct {
 // publishedService is one service's part of a publication.
 type publishedService struct {
 	weight router.Weight
+	// cohortPending is set while the strategy has cohorts but no port
+	// routes them yet (the canary has no ready endpoint): a weight is not
+	// confirmed then, or a beta step would count before its cohort reaches
+	// the new version.
+	cohortPending bool
 	// routes maps the names of the route configurations that carry the
 	// service's routes to their published content versions.
 	routes map[string]string
@@ -70,7 +75,7 @@ func (c *Controller) publish(ctx context.Context) error {
 		c.metrics.publishes.WithLabelValues("failed").Inc()
 		return fmt.Errorf("publish %d resources (version %.12s): %w", res.Len(), res.Version(), err)
 	}
-	pub := publication{version: res.Version(), services: c.describe(plan, res)}
+	pub := publication{version: res.Version(), services: c.describe(state, plan, res)}
 	c.mu.Lock()
 	pub.seq = c.published.seq + 1
 	c.published = pub
@@ -141,12 +146,18 @@ func (c *Controller) remember(valid []router.Service, current map[ServiceKey]boo
 }
 
 // describe records, per service, its weight and the resources carrying it.
-func (c *Controller) describe(plan router.Plan, res translate.Resources) map[ServiceKey]publishedService {
+func (c *Controller) describe(state router.State, plan router.Plan, res translate.Resources) map[ServiceKey]publishedService {
 	out := make(map[ServiceKey]publishedService, len(plan.Services))
 	weights := map[ServiceKey]router.Weight{}
+	cohorts := map[ServiceKey]bool{}
+	for _, svc := range state.Services {
+		if len(svc.Strategy.Cohorts) > 0 {
+			cohorts[ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = true
+		}
+	}
 	for _, sp := range plan.Services {
 		k := ServiceKey{Namespace: sp.Namespace, Name: sp.Name}
-		ps := publishedService{routes: map[string]string{}, names: map[string][]string{}}
+		ps := publishedService{routes: map[string]string{}, names: map[string][]string{}, cohortPending: cohorts[k]}
 		add := func(typeURL, name string) {
 			if _, ok := res.Get(typeURL, name); !ok {
 				return
@@ -166,8 +177,11 @@ func (c *Controller) describe(plan router.Plan, res translate.Resources) map[Ser
 			add(resource.ListenerType, translate.SidecarListenerName(port.Number))
 			add(resource.RouteType, translate.SidecarListenerName(port.Number))
 			for _, r := range port.Routes {
-				if r.Kind == router.RouteDefault {
+				switch r.Kind {
+				case router.RouteDefault:
 					weights[k] = canaryShare(r, sp.Namespace, sp.Name)
+				case router.RouteCohort:
+					ps.cohortPending = false
 				}
 			}
 			for _, track := range []router.Track{router.TrackStable, router.TrackCanary, router.TrackSticky} {
