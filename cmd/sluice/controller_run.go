@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -193,6 +195,17 @@ func runController(ctx context.Context, o controllerOptions) error {
 		LoadReporting: loads,
 		StaleAfter:    o.staleAfter,
 	})
+	// A replica is ready once it has published a complete configuration:
+	// before that its ADS streams are held, never answered with less than
+	// the truth.
+	if err := mgr.AddReadyzCheck("xds-published", func(*http.Request) error {
+		if !xdsServer.Published() {
+			return errors.New("no complete xDS configuration published yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	g := grpc.NewServer(xdsKeepalive()...)
 	xdsServer.Register(g)
 	lrs.RegisterForwarding(g, loads.Aggregator())

@@ -15,6 +15,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sluice-dev/sluice/xds/lrs"
@@ -68,6 +70,12 @@ type Server struct {
 	tracker *tracker
 	hist    *history
 
+	// firstPublished is closed by the first complete Update: until then no
+	// stream is served, so a proxy that connects to a fresh replica is
+	// never sent a partial (or empty) configuration.
+	firstPublished chan struct{}
+	publishedOnce  sync.Once
+
 	// updateMu serializes Update calls and guards versions.
 	updateMu sync.Mutex
 	versions map[string]uint64
@@ -100,6 +108,8 @@ func New(opts Options) *Server {
 		hist:       newHistory(),
 		versions:   map[string]uint64{},
 		published:  map[string]map[string]string{},
+
+		firstPublished: make(chan struct{}),
 	}
 	mux := &cache.MuxCache{
 		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
@@ -133,11 +143,56 @@ func New(opts Options) *Server {
 
 // Register adds the Aggregated Discovery Service (sotw and delta) to g, and
 // the Load Reporting Service when Options.LoadReporting is set.
+//
+// A stream opened before the first complete publication is held, unanswered,
+// until that publication (or until the client gives up).
 func (s *Server) Register(g grpc.ServiceRegistrar) {
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, gatedADS{Server: s.xds, s: s})
 	if s.lrs != nil {
 		s.lrs.Register(g)
 	}
+}
+
+// Published reports whether a complete configuration has been published;
+// until then ADS streams are held. A replica is not ready before it.
+func (s *Server) Published() bool {
+	select {
+	case <-s.firstPublished:
+		return true
+	default:
+		return false
+	}
+}
+
+// gatedADS holds every ADS stream until the first complete publication.
+type gatedADS struct {
+	serverv3.Server
+	s *Server
+}
+
+func (g gatedADS) wait(ctx context.Context) error {
+	select {
+	case <-g.s.firstPublished:
+		return nil
+	case <-ctx.Done():
+		return status.Error(codes.Unavailable, "this Sluice replica has not published its first configuration yet")
+	}
+}
+
+// StreamAggregatedResources serves a state-of-the-world stream once published.
+func (g gatedADS) StreamAggregatedResources(stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	if err := g.wait(stream.Context()); err != nil {
+		return err
+	}
+	return g.Server.StreamAggregatedResources(stream)
+}
+
+// DeltaAggregatedResources serves a delta stream once published.
+func (g gatedADS) DeltaAggregatedResources(stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	if err := g.wait(stream.Context()); err != nil {
+		return err
+	}
+	return g.Server.DeltaAggregatedResources(stream)
 }
 
 // Version returns the content version currently published for typeURL/name.

@@ -64,6 +64,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 			return err
 		}
 	}
+	s.publishedOnce.Do(func() { close(s.firstPublished) })
 
 	stale := map[string][]string{}
 	n := 0
