@@ -18,6 +18,32 @@ type publication struct {
 	seq      uint64
 	version  string
 	services map[ServiceKey]publishedService
+	// localities holds every published cluster locality as
+	// localityKey(cluster, sub-zone): the only places load can come from.
+	localities map[string]struct{}
+}
+
+func localityKey(cluster, subZone string) string { return cluster + "\x00" + subZone }
+
+// localitiesOf lists the localities of every cluster of the plan.
+func localitiesOf(plan router.Plan) map[string]struct{} {
+	out := map[string]struct{}{}
+	for _, c := range plan.Clusters {
+		for _, l := range c.Localities {
+			out[localityKey(c.Name, router.LocalitySubZone(l.Track, l.Revision))] = struct{}{}
+		}
+	}
+	return out
+}
+
+// Serves reports whether the current publication has a locality sub-zone in
+// cluster: load reported for anything else was not served by Sluice's routes
+// (or no longer is) and must not create counters.
+func (c *Controller) Serves(cluster, subZone string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.published.localities[localityKey(cluster, subZone)]
+	return ok
 }
 
 // publishedService is one service's part of a publication.
@@ -75,7 +101,7 @@ func (c *Controller) publish(ctx context.Context) error {
 		c.metrics.publishes.WithLabelValues("failed").Inc()
 		return fmt.Errorf("publish %d resources (version %.12s): %w", res.Len(), res.Version(), err)
 	}
-	pub := publication{version: res.Version(), services: c.describe(state, plan, res)}
+	pub := publication{version: res.Version(), services: c.describe(state, plan, res), localities: localitiesOf(plan)}
 	c.mu.Lock()
 	pub.seq = c.published.seq + 1
 	c.published = pub

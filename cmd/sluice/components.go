@@ -49,6 +49,9 @@ func addComponents(mgr manager.Manager, c components) error {
 	if err != nil {
 		return fmt.Errorf("traffic controller: %w", err)
 	}
+	// Load counts only for localities Sluice publishes now: a client cannot
+	// make up clusters or revisions to grow counters and metric series.
+	c.loads.Restrict(steer.Serves)
 
 	samples, err := c.samples(mgr)
 	if err != nil {

@@ -2,6 +2,7 @@ package lrs
 
 import (
 	"maps"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -42,14 +43,23 @@ type Totals struct {
 	InFlight uint64
 }
 
-// Add returns the sum of t and o, field by field.
+// Add returns the sum of t and o, field by field, saturating at the largest
+// uint64 rather than wrapping: a counter that wrapped would look like a
+// restart and hide the errors before it.
 func (t Totals) Add(o Totals) Totals {
 	return Totals{
-		Requests: t.Requests + o.Requests,
-		Errors:   t.Errors + o.Errors,
-		Issued:   t.Issued + o.Issued,
-		InFlight: t.InFlight + o.InFlight,
+		Requests: addSat(t.Requests, o.Requests),
+		Errors:   addSat(t.Errors, o.Errors),
+		Issued:   addSat(t.Issued, o.Issued),
+		InFlight: addSat(t.InFlight, o.InFlight),
 	}
+}
+
+func addSat(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxUint64
 }
 
 // Max returns the element-wise maximum of the counters of t and o and the
@@ -139,11 +149,7 @@ func NewAggregator() *Aggregator {
 func (a *Aggregator) add(stream int64, k Key, t Totals) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	cur := a.local[k]
-	cur.Requests += t.Requests
-	cur.Errors += t.Errors
-	cur.Issued += t.Issued
-	a.local[k] = cur
+	a.local[k] = a.local[k].Add(Totals{Requests: t.Requests, Errors: t.Errors, Issued: t.Issued})
 	m := a.inFlight[stream]
 	if m == nil {
 		m = map[Key]uint64{}

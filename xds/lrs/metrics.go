@@ -14,6 +14,7 @@ type metrics struct {
 	errors   *prometheus.CounterVec
 	inFlight *prometheus.GaugeVec
 	unknown  prometheus.Counter
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,13 +34,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, labels),
 		unknown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_lrs_unattributed_requests_total",
-			Help: "Completed requests reported for clusters that no Sluice service owns.",
+			Help: "Completed requests reported for clusters or localities that Sluice does not publish (now).",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_lrs_rejected_reports_total",
+			Help: "Locality entries of load reports dropped, by reason.",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.errors, m.inFlight, m.unknown} {
+	for _, c := range []prometheus.Collector{m.requests, m.errors, m.inFlight, m.unknown, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register load reporting metrics: %w", err)
 		}

@@ -57,6 +57,22 @@ type Server struct {
 
 	mu      sync.Mutex
 	unknown map[string]struct{}
+	// serves, once set, says which cluster localities are published now.
+	serves atomic.Pointer[func(cluster, subZone string) bool]
+}
+
+// MaxRequestsPerReport bounds the requests one locality may report in one
+// report. A real client reports what it sent in one interval (a second by
+// default); a report above this is a forgery or a bug, and is dropped rather
+// than allowed to overflow the counters the analysis sums.
+const MaxRequestsPerReport = 1 << 32
+
+// Restrict makes the server count load only for the cluster localities that
+// serves accepts (those published now): a client cannot create counters,
+// metric series or revisions of its choosing by naming them. Load for others
+// counts as unattributed.
+func (s *Server) Restrict(serves func(cluster, subZone string) bool) {
+	s.serves.Store(&serves)
 }
 
 var _ lrsv3.LoadReportingServiceServer = (*Server)(nil)
@@ -147,17 +163,29 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 func (s *Server) record(log logr.Logger, stream int64, req *lrsv3.LoadStatsRequest) {
 	s.agg.resetInFlight(stream)
 	perKey := map[Key]Totals{}
+	serves := s.serves.Load()
 	for _, cs := range req.GetClusterStats() {
 		for _, ls := range cs.GetUpstreamLocalityStats() {
 			sub := ls.GetLocality().GetSubZone()
-			k, ok := s.attribute(cs.GetClusterName(), sub)
-			if !ok {
-				s.unknownCluster(log, cs.GetClusterName(), sub, ls.GetTotalSuccessfulRequests()+ls.GetTotalErrorRequests())
+			ok, errs := ls.GetTotalSuccessfulRequests(), ls.GetTotalErrorRequests()
+			if ok > MaxRequestsPerReport || errs > MaxRequestsPerReport || ls.GetTotalIssuedRequests() > MaxRequestsPerReport ||
+				ls.GetTotalRequestsInProgress() > MaxRequestsPerReport {
+				s.metrics.rejected.WithLabelValues("implausible-counts").Inc()
+				log.Info("load report dropped: counts above what one report can hold", "cluster", cs.GetClusterName(),
+					"subZone", sub, "successful", ok, "errors", errs)
+				continue
+			}
+			k, attributed := s.attribute(cs.GetClusterName(), sub)
+			if attributed && serves != nil && !(*serves)(cs.GetClusterName(), sub) {
+				attributed = false
+			}
+			if !attributed {
+				s.unknownCluster(log, cs.GetClusterName(), sub, ok+errs)
 				continue
 			}
 			t := perKey[k]
-			t.Requests += ls.GetTotalSuccessfulRequests() + ls.GetTotalErrorRequests()
-			t.Errors += ls.GetTotalErrorRequests()
+			t.Requests += ok + errs
+			t.Errors += errs
 			t.Issued += ls.GetTotalIssuedRequests()
 			t.InFlight += ls.GetTotalRequestsInProgress()
 			perKey[k] = t
