@@ -292,9 +292,15 @@ func TestXDSWeightedSplitAndLoadReports(t *testing.T) {
 		for _, pod := range pods.Items {
 			served[pod.Labels[v1alpha1.LabelTrack]] += uint64(env.PodRuntime().Counts(ns, pod.Name).Requests)
 		}
-		totals := p.loads.Totals()
+		// Load is kept per revision; the pods' counts are per track.
+		totals := map[string]lrs.Totals{}
+		for k, t := range p.loads.Totals() {
+			if k.Namespace == ns && k.Service == "checkout" {
+				totals[k.Track] = totals[k.Track].Add(t)
+			}
+		}
 		for _, track := range []string{v1alpha1.TrackStable, v1alpha1.TrackCanary} {
-			got := totals[lrs.Key{Namespace: ns, Service: "checkout", Track: track}]
+			got := totals[track]
 			if got.Requests != served[track] || got.InFlight != 0 {
 				return fmt.Errorf("%s: load reports say %d requests (%d in flight), the pods served %d", track, got.Requests, got.InFlight, served[track])
 			}

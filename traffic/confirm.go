@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/server"
 )
 
 // Confirmation is what the proxies did with a service's routes.
@@ -135,6 +137,22 @@ func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, ro
 		delete(acked, id)
 	}
 	conf := Confirmation{Acked: len(acked), Nacked: len(nacked)}
+	if c.peers != nil {
+		if err := c.waitPeers(wctx, routes, acked, nacked, stale); err != nil {
+			if ctx.Err() != nil {
+				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
+			}
+			return Confirmation{}, false, nil
+		}
+		for id := range nacked {
+			delete(acked, id)
+			delete(stale, id)
+		}
+		for id := range stale {
+			delete(acked, id)
+		}
+		conf = Confirmation{Acked: len(acked), Nacked: len(nacked)}
+	}
 	for id := range stale {
 		conf.Stale = append(conf.Stale, id)
 	}
@@ -217,4 +235,67 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 		return out[i].TypeURL < out[j].TypeURL
 	})
 	return out
+}
+
+// waitPeers polls every other replica until none of its proxies is pending
+// on routes, adding their states to the sets (node ids are prefixed with the
+// replica's address where they come from another replica). A replica that
+// cannot be reached for PeerGrace is named stale ("replica <addr>") and not
+// waited for: its proxies reconnect to a live replica.
+func (c *Controller) waitPeers(ctx context.Context, routes map[string]string, acked, nacked, stale map[string]bool) error {
+	targets := make([]server.SyncTarget, 0, len(routes))
+	for name, v := range routes {
+		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v})
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Name < targets[j].Name })
+	firstFail := map[string]time.Time{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		peers, err := c.peers(ctx)
+		if err != nil {
+			return err
+		}
+		var waiting []string
+		for _, p := range peers {
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			ps, err := server.QuerySync(qctx, p.Conn, targets)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if _, ok := firstFail[p.Addr]; !ok {
+					firstFail[p.Addr] = time.Now()
+				}
+				if time.Since(firstFail[p.Addr]) < c.peerGrace {
+					waiting = append(waiting, "replica "+p.Addr+" ("+err.Error()+")")
+				} else {
+					stale["replica "+p.Addr] = true
+				}
+				continue
+			}
+			delete(firstFail, p.Addr)
+			for _, id := range ps.Acked {
+				acked[id] = true
+			}
+			for _, id := range ps.Nacked {
+				nacked[id] = true
+			}
+			for _, id := range ps.Stale {
+				stale[id] = true
+			}
+			for _, id := range ps.Pending {
+				waiting = append(waiting, id+" on replica "+p.Addr)
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", strings.Join(waiting, ", "), ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

@@ -44,12 +44,25 @@ type Options struct {
 	Retry time.Duration
 	// Translate tunes the generated xDS resources.
 	Translate translate.Options
+	// Peers returns the other replicas serving xDS; nil means this replica
+	// is alone. Confirm then waits for their proxies too.
+	Peers func(ctx context.Context) ([]server.Peer, error)
+	// PeerGrace is how long Confirm retries a replica it cannot reach before
+	// it names the replica as stale and stops waiting for it; zero means
+	// DefaultPeerGrace.
+	PeerGrace time.Duration
 }
+
+// DefaultPeerGrace is Options.PeerGrace's default.
+const DefaultPeerGrace = 10 * time.Second
 
 // Controller watches the cluster and publishes the route plan to an xDS
 // server. It implements controller-runtime's Runnable and runs on every
 // replica.
 type Controller struct {
+	peers     func(ctx context.Context) ([]server.Peer, error)
+	peerGrace time.Duration
+
 	srv      *server.Server
 	source   source
 	log      logr.Logger
@@ -134,6 +147,11 @@ func newController(srv *server.Server, src source, opts Options) (*Controller, e
 		urgent:   make(chan struct{}, 1),
 		changed:  make(chan struct{}),
 		lastGood: map[ServiceKey]router.Service{},
+		peers:     opts.Peers,
+		peerGrace: opts.PeerGrace,
+	}
+	if c.peerGrace <= 0 {
+		c.peerGrace = DefaultPeerGrace
 	}
 	if c.debounce <= 0 {
 		c.debounce = DefaultDebounce

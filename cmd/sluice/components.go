@@ -24,8 +24,10 @@ const loadReportRetention = 10 * time.Minute
 // components are the shared parts the admission, traffic and rollout halves
 // are wired to.
 type components struct {
-	xds        *server.Server
-	loads      *lrs.Server
+	xds   *server.Server
+	loads *lrs.Server
+	// fleet reaches the other replicas; nil when this one is alone.
+	fleet      *server.PeerPool
 	namespace  string
 	prometheus *metrics.Prometheus // nil: load reports only
 	log        logr.Logger
@@ -45,7 +47,12 @@ func addComponents(mgr manager.Manager, c components) error {
 		return err
 	}
 
-	steer, err := traffic.New(mgr, c.xds, traffic.Options{Logger: c.log.WithName("traffic")})
+	topts := traffic.Options{Logger: c.log.WithName("traffic")}
+	if c.fleet != nil {
+		// A step counts when the proxies of every replica carry it.
+		topts.Peers = c.fleet.Peers
+	}
+	steer, err := traffic.New(mgr, c.xds, topts)
 	if err != nil {
 		return fmt.Errorf("traffic controller: %w", err)
 	}

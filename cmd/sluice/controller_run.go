@@ -208,7 +208,14 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 	g := grpc.NewServer(xdsKeepalive()...)
 	xdsServer.Register(g)
+	xdsServer.RegisterSync(g, replicaName())
 	lrs.RegisterForwarding(g, loads.Aggregator())
+	var fleet *server.PeerPool
+	if o.peers != "" {
+		resolve, self := o.resolvePeers()
+		fleet = &server.PeerPool{Resolve: resolve, Self: self}
+		defer fleet.Close()
+	}
 	if o.peers != "" {
 		if err := mgr.Add(o.loadPeers(loads.Aggregator(), log)); err != nil {
 			return err
@@ -221,7 +228,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, namespace: o.namespace, prometheus: prom, log: log}); err != nil {
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, prometheus: prom, log: log}); err != nil {
 		return err
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)
@@ -350,29 +357,41 @@ func (o controllerOptions) prometheus() (*metrics.Prometheus, error) {
 // all ports (router.ClusterName: namespace/service/port/track).
 const envoyClusterTemplate = "{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}"
 
+// resolvePeers returns the xDS addresses of every replica found under
+// --peers, and this replica's own.
+func (o controllerOptions) resolvePeers() (resolve func(ctx context.Context) ([]string, error), self string) {
+	port := strconv.Itoa(o.xdsPort)
+	return func(ctx context.Context) ([]string, error) {
+		ips, err := net.DefaultResolver.LookupHost(ctx, o.peers)
+		if err != nil {
+			return nil, err
+		}
+		addrs := make([]string, len(ips))
+		for i, ip := range ips {
+			addrs[i] = net.JoinHostPort(ip, port)
+		}
+		return addrs, nil
+	}, net.JoinHostPort(o.podIP, port)
+}
+
+// replicaName names this replica to its peers: its host (pod) name.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		return "sluice"
+	}
+	return host
+}
+
 // loadPeers forwards this replica's load reports to the other replicas
 // found under --peers.
 func (o controllerOptions) loadPeers(agg *lrs.Aggregator, log logr.Logger) *lrs.Peers {
-	port := strconv.Itoa(o.xdsPort)
-	host, err := os.Hostname()
-	if err != nil {
-		host = "sluice"
-	}
+	resolve, self := o.resolvePeers()
 	return &lrs.Peers{
 		Aggregator: agg,
-		Resolve: func(ctx context.Context) ([]string, error) {
-			ips, err := net.DefaultResolver.LookupHost(ctx, o.peers)
-			if err != nil {
-				return nil, err
-			}
-			addrs := make([]string, len(ips))
-			for i, ip := range ips {
-				addrs[i] = net.JoinHostPort(ip, port)
-			}
-			return addrs, nil
-		},
-		Self:   net.JoinHostPort(o.podIP, port),
-		Source: fmt.Sprintf("%s-%d", host, time.Now().UnixNano()),
-		Logger: log.WithName("load-peers"),
+		Resolve:    resolve,
+		Self:       self,
+		Source:     fmt.Sprintf("%s-%d", replicaName(), time.Now().UnixNano()),
+		Logger:     log.WithName("load-peers"),
 	}
 }

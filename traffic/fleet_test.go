@@ -1,0 +1,130 @@
+package traffic
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/server"
+)
+
+// replica is one Sluice replica of the fleet test: an xDS server with the
+// ProxySync service, on its own gRPC server.
+type replica struct {
+	srv  *server.Server
+	addr string
+	stop func()
+}
+
+func startReplica(t *testing.T, name string) replica {
+	t.Helper()
+	srv := server.New(server.Options{Logger: testr.New(t).WithName(name), Registerer: prometheus.NewRegistry()})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	srv.RegisterSync(g, name)
+	go g.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(g.Stop)
+	return replica{srv: srv, addr: lis.Addr().String(), stop: g.Stop}
+}
+
+// TestConfirmWaitsForEveryReplicasProxies runs two replicas, each with one
+// proxy. The leader's Confirm of a new weight returns only once the other
+// replica's proxy acknowledged it too (it is held until then), and counts
+// both. When the other replica dies, Confirm names it stale after the grace
+// and goes on with the leader's own proxies.
+func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
+	leader, other := startReplica(t, "leader"), startReplica(t, "other")
+	conn, err := grpc.NewClient(other.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	peers := func(context.Context) ([]server.Peer, error) { return []server.Peer{{Addr: other.addr, Conn: conn}}, nil }
+	srcL, srcO := newFakeSource(canaryObjects(0)), newFakeSource(canaryObjects(0))
+	c := startController(t, leader.srv, srcL, Options{Logger: testr.New(t), Peers: peers, PeerGrace: 300 * time.Millisecond})
+	startController(t, other.srv, srcO, Options{Logger: testr.New(t)})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := startProxy(ctx, dialADS(t, leader.addr), "proxy-on-leader", resource.RouteType, []string{checkoutRoute}, ackAll); err != nil {
+		t.Fatal(err)
+	}
+	// The other replica's proxy acknowledges its first routes at once and
+	// every later response only once the gate opens.
+	gate := make(chan struct{})
+	var gateOpen atomic.Bool
+	var answered atomic.Int32
+	if _, err := startProxy(ctx, dialADS(t, other.addr), "proxy-on-other", resource.RouteType, []string{checkoutRoute},
+		func(*discovery.DiscoveryResponse) string {
+			if answered.Add(1) > 1 {
+				<-gate
+			}
+			return ""
+		}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if got := confirm(t, c, 0); got.Acked == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the two proxies never both carried weight 0")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	srcL.set(canaryObjects(5000), true)
+	srcO.set(canaryObjects(5000), true)
+	done := make(chan Confirmation, 1)
+	var returnedWithGateOpen atomic.Bool
+	go func() {
+		got := confirm(t, c, router.Weight(5000))
+		returnedWithGateOpen.Store(gateOpen.Load())
+		done <- got
+	}()
+	// The leader's own proxy carries 50% and the other replica published
+	// it; only the other replica's proxy is missing.
+	for {
+		v, ok := other.srv.Version(resource.RouteType, checkoutRoute)
+		lv, _ := leader.srv.Version(resource.RouteType, checkoutRoute)
+		if a, _, _ := leader.srv.Synced(resource.RouteType, checkoutRoute, lv); ok && v == lv && a == 1 && answered.Load() > 1 {
+			break
+		}
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatal("weight 50% never reached the leader's proxy and the other replica")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	gateOpen.Store(true)
+	close(gate)
+	got := <-done
+	if !returnedWithGateOpen.Load() {
+		t.Fatal("Confirm returned before the other replica's proxy acknowledged")
+	}
+	if got.Acked != 2 || got.Nacked != 0 || len(got.Stale) != 0 {
+		t.Fatalf("confirmation %+v, want both proxies acked", got)
+	}
+
+	// The other replica dies: after the grace it is named, not waited for.
+	other.stop()
+	srcL.set(canaryObjects(10000), true)
+	got = confirm(t, c, router.Weight(10000))
+	if got.Acked != 1 || len(got.Stale) != 1 || got.Stale[0] != "replica "+other.addr {
+		t.Fatalf("confirmation %+v, want the leader's proxy acked and the dead replica named stale", got)
+	}
+}

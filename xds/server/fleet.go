@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Several replicas serve xDS, each to its own proxies; a step counts only
+// when the proxies of every replica carry it. The leader asks each peer
+// replica, over the ProxySync service, where its proxies stand on the route
+// contents it waits for. Content versions are hashes of the resources, the
+// same on every replica that publishes the same plan.
+
+// SyncMethod is the full gRPC method name of the ProxySync service's one
+// call. Request and response are JSON (SyncRequest, PeerSync) in a
+// BytesValue: small, rare messages between replicas of one version.
+const SyncMethod = "/sluice.xds.v1alpha1.ProxySync/Synced"
+
+// maxSyncTargets bounds one request's targets (a service has a few routes).
+const maxSyncTargets = 1024
+
+// SyncTarget is one resource content a wait is about.
+type SyncTarget struct {
+	TypeURL string `json:"typeUrl"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// SyncRequest asks a replica where its proxies stand on Targets.
+type SyncRequest struct {
+	Targets []SyncTarget `json:"targets"`
+}
+
+// PeerSync is one replica's answer: its proxies subscribed to the targets,
+// by state, each list sorted.
+type PeerSync struct {
+	Replica string   `json:"replica"`
+	Acked   []string `json:"acked,omitempty"`
+	Nacked  []string `json:"nacked,omitempty"`
+	Pending []string `json:"pending,omitempty"`
+	Stale   []string `json:"stale,omitempty"`
+}
+
+// SyncedNow classifies this replica's proxies on targets without waiting.
+func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
+	ts := make([]target, len(targets))
+	for i, t := range targets {
+		ts[i] = target{t.TypeURL, t.Name, t.Version}
+	}
+	t := s.tracker
+	t.mu.Lock()
+	p := t.progressLocked(ts)
+	t.mu.Unlock()
+	return PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale}
+}
+
+type proxySync interface {
+	Synced(context.Context, *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error)
+}
+
+var proxySyncDesc = grpc.ServiceDesc{
+	ServiceName: "sluice.xds.v1alpha1.ProxySync",
+	HandlerType: (*proxySync)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Synced",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			in := new(wrapperspb.BytesValue)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			return srv.(proxySync).Synced(ctx, in)
+		},
+	}},
+	Metadata: "sluice/xds/proxysync",
+}
+
+// syncEndpoint answers peers for one server.
+type syncEndpoint struct {
+	s       *Server
+	replica string
+}
+
+// Synced answers one SyncRequest.
+func (e syncEndpoint) Synced(_ context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+	var req SyncRequest
+	if err := json.Unmarshal(in.GetValue(), &req); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %v", err)
+	}
+	if len(req.Targets) == 0 || len(req.Targets) > maxSyncTargets {
+		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %d targets, want 1..%d", len(req.Targets), maxSyncTargets)
+	}
+	p := e.s.SyncedNow(req.Targets)
+	p.Replica = e.replica
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "proxy sync answer: %v", err)
+	}
+	return wrapperspb.Bytes(b), nil
+}
+
+// RegisterSync adds the ProxySync service to g: peers ask this replica,
+// named replica in answers, where its proxies stand.
+func (s *Server) RegisterSync(g grpc.ServiceRegistrar, replica string) {
+	g.RegisterService(&proxySyncDesc, syncEndpoint{s: s, replica: replica})
+}
+
+// QuerySync asks the replica behind conn where its proxies stand on targets.
+func QuerySync(ctx context.Context, conn grpc.ClientConnInterface, targets []SyncTarget) (PeerSync, error) {
+	b, err := json.Marshal(SyncRequest{Targets: targets})
+	if err != nil {
+		return PeerSync{}, err
+	}
+	out := new(wrapperspb.BytesValue)
+	if err := conn.Invoke(ctx, SyncMethod, wrapperspb.Bytes(b), out); err != nil {
+		return PeerSync{}, err
+	}
+	var p PeerSync
+	if err := json.Unmarshal(out.GetValue(), &p); err != nil {
+		return PeerSync{}, fmt.Errorf("proxy sync answer: %w", err)
+	}
+	return p, nil
+}
+
+// PeerPool keeps connections to the other replicas, found by Resolve.
+type PeerPool struct {
+	// Resolve returns the address (host:port) of every replica, this one
+	// included.
+	Resolve func(ctx context.Context) ([]string, error)
+	// Self is this replica's own address as Resolve returns it.
+	Self string
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// Peer is one other replica.
+type Peer struct {
+	Addr string
+	Conn grpc.ClientConnInterface
+}
+
+// Peers returns the other replicas, opening connections to new ones and
+// closing those to replicas that are gone.
+func (p *PeerPool) Peers(ctx context.Context) ([]Peer, error) {
+	if p.Resolve == nil {
+		return nil, errors.New("peer pool: Resolve is required")
+	}
+	addrs, err := p.Resolve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resolve peers: %w", err)
+	}
+	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a string) bool { return a == p.Self })
+	slices.Sort(addrs)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		p.conns = map[string]*grpc.ClientConn{}
+	}
+	for a, c := range p.conns {
+		if !slices.Contains(addrs, a) {
+			c.Close()
+			delete(p.conns, a)
+		}
+	}
+	out := make([]Peer, 0, len(addrs))
+	for _, a := range addrs {
+		c, ok := p.conns[a]
+		if !ok {
+			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return nil, fmt.Errorf("peer %s: %w", a, err)
+			}
+			p.conns[a] = c
+		}
+		out = append(out, Peer{Addr: a, Conn: c})
+	}
+	return out, nil
+}
+
+// Close closes every connection.
+func (p *PeerPool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, c := range p.conns {
+		c.Close()
+		delete(p.conns, a)
+	}
+}
