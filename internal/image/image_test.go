@@ -191,14 +191,14 @@ func TestBuildConfigAndLayers(t *testing.T) {
 			}
 			files := imageFiles(t, img)
 			if diff := cmp.Diff(map[string]string{
-				"etc/":                              "dir 0755 0:0",
+				"etc":                               "dir 0755 0:0",
 				"etc/group":                         "file 0644 0:0",
 				"etc/passwd":                        "file 0644 0:0",
-				"etc/ssl/":                          "dir 0755 0:0",
-				"etc/ssl/certs/":                    "dir 0755 0:0",
+				"etc/ssl":                           "dir 0755 0:0",
+				"etc/ssl/certs":                     "dir 0755 0:0",
 				"etc/ssl/certs/ca-certificates.crt": "file 0644 0:0",
 				"sluice":                            "file 0755 0:0",
-				"tmp/":                              "dir 1777 0:0",
+				"tmp":                               "dir 1777 0:0",
 			}, files.kinds); diff != "" {
 				t.Errorf("files (-want +got):\n%s", diff)
 			}

@@ -11,11 +11,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// WriteLayout writes idx as an OCI image layout in dir, replacing a layout
+// WriteLayout writes idx as an OCI image layout in dir (index.json holding
+// one descriptor, of idx), replacing a layout
 // already there (and only a layout: a non-empty directory without an
 // oci-layout file is left alone, with an error).
 func WriteLayout(dir string, idx v1.ImageIndex) error {
@@ -32,7 +34,13 @@ func WriteLayout(dir string, idx v1.ImageIndex) error {
 			return fmt.Errorf("image layout %s: remove the old layout: %w", dir, err)
 		}
 	}
-	if _, err := layout.Write(dir, idx); err != nil {
+	// index.json names the image index (a blob like any other), so the
+	// index's digest is the one a registry will report after a push.
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("write image layout %s: %w", dir, err)
+	}
+	if err := p.AppendIndex(idx); err != nil {
 		return fmt.Errorf("write image layout %s: %w", dir, err)
 	}
 	return nil

@@ -2,6 +2,8 @@ package image
 
 import (
 	"context"
+	"io"
+	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -39,7 +41,7 @@ func TestPushToRegistry(t *testing.T) {
 		t.Fatalf("layout holds %s, built %s", digest(t, fromDisk), digest(t, idx))
 	}
 
-	srv := httptest.NewServer(registry.New(registry.Logger(nil)))
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	repo := strings.TrimPrefix(srv.URL, "http://") + "/sluice-dev/sluice"
 	ref, err := Push(context.Background(), fromDisk, repo, spec.Version)
