@@ -222,10 +222,17 @@ func TestImageRunsAsController(t *testing.T) {
 			s.Rules.FreezeWindows = []v1alpha1.FreezeWindow{{Name: "paris-launch", TimeZone: "Europe/Paris", Reason: "launch freeze",
 				Dates: &v1alpha1.DateRange{From: from.Format("2006-01-02T15:04"), To: to.Format("2006-01-02T15:04")}}}
 		})
+	// A real create, not a dry run: the webhooks count violations only for
+	// requests with effects.
 	frozen := deployment(teamNS, "web", "example.com/web:1.0", 1)
 	eventually(t, time.Minute, "freeze window in Europe/Paris enforced by the controller from the image", func(ctx context.Context) error {
-		err := dryRunCreate(ctx, frozen)
-		if err == nil || !strings.Contains(err.Error(), "paris-launch") {
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		_, err := cs.AppsV1().Deployments(teamNS).Create(ctx, frozen, metav1.CreateOptions{})
+		if err == nil {
+			t.Fatalf("Deployment %s/%s admitted inside the freeze window", teamNS, frozen.Name)
+		}
+		if !strings.Contains(err.Error(), "paris-launch") {
 			return fmt.Errorf("create inside the freeze window: %v, want a denial naming it", err)
 		}
 		n, err := metricSumMatching(ctx, metricsURL, webhook.MetricViolations, `policy="`+policy+`"`)

@@ -100,7 +100,7 @@ func layerTar(files []file, mtime time.Time) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// newLayer is an OCI layer (gzip, best compression) holding files, with the
+// newLayer is an OCI layer (gzip, default level) holding files, with the
 // history entry that says what it is.
 func newLayer(files []file, mtime time.Time, createdBy string) (mutate.Addendum, error) {
 	raw, err := layerTar(files, mtime)
@@ -109,7 +109,10 @@ func newLayer(files []file, mtime time.Time, createdBy string) (mutate.Addendum,
 	}
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(raw)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.BestCompression))
+	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.DefaultCompression),
+		// Compress once: the digest, the size and the written blob all read
+		// the compressed bytes.
+		tarball.WithCompressedCaching)
 	if err != nil {
 		return mutate.Addendum{}, fmt.Errorf("%s layer: %w", createdBy, err)
 	}
