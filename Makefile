@@ -55,3 +55,23 @@ fuzz:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## image: the controller image for IMAGE_PLATFORMS as an OCI image layout in
+## IMAGE_DIR, built without a container engine (hack/image): the same
+## LDFLAGS as build, CGO_ENABLED=0, files stamped with SOURCE_DATE_EPOCH (the
+## commit's time), so building twice gives the same digest.
+IMAGE_DIR         ?= bin/image
+IMAGE_PLATFORMS   ?= linux/amd64,linux/arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+IMAGE             ?=
+
+.PHONY: image push
+
+image:
+	$(GO) run ./hack/image build -out $(IMAGE_DIR) -platforms $(IMAGE_PLATFORMS) \
+	  -version $(VERSION) -commit $(COMMIT) -ldflags "$(LDFLAGS)" -source-date-epoch "$(SOURCE_DATE_EPOCH)"
+
+## push: make push IMAGE=registry/repo pushes the image as IMAGE:VERSION
+push: image
+	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry/repo (e.g. ghcr.io/sluice-dev/sluice)" >&2; exit 2; }
+	$(GO) run ./hack/image push -layout $(IMAGE_DIR) -image $(IMAGE) -tag $(VERSION)

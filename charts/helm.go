@@ -20,9 +20,9 @@ import (
 // HelmVersion is the Helm release the chart is rendered and tested with.
 const HelmVersion = "v3.22.0"
 
-// KubeVersion is the Kubernetes version Template renders for (helm built
-// with `go install` would otherwise assume v1.20, below the chart's
-// kubeVersion); the local test cluster runs it.
+// KubeVersion is the Kubernetes version Template renders for (without a
+// cluster helm would otherwise assume its built-in v1.20.0); the local test
+// cluster runs it.
 const KubeVersion = "v1.37.2"
 
 // helmModule is the main package of the Helm command line.
@@ -94,6 +94,9 @@ type TemplateOptions struct {
 	IncludeCRDs bool
 	// KubeVersion is the cluster version to render for; default KubeVersion.
 	KubeVersion string
+	// HelmDefaultKubeVersion passes no --kube-version, as a user rendering
+	// without a cluster would: helm renders for its built-in default.
+	HelmDefaultKubeVersion bool
 }
 
 // Template runs `helm template` on the chart in chartDir. A failure
@@ -112,7 +115,10 @@ func Template(ctx context.Context, helm, chartDir string, o TemplateOptions) ([]
 	if o.KubeVersion == "" {
 		o.KubeVersion = KubeVersion
 	}
-	args := []string{"template", o.Release, chartDir, "--namespace", o.Namespace, "--kube-version", o.KubeVersion}
+	args := []string{"template", o.Release, chartDir, "--namespace", o.Namespace}
+	if !o.HelmDefaultKubeVersion {
+		args = append(args, "--kube-version", o.KubeVersion)
+	}
 	if o.IncludeCRDs {
 		args = append(args, "--include-crds")
 	}

@@ -33,9 +33,27 @@ func StartProcess(name, bin string, args []string, logPath string) (*Process, er
 	if err != nil {
 		return nil, fmt.Errorf("create %s log: %w", name, err)
 	}
-	cmd := exec.Command(bin, args...)
+	return startLogged(name, exec.Command(bin, args...), logFile, logPath)
+}
+
+// StartCommand starts cmd as StartProcess starts a binary (own process
+// group, parent-death signal, output to logPath), keeping the rest of its
+// SysProcAttr (e.g. a chroot and credentials).
+func StartCommand(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create %s log: %w", name, err)
+	}
+	return startLogged(name, cmd, logFile, logPath)
+}
+
+func startLogged(name string, cmd *exec.Cmd, logFile *os.File, logPath string) (*Process, error) {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

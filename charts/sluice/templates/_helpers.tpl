@@ -91,3 +91,17 @@ matchExpressions:
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+sluice.checkKubeVersion fails the render for a cluster older than
+Kubernetes 1.30. Helm's built-in default version (v1.20.0), which
+`helm template` renders for when it has no cluster and no --kube-version,
+is let through: offline rendering is for reading and diffing manifests, and
+an install against a real cluster reports the real version.
+*/}}
+{{- define "sluice.checkKubeVersion" -}}
+{{- $v := .Capabilities.KubeVersion.Version -}}
+{{- if and (ne $v "v1.20.0") (semverCompare "<1.30.0-0" $v) -}}
+{{- fail (printf "the sluice chart needs Kubernetes 1.30 or newer; the cluster runs %s" $v) -}}
+{{- end -}}
+{{- end -}}
