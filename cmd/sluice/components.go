@@ -27,6 +27,7 @@ type components struct {
 	xds        *server.Server
 	loads      *lrs.Server
 	namespace  string
+	self       string              // Sluice's own user name, for the webhooks
 	prometheus *metrics.Prometheus // nil: load reports only
 	log        logr.Logger
 }
@@ -34,7 +35,7 @@ type components struct {
 // addComponents adds the admission webhooks, the traffic controller and the
 // rollout controller to the manager.
 func addComponents(mgr manager.Manager, c components) error {
-	hooks, err := webhook.Register(mgr, webhook.Options{Namespace: c.namespace})
+	hooks, err := webhook.Register(mgr, webhook.Options{Namespace: c.namespace, Self: c.self})
 	if err != nil {
 		return fmt.Errorf("admission webhooks: %w", err)
 	}
