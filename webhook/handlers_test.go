@@ -11,8 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -208,7 +208,7 @@ func TestValidatingHandler(t *testing.T) {
 			policies: []policy{{"strict", v1alpha1.ModeEnforce, bypassable(enforce)}},
 			user:     &sre,
 			op:       admissionv1.Create, d: testDeployment(withBypass("INC-42", fixtureNow.Add(-time.Second))),
-			wantCode: http.StatusUnprocessableEntity,
+			wantCode:  http.StatusUnprocessableEntity,
 			wantInMsg: []string{"metadata.annotations[sluice.dev/emergency-bypass-expires]", "expired at 2026-11-25T11:59:59Z"},
 		},
 		"a rolled-back revision is refused": {
@@ -262,10 +262,10 @@ func TestValidatingHandler(t *testing.T) {
 			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"owner"},
 		},
 		"a forged owner reference does not disable the rolled-back revision guard": {
-			rollout: rollout(""),
-			op:      admissionv1.Update,
-			d:       testDeployment(optedIn, withImage("registry.example.com/web:bad"), canaryOf("web", "r-uid"), named("web")),
-			old:     testDeployment(optedIn, canaryOf("web", "r-uid"), named("web")),
+			rollout:  rollout(""),
+			op:       admissionv1.Update,
+			d:        testDeployment(optedIn, withImage("registry.example.com/web:bad"), canaryOf("web", "r-uid"), named("web")),
+			old:      testDeployment(optedIn, canaryOf("web", "r-uid"), named("web")),
 			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{failedRev},
 		},
 		"a policy that does not compile is reported, not silently skipped": {
