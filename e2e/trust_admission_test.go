@@ -98,6 +98,10 @@ func TestTrustSpoofedCanaryIsJudgedAndSluicesCanaryIsAdmitted(t *testing.T) {
 	ns, sel := admissionNamespace(t, nil)
 	applyPolicy(t, ns+"-registries", sel, v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
 		s.Rules.AllowedRegistries = []string{"registry.example.com/"}
+		// Sluice's canary breaks this rule: that it is created at all shows
+		// that it is exempt, and a tenant's copy that it is not.
+		s.Rules.CEL = []v1alpha1.CELRule{{Name: "no-canaries-by-hand", Expression: "!object.metadata.name.endsWith('-canary')",
+			Message: "canaries are Sluice's to create"}}
 	})
 	web := deployment(ns, "web", "registry.example.com/web:1.0", 1)
 	web.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary", v1alpha1.AnnotationStepInterval: "1h"}
@@ -124,18 +128,14 @@ func TestTrustSpoofedCanaryIsJudgedAndSluicesCanaryIsAdmitted(t *testing.T) {
 		!strings.Contains(err.Error(), "rule allowedRegistries") {
 		t.Fatalf("spoofed canary from a forbidden registry: %v, want denied by the registry rule", err)
 	}
-	// A compliant one is admitted, but as what it is: a stable Deployment
-	// of its own service, not a canary.
-	got, err := mallory.AppsV1().Deployments(ns).Create(ctx, spoofedCanary(ns, ro, "registry.example.com/web:1.0"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if err != nil {
-		t.Fatalf("compliant spoofed canary (dry run): %v", err)
-	}
-	if got.Labels[v1alpha1.LabelTrack] != v1alpha1.TrackStable || got.Spec.Template.Labels[v1alpha1.LabelTrack] != v1alpha1.TrackStable {
-		t.Errorf("a tenant's Deployment with a Rollout owner reference was labelled track %q (template %q), want stable",
-			got.Labels[v1alpha1.LabelTrack], got.Spec.Template.Labels[v1alpha1.LabelTrack])
+	// A compliant one fails the rule that Sluice's own canary is exempt from.
+	_, err = mallory.AppsV1().Deployments(ns).Create(ctx, spoofedCanary(ns, ro, "registry.example.com/web:1.0"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "rule no-canaries-by-hand") {
+		t.Fatalf("compliant spoofed canary: %v, want denied by the rule Sluice's canary is exempt from", err)
 	}
 
-	// Sluice's own canary of a new, compliant revision is still created.
+	// Sluice's own canary of a new, compliant revision is created (exempt
+	// from no-canaries-by-hand).
 	eventually(t, 30*time.Second, "update web to 2.0", func(ctx context.Context) error {
 		cur, err := env.Client().AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
