@@ -323,3 +323,27 @@ func metricWith(ctx context.Context, url, family, match string) (float64, error)
 	}
 	return sum, sc.Err()
 }
+
+func TestTrustExceptionByNameNeedsNamespace(t *testing.T) {
+	c := sluiceClient(t)
+	for name, ex := range map[string]v1alpha1.PolicyException{
+		"by-name":     {Name: "web"},
+		"by-selector": {Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+	} {
+		ex.Expires, ex.Reason = metav1.NewTime(time.Now().Add(time.Hour)), "migration"
+		p := &v1alpha1.DeploymentPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("unscoped-%s-%d", name, time.Now().UnixNano())},
+			Spec: v1alpha1.DeploymentPolicySpec{Mode: v1alpha1.ModeEnforce, Rules: v1alpha1.PolicyRules{RequiredLabels: []string{"owner"}},
+				Exceptions: []v1alpha1.PolicyException{ex}},
+		}
+		err := c.Create(context.Background(), p)
+		if err == nil {
+			if derr := c.Delete(context.Background(), p); derr != nil {
+				t.Errorf("delete: %v", derr)
+			}
+		}
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "namespace") {
+			t.Errorf("%s: an exception without a namespace: %v, want refused", name, err)
+		}
+	}
+}
