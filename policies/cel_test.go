@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
@@ -223,12 +224,27 @@ func TestValidatePolicy(t *testing.T) {
 				p.Spec.Exceptions = []v1alpha1.PolicyException{
 					{},
 					{Name: "x", Expires: metav1Time(noon), Reason: "r", Rules: []string{"requiredLabel"}},
+					{Selector: &metav1.LabelSelector{}, Expires: metav1Time(noon), Reason: "r"},
+					{Namespace: "shop", Name: "x", Expires: metav1Time(noon), Reason: "r"},
 				}
 			},
 			want: []string{
 				"spec.exceptions[0]", "spec.exceptions[0].expires", "spec.exceptions[0].reason",
 				"spec.exceptions[1].rules[0]",
+				// After the compile errors: Compile keeps such exceptions
+				// (exempting nothing); only Validate refuses them.
+				"spec.exceptions[1].namespace", "spec.exceptions[2].namespace",
 			},
+		},
+		"emergency bypass": {
+			mutate: func(p *v1alpha1.DeploymentPolicy) {
+				p.Spec.EmergencyBypass = &v1alpha1.EmergencyBypass{Groups: []string{"sre", " "}, MaxDuration: &metav1.Duration{}}
+			},
+			want: []string{"spec.emergencyBypass.groups[1]", "spec.emergencyBypass.maxDuration"},
+		},
+		"emergency bypass without groups": {
+			mutate: func(p *v1alpha1.DeploymentPolicy) { p.Spec.EmergencyBypass = &v1alpha1.EmergencyBypass{} },
+			want:   []string{"spec.emergencyBypass.groups"},
 		},
 		"inject labels": {
 			mutate: func(p *v1alpha1.DeploymentPolicy) {

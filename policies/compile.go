@@ -35,7 +35,7 @@ type Compiled struct {
 	cel               []celRule
 
 	exceptions   []exception
-	allowBypass  bool
+	bypass       *bypassGrant
 	injectLabels map[string]string
 	// injectKeys are the keys of injectLabels in order.
 	injectKeys []string
@@ -58,6 +58,9 @@ type exception struct {
 	rules     map[string]bool
 	expires   metav1.Time
 	reason    string
+	// unscoped: matched by name or selector without a namespace; it
+	// exempts nothing.
+	unscoped bool
 }
 
 // Name is the policy's name.
@@ -85,8 +88,20 @@ func (e *CompileError) Error() string {
 
 // Validate reports every problem in a policy as field errors under its paths,
 // for the DeploymentPolicy validating webhook; empty means Compile succeeds.
+// It is stricter than Compile in one way: an exception that matches by name
+// or selector must name its namespace (Compile keeps such an exception, from
+// a policy stored before this rule, but it exempts nothing).
 func Validate(p *v1alpha1.DeploymentPolicy) field.ErrorList {
 	_, errs := compile(p, CELCostLimit)
+	if p == nil {
+		return errs
+	}
+	for i, e := range p.Spec.Exceptions {
+		if e.Namespace == "" && (e.Name != "" || e.Selector != nil) {
+			errs = append(errs, field.Required(field.NewPath("spec", "exceptions").Index(i).Child("namespace"),
+				"the namespace the exception applies in: an exception by name or selector must name its namespace"))
+		}
+	}
 	return errs
 }
 
@@ -119,7 +134,6 @@ func compile(p *v1alpha1.DeploymentPolicy, costLimit uint64) (*Compiled, field.E
 		disallowLatest:   p.Spec.Rules.DisallowLatestTag,
 		requireResources: p.Spec.Rules.RequireResources,
 		requireReadiness: p.Spec.Rules.RequireReadinessProbe,
-		allowBypass:      p.Spec.AllowEmergencyBypass,
 	}
 	if p.Name == "" {
 		errs = append(errs, field.Required(field.NewPath("metadata", "name"), "a policy name"))
@@ -201,6 +215,10 @@ func compile(p *v1alpha1.DeploymentPolicy, costLimit uint64) (*Compiled, field.E
 		c.exceptions = append(c.exceptions, ex)
 	}
 
+	bg, bgerrs := compileBypass(p.Spec.EmergencyBypass, spec.Child("emergencyBypass"))
+	c.bypass = bg
+	errs = append(errs, bgerrs...)
+
 	c.injectLabels = map[string]string{}
 	c.injectKeys = sortedKeys(p.Spec.InjectLabels)
 	il := spec.Child("injectLabels")
@@ -271,6 +289,11 @@ func compileException(i int, e v1alpha1.PolicyException, known map[string]bool, 
 	if e.Namespace == "" && e.Name == "" && e.Selector == nil {
 		errs = append(errs, field.Required(fp, "set at least one of namespace, name and selector"))
 	}
+	// A name or selector alone would match in every namespace the policy
+	// selects, including ones whose teams can pick that name or label.
+	// Validate refuses it; a policy stored before that rule is still
+	// enforced, with such an exception exempting nothing.
+	ex.unscoped = e.Namespace == "" && (e.Name != "" || e.Selector != nil)
 	if e.Selector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(e.Selector)
 		if err != nil {

@@ -39,6 +39,9 @@ type Input struct {
 	// CELNamespace is, when set, Namespace prepared for CEL rules, so that a
 	// caller admitting many Deployments of one namespace prepares it once.
 	CELNamespace *CELNamespace
+	// Requester is who asks, as kube-apiserver authenticated them; nil
+	// when unknown (offline evaluation), which no emergency bypass admits.
+	Requester *Requester
 	// CELReads is, when set with RawDeployment, what the CEL rules of every
 	// policy passed to Evaluate read (ReadsOf): only those fields of the raw
 	// objects are decoded for CEL.
@@ -124,24 +127,23 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 		changesPods:        sync.OnceValue(func() bool { return changesPods(in) }),
 		celVars:            sync.OnceValues(func() (celInput, error) { return celVars(in) }),
 	}
-	reason, bypass := in.Deployment.Annotations[v1alpha1.AnnotationEmergencyBypass]
-	reason = strings.TrimSpace(reason)
+	bypass := readBypass(in.Deployment.Annotations)
 	for _, c := range applicable {
 		findings := c.check(ctx)
-		if bypass {
-			switch {
-			case c.allowBypass && reason != "":
+		// A bypass is judged only where there is something to bypass: an
+		// expired or refused bypass annotation on a compliant Deployment
+		// blocks nobody (Sluice's own writes included).
+		if bypass.asked && len(findings) > 0 {
+			if refusal, refused := c.refuseBypass(bypass, in.Requester, now); refused {
+				findings = append(findings, refusal)
+			} else {
 				for _, f := range findings {
 					r.Bypassed = append(r.Bypassed, c.violation(f))
 				}
-				r.BypassReason = reason
+				r.BypassReason = Truncate(bypass.reason, MaxBypassReason)
+				r.BypassExpires = bypass.expires
+				r.BypassedBy = in.Requester
 				continue
-			case c.allowBypass:
-				findings = append(findings, finding{RuleEmergencyBypass, annotationsPath.Key(v1alpha1.AnnotationEmergencyBypass),
-					fmt.Sprintf(`annotation %s needs a reason, e.g. "INC-1234 checkout down"`, v1alpha1.AnnotationEmergencyBypass)})
-			default:
-				findings = append(findings, finding{RuleEmergencyBypass, annotationsPath.Key(v1alpha1.AnnotationEmergencyBypass),
-					fmt.Sprintf("policy %q does not allow emergency bypass; remove annotation %s", c.name, v1alpha1.AnnotationEmergencyBypass)})
 			}
 		}
 		for _, f := range findings {
@@ -175,7 +177,7 @@ func (c *Compiled) violation(f finding) Violation {
 func (c *Compiled) exceptionFor(rule string, d *appsv1.Deployment, now time.Time) *exception {
 	for i := range c.exceptions {
 		ex := &c.exceptions[i]
-		if !now.Before(ex.expires.Time) {
+		if ex.unscoped || !now.Before(ex.expires.Time) {
 			continue
 		}
 		if ex.namespace != "" && ex.namespace != d.Namespace {

@@ -19,13 +19,13 @@ func FuzzEvaluate(f *testing.F) {
 	f.Add("a", "nginx:latest@", "sluice.dev/team", "", "ab", "100", " ", int32(1<<30), int64(-1))
 
 	p := strictPolicy("fuzz", v1alpha1.ModeEnforce)
-	p.Spec.AllowEmergencyBypass = true
+	p.Spec.EmergencyBypass = &v1alpha1.EmergencyBypass{Groups: []string{"sre"}}
 	p.Spec.Rules.FreezeWindows = []v1alpha1.FreezeWindow{weekly("Europe/Berlin", "Friday", "16:00", "Monday", "08:00")}
 	p.Spec.Rules.CEL = []v1alpha1.CELRule{
 		{Name: "owner-matches-team", Expression: "object.metadata.labels.owner == namespaceObject.metadata.labels['sluice.dev/team']", Message: "owner must be the team"},
 		{Name: "images", Expression: "object.spec.template.spec.containers.all(c, c.image.size() < 100)", Message: "short images"},
 	}
-	p.Spec.Exceptions = []v1alpha1.PolicyException{{Name: "checkout", Rules: []string{RuleReplicas}, Expires: metav1Time(noon), Reason: "r"}}
+	p.Spec.Exceptions = []v1alpha1.PolicyException{{Namespace: "shop", Name: "checkout", Rules: []string{RuleReplicas}, Expires: metav1Time(noon), Reason: "r"}}
 	warn := strictPolicy("warn", v1alpha1.ModeWarn)
 	c1, err := Compile(p)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
@@ -140,41 +141,54 @@ func TestExceptions(t *testing.T) {
 			now:       noon,
 		},
 		"by name": {
-			exception: v1alpha1.PolicyException{Name: "checkout", Expires: expires, Reason: "migration"},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "checkout", Expires: expires, Reason: "migration"},
 			now:       noon, exempted: true,
+		},
+		"by name without a namespace, as stored before that was refused: exempts nothing": {
+			exception: v1alpha1.PolicyException{Name: "checkout", Expires: expires, Reason: "migration"},
+			now:       noon,
+		},
+		"by selector without a namespace: exempts nothing": {
+			exception: v1alpha1.PolicyException{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+				Expires: expires, Reason: "migration"},
+			now: noon,
+		},
+		"by name in another namespace": {
+			exception: v1alpha1.PolicyException{Namespace: "billing", Name: "checkout", Expires: expires, Reason: "migration"},
+			now:       noon,
 		},
 		"namespace and other name": {
 			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "cart", Expires: expires, Reason: "migration"},
 			now:       noon,
 		},
 		"by label selector": {
-			exception: v1alpha1.PolicyException{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "checkout"}},
 				Expires: expires, Reason: "migration"},
 			now: noon, exempted: true,
 		},
 		"label selector not matching": {
-			exception: v1alpha1.PolicyException{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cart"}},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cart"}},
 				Expires: expires, Reason: "migration"},
 			now: noon,
 		},
 		"limited to the broken rule": {
-			exception: v1alpha1.PolicyException{Name: "checkout", Rules: []string{RuleRequiredLabels}, Expires: expires, Reason: "r"},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "checkout", Rules: []string{RuleRequiredLabels}, Expires: expires, Reason: "r"},
 			now:       noon, exempted: true,
 		},
 		"limited to another rule": {
-			exception: v1alpha1.PolicyException{Name: "checkout", Rules: []string{RuleReplicas}, Expires: expires, Reason: "r"},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "checkout", Rules: []string{RuleReplicas}, Expires: expires, Reason: "r"},
 			now:       noon,
 		},
 		"a second before expiry": {
-			exception: v1alpha1.PolicyException{Name: "checkout", Expires: expires, Reason: "r"},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "checkout", Expires: expires, Reason: "r"},
 			now:       expires.Add(-time.Second), exempted: true,
 		},
 		"at expiry": {
-			exception: v1alpha1.PolicyException{Name: "checkout", Expires: expires, Reason: "r"},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "checkout", Expires: expires, Reason: "r"},
 			now:       expires.Time,
 		},
 		"after expiry": {
-			exception: v1alpha1.PolicyException{Name: "checkout", Expires: expires, Reason: "r"},
+			exception: v1alpha1.PolicyException{Namespace: "shop", Name: "checkout", Expires: expires, Reason: "r"},
 			now:       expires.Add(time.Hour),
 		},
 	}
@@ -202,42 +216,86 @@ func TestExceptions(t *testing.T) {
 }
 
 func TestEmergencyBypass(t *testing.T) {
+	sre := &Requester{Username: "alice", Groups: []string{"system:authenticated", "sre"}}
+	dev := &Requester{Username: "bob", Groups: []string{"system:authenticated", "developers"}}
+	until := noon.Add(time.Hour).Format(time.RFC3339)
+	grant := &v1alpha1.EmergencyBypass{Groups: []string{"sre", "platform"}}
+	const ownerRule = "requiredLabels metadata.labels[owner]"
+	const reasonRule = "emergencyBypass metadata.annotations[sluice.dev/emergency-bypass]"
+	const expiryRule = "emergencyBypass metadata.annotations[sluice.dev/emergency-bypass-expires]"
 	cases := map[string]struct {
-		allow      bool
-		annotation *string
-		wantDenied bool
-		wantRules  []string // "rule field" of violations
-		bypassed   int
-		warnText   string
+		grant       *v1alpha1.EmergencyBypass
+		annotations map[string]string // nil: no bypass annotations
+		who         *Requester
+		compliant   bool // the Deployment breaks no rule
+		wantRules   []string
+		bypassed    int
+		wantText    string // in the deny message, or in the warnings when admitted
 	}{
 		"no annotation": {
-			allow: true, wantDenied: true, wantRules: []string{"requiredLabels metadata.labels[owner]"},
+			grant: grant, who: sre, wantRules: []string{ownerRule},
 		},
-		"allowed with reason": {
-			allow: true, annotation: ptr("INC-42 checkout down"), bypassed: 1,
-			warnText: `emergency bypass "INC-42 checkout down" admitted 1 policy violation(s); this is audited`,
+		"a member of an allowed group": {
+			grant: grant, who: sre, annotations: map[string]string{"reason": "INC-42 checkout down", "expires": until}, bypassed: 1,
+			wantText: `emergency bypass "INC-42 checkout down" by user "alice" until 2026-11-25T13:00:00Z admitted 1 violation(s) of policy p; this is audited`,
 		},
-		"allowed without reason": {
-			allow: true, annotation: ptr("  "), wantDenied: true,
-			wantRules: []string{"requiredLabels metadata.labels[owner]", "emergencyBypass metadata.annotations[sluice.dev/emergency-bypass]"},
+		"a user outside the allowed groups": {
+			grant: grant, who: dev, annotations: map[string]string{"reason": "INC-42", "expires": until},
+			wantRules: []string{ownerRule, reasonRule},
+			wantText:  `user "bob" may not bypass policy "p": only members of the groups sre, platform may`,
 		},
-		"not allowed": {
-			allow: false, annotation: ptr("INC-42"), wantDenied: true,
-			wantRules: []string{"requiredLabels metadata.labels[owner]", "emergencyBypass metadata.annotations[sluice.dev/emergency-bypass]"},
+		"an unknown requester": {
+			grant: grant, annotations: map[string]string{"reason": "INC-42", "expires": until},
+			wantRules: []string{ownerRule, reasonRule}, wantText: "an unauthenticated requester may not bypass",
+		},
+		"no reason": {
+			grant: grant, who: sre, annotations: map[string]string{"reason": "  ", "expires": until},
+			wantRules: []string{ownerRule, reasonRule}, wantText: "needs a reason",
+		},
+		"no expiry": {
+			grant: grant, who: sre, annotations: map[string]string{"reason": "INC-42"},
+			wantRules: []string{ownerRule, expiryRule}, wantText: "annotation sluice.dev/emergency-bypass-expires is required",
+		},
+		"a malformed expiry": {
+			grant: grant, who: sre, annotations: map[string]string{"reason": "INC-42", "expires": "tomorrow"},
+			wantRules: []string{ownerRule, expiryRule}, wantText: `"tomorrow" is not an RFC 3339 time`,
+		},
+		"expired": {
+			grant: grant, who: sre, annotations: map[string]string{"reason": "INC-42", "expires": noon.Format(time.RFC3339)},
+			wantRules: []string{ownerRule, expiryRule}, wantText: "the emergency bypass expired at 2026-11-25T12:00:00Z",
+		},
+		"beyond the longest bypass": {
+			grant: &v1alpha1.EmergencyBypass{Groups: []string{"sre"}, MaxDuration: &metav1.Duration{Duration: 30 * time.Minute}},
+			who:   sre, annotations: map[string]string{"reason": "INC-42", "expires": until},
+			wantRules: []string{ownerRule, expiryRule}, wantText: "allows a bypass of at most 30m0s from now (until 2026-11-25T12:30:00Z)",
+		},
+		"a policy without bypass": {
+			who: sre, annotations: map[string]string{"reason": "INC-42", "expires": until},
+			wantRules: []string{ownerRule, reasonRule}, wantText: `policy "p" allows no emergency bypass; remove annotation sluice.dev/emergency-bypass`,
+		},
+		"an expired bypass on a compliant Deployment blocks nothing": {
+			grant: grant, who: dev, compliant: true, annotations: map[string]string{"reason": "INC-42", "expires": noon.Add(-time.Hour).Format(time.RFC3339)},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			p := strictPolicy("p", v1alpha1.ModeEnforce)
-			p.Spec.AllowEmergencyBypass = tc.allow
+			p.Spec.EmergencyBypass = tc.grant
 			d := goodDeployment()
-			delete(d.Labels, "owner")
-			if tc.annotation != nil {
-				d.Annotations[v1alpha1.AnnotationEmergencyBypass] = *tc.annotation
+			if !tc.compliant {
+				delete(d.Labels, "owner")
 			}
-			r := Evaluate([]*Compiled{mustCompile(t, p)}, createInput(d), noon)
-			if r.Denied() != tc.wantDenied {
-				t.Errorf("Denied() = %v, want %v: %s", r.Denied(), tc.wantDenied, r.DenyMessage())
+			if tc.annotations != nil {
+				d.Annotations[v1alpha1.AnnotationEmergencyBypass] = tc.annotations["reason"]
+				if e, ok := tc.annotations["expires"]; ok {
+					d.Annotations[v1alpha1.AnnotationEmergencyBypassExpires] = e
+				}
+			}
+			in := createInput(d)
+			in.Requester = tc.who
+			r := Evaluate([]*Compiled{mustCompile(t, p)}, in, noon)
+			if r.Denied() != (len(tc.wantRules) > 0) {
+				t.Errorf("Denied() = %v, want %v: %s", r.Denied(), len(tc.wantRules) > 0, r.DenyMessage())
 			}
 			if diff := cmp.Diff(tc.wantRules, ruleFields(r.Violations)); diff != "" {
 				t.Errorf("violations (-want +got):\n%s", diff)
@@ -245,11 +303,36 @@ func TestEmergencyBypass(t *testing.T) {
 			if len(r.Bypassed) != tc.bypassed {
 				t.Errorf("%d bypassed, want %d", len(r.Bypassed), tc.bypassed)
 			}
-			if tc.warnText != "" && !strings.Contains(strings.Join(r.Warnings(), "\n"), tc.warnText) {
-				t.Errorf("warnings %q lack %q", r.Warnings(), tc.warnText)
+			if tc.bypassed > 0 && (r.BypassedBy != tc.who || !r.BypassExpires.Equal(noon.Add(time.Hour))) {
+				t.Errorf("bypass recorded as by %v until %s", r.BypassedBy, r.BypassExpires)
 			}
-			if name == "not allowed" && !strings.Contains(r.DenyMessage(), `policy "p" does not allow emergency bypass; remove annotation sluice.dev/emergency-bypass`) {
-				t.Errorf("deny message does not explain the bypass: %s", r.DenyMessage())
+			text := r.DenyMessage() + strings.Join(r.Warnings(), "\n")
+			if !strings.Contains(text, tc.wantText) {
+				t.Errorf("answer lacks %q:\n%s", tc.wantText, text)
+			}
+		})
+	}
+}
+
+func TestTruncateKeepsRunesWhole(t *testing.T) {
+	cases := map[string]struct {
+		in   string
+		n    int
+		want string
+	}{
+		"short":             {in: "abc", n: 10, want: "abc"},
+		"exact":             {in: "abcdef", n: 6, want: "abcdef"},
+		"ascii":             {in: "abcdefgh", n: 6, want: "abc..."},
+		"inside a rune":     {in: "ab\u00e9\u00e9\u00e9", n: 7, want: "ab\u00e9..."},
+		"inside a 4-byte":   {in: "\U0001F600\U0001F600", n: 6, want: "..."},
+		"tiny limit":        {in: "abcdef", n: 1, want: "..."},
+		"after a rune ends": {in: "\u00e9\u00e9\u00e9\u00e9", n: 7, want: "\u00e9\u00e9..."},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := Truncate(tc.in, tc.n)
+			if got != tc.want || !utf8.ValidString(got) || len(got) > max(tc.n, 3) {
+				t.Errorf("Truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 			}
 		})
 	}

@@ -2,8 +2,10 @@ package policies
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -23,8 +25,13 @@ type Result struct {
 	// Bypassed are violations admitted under an allowed emergency bypass;
 	// the webhook must audit them.
 	Bypassed []Violation
-	// BypassReason is the bypass annotation's reason when Bypassed is not empty.
+	// BypassReason is the bypass annotation's reason when Bypassed is not
+	// empty, cut to MaxBypassReason bytes.
 	BypassReason string
+	// BypassExpires is when the bypass ends, when Bypassed is not empty.
+	BypassExpires time.Time
+	// BypassedBy is who used the bypass, when Bypassed is not empty.
+	BypassedBy *Requester
 	// Policies are the names of the policies that applied, in order.
 	Policies []string
 	// InjectLabels are the labels to add to the Deployment and its pod
@@ -91,10 +98,25 @@ func (r Result) Warnings() []string {
 		out = append(out, v.String())
 	}
 	if len(r.Bypassed) > 0 {
-		out = append(out, fmt.Sprintf("emergency bypass %q admitted %d policy violation(s); this is audited",
-			r.BypassReason, len(r.Bypassed)))
+		out = append(out, r.BypassSummary()+"; this is audited")
 	}
 	return append(out, r.Notes...)
+}
+
+// BypassSummary says who bypassed how many violations of which policies,
+// why and until when; empty when nothing was bypassed.
+func (r Result) BypassSummary() string {
+	if len(r.Bypassed) == 0 {
+		return ""
+	}
+	var names []string
+	for _, v := range r.Bypassed {
+		if !slices.Contains(names, v.Policy) {
+			names = append(names, v.Policy)
+		}
+	}
+	return fmt.Sprintf("emergency bypass %q by %s until %s admitted %d violation(s) of policy %s",
+		r.BypassReason, r.BypassedBy, r.BypassExpires.UTC().Format(time.RFC3339), len(r.Bypassed), strings.Join(names, ", "))
 }
 
 // Tally adds to counts one per violation of the named policy, bypassed ones

@@ -26,6 +26,13 @@ const (
 // maxEventNote is the longest Event note kube-apiserver accepts (1 KiB).
 const maxEventNote = 1024
 
+// auditEmergencyBypass is the audit annotation key of an admitted emergency
+// bypass; kube-apiserver prefixes it with the webhook's name.
+const auditEmergencyBypass = "emergency-bypass"
+
+// maxAuditAnnotation bounds an audit annotation value Sluice writes.
+const maxAuditAnnotation = 1024
+
 // auditor records what admission must report but must not wait for:
 // violation counts for policy status, and Events. The events recorder
 // queues and sends asynchronously, so nothing here calls the API server.
@@ -65,7 +72,7 @@ func (a *auditor) record(d *appsv1.Deployment, r policies.Result) {
 	}
 	if len(r.Bypassed) > 0 {
 		a.recorder.Eventf(d, nil, corev1.EventTypeWarning, ReasonEmergencyBypass, "Admit",
-			"%s", note(fmt.Sprintf("emergency bypass %q admitted %d policy violation(s)", r.BypassReason, len(r.Bypassed)), r.Bypassed))
+			"%s", note(r.BypassSummary(), r.Bypassed))
 	}
 }
 
@@ -78,11 +85,7 @@ func note(headline string, vs []policies.Violation) string {
 		b.WriteString("; ")
 		b.WriteString(v.String())
 	}
-	s := b.String()
-	if len(s) > maxEventNote {
-		s = s[:maxEventNote-3] + "..."
-	}
-	return s
+	return policies.Truncate(b.String(), maxEventNote)
 }
 
 // take returns the counts gathered since the last take, by policy name.

@@ -9,6 +9,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,6 +77,8 @@ func BenchmarkHandlers(b *testing.B) {
 				Operation: admissionv1.Create,
 				Object:    runtime.RawExtension{Raw: mustJSON(b, d)},
 				DryRun:    ptr.To(true),
+				// kube-apiserver always says who asks.
+				UserInfo: authenticationv1.UserInfo{Username: "alice@example.com", UID: "8f3c2a", Groups: []string{"developers", "payments", "system:authenticated"}},
 			})
 			h := f.routes[path]
 			b.Run(path[1:]+"/"+run.name, func(b *testing.B) {

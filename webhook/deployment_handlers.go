@@ -34,6 +34,7 @@ func (h *handlers) mutateDeployment(ctx context.Context, req *deploymentRequest)
 		Operation:     req.Operation,
 		Deployment:    d,
 		OldDeployment: old,
+		Canary:        h.canaryTrack(req),
 		Team:          ns.Labels[v1alpha1.LabelTeam],
 		InjectLabels:  h.store.Snapshot().InjectLabelsFor(ns),
 	})
@@ -60,14 +61,12 @@ func (h *handlers) validateDeployment(ctx context.Context, req *deploymentReques
 	if h.ownNamespace != "" && req.Namespace == h.ownNamespace {
 		return admission.Allowed("Sluice's own namespace is not governed by DeploymentPolicies")
 	}
-	if owner, ok := CanaryOwner(d); ok {
-		isCanary, err := h.isRolloutCanary(ctx, d, owner)
-		if err != nil {
-			return admission.Errored(http.StatusServiceUnavailable, err)
-		}
-		if isCanary {
-			return admission.Allowed(fmt.Sprintf("canary of Rollout %s: its Deployment was admitted with the same pod template", owner))
-		}
+	exempt, why, err := h.exemptCanary(ctx, req)
+	if err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, err)
+	}
+	if exempt {
+		return admission.Allowed(why)
 	}
 	ns, err := h.namespace(ctx, req.Namespace)
 	if err != nil {
@@ -87,10 +86,11 @@ func (h *handlers) validateDeployment(ctx context.Context, req *deploymentReques
 		Namespace:        ns,
 		RawDeployment:    req.RawObject,
 		RawOldDeployment: req.RawOld,
+		Requester:        &policies.Requester{Username: req.UserInfo.Username, Groups: req.UserInfo.Groups},
 	}, h.now())
 	errs := r.FieldErrors()
 	errs = append(errs, serviceNameErrors(d)...)
-	if old != nil {
+	if old != nil && !h.canaryTrack(req) {
 		guard, err := h.failedRevisionGuard(ctx, d, old)
 		if err != nil {
 			return admission.Errored(http.StatusServiceUnavailable, err)
@@ -106,6 +106,11 @@ func (h *handlers) validateDeployment(ctx context.Context, req *deploymentReques
 	}
 	resp := admission.Allowed("")
 	resp.Warnings = warnings
+	if len(r.Bypassed) > 0 {
+		// kube-apiserver prefixes the key with the webhook's name:
+		// deployments.validate.sluice.dev/emergency-bypass.
+		resp.AuditAnnotations = map[string]string{auditEmergencyBypass: policies.Truncate(r.BypassSummary(), maxAuditAnnotation)}
+	}
 	return resp
 }
 
@@ -119,43 +124,18 @@ func (h *handlers) record(d *appsv1.Deployment, r policies.Result) {
 		h.metrics.violations.WithLabelValues(v.Policy, v.Rule, string(v.Mode)).Inc()
 		if !bypassed[v.Policy] {
 			bypassed[v.Policy] = true
+			// Who bypassed is in the Event and the audit log, never in a
+			// label: user names would make the series unbounded.
 			h.metrics.bypasses.WithLabelValues(v.Policy, d.Namespace).Inc()
 		}
 	}
 	h.audit.record(d, r)
 }
 
-// isRolloutCanary reports whether d is the canary of the Rollout named
-// owner: that Rollout exists with the UID d's owner reference names, and d
-// is named <owner>-canary. Only then are policies skipped (the stable
-// Deployment passed them with the same pod template); a hand-written owner
-// reference does not exempt anything.
-func (h *handlers) isRolloutCanary(ctx context.Context, d *appsv1.Deployment, owner string) (bool, error) {
-	if d.Name != owner+"-canary" {
-		return false, nil
-	}
-	ro := &v1alpha1.Rollout{}
-	if err := h.reader.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: owner}, ro); err != nil {
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return false, fmt.Errorf("read Rollout %s/%s from the cache: %w", d.Namespace, owner, err)
-	}
-	for _, ref := range d.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller && ref.Kind == "Rollout" && ref.UID == ro.UID {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // failedRevisionGuard refuses an UPDATE that brings an opted-in Deployment
 // to a revision its Rollout rolled back, unless spec.retryRevision names it.
 func (h *handlers) failedRevisionGuard(ctx context.Context, d, old *appsv1.Deployment) (field.ErrorList, error) {
 	if !OptedIn(d) {
-		return nil, nil
-	}
-	if _, canary := CanaryOwner(d); canary {
 		return nil, nil
 	}
 	rev, err := storedRevision(d)

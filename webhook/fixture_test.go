@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,7 +38,17 @@ type fixture struct {
 	reg      *prometheus.Registry
 	now      time.Time
 	routes   map[string]http.Handler
+	// user makes the requests admit sends; developer unless a test says.
+	user authenticationv1.UserInfo
 }
+
+// Users of handler tests: Sluice's own identity and an ordinary developer.
+var (
+	sluiceUser = authenticationv1.UserInfo{Username: "system:serviceaccount:sluice-system:sluice",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:sluice-system", "system:authenticated"}}
+	developer = authenticationv1.UserInfo{Username: "bob@example.com", Groups: []string{"developers", "system:authenticated"}}
+	sre       = authenticationv1.UserInfo{Username: "alice@example.com", Groups: []string{"sre", "system:authenticated"}}
+)
 
 func testScheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
@@ -66,7 +77,7 @@ func newFixture(t testing.TB, objs ...client.Object) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{client: c, recorder: events.NewFakeRecorder(100), reg: reg, now: fixtureNow}
+	f := &fixture{client: c, recorder: events.NewFakeRecorder(100), reg: reg, now: fixtureNow, user: developer}
 	f.w = &Webhooks{store: NewPolicyStore()}
 	f.w.synced.Store(true)
 	f.h = &handlers{
@@ -76,6 +87,7 @@ func newFixture(t testing.TB, objs ...client.Object) *fixture {
 		metrics:       m,
 		audit:         newAuditor(f.recorder),
 		ownNamespace:  "sluice-system",
+		self:          sluiceUser.Username,
 		namespaceWait: 50 * time.Millisecond,
 	}
 	// Tests must see panics, not recovered 500s.
@@ -134,6 +146,7 @@ func (f *fixture) admit(t testing.TB, path string, op admissionv1.Operation, d, 
 		Operation: op,
 		Object:    runtime.RawExtension{Raw: mustJSON(t, d)},
 		DryRun:    &dryRun,
+		UserInfo:  f.user,
 	}
 	if old != nil {
 		req.OldObject = runtime.RawExtension{Raw: mustJSON(t, old)}

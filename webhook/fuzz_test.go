@@ -42,6 +42,14 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Add(seed(admissionv1.Create, pol, []byte(`{"metadata":{"name":"p"},"spec":{"rules":{"cel":[{"name":"x","expression":"1 +","message":"m"}]}}}`), nil))
 	f.Add(seed(admissionv1.Create, dep, []byte(`{"metadata":{"annotations":{"sluice.dev/steps":"1,,5","sluice.dev/rollout":"ab"}}}`), nil))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x","operation":"CREATE"}}`))
+	// Who asks: Sluice writing a canary, a bypass by a group member, odd userInfo.
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE",` +
+		`"kind":{"group":"apps","version":"v1","kind":"Deployment"},"namespace":"shop",` +
+		`"userInfo":{"username":"system:serviceaccount:sluice-system:sluice","groups":["sre"]},` +
+		`"object":{"metadata":{"name":"web-canary","namespace":"shop","ownerReferences":[{"apiVersion":"sluice.dev/v1alpha1",` +
+		`"kind":"Rollout","name":"web","uid":"x","controller":true}],"annotations":{"sluice.dev/emergency-bypass":"INC",` +
+		`"sluice.dev/emergency-bypass-expires":"2026-11-25T13:00:00Z"}}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","userInfo":{"username":7,"groups":"x"}}}`))
 	f.Add([]byte(`{"request":null}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte{0xff, 0x00})
@@ -49,6 +57,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	fx := newFixture(f, shopNamespace())
 	fx.policy(f, "strict", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
 		s.Rules.RequiredLabels = []string{"owner"}
+		s.EmergencyBypass = &v1alpha1.EmergencyBypass{Groups: []string{"sre"}}
 		s.Rules.CEL = []v1alpha1.CELRule{{Name: "two", Expression: "object.spec.replicas >= 2", Message: "at least 2 replicas"}}
 	})
 	fx.policy(f, "inject", v1alpha1.ModeAudit, func(s *v1alpha1.DeploymentPolicySpec) {

@@ -32,6 +32,9 @@ type handlers struct {
 	// ownNamespace is never governed by policies, so Sluice cannot lock
 	// itself out even if its webhook configuration is edited by hand.
 	ownNamespace string
+	// self is the user name Sluice's own API requests carry; only its
+	// writes make canaries. Empty: nobody's do.
+	self string
 	// namespaceWait bounds how long a request waits for the cache to learn
 	// about a namespace created just before it.
 	namespaceWait time.Duration

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -88,6 +89,7 @@ func TestMutatingHandlerPausesNewRevision(t *testing.T) {
 
 func TestValidatingHandler(t *testing.T) {
 	failedRev := mustRevision(t, testDeployment(optedIn, withImage("registry.example.com/web:bad")), nil)
+	canaryRev := mustRevision(t, sluiceCanary(), nil)
 	rollout := func(retry string) *v1alpha1.Rollout {
 		return &v1alpha1.Rollout{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "r-uid"},
@@ -114,6 +116,7 @@ func TestValidatingHandler(t *testing.T) {
 	}
 	tests := map[string]struct {
 		rollout      *v1alpha1.Rollout
+		user         *authenticationv1.UserInfo // default: developer
 		policies     []policy
 		op           admissionv1.Operation
 		d, old       *appsv1.Deployment
@@ -176,24 +179,37 @@ func TestValidatingHandler(t *testing.T) {
 		"an unexpired exception admits": {
 			policies: []policy{{"strict", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
 				enforce(s)
-				s.Exceptions = []v1alpha1.PolicyException{{Name: "web", Reason: "migration", Expires: metav1.NewTime(fixtureNow.Add(time.Hour))}}
+				s.Exceptions = []v1alpha1.PolicyException{{Namespace: "shop", Name: "web", Reason: "migration", Expires: metav1.NewTime(fixtureNow.Add(time.Hour))}}
 			}}},
 			op: admissionv1.Create, d: testDeployment(), wantAllowed: true,
 		},
 		"an expired exception does not": {
 			policies: []policy{{"strict", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
 				enforce(s)
-				s.Exceptions = []v1alpha1.PolicyException{{Name: "web", Reason: "migration", Expires: metav1.NewTime(fixtureNow.Add(-time.Second))}}
+				s.Exceptions = []v1alpha1.PolicyException{{Namespace: "shop", Name: "web", Reason: "migration", Expires: metav1.NewTime(fixtureNow.Add(-time.Second))}}
 			}}},
 			op: admissionv1.Create, d: testDeployment(), wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"owner"},
 		},
-		"emergency bypass admits, warns and is audited": {
-			policies: []policy{{"strict", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
-				enforce(s)
-				s.AllowEmergencyBypass = true
-			}}},
-			op: admissionv1.Create, d: testDeployment(withAnnotations(v1alpha1.AnnotationEmergencyBypass, "INC-42 checkout down")),
-			wantAllowed: true, wantWarnings: []string{"INC-42"}, wantEvents: []string{"Warning EmergencyBypass", "INC-42"},
+		"emergency bypass by an allowed group admits, warns and is audited": {
+			policies: []policy{{"strict", v1alpha1.ModeEnforce, bypassable(enforce)}},
+			user:     &sre,
+			op:       admissionv1.Create, d: testDeployment(withBypass("INC-42 checkout down", fixtureNow.Add(time.Hour))),
+			wantAllowed: true, wantWarnings: []string{`emergency bypass "INC-42 checkout down" by user "alice@example.com" until 2026-11-25T13:00:00Z`},
+			wantEvents: []string{"Warning EmergencyBypass", "INC-42", `user "alice@example.com"`},
+		},
+		"emergency bypass by a user outside the allowed groups is denied": {
+			policies: []policy{{"strict", v1alpha1.ModeEnforce, bypassable(enforce)}},
+			op:       admissionv1.Create, d: testDeployment(withBypass("INC-42", fixtureNow.Add(time.Hour))),
+			wantCode: http.StatusUnprocessableEntity,
+			wantInMsg: []string{"metadata.annotations[sluice.dev/emergency-bypass]",
+				`user "bob@example.com" may not bypass policy "strict": only members of the groups sre may`},
+		},
+		"an expired emergency bypass is denied": {
+			policies: []policy{{"strict", v1alpha1.ModeEnforce, bypassable(enforce)}},
+			user:     &sre,
+			op:       admissionv1.Create, d: testDeployment(withBypass("INC-42", fixtureNow.Add(-time.Second))),
+			wantCode:  http.StatusUnprocessableEntity,
+			wantInMsg: []string{"metadata.annotations[sluice.dev/emergency-bypass-expires]", "expired at 2026-11-25T11:59:59Z"},
 		},
 		"a rolled-back revision is refused": {
 			rollout: rollout(""),
@@ -212,16 +228,45 @@ func TestValidatingHandler(t *testing.T) {
 			old:         testDeployment(optedIn, withImage("registry.example.com/web:bad")),
 			wantAllowed: true,
 		},
-		"the canary of a real Rollout skips policies": {
-			rollout:  rollout(""),
+		"Sluice's canary of the pending revision skips policies": {
+			rollout:  canaryRollout(canaryRev),
+			user:     &sluiceUser,
 			policies: []policy{{"strict", v1alpha1.ModeEnforce, enforce}},
-			op:       admissionv1.Create, d: testDeployment(canaryOf("web", "r-uid")), wantAllowed: true,
+			op:       admissionv1.Create, d: sluiceCanary(), wantAllowed: true,
 		},
-		"a forged canary owner reference does not": {
-			rollout:  rollout(""),
+		"Sluice's canary of another revision does not": {
+			rollout:  canaryRollout("0123456789"),
+			user:     &sluiceUser,
 			policies: []policy{{"strict", v1alpha1.ModeEnforce, enforce}},
-			op:       admissionv1.Create, d: testDeployment(canaryOf("web", "forged")),
+			op:       admissionv1.Create, d: sluiceCanary(),
 			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"owner"},
+		},
+		"Sluice's write with a forged Rollout UID does not": {
+			rollout:  canaryRollout(canaryRev),
+			user:     &sluiceUser,
+			policies: []policy{{"strict", v1alpha1.ModeEnforce, enforce}},
+			op:       admissionv1.Create, d: testDeployment(canaryOf("web", "forged"), withAnnotations(v1alpha1.AnnotationService, "web")),
+			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"owner"},
+		},
+		"a canary written by anyone else is judged like any Deployment": {
+			rollout:  canaryRollout(canaryRev),
+			policies: []policy{{"strict", v1alpha1.ModeEnforce, enforce}},
+			op:       admissionv1.Create, d: sluiceCanary(),
+			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"owner", "latest"},
+		},
+		"an edit of Sluice's canary by anyone else is judged too": {
+			rollout:  canaryRollout(canaryRev),
+			policies: []policy{{"strict", v1alpha1.ModeEnforce, enforce}},
+			op:       admissionv1.Update, d: sluiceCanary(withImage("evil.example.com/web:1")),
+			old:      sluiceCanary(withLabels(v1alpha1.LabelTrack, v1alpha1.TrackCanary)),
+			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"owner"},
+		},
+		"a forged owner reference does not disable the rolled-back revision guard": {
+			rollout:  rollout(""),
+			op:       admissionv1.Update,
+			d:        testDeployment(optedIn, withImage("registry.example.com/web:bad"), canaryOf("web", "r-uid"), named("web")),
+			old:      testDeployment(optedIn, canaryOf("web", "r-uid"), named("web")),
+			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{failedRev},
 		},
 		"a policy that does not compile is reported, not silently skipped": {
 			policies: []policy{{"broken", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
@@ -249,6 +294,9 @@ func TestValidatingHandler(t *testing.T) {
 			}
 			for _, p := range tc.policies {
 				f.policy(t, p.name, p.mode, p.spec)
+			}
+			if tc.user != nil {
+				f.user = *tc.user
 			}
 			resp := f.admit(t, PathValidateDeployment, tc.op, tc.d, tc.old, tc.dryRun)
 			if resp.Allowed != tc.wantAllowed {
@@ -296,9 +344,10 @@ func TestValidatingHandlerCountsViolations(t *testing.T) {
 	})
 	f.policy(t, "bypassable", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
 		s.Rules.DisallowLatestTag = true
-		s.AllowEmergencyBypass = true
+		s.EmergencyBypass = &v1alpha1.EmergencyBypass{Groups: []string{"sre"}}
 	})
-	d := testDeployment(withImage("web:latest"), withAnnotations(v1alpha1.AnnotationEmergencyBypass, "INC-1"))
+	f.user = sre
+	d := testDeployment(withImage("web:latest"), withBypass("INC-1", fixtureNow.Add(time.Hour)))
 	for range 3 {
 		if resp := f.admit(t, PathValidateDeployment, admissionv1.Create, d, nil, false); !resp.Allowed {
 			t.Fatalf("denied: %+v", resp.Result)

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	appsv1 "k8s.io/api/apps/v1"
@@ -79,6 +80,42 @@ func canaryOf(rollout string, uid string) func(*appsv1.Deployment) {
 			APIVersion: "sluice.dev/v1alpha1", Kind: "Rollout", Name: rollout,
 			UID: types.UID(uid), Controller: ptr.To(true),
 		}}
+	}
+}
+
+// named renames the Deployment.
+func named(name string) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) { d.Name = name }
+}
+
+// withBypass asks for an emergency bypass with reason until expires.
+func withBypass(reason string, expires time.Time) func(*appsv1.Deployment) {
+	return withAnnotations(v1alpha1.AnnotationEmergencyBypass, reason,
+		v1alpha1.AnnotationEmergencyBypassExpires, expires.UTC().Format(time.RFC3339))
+}
+
+// bypassable lets members of group sre bypass a policy.
+func bypassable(rules func(*v1alpha1.DeploymentPolicySpec)) func(*v1alpha1.DeploymentPolicySpec) {
+	return func(s *v1alpha1.DeploymentPolicySpec) {
+		rules(s)
+		s.EmergencyBypass = &v1alpha1.EmergencyBypass{Groups: []string{"sre"}}
+	}
+}
+
+// sluiceCanary is the canary the rollout controller writes for Rollout web
+// (UID r-uid): a template that breaks the test policies, so that only an
+// exemption admits it.
+func sluiceCanary(mods ...func(*appsv1.Deployment)) *appsv1.Deployment {
+	base := []func(*appsv1.Deployment){canaryOf("web", "r-uid"), withAnnotations(v1alpha1.AnnotationService, "web"),
+		withImage("registry.example.com/web:latest")}
+	return testDeployment(append(base, mods...)...)
+}
+
+// canaryRollout is Rollout web delivering revision rev.
+func canaryRollout(rev string) *v1alpha1.Rollout {
+	return &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "r-uid"},
+		Status:     v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseProgressing, CanaryRevision: rev},
 	}
 }
 

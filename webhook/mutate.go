@@ -40,6 +40,11 @@ type MutationInput struct {
 	// InjectLabels are the labels selected policies inject; sluice.dev/
 	// keys among them are ignored (Sluice owns those).
 	InjectLabels map[string]string
+	// Canary says the Deployment is a Rollout's canary: labelled
+	// sluice.dev/track: canary and never paused. The caller decides it from
+	// who makes the request, never from the object's owner references
+	// alone.
+	Canary bool
 }
 
 // Mutation is the outcome of Mutate.
@@ -91,7 +96,7 @@ func Mutate(in MutationInput) (Mutation, error) {
 		return Mutation{}, fmt.Errorf("revision of %s/%s: %w", d.Namespace, d.Name, err)
 	}
 
-	_, canary := CanaryOwner(d)
+	canary := in.Canary
 	m := Mutation{Revision: rev, Track: v1alpha1.TrackStable, Service: ServiceName(d)}
 	if canary {
 		m.Track = v1alpha1.TrackCanary
@@ -146,9 +151,10 @@ func mergeLabels(base, over map[string]string) map[string]string {
 	return out
 }
 
-// CanaryOwner returns the name of the sluice.dev Rollout that controls d,
-// and whether there is one: such a Deployment is a canary, created by the
-// rollout controller.
+// CanaryOwner returns the name of the sluice.dev Rollout that d's controller
+// owner reference names, and whether there is one. It is only what the
+// object claims: anyone who may write Deployments can write such a
+// reference, so it makes a canary only together with who writes it.
 func CanaryOwner(d *appsv1.Deployment) (string, bool) {
 	ref := metav1.GetControllerOfNoCopy(d)
 	if ref == nil || ref.Kind != "Rollout" {
@@ -171,16 +177,13 @@ func schemaGroup(apiVersion string) (string, error) {
 }
 
 // ServiceName is the logical service of d: its sluice.dev/service annotation,
-// else for a canary the name of its Rollout (the stable Deployment's name),
-// else its own name. It is empty when that is not a valid label value.
+// else its own name (a canary, which Sluice creates with the annotation,
+// serves its stable Deployment's service; an owner reference names no
+// service). It is empty when that is not a valid label value.
 func ServiceName(d *appsv1.Deployment) string {
 	s := d.Annotations[v1alpha1.AnnotationService]
 	if s == "" {
-		if owner, ok := CanaryOwner(d); ok {
-			s = owner
-		} else {
-			s = d.Name
-		}
+		s = d.Name
 	}
 	if s == "" || len(validation.IsValidLabelValue(s)) > 0 {
 		return ""

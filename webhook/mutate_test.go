@@ -120,14 +120,29 @@ func TestMutate(t *testing.T) {
 			},
 			wantTrack: "stable",
 		},
+		"an owner reference alone makes no canary: stable, its own service, paused": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments",
+				OldDeployment: testDeployment(optedIn, canaryOf("web", "r-uid"), admitted),
+				Deployment:    testDeployment(optedIn, canaryOf("web", "r-uid"), admitted, withImage("registry.example.com/web:2.0"))},
+			want: []PatchOp{
+				{Op: "replace", Path: "/metadata/labels/sluice.dev~1revision", Value: newRev},
+				{Op: "replace", Path: "/metadata/labels/sluice.dev~1service", Value: "web-canary"},
+				{Op: "add", Path: "/metadata/annotations/sluice.dev~1pending-revision", Value: newRev},
+				{Op: "add", Path: "/spec/paused", Value: true},
+				{Op: "replace", Path: "/spec/template/metadata/labels/sluice.dev~1revision", Value: newRev},
+				{Op: "replace", Path: "/spec/template/metadata/labels/sluice.dev~1service", Value: "web-canary"},
+			},
+			wantPaused: true,
+			wantTrack:  "stable",
+		},
 		"create of an opted-in Deployment is not paused": {
 			in:        MutationInput{Operation: admissionv1.Create, Team: "payments", Deployment: testDeployment(optedIn, admitted)},
 			wantTrack: "stable",
 		},
-		"canary owned by a Rollout: track canary, service of the Rollout, never paused": {
-			in: MutationInput{Operation: admissionv1.Update, Team: "payments",
-				OldDeployment: testDeployment(optedIn, canaryOf("web", "r-uid")),
-				Deployment:    testDeployment(optedIn, canaryOf("web", "r-uid"), withImage("registry.example.com/web:2.0"))},
+		"a canary: track canary, never paused": {
+			in: MutationInput{Operation: admissionv1.Update, Team: "payments", Canary: true,
+				OldDeployment: testDeployment(optedIn, canaryOf("web", "r-uid"), withAnnotations(v1alpha1.AnnotationService, "web")),
+				Deployment:    testDeployment(optedIn, canaryOf("web", "r-uid"), withAnnotations(v1alpha1.AnnotationService, "web"), withImage("registry.example.com/web:2.0"))},
 			want: []PatchOp{
 				{Op: "add", Path: "/metadata/labels", Value: map[string]string{
 					"sluice.dev/team": "payments", "sluice.dev/service": "web", "sluice.dev/track": "canary", "sluice.dev/revision": newRev}},

@@ -42,6 +42,11 @@ type Options struct {
 	// Namespace is Sluice's own namespace. Deployments there are never
 	// governed by policies (the webhook configurations also exclude it).
 	Namespace string
+	// Self is the user name that Sluice's own API requests carry, as
+	// kube-apiserver authenticates them (Identity finds it). Only requests
+	// by Self create canaries that policies do not judge again; empty,
+	// every canary is judged like any Deployment.
+	Self string
 	// Now is the clock for freeze windows and exception expiry; default
 	// time.Now.
 	Now func() time.Time
@@ -103,6 +108,7 @@ func Register(mgr manager.Manager, opts Options) (*Webhooks, error) {
 		metrics:       m,
 		audit:         newAuditor(opts.Recorder),
 		ownNamespace:  opts.Namespace,
+		self:          opts.Self,
 		namespaceWait: opts.NamespaceWait,
 	}
 	srv := mgr.GetWebhookServer()

@@ -59,6 +59,7 @@ type deploymentRequest struct {
 	Name      string                  `json:"name"`
 	Operation admissionv1.Operation   `json:"operation"`
 	DryRun    *bool                   `json:"dryRun"`
+	UserInfo  requestUser             `json:"userInfo"`
 	RawObject jsontext.Value          `json:"object"`
 	RawOld    jsontext.Value          `json:"oldObject"`
 
@@ -66,6 +67,14 @@ type deploymentRequest struct {
 	// on UPDATE.
 	Object *appsv1.Deployment `json:"-"`
 	Old    *appsv1.Deployment `json:"-"`
+}
+
+// requestUser is the part of the request's userInfo the handlers read: who
+// kube-apiserver authenticated (after impersonation, the impersonated user).
+// Its extra map is not needed and is skipped by the decoder.
+type requestUser struct {
+	Username string   `json:"username"`
+	Groups   []string `json:"groups"`
 }
 
 // dryRun reports whether the request must have no side effects.
@@ -241,6 +250,18 @@ func appendReview(b []byte, uid types.UID, resp *admission.Response) []byte {
 		b = append(b, `,"patch":"`...)
 		b = base64.StdEncoding.AppendEncode(b, resp.Patch)
 		b = append(b, '"')
+	}
+	if len(resp.AuditAnnotations) > 0 {
+		b = append(b, `,"auditAnnotations":{`...)
+		for i, k := range sortedKeys(resp.AuditAnnotations) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, resp.AuditAnnotations[k])
+		}
+		b = append(b, '}')
 	}
 	if len(resp.Warnings) > 0 {
 		b = append(b, `,"warnings":[`...)

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -51,11 +53,14 @@ type DeploymentPolicySpec struct {
 	// Exceptions exempt matching Deployments until they expire.
 	// +optional
 	Exceptions []PolicyException `json:"exceptions,omitempty"`
-	// AllowEmergencyBypass admits Deployments annotated
-	// sluice.dev/emergency-bypass: "<reason>" despite violations, and reports
-	// them as audited bypasses. Where false, the annotation is itself a violation.
+	// EmergencyBypass lets the members of some groups admit a Deployment
+	// despite this policy's violations, for a limited time, by annotating it
+	// sluice.dev/emergency-bypass: "<reason>" and
+	// sluice.dev/emergency-bypass-expires: "<RFC 3339 time>". Every use is
+	// recorded with who made the request. Absent, the policy cannot be
+	// bypassed.
 	// +optional
-	AllowEmergencyBypass bool `json:"allowEmergencyBypass,omitempty"`
+	EmergencyBypass *EmergencyBypass `json:"emergencyBypass,omitempty"`
 	// InjectLabels are added to the Deployment and its pod template.
 	// +optional
 	InjectLabels map[string]string `json:"injectLabels,omitempty"`
@@ -194,8 +199,29 @@ type CELRule struct {
 	Message string `json:"message"`
 }
 
+// EmergencyBypass says who may bypass a policy and for how long.
+type EmergencyBypass struct {
+	// Groups are the Kubernetes groups (as the API server authenticates the
+	// request's user) whose members may bypass the policy, e.g. "sre-oncall".
+	// A request by anyone else that carries the bypass annotations is judged
+	// as if it had none, and is told why.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:MinLength=1
+	Groups []string `json:"groups"`
+	// MaxDuration bounds how far ahead of the request the bypass's expiry
+	// may lie; default 24h.
+	// +optional
+	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
+}
+
+// DefaultBypassMaxDuration is EmergencyBypass.MaxDuration when unset.
+const DefaultBypassMaxDuration = 24 * time.Hour
+
 // PolicyException exempts Deployments that match every field set in it, until
-// it expires. At least one of Namespace, Name and Selector is set.
+// it expires. At least one of Namespace, Name and Selector is set, and
+// Namespace is set whenever Name or Selector is: an exception never reaches
+// into namespaces it does not name.
+// +kubebuilder:validation:XValidation:rule="!(has(self.name) || has(self.selector)) || has(self.namespace)",message="namespace is required when name or selector is set"
 type PolicyException struct {
 	// Namespace matches the Deployment's namespace.
 	// +optional

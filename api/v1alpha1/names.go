@@ -46,8 +46,13 @@ const (
 	// AnnotationSplit is the share of users on the new version in ab mode, e.g. "50".
 	AnnotationSplit = "sluice.dev/split"
 	// AnnotationEmergencyBypass, with a non-empty reason as its value, asks to
-	// skip policy checks; honoured only where a policy allows it, and audited.
+	// admit despite policy violations; honoured only for the groups a policy
+	// names, until AnnotationEmergencyBypassExpires, and audited.
 	AnnotationEmergencyBypass = "sluice.dev/emergency-bypass"
+	// AnnotationEmergencyBypassExpires is when an emergency bypass ends, as
+	// an RFC 3339 time, e.g. "2026-12-03T18:00:00Z". Required with
+	// AnnotationEmergencyBypass.
+	AnnotationEmergencyBypassExpires = "sluice.dev/emergency-bypass-expires"
 )
 
 // DeliveryAnnotations lists every annotation that ParseDelivery reads, in a

@@ -29,6 +29,7 @@ type components struct {
 	// fleet reaches the other replicas; nil when this one is alone.
 	fleet      *server.PeerPool
 	namespace  string
+	self       string              // Sluice's own user name, for the webhooks
 	prometheus *metrics.Prometheus // nil: load reports only
 	log        logr.Logger
 }
@@ -36,7 +37,7 @@ type components struct {
 // addComponents adds the admission webhooks, the traffic controller and the
 // rollout controller to the manager.
 func addComponents(mgr manager.Manager, c components) error {
-	hooks, err := webhook.Register(mgr, webhook.Options{Namespace: c.namespace})
+	hooks, err := webhook.Register(mgr, webhook.Options{Namespace: c.namespace, Self: c.self})
 	if err != nil {
 		return fmt.Errorf("admission webhooks: %w", err)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/rollout/metrics"
+	"github.com/sluice-dev/sluice/webhook"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -68,6 +69,7 @@ type controllerOptions struct {
 	peers        string
 	podIP        string
 	staleAfter   time.Duration
+	selfUsername string
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -94,6 +96,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.peers, "peers", "", "DNS name resolving to every replica (a headless Service); replicas forward their load reports to each other so the leader judges canaries on the sum")
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
+	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -228,7 +231,14 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, prometheus: prom, log: log}); err != nil {
+	self := o.selfUsername
+	if self == "" {
+		if self, err = webhook.Identity(ctx, cs.AuthenticationV1()); err != nil {
+			return fmt.Errorf("%w (or set --self-username)", err)
+		}
+	}
+	log.Info("admission trusts canaries written by Sluice's own identity", "user", self)
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, prometheus: prom, log: log}); err != nil {
 		return err
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)
