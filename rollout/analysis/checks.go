@@ -56,7 +56,7 @@ func counts(k, n uint64) string { return fmt.Sprintf("%s (%d/%d)", pct(rate(k, n
 // ceiling it is the ceiling's test evaluated at a higher rate: the mixture is monotone in the rate, so it rejects
 // the critical rate only when it also rejects the ceiling, and the two together keep the ceiling's share of the
 // budget.
-func checkCritical(s TrackSample, cfg Config, b Budget, explain bool) Decision {
+func checkCritical(recent, s TrackSample, cfg Config, b Budget, explain bool) Decision {
 	crit := criticalRate(cfg)
 	if !s.Present {
 		return noData(MetricCriticalErrorRate, "canary counts", s, crit, true)
@@ -82,6 +82,15 @@ func checkCritical(s TrackSample, cfg Config, b Budget, explain bool) Decision {
 			counts(s.Errors, s.Requests), pct(m.lowerBound(s.Errors, s.Requests, b.Rate)), pct(cfg.Confidence), pct(crit))
 		return d
 	}
+	if w, level, ok := window(recent, s, b); ok && m.rejects(w.Errors, w.Requests, crit, level) {
+		d.Verdict, d.Value, d.Samples = Fail, rate(w.Errors, w.Requests), w.Requests
+		if !explain {
+			return d
+		}
+		d.Reason = fmt.Sprintf("error rate %s in the recent window, at least %s with %s confidence; critical rate %s",
+			counts(w.Errors, w.Requests), pct(m.lowerBound(w.Errors, w.Requests, level)), pct(cfg.Confidence), pct(crit))
+		return d
+	}
 	d.Verdict = Pass
 	if explain {
 		d.Reason = fmt.Sprintf("error rate %s, not shown above the critical rate %s", counts(s.Errors, s.Requests), pct(crit))
@@ -92,7 +101,7 @@ func checkCritical(s TrackSample, cfg Config, b Budget, explain bool) Decision {
 // checkErrorRate runs the sequential test of "canary error rate ≤ MaxErrorRate" on the canary's counts since it
 // began: Fail when it rejects, whatever the number of requests; otherwise Pass once there are MinSamples
 // requests, Inconclusive before. The reason gives the anytime-valid upper bound, or on failure the lower one.
-func checkErrorRate(s TrackSample, cfg Config, b Budget, explain bool) Decision {
+func checkErrorRate(recent, s TrackSample, cfg Config, b Budget, explain bool) Decision {
 	if !s.Present {
 		return noData(MetricErrorRate, "canary counts", s, cfg.MaxErrorRate, false)
 	}
@@ -102,9 +111,31 @@ func checkErrorRate(s TrackSample, cfg Config, b Budget, explain bool) Decision 
 		Threshold: cfg.MaxErrorRate,
 		Samples:   s.Requests,
 	}
+	if w, level, ok := window(recent, s, b); ok {
+		m := mixtureAbove(cfg.MaxErrorRate)
+		if m.rejects(w.Errors, w.Requests, cfg.MaxErrorRate, level) {
+			d.Verdict, d.Value, d.Samples = Fail, rate(w.Errors, w.Requests), w.Requests
+			if explain {
+				d.Reason = fmt.Sprintf("error rate %s in the recent window, at least %s with %s confidence; limit %s",
+					counts(w.Errors, w.Requests), pct(m.lowerBound(w.Errors, w.Requests, level)), pct(cfg.Confidence), pct(cfg.MaxErrorRate))
+			}
+			return d
+		}
+	}
 	d.Verdict, d.Reason = judgeCeiling(s.Requests, s.Errors, cfg.MaxErrorRate, cfg, b.Rate, explain,
 		"error rate", counts(s.Errors, s.Requests), pct(cfg.MaxErrorRate))
 	return d
+}
+
+// window returns the recent canary sample and the level its test runs at, when it is usable: present, with
+// requests, and within the counts since the canary began (the requests before it are the first j of those).
+// The recent window adds no evidence when it holds every request since the canary began.
+func window(recent, cumulative TrackSample, b Budget) (TrackSample, float64, bool) {
+	if !recent.Present || recent.Requests == 0 || recent.Errors > recent.Requests ||
+		recent.Requests >= cumulative.Requests || recent.Errors > cumulative.Errors {
+		return TrackSample{}, 0, false
+	}
+	return recent, windowLevel(b.Window, cumulative.Requests-recent.Requests), true
 }
 
 // judgeCeiling runs the sequential ceiling test on k bad out of n requests at level alpha and, if explain, words

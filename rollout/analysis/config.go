@@ -84,8 +84,12 @@ func Defaults() Config {
 // Budget is how the error budget 1 − Confidence is split across the error-controlled tests. The shares sum to
 // 1 − Confidence, so by the union bound the probability that any of them ever wrongly rejects is at most that.
 type Budget struct {
-	// Rate is the level of the canary's error-rate test: the ceiling, or the critical rate without a ceiling.
+	// Rate is the level of the canary's error-rate test on its counts since it began: the ceiling, or the
+	// critical rate without a ceiling.
 	Rate float64
+	// Window is the level of the same test on the recent window, which catches a fault that starts late, after
+	// a long clean run has built up evidence of health in the counts since the canary began.
+	Window float64
 	// CanaryVsStable is the level of the comparison with the stable track, half for the canary's lower
 	// confidence sequence and half for the stable track's upper one.
 	CanaryVsStable float64
@@ -93,15 +97,15 @@ type Budget struct {
 	Latency float64
 }
 
-// Budget splits 1 − Confidence evenly across the rate test, the comparison with stable, and the latency test
-// when a latency ceiling is set. The latency share is reserved even when the source gives only a p99 gauge, so
-// that the split does not depend on the data.
+// Budget splits 1 − Confidence evenly across the rate test, the recent-window rate test, the comparison with
+// stable, and the latency test when a latency ceiling is set. The latency share is reserved even when the source
+// gives only a p99 gauge, so that the split does not depend on the data.
 func (c Config) Budget() Budget {
 	alpha := 1 - c.Confidence
 	if c.MaxLatencyP99 > 0 {
-		return Budget{Rate: alpha / 3, CanaryVsStable: alpha / 3, Latency: alpha / 3}
+		return Budget{Rate: alpha / 4, Window: alpha / 4, CanaryVsStable: alpha / 4, Latency: alpha / 4}
 	}
-	return Budget{Rate: alpha / 2, CanaryVsStable: alpha / 2}
+	return Budget{Rate: alpha / 3, Window: alpha / 3, CanaryVsStable: alpha / 3}
 }
 
 // Validate reports every field out of range, joined, each naming the field and the accepted values.

@@ -208,6 +208,16 @@ func root(f func(float64) float64, lo, hi float64) (float64, float64) {
 
 func expit(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
+// windowLevel is the level at which the test may judge the requests after the first j of the canary's requests
+// (a recent window that starts at request j+1): alpha × w(j) with w(j) = 1/(4 (j+1) ln²(j+e)). The weights sum to
+// less than 1 over all j (the sum is at most (1 + e)/4), so by the union bound over window starts, and Ville's
+// inequality for each start, windows wrongly reject with probability at most alpha, however many there are.
+// The price of a late start is logarithmic: ln(1/w) is about 12 at j = 1,000 and 17 at j = 40,000.
+func windowLevel(alpha float64, j uint64) float64 {
+	l := math.Log(float64(j) + math.E)
+	return alpha / (4 * (float64(j) + 1) * l * l)
+}
+
 // logSumExp returns log Σ exp(t_i), -Inf for no terms.
 func logSumExp(terms []float64) float64 {
 	top := math.Inf(-1)

@@ -41,7 +41,7 @@ type rule interface {
 // run simulates w once and returns, per rule, the second (counted from 1) at which it rolled back, or 0 if it
 // never did. Every rule sees the same requests.
 func run(w world, rules []rule) []int {
-	rng := rand.New(rand.NewPCG(w.seed, w.seed^0x9e3779b97f4a7c15))
+	rng := newRNG(w.seed)
 	out := make([]int, len(rules))
 	alive := len(rules)
 	const window = 10
@@ -104,6 +104,8 @@ func run(w world, rules []rule) []int {
 	}
 	return out
 }
+
+func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
 // binomial draws the number of successes in n trials of probability p: by inversion of the CDF when the mean is
 // small, else trial by trial.

@@ -89,8 +89,10 @@ type CustomSample struct {
 
 // Input is everything one evaluation looks at.
 type Input struct {
-	// Recent holds the samples over a short trailing window (e.g. the last 10 s). Only the latency ceiling's
-	// p99 gauge reads it, when the source gives no counts of slow requests.
+	// Recent holds the samples over a short trailing window (e.g. the last 10 s), counted within the current
+	// canary revision like Cumulative (so never more than it). The rate tests also judge the canary's recent
+	// window, which catches a fault that starts after a long clean run; the latency ceiling's p99 gauge reads it
+	// when the source gives no counts of slow requests.
 	Recent Tracks
 	// Cumulative holds, per track, the counts since the current canary revision began (the stable track's over
 	// the same span), never a previous revision's. Every error-controlled test is a function of these counts:
