@@ -111,28 +111,31 @@ func checkErrorRate(recent, s TrackSample, cfg Config, b Budget, explain bool) D
 		Threshold: cfg.MaxErrorRate,
 		Samples:   s.Requests,
 	}
+	d.Verdict, d.Reason = judgeCeiling(s.Requests, s.Errors, cfg.MaxErrorRate, cfg, b.Rate, explain,
+		"error rate", counts(s.Errors, s.Requests), pct(cfg.MaxErrorRate))
+	if d.Verdict == Fail {
+		return d
+	}
 	if w, level, ok := window(recent, s, b); ok {
 		m := mixtureAbove(cfg.MaxErrorRate)
 		if m.rejects(w.Errors, w.Requests, cfg.MaxErrorRate, level) {
 			d.Verdict, d.Value, d.Samples = Fail, rate(w.Errors, w.Requests), w.Requests
+			d.Reason = ""
 			if explain {
 				d.Reason = fmt.Sprintf("error rate %s in the recent window, at least %s with %s confidence; limit %s",
 					counts(w.Errors, w.Requests), pct(m.lowerBound(w.Errors, w.Requests, level)), pct(cfg.Confidence), pct(cfg.MaxErrorRate))
 			}
-			return d
 		}
 	}
-	d.Verdict, d.Reason = judgeCeiling(s.Requests, s.Errors, cfg.MaxErrorRate, cfg, b.Rate, explain,
-		"error rate", counts(s.Errors, s.Requests), pct(cfg.MaxErrorRate))
 	return d
 }
 
-// window returns the recent canary sample and the level its test runs at, when it is usable: present, with
-// requests, and within the counts since the canary began (the requests before it are the first j of those).
-// The recent window adds no evidence when it holds every request since the canary began.
+// window returns the recent canary sample and the level its test runs at, when it adds to the counts since the
+// canary began: it holds requests, and fewer than those counts (the requests before it are the first j of them).
+// A window holding every request since the canary began has the same data as the cumulative test, which judges
+// it at a less strict level.
 func window(recent, cumulative TrackSample, b Budget) (TrackSample, float64, bool) {
-	if !recent.Present || recent.Requests == 0 || recent.Errors > recent.Requests ||
-		recent.Requests >= cumulative.Requests || recent.Errors > cumulative.Errors {
+	if !recent.Present || recent.Requests == 0 || recent.Requests >= cumulative.Requests {
 		return TrackSample{}, 0, false
 	}
 	return recent, windowLevel(b.Window, cumulative.Requests-recent.Requests), true
