@@ -10,7 +10,7 @@ import (
 // (30 minutes) against canary req/s, and the p95 time to roll back canaries failing 20% and 5% of requests
 // against canary req/s, per rule.
 func plot(h healthyResults, det detection, flaggerN int) string {
-	const w, ht, panelW, panelH, left, top = 900, 380, 380, 260, 60, 50
+	const w, ht, panelW, panelH, left, top = 960, 380, 380, 260, 60, 50
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, ht)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, ht)
@@ -73,7 +73,7 @@ func plot(h healthyResults, det detection, flaggerN int) string {
 	y2 := func(s float64) float64 {
 		return top + panelH - (math.Log(max(s, 1))/math.Log(1800))*panelH
 	}
-	axes(x2, "p95 seconds to roll back (solid: 20% errors, dashed: 5%)", "seconds", []float64{1, 3, 10, 30, 100, 300, 1800}, y2,
+	axes(x2, "p95 seconds to roll back (solid: 20%, dashed: 5% errors)", "seconds", []float64{1, 3, 10, 30, 100, 300, 1800}, y2,
 		func(t float64) string { return fmt.Sprintf("%g", t) }, []int{5, 10, 20, 100})
 	for _, rule := range []string{ruleSequential, ruleLegacy, "Flagger-style", ruleOracle} {
 		for _, e := range []struct {
