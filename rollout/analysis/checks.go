@@ -56,7 +56,7 @@ func counts(k, n uint64) string { return fmt.Sprintf("%s (%d/%d)", pct(rate(k, n
 // ceiling it is the ceiling's test evaluated at a higher rate: the mixture is monotone in the rate, so it rejects
 // the critical rate only when it also rejects the ceiling, and the two together keep the ceiling's share of the
 // budget.
-func checkCritical(recent, s TrackSample, cfg Config, b Budget, explain bool) Decision {
+func checkCritical(recent Tracks, s TrackSample, cfg Config, b Budget, explain bool) Decision {
 	crit := criticalRate(cfg)
 	if !s.Present {
 		return noData(MetricCriticalErrorRate, "canary counts", s, crit, true)
@@ -82,7 +82,7 @@ func checkCritical(recent, s TrackSample, cfg Config, b Budget, explain bool) De
 			counts(s.Errors, s.Requests), pct(m.lowerBound(s.Errors, s.Requests, b.Rate)), pct(cfg.Confidence), pct(crit))
 		return d
 	}
-	if w, level, ok := window(recent, s, b); ok && m.rejects(w.Errors, w.Requests, crit, level) {
+	if w, level, ok := window(recent, s, cfg, b); ok && m.rejects(w.Errors, w.Requests, crit, level) {
 		d.Verdict, d.Value, d.Samples = Fail, rate(w.Errors, w.Requests), w.Requests
 		if !explain {
 			return d
@@ -101,7 +101,7 @@ func checkCritical(recent, s TrackSample, cfg Config, b Budget, explain bool) De
 // checkErrorRate runs the sequential test of "canary error rate ≤ MaxErrorRate" on the canary's counts since it
 // began: Fail when it rejects, whatever the number of requests; otherwise Pass once there are MinSamples
 // requests, Inconclusive before. The reason gives the anytime-valid upper bound, or on failure the lower one.
-func checkErrorRate(recent, s TrackSample, cfg Config, b Budget, explain bool) Decision {
+func checkErrorRate(recent Tracks, s TrackSample, cfg Config, b Budget, explain bool) Decision {
 	if !s.Present {
 		return noData(MetricErrorRate, "canary counts", s, cfg.MaxErrorRate, false)
 	}
@@ -116,7 +116,7 @@ func checkErrorRate(recent, s TrackSample, cfg Config, b Budget, explain bool) D
 	if d.Verdict == Fail {
 		return d
 	}
-	if w, level, ok := window(recent, s, b); ok {
+	if w, level, ok := window(recent, s, cfg, b); ok {
 		m := mixtureAbove(cfg.MaxErrorRate)
 		if m.rejects(w.Errors, w.Requests, cfg.MaxErrorRate, level) {
 			d.Verdict, d.Value, d.Samples = Fail, rate(w.Errors, w.Requests), w.Requests
@@ -133,12 +133,21 @@ func checkErrorRate(recent, s TrackSample, cfg Config, b Budget, explain bool) D
 // window returns the recent canary sample and the level its test runs at, when it adds to the counts since the
 // canary began: it holds requests, and fewer than those counts (the requests before it are the first j of them).
 // A window holding every request since the canary began has the same data as the cumulative test, which judges
-// it at a less strict level.
-func window(recent, cumulative TrackSample, b Budget) (TrackSample, float64, bool) {
-	if !recent.Present || recent.Requests == 0 || recent.Requests >= cumulative.Requests {
+// it at a less strict level. A window in which the stable track erred as much (its recent rate plus the
+// tolerance is at least the canary's) is not judged: that is an outage of both tracks, not the canary's fault.
+// Skipping a test only removes rejections, so this keeps the guarantee.
+func window(recent Tracks, cumulative TrackSample, cfg Config, b Budget) (TrackSample, float64, bool) {
+	c, s := recent.Canary, recent.Stable
+	if !c.Present || c.Requests == 0 || c.Requests >= cumulative.Requests {
 		return TrackSample{}, 0, false
 	}
-	return recent, windowLevel(b.Window, cumulative.Requests-recent.Requests), true
+	if s.Present && s.Requests > 0 {
+		ps := rate(s.Errors, s.Requests)
+		if rate(c.Errors, c.Requests) <= ps+max(cfg.AbsoluteTolerance, cfg.RelativeTolerance*ps) {
+			return TrackSample{}, 0, false
+		}
+	}
+	return c, windowLevel(b.Window, cumulative.Requests-c.Requests), true
 }
 
 // judgeCeiling runs the sequential ceiling test on k bad out of n requests at level alpha and, if explain, words

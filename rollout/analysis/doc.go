@@ -24,7 +24,9 @@
 //   - the same test on the recent window, which starts after the first j canary requests: a fault that begins
 //     after a long clean run is caught within seconds instead of waiting for the cumulative rate to climb. Each
 //     window start j gets the level α·w(j) with Σ w(j) ≤ 1, w(j) ∝ 1/((j+1) ln²(j+e)), so all windows together
-//     keep α (the cost of a late start grows like ln j).
+//     keep α (the cost of a late start grows like ln j). A window in which the stable track erred as much (up to
+//     the tolerance) is not judged: an outage of both tracks is not the canary's fault, and skipping a test only
+//     removes rejections.
 //   - critical-error-rate: the same tests evaluated at CriticalErrorRate (never below the ceiling). The mixture is
 //     monotone in the rate tested, so a critical failure implies a ceiling failure: it needs no budget of its
 //     own and only marks the failure as critical.

@@ -76,9 +76,9 @@ func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State,
 // only the words need (the confidence bounds shown); the verdicts and the action are the same.
 func evaluate(in Input, cfg Config, explain bool) Outcome {
 	b := cfg.Budget()
-	decisions := []Decision{checkCritical(in.Recent.Canary, in.Cumulative.Canary, cfg, b, explain)}
+	decisions := []Decision{checkCritical(in.Recent, in.Cumulative.Canary, cfg, b, explain)}
 	if cfg.MaxErrorRate > 0 {
-		decisions = append(decisions, checkErrorRate(in.Recent.Canary, in.Cumulative.Canary, cfg, b, explain))
+		decisions = append(decisions, checkErrorRate(in.Recent, in.Cumulative.Canary, cfg, b, explain))
 	}
 	decisions = append(decisions, checkVsStable(in.Cumulative, cfg, b, explain))
 	if cfg.MaxLatencyP99 > 0 {

@@ -70,6 +70,23 @@ func TestEvaluate(t *testing.T) {
 			wantVerdicts: map[string]Verdict{MetricErrorRate: Fail, MetricErrorRateVsStable: Fail},
 			wantReason:   "error-rate failed: error rate 4% (40/1000), at least",
 		},
+		"a late fault in the recent window fails": {
+			in: Input{
+				Recent:     Tracks{Stable: sample(1_800, 9), Canary: sample(200, 40)},
+				Cumulative: Tracks{Stable: sample(108_000, 540), Canary: sample(12_000, 100)},
+			},
+			cfg: base, wantAction: Rollback,
+			wantVerdicts: map[string]Verdict{MetricErrorRate: Fail, MetricCriticalErrorRate: Pass},
+			wantReason:   "error rate 20% (40/200) in the recent window, at least",
+		},
+		"an outage of both tracks in the recent window is not the canary's": {
+			in: Input{
+				Recent:     Tracks{Stable: sample(1_800, 360), Canary: sample(200, 40)},
+				Cumulative: Tracks{Stable: sample(108_000, 900), Canary: sample(12_000, 100)},
+			},
+			cfg: base, wantAction: Continue,
+			wantVerdicts: map[string]Verdict{MetricErrorRate: Pass},
+		},
 		"an old failure count is dropped": {
 			state: State{ConsecutiveFailures: 2, LastEvaluated: now.Add(-time.Second)},
 			in:    both(sample(10_000, 10), sample(1_000, 1)), cfg: base, wantAction: Continue,
