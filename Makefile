@@ -7,7 +7,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?=
 
-.PHONY: all build run test unit bench fuzz deps cluster fmt vet
+.PHONY: all build run test unit bench bench-analysis fuzz deps cluster fmt vet
 
 all: build
 
@@ -40,6 +40,11 @@ vet:
 ## bench: benchmarks (not part of make test)
 bench: deps cluster
 	$(GO) test -run '^$$' -bench . -timeout 90m ./...
+
+## bench-analysis: the analysis simulations (minutes of CPU); writes the results and plot under docs/
+bench-analysis:
+	$(GO) test -run '^$$' -bench BenchmarkAnalysisSimulation -benchtime 1x -timeout 60m ./rollout/analysis/ \
+	  -args -analysis.report=$(CURDIR)/docs/analysis-results.md -analysis.plot=$(CURDIR)/docs/analysis.svg
 
 ## fuzz: every fuzz target for FUZZTIME each (make test runs only their seeds).
 ## Minimisation is capped: uncapped, Go spends minutes minimising each new input

@@ -52,8 +52,11 @@ func ResolveDelivery(d *appsv1.Deployment, nsLabels map[string]string, policies 
 }
 
 // AnalysisConfig turns a resolved delivery into the analysis' thresholds,
-// starting from analysis.Defaults. Custom queries become checks bounded by
-// their thresholds (Below: at most, Above: at least).
+// starting from analysis.Defaults. The delivery's confidence becomes the
+// guarantee: a canary whose true error rates are within their limits is rolled
+// back with probability at most 1 − confidence over the whole rollout. Custom
+// queries become checks bounded by their thresholds (Below: at most, Above: at
+// least); they are gauges, outside that guarantee, and their decisions say so.
 func AnalysisConfig(d v1alpha1.Delivery) (analysis.Config, error) {
 	cfg := analysis.Defaults()
 	if d.MaxErrorRate != nil {
@@ -65,7 +68,8 @@ func AnalysisConfig(d v1alpha1.Delivery) (analysis.Config, error) {
 	if a := d.Analysis; a != nil {
 		if a.Confidence > 0 {
 			cfg.Confidence = ratio(a.Confidence)
-			// Bonferroni correction for the ~10 looks sharing the recent window.
+			// Ignored by the sequential tests; still filled for callers
+			// that show it.
 			cfg.RecentConfidence = 1 - (1-cfg.Confidence)/10
 		}
 		if a.MinSamples > 0 {
@@ -75,6 +79,7 @@ func AnalysisConfig(d v1alpha1.Delivery) (analysis.Config, error) {
 			cfg.NoData = analysis.NoDataPolicy(a.NoData)
 		}
 		if a.ConsecutiveFailures > 0 {
+			// Ignored: one failing sequential test already rolls back.
 			cfg.ConsecutiveFailures = int(a.ConsecutiveFailures)
 		}
 		if a.CriticalErrorRate > 0 {

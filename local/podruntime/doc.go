@@ -10,8 +10,11 @@
 // and plain HTTP/1.1 (GET / returns the pod, namespace, image and version as
 // JSON).
 //
-// A container's env injects faults: SIM_ERROR_RATE (0..1, the fraction of
-// calls that fail) and SIM_LATENCY (a Go duration added to every call). A
+// A container's env injects faults: SIM_ERROR_RATE (0..1, the probability
+// that a call fails, drawn independently per call from a seeded source;
+// SIM_SEED sets the seed, else it derives from the pod and container names;
+// SIM_ERROR_MODE=even spaces failures evenly instead) and SIM_LATENCY (a Go
+// duration, "exp:20ms" or "p50=10ms,p99=200ms", added to every call). A
 // malformed value makes every call on that container's ports fail with a
 // message naming the variable, so a typo in a test manifest is never mistaken
 // for a healthy version.

@@ -105,7 +105,10 @@ func TestFaultInjection(t *testing.T) {
 		"rate 0":    {env: env(EnvErrorRate, "0"), wantHTTP: http.StatusOK},
 		"rate 1":    {env: env(EnvErrorRate, "1"), wantErrors: calls, wantCode: codes.Unavailable, wantMsg: "injected fault", wantHTTP: http.StatusServiceUnavailable},
 		// Call 21, the GET, is not among the floor(21×0.25) = 5 that fail.
-		"rate 0.25":         {env: env(EnvErrorRate, "0.25"), wantErrors: calls / 4, wantCode: codes.Unavailable, wantMsg: "injected fault", wantHTTP: http.StatusOK},
+		"rate 0.25 even": {env: env(EnvErrorRate, "0.25", EnvErrorMode, "even"), wantErrors: calls / 4, wantCode: codes.Unavailable, wantMsg: "injected fault", wantHTTP: http.StatusOK},
+		// Random draws with a fixed seed fail the calls that Behavior.Fails names, the GET (call 21) included.
+		"rate 0.25 seeded": {env: env(EnvErrorRate, "0.25", EnvSeed, "3"), wantErrors: seededFailures(0.25, 3, calls),
+			wantCode: codes.Unavailable, wantMsg: "injected fault", wantHTTP: seededHTTP(0.25, 3, calls+1)},
 		"valueFrom ignored": {env: []corev1.EnvVar{valueFrom}, wantHTTP: http.StatusOK},
 		"malformed rate": {env: env(EnvErrorRate, "5%"), wantErrors: calls, wantCode: codes.FailedPrecondition,
 			wantMsg: `SIM_ERROR_RATE="5%"`, wantHTTP: http.StatusInternalServerError},
@@ -155,6 +158,26 @@ func TestFaultInjection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seededFailures is how many of the first calls fail at rate with SIM_SEED=seed.
+func seededFailures(rate float64, seed uint64, calls int) int64 {
+	b := Behavior{ErrorRate: rate, Seed: seed, Seeded: true}
+	var n int64
+	for i := 1; i <= calls; i++ {
+		if b.Fails(uint64(i)) {
+			n++
+		}
+	}
+	return n
+}
+
+// seededHTTP is the status of call n, a GET /, at rate with SIM_SEED=seed.
+func seededHTTP(rate float64, seed uint64, n int) int {
+	if (Behavior{ErrorRate: rate, Seed: seed, Seeded: true}).Fails(uint64(n)) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusOK
 }
 
 func TestLatency(t *testing.T) {
@@ -240,7 +263,7 @@ func TestCountsUnderConcurrentLoad(t *testing.T) {
 	for i := range pods {
 		name := fmt.Sprintf("load-%d", i)
 		ips[name] = randomIP()
-		c.create(testPod("load", name, ips[name], container("app", "checkout:v1", env(EnvErrorRate, errorRate), 8080)))
+		c.create(testPod("load", name, ips[name], container("app", "checkout:v1", env(EnvErrorRate, errorRate, EnvErrorMode, "even"), 8080)))
 		want = append(want, Endpoint{Namespace: "load", Pod: name, IP: ips[name], Port: 8080, Version: "v1"})
 	}
 	c.waitServing(want)

@@ -235,8 +235,8 @@ func (s *portServer) admit(ctx context.Context) verdict {
 	case b.Fails(n):
 		v = injectFault
 	}
-	if b.Latency > 0 {
-		t := time.NewTimer(b.Latency)
+	if d := b.Delay(n); d > 0 {
+		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:

@@ -2,6 +2,7 @@ package podruntime
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"net/netip"
 	"regexp"
@@ -16,10 +17,24 @@ import (
 
 // Environment variables that inject faults into a container's ports.
 const (
-	// EnvErrorRate is the fraction of calls that fail, a number from 0 to 1.
+	// EnvErrorRate is the probability, from 0 to 1, that a call fails. Each call fails independently, as real
+	// faults arrive (bursts included), from a seeded source: see EnvSeed and EnvErrorMode.
 	EnvErrorRate = "SIM_ERROR_RATE"
-	// EnvLatency is a Go duration (e.g. "150ms") added to every call.
+	// EnvErrorMode chooses how failures are placed: "random" (the default, independent draws) or "even" (exactly
+	// floor(n×rate) of the first n calls fail, evenly spaced, without sampling noise).
+	EnvErrorMode = "SIM_ERROR_MODE"
+	// EnvSeed seeds the random draws (failures and latency), a decimal number; by default the seed is derived
+	// from the pod's namespace and name and the container's name, so a pod's draws are reproducible.
+	EnvSeed = "SIM_SEED"
+	// EnvLatency is the latency added to every call: a Go duration (e.g. "150ms"), "exp:20ms" (exponentially
+	// distributed with that mean), or "p50=10ms,p99=200ms" (log-normal with that median and 99th percentile).
 	EnvLatency = "SIM_LATENCY"
+)
+
+// Error modes, the values of SIM_ERROR_MODE.
+const (
+	ErrorModeRandom = "random"
+	ErrorModeEven   = "even"
 )
 
 // loopback is the only range the runtime ever binds: the local cluster's pod
@@ -28,24 +43,88 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 
 // Behavior is how one container answers calls.
 type Behavior struct {
-	// ErrorRate is the fraction of calls that fail, in [0, 1].
+	// ErrorRate is the probability that a call fails, in [0, 1].
 	ErrorRate float64
+	// EvenErrors spreads failures evenly instead of drawing them (SIM_ERROR_MODE=even).
+	EvenErrors bool
+	// Seed seeds the draws; Seeded says SIM_SEED set it (else Plan derives it from the pod and container).
+	Seed   uint64
+	Seeded bool
 	// Latency is added to every call, failing or not.
-	Latency time.Duration
+	Latency Latency
 	// Problem, when not empty, says which env var is malformed and why; every
 	// call then fails with this message.
 	Problem string
 }
 
+// Latency is a distribution of added latency. The zero value adds none.
+type Latency struct {
+	// Fixed is added to every call when Mean and P50 are 0.
+	Fixed time.Duration
+	// Mean, when set, makes the latency exponentially distributed with this mean.
+	Mean time.Duration
+	// P50 and P99, when set, make the latency log-normal with this median and 99th percentile.
+	P50, P99 time.Duration
+}
+
+// FixedLatency returns a Latency that adds d to every call.
+func FixedLatency(d time.Duration) Latency { return Latency{Fixed: d} }
+
+// z99 is the standard normal 99th percentile.
+const z99 = 2.3263478740408408
+
+// Draw returns the latency for a call given two independent uniform draws in (0, 1).
+func (l Latency) Draw(u1, u2 float64) time.Duration {
+	switch {
+	case l.Mean > 0:
+		return time.Duration(-math.Log(u1) * float64(l.Mean))
+	case l.P50 > 0:
+		sigma := math.Log(float64(l.P99)/float64(l.P50)) / z99
+		z := math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2) // Box-Muller
+		return time.Duration(float64(l.P50) * math.Exp(sigma*z))
+	}
+	return l.Fixed
+}
+
 // Fails reports whether call number n (counting from 1) on a port with this
-// behavior fails. Failures are spread evenly: exactly floor(n×ErrorRate) of
-// the first n calls fail, so tests and analyses see the configured rate
-// without sampling noise.
+// behavior fails. By default each call fails independently with probability
+// ErrorRate: the draw is a hash of the seed and n, so the same pod fails the
+// same calls again (reproducible tests) while failures still come in the
+// clumps and gaps of real, independent faults. With EvenErrors exactly
+// floor(n×ErrorRate) of the first n calls fail, evenly spaced.
 func (b Behavior) Fails(n uint64) bool {
 	if n == 0 || b.ErrorRate <= 0 {
 		return false
 	}
-	return math.Floor(float64(n)*b.ErrorRate) > math.Floor(float64(n-1)*b.ErrorRate)
+	if b.EvenErrors {
+		return math.Floor(float64(n)*b.ErrorRate) > math.Floor(float64(n-1)*b.ErrorRate)
+	}
+	return uniform(b.Seed, n, 0) < b.ErrorRate
+}
+
+// Delay returns the latency added to call number n.
+func (b Behavior) Delay(n uint64) time.Duration {
+	return b.Latency.Draw(uniform(b.Seed, n, 1), uniform(b.Seed, n, 2))
+}
+
+// uniform returns a number in (0, 1) from the seed, the call number and a stream (one per use), by the
+// splitmix64 finaliser: consecutive inputs give independent-looking outputs.
+func uniform(seed, n, stream uint64) float64 {
+	x := seed ^ (n * 0x9e3779b97f4a7c15) ^ (stream * 0xd1b54a32d192ed03)
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return (float64(x>>11) + 0.5) / (1 << 53)
+}
+
+// SeedFor is the default seed of a container's draws: a hash of the pod's namespace and name and the
+// container's name.
+func SeedFor(namespace, pod, container string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(namespace + "/" + pod + "/" + container))
+	return h.Sum64()
 }
 
 // PortSpec is one listener the runtime serves for a pod.
@@ -125,6 +204,9 @@ func Plan(pod *corev1.Pod) PodPlan {
 	owner := map[int32]string{}
 	for _, c := range pod.Spec.Containers {
 		behavior, notes := ParseBehavior(c.Env)
+		if !behavior.Seeded {
+			behavior.Seed = SeedFor(pod.Namespace, pod.Name, c.Name)
+		}
 		for _, n := range notes {
 			plan.Notes = append(plan.Notes, fmt.Sprintf("container %q: %s", c.Name, n))
 		}
@@ -155,14 +237,16 @@ func Plan(pod *corev1.Pod) PodPlan {
 	return plan
 }
 
-// ParseBehavior reads SIM_ERROR_RATE and SIM_LATENCY from a container's env.
+// ParseBehavior reads SIM_ERROR_RATE, SIM_ERROR_MODE, SIM_SEED and SIM_LATENCY from a container's env.
 // Only literal values count; a variable set through valueFrom is ignored and
 // reported in notes. When a name appears twice the last one wins, as in the
 // kubelet. A malformed value sets Problem, naming the variable.
 func ParseBehavior(env []corev1.EnvVar) (b Behavior, notes []string) {
 	values := map[string]string{}
 	for _, e := range env {
-		if e.Name != EnvErrorRate && e.Name != EnvLatency {
+		switch e.Name {
+		case EnvErrorRate, EnvErrorMode, EnvSeed, EnvLatency:
+		default:
 			continue
 		}
 		if e.ValueFrom != nil {
@@ -180,12 +264,28 @@ func ParseBehavior(env []corev1.EnvVar) (b Behavior, notes []string) {
 		}
 		b.ErrorRate = rate
 	}
+	if v, ok := values[EnvErrorMode]; ok {
+		switch strings.TrimSpace(v) {
+		case ErrorModeRandom:
+		case ErrorModeEven:
+			b.EvenErrors = true
+		default:
+			problems = append(problems, fmt.Sprintf("%s=%q: want %q or %q", EnvErrorMode, v, ErrorModeRandom, ErrorModeEven))
+		}
+	}
+	if v, ok := values[EnvSeed]; ok {
+		seed, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s=%q: want a decimal number such as 42", EnvSeed, v))
+		}
+		b.Seed, b.Seeded = seed, true
+	}
 	if v, ok := values[EnvLatency]; ok {
-		d, err := parseLatency(v)
+		l, err := parseLatency(v)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s=%q: %v", EnvLatency, v, err))
 		}
-		b.Latency = d
+		b.Latency = l
 	}
 	if len(problems) > 0 {
 		b = Behavior{Problem: "malformed env " + strings.Join(problems, "; ")}
@@ -201,15 +301,46 @@ func parseErrorRate(v string) (float64, error) {
 	return rate, nil
 }
 
-func parseLatency(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(v))
+func parseLatency(v string) (Latency, error) {
+	v = strings.TrimSpace(v)
+	const syntax = `want a Go duration such as 150ms, "exp:20ms" or "p50=10ms,p99=200ms"`
+	if mean, ok := strings.CutPrefix(v, "exp:"); ok {
+		d, err := time.ParseDuration(strings.TrimSpace(mean))
+		if err != nil || d <= 0 {
+			return Latency{}, fmt.Errorf("%s: the mean must be a positive duration", syntax)
+		}
+		return Latency{Mean: d}, nil
+	}
+	if strings.HasPrefix(v, "p50=") {
+		var l Latency
+		for _, part := range strings.Split(v, ",") {
+			key, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+			d, err := time.ParseDuration(strings.TrimSpace(val))
+			if err != nil || d <= 0 {
+				return Latency{}, fmt.Errorf("%s: %q is not a positive duration", syntax, val)
+			}
+			switch key {
+			case "p50":
+				l.P50 = d
+			case "p99":
+				l.P99 = d
+			default:
+				return Latency{}, fmt.Errorf("%s: unknown percentile %q", syntax, key)
+			}
+		}
+		if l.P99 == 0 || l.P99 < l.P50 {
+			return Latency{}, fmt.Errorf("%s: p99 must be set and at least p50", syntax)
+		}
+		return l, nil
+	}
+	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("want a Go duration such as 150ms or 2s: %w", err)
+		return Latency{}, fmt.Errorf("%s: %w", syntax, err)
 	}
 	if d < 0 {
-		return 0, fmt.Errorf("want a duration of zero or more, such as 150ms")
+		return Latency{}, fmt.Errorf("want a duration of zero or more, such as 150ms")
 	}
-	return d, nil
+	return Latency{Fixed: d}, nil
 }
 
 // tagPattern is the syntax of an OCI image tag.

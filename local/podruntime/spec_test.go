@@ -2,6 +2,7 @@ package podruntime
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,18 @@ func TestParseBehavior(t *testing.T) {
 		"rate":          {env: env(EnvErrorRate, "0.25"), want: Behavior{ErrorRate: 0.25}},
 		"rate bounds":   {env: env(EnvErrorRate, "1"), want: Behavior{ErrorRate: 1}},
 		"rate spaces":   {env: env(EnvErrorRate, " 0.5 "), want: Behavior{ErrorRate: 0.5}},
-		"latency":       {env: env(EnvLatency, "150ms"), want: Behavior{Latency: 150 * time.Millisecond}},
+		"latency":       {env: env(EnvLatency, "150ms"), want: Behavior{Latency: FixedLatency(150 * time.Millisecond)}},
+		"exp latency":   {env: env(EnvLatency, "exp:20ms"), want: Behavior{Latency: Latency{Mean: 20 * time.Millisecond}}},
+		"percentiles":   {env: env(EnvLatency, "p50=10ms, p99=200ms"), want: Behavior{Latency: Latency{P50: 10 * time.Millisecond, P99: 200 * time.Millisecond}}},
+		"even mode":     {env: env(EnvErrorRate, "0.1", EnvErrorMode, "even"), want: Behavior{ErrorRate: 0.1, EvenErrors: true}},
+		"random mode":   {env: env(EnvErrorMode, "random"), want: Behavior{}},
+		"seed":          {env: env(EnvSeed, "42"), want: Behavior{Seed: 42, Seeded: true}},
+		"bad mode":      {env: env(EnvErrorMode, "burst"), wantProblem: []string{`SIM_ERROR_MODE="burst"`, `"random" or "even"`}},
+		"bad seed":      {env: env(EnvSeed, "-3"), wantProblem: []string{`SIM_SEED="-3"`, "decimal"}},
+		"exp no mean":   {env: env(EnvLatency, "exp:"), wantProblem: []string{`SIM_LATENCY="exp:"`, "positive"}},
+		"p99 below p50": {env: env(EnvLatency, "p50=20ms,p99=10ms"), wantProblem: []string{`SIM_LATENCY="p50=20ms,p99=10ms"`, "at least p50"}},
+		"p99 missing":   {env: env(EnvLatency, "p50=20ms"), wantProblem: []string{"p99 must be set"}},
+		"unknown pct":   {env: env(EnvLatency, "p50=1ms,p90=2ms"), wantProblem: []string{`unknown percentile "p90"`}},
 		"both":          {env: env(EnvErrorRate, "0", EnvLatency, "0s"), want: Behavior{}},
 		"last wins":     {env: env(EnvErrorRate, "abc", EnvErrorRate, "0.1"), want: Behavior{ErrorRate: 0.1}},
 		"rate percent":  {env: env(EnvErrorRate, "10%"), wantProblem: []string{`SIM_ERROR_RATE="10%"`, "from 0 to 1"}},
@@ -96,7 +108,7 @@ func TestParseBehavior(t *testing.T) {
 				t.Errorf("notes = %q, want %d", notes, tc.wantNotes)
 			}
 			if len(tc.wantProblem) > 0 {
-				if got.ErrorRate != 0 || got.Latency != 0 {
+				if got.ErrorRate != 0 || got.Latency != (Latency{}) {
 					t.Errorf("misconfigured behavior kept settings: %+v", got)
 				}
 				for _, sub := range tc.wantProblem {
@@ -115,6 +127,7 @@ func TestParseBehavior(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	now := metav1.Now()
+	appBehavior := Behavior{Seed: SeedFor("shop", "checkout-1", "app")}
 	tests := map[string]struct {
 		mutate     func(*corev1.Pod)
 		wantReason string
@@ -124,8 +137,8 @@ func TestPlan(t *testing.T) {
 	}{
 		"running": {
 			wantPorts: []PortSpec{
-				{Port: 8080, Container: "app", Image: "shop/checkout:v1", Version: "v1"},
-				{Port: 9090, Container: "app", Image: "shop/checkout:v1", Version: "v1"},
+				{Port: 8080, Container: "app", Image: "shop/checkout:v1", Version: "v1", Behavior: appBehavior},
+				{Port: 9090, Container: "app", Image: "shop/checkout:v1", Version: "v1", Behavior: appBehavior},
 			},
 		},
 		"pending":       {mutate: func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }, wantReason: `"Pending", not Running`},
@@ -149,17 +162,17 @@ func TestPlan(t *testing.T) {
 				})
 			},
 			wantPorts: []PortSpec{
-				{Port: 7070, Container: "sidecar", Image: "proxy@sha256:0123456789abcdef0123456789abcdef", Version: "sha256:0123456789ab", Behavior: Behavior{Latency: 5 * time.Millisecond}},
-				{Port: 8080, Container: "app", Image: "shop/checkout:v1", Version: "v1"},
-				{Port: 9090, Container: "app", Image: "shop/checkout:v1", Version: "v1"},
+				{Port: 7070, Container: "sidecar", Image: "proxy@sha256:0123456789abcdef0123456789abcdef", Version: "sha256:0123456789ab", Behavior: Behavior{Latency: FixedLatency(5 * time.Millisecond), Seed: SeedFor("shop", "checkout-1", "sidecar")}},
+				{Port: 8080, Container: "app", Image: "shop/checkout:v1", Version: "v1", Behavior: appBehavior},
+				{Port: 9090, Container: "app", Image: "shop/checkout:v1", Version: "v1", Behavior: appBehavior},
 			},
 			wantNotes: 2,
 		},
 		"malformed image": {
 			mutate: func(p *corev1.Pod) { p.Spec.Containers[0].Image = "shop/checkout:" },
 			wantPorts: []PortSpec{
-				{Port: 8080, Container: "app", Image: "shop/checkout:", Behavior: Behavior{Problem: `container "app": image reference "shop/checkout:": want repository[:tag] with a tag of letters, digits, '_', '.', '-'`}},
-				{Port: 9090, Container: "app", Image: "shop/checkout:", Behavior: Behavior{Problem: `container "app": image reference "shop/checkout:": want repository[:tag] with a tag of letters, digits, '_', '.', '-'`}},
+				{Port: 8080, Container: "app", Image: "shop/checkout:", Behavior: Behavior{Seed: appBehavior.Seed, Problem: `container "app": image reference "shop/checkout:": want repository[:tag] with a tag of letters, digits, '_', '.', '-'`}},
+				{Port: 9090, Container: "app", Image: "shop/checkout:", Behavior: Behavior{Seed: appBehavior.Seed, Problem: `container "app": image reference "shop/checkout:": want repository[:tag] with a tag of letters, digits, '_', '.', '-'`}},
 			},
 		},
 	}
@@ -223,7 +236,7 @@ func TestFailsSpreadsErrorsExactly(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		rate := rapid.Float64Range(0, 1).Draw(t, "rate")
 		n := rapid.Uint64Range(0, 2000).Draw(t, "n")
-		b := Behavior{ErrorRate: rate}
+		b := Behavior{ErrorRate: rate, EvenErrors: true}
 		var failed uint64
 		for i := uint64(1); i <= n; i++ {
 			if b.Fails(i) {
@@ -234,6 +247,75 @@ func TestFailsSpreadsErrorsExactly(t *testing.T) {
 			t.Fatalf("rate %v: %d of %d calls failed, want %d", rate, failed, n, want)
 		}
 	})
+}
+
+// Random failures are independent draws at the configured rate: over 100,000 calls the count is within five
+// standard deviations of the mean, failures come in runs as independent ones do (some of length ≥ 3 at 10%),
+// the same seed fails the same calls, and another seed fails others.
+func TestFailsDrawsIndependently(t *testing.T) {
+	const calls, rate = 100_000, 0.1
+	b := Behavior{ErrorRate: rate, Seed: 7}
+	failed, run, longest, same := 0, 0, 0, 0
+	other := Behavior{ErrorRate: rate, Seed: 8}
+	for n := uint64(1); n <= calls; n++ {
+		f := b.Fails(n)
+		if f != b.Fails(n) {
+			t.Fatalf("call %d: two answers for the same seed", n)
+		}
+		if f && other.Fails(n) {
+			same++
+		}
+		if f {
+			failed++
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	mean, sd := calls*rate, math.Sqrt(calls*rate*(1-rate))
+	if math.Abs(float64(failed)-mean) > 5*sd {
+		t.Errorf("%d of %d calls failed, want about %.0f (sd %.0f)", failed, calls, mean, sd)
+	}
+	if longest < 3 {
+		t.Errorf("longest run of failures %d, want bursts of at least 3 as independent draws give", longest)
+	}
+	// Two independent seeds share about rate² of the calls as failures.
+	if want := calls * rate * rate; math.Abs(float64(same)-want) > 5*math.Sqrt(want) {
+		t.Errorf("seeds 7 and 8 both failed %d calls, want about %.0f: the seeds are not independent", same, want)
+	}
+}
+
+// The latency distributions have the configured mean or percentiles.
+func TestLatencyDistributions(t *testing.T) {
+	const calls = 100_000
+	draw := func(l Latency) []time.Duration {
+		b := Behavior{Latency: l, Seed: 3}
+		ds := make([]time.Duration, calls)
+		for n := range ds {
+			ds[n] = b.Delay(uint64(n + 1))
+		}
+		slices.Sort(ds)
+		return ds
+	}
+	within := func(name string, got, want time.Duration, tol float64) {
+		if math.Abs(float64(got-want)) > tol*float64(want) {
+			t.Errorf("%s = %v, want %v ± %.0f%%", name, got, want, tol*100)
+		}
+	}
+	exp := draw(Latency{Mean: 20 * time.Millisecond})
+	var sum time.Duration
+	for _, d := range exp {
+		sum += d
+	}
+	within("exponential mean", sum/calls, 20*time.Millisecond, 0.02)
+	within("exponential median", exp[calls/2], 13862944*time.Nanosecond, 0.03) // ln 2 × 20ms
+	logn := draw(Latency{P50: 10 * time.Millisecond, P99: 200 * time.Millisecond})
+	within("log-normal p50", logn[calls/2], 10*time.Millisecond, 0.03)
+	within("log-normal p99", logn[calls*99/100], 200*time.Millisecond, 0.06)
+	if fixed := draw(FixedLatency(5 * time.Millisecond)); fixed[0] != 5*time.Millisecond || fixed[calls-1] != 5*time.Millisecond {
+		t.Errorf("fixed latency varies: %v to %v", fixed[0], fixed[calls-1])
+	}
 }
 
 func FuzzImageVersion(f *testing.F) {
@@ -253,7 +335,7 @@ func FuzzParseBehavior(f *testing.F) {
 	f.Add("x", "-1s")
 	f.Fuzz(func(t *testing.T, rate, latency string) {
 		b, _ := ParseBehavior(env(EnvErrorRate, rate, EnvLatency, latency))
-		if b.Problem == "" && (b.ErrorRate < 0 || b.ErrorRate > 1 || b.Latency < 0) {
+		if b.Problem == "" && (b.ErrorRate < 0 || b.ErrorRate > 1 || b.Latency.Fixed < 0 || b.Latency.Draw(0.5, 0.5) < 0) {
 			t.Fatalf("accepted out-of-range behavior %+v from %q, %q", b, rate, latency)
 		}
 		if b.Problem != "" && !strings.Contains(b.Problem, "SIM_") {

@@ -15,22 +15,32 @@ type Config struct {
 	MaxErrorRate float64
 	// MaxLatencyP99 is the ceiling on the canary's p99 latency; 0 disables the check.
 	MaxLatencyP99 time.Duration
-	// Confidence is the one-sided confidence of every statistical bound, in (0.5, 1), e.g. 0.99.
+	// Confidence, in (0.5, 1), is the guarantee: a canary whose true error rates are within their limits is
+	// rolled back by the error-controlled checks with probability at most 1 − Confidence over the whole rollout,
+	// however long it runs and however often it is evaluated. The budget 1 − Confidence is split evenly across
+	// the error-controlled tests (see Budget).
 	Confidence float64
-	// RecentConfidence is the one-sided confidence of the error-rate ceiling on the Recent window, in
-	// [Confidence, 1). It is stricter than Confidence because consecutive evaluations see overlapping windows:
-	// with a 10 s window judged every second, about ten looks share each request, and the failures they report
-	// are not independent, so consecutive counting cannot thin them out. 1 − (1 − Confidence)/10 (0.999 for 0.99)
-	// is the Bonferroni correction for those ten looks.
+	// RecentConfidence is no longer used: every error-rate test is anytime-valid on the cumulative counts, so
+	// repeated looks need no correction. It is kept so that callers that still set it compile; it is not
+	// validated.
+	//
+	// Deprecated: ignored.
 	RecentConfidence float64
-	// MinSamples is the number of canary requests a window must hold before an ordinary check passes or fails.
+	// MinSamples is the number of canary requests since the canary began that a check needs before it passes
+	// and lets the rollout advance. It never delays a failure: the sequential tests need no minimum to be valid.
 	MinSamples uint64
 	// NoData says what a check without data does to the outcome.
 	NoData NoDataPolicy
-	// ConsecutiveFailures is the number of evaluations in a row an ordinary check must fail before the canary
-	// is rolled back; at least 1.
+	// ConsecutiveFailures is no longer used: a sequential test that rejects is already significant at its share
+	// of 1 − Confidence whenever it is looked at, so one failure rolls back; counting failures in a row would
+	// only delay detection. Kept so that callers that still set it compile; it is not validated.
+	//
+	// Deprecated: ignored.
 	ConsecutiveFailures int
-	// CriticalErrorRate is the error rate, in (0, 1], whose confident excess rolls back at once.
+	// CriticalErrorRate is the error rate, in (0, 1], at which the canary's failure is reported as critical.
+	// It is the same test as the ceiling at another rate: when MaxErrorRate is set (and not above it), a
+	// critical failure implies a ceiling failure and spends no budget of its own; without a ceiling it is the
+	// rate test.
 	CriticalErrorRate float64
 	// AbsoluteTolerance is how far, as a difference of ratios in [0, 1), the canary's error rate may exceed the
 	// stable track's before the comparison fails.
@@ -56,21 +66,46 @@ type CustomCheck struct {
 }
 
 // Defaults returns the configuration used where nothing else is set: a 5% error-rate ceiling, 99% confidence
-// (99.9% for the ceiling on the recent window),
-// 50 canary requests before judging, hold without data, 3 consecutive failures, a 50% critical tier, and a
-// canary that may err up to 0.5 percentage points or twice the stable rate above the stable track.
+// (a healthy canary is rolled back with probability at most 1%), 50 canary requests before advancing, hold
+// without data, a 50% critical rate, and a canary that may err up to 0.5 percentage points or twice the stable
+// rate above the stable track.
 func Defaults() Config {
 	return Config{
-		MaxErrorRate:        0.05,
-		Confidence:          0.99,
-		RecentConfidence:    0.999,
-		MinSamples:          50,
-		NoData:              NoDataHold,
-		ConsecutiveFailures: 3,
-		CriticalErrorRate:   0.5,
-		AbsoluteTolerance:   0.005,
-		RelativeTolerance:   1,
+		MaxErrorRate:      0.05,
+		Confidence:        0.99,
+		MinSamples:        50,
+		NoData:            NoDataHold,
+		CriticalErrorRate: 0.5,
+		AbsoluteTolerance: 0.005,
+		RelativeTolerance: 1,
 	}
+}
+
+// Budget is how the error budget 1 − Confidence is split across the error-controlled tests. The shares sum to
+// 1 − Confidence, so by the union bound the probability that any of them ever wrongly rejects is at most that.
+type Budget struct {
+	// Rate is the level of the canary's error-rate test on its counts since it began: the ceiling, or the
+	// critical rate without a ceiling.
+	Rate float64
+	// Window is the level of the same test on the recent window, which catches a fault that starts late, after
+	// a long clean run has built up evidence of health in the counts since the canary began.
+	Window float64
+	// CanaryVsStable is the level of the comparison with the stable track, half for the canary's lower
+	// confidence sequence and half for the stable track's upper one.
+	CanaryVsStable float64
+	// Latency is the level of the count-based latency test; 0 when no latency ceiling is set.
+	Latency float64
+}
+
+// Budget splits 1 − Confidence evenly across the rate test, the recent-window rate test, the comparison with
+// stable, and the latency test when a latency ceiling is set. The latency share is reserved even when the source
+// gives only a p99 gauge, so that the split does not depend on the data.
+func (c Config) Budget() Budget {
+	alpha := 1 - c.Confidence
+	if c.MaxLatencyP99 > 0 {
+		return Budget{Rate: alpha / 4, Window: alpha / 4, CanaryVsStable: alpha / 4, Latency: alpha / 4}
+	}
+	return Budget{Rate: alpha / 3, Window: alpha / 3, CanaryVsStable: alpha / 3}
 }
 
 // Validate reports every field out of range, joined, each naming the field and the accepted values.
@@ -86,16 +121,10 @@ func (c Config) Validate() error {
 	if !(c.Confidence > 0.5 && c.Confidence < 1) {
 		bad("confidence %v: want a value in (0.5, 1), e.g. 0.99", c.Confidence)
 	}
-	if !(c.RecentConfidence >= c.Confidence && c.RecentConfidence < 1) {
-		bad("recentConfidence %v: want a value in [confidence, 1), e.g. 0.999", c.RecentConfidence)
-	}
 	switch c.NoData {
 	case NoDataHold, NoDataFail, NoDataPass:
 	default:
 		bad("noData %q: want %q, %q or %q", c.NoData, NoDataHold, NoDataFail, NoDataPass)
-	}
-	if c.ConsecutiveFailures < 1 {
-		bad("consecutiveFailures %d: want at least 1", c.ConsecutiveFailures)
 	}
 	if !(c.CriticalErrorRate > 0 && c.CriticalErrorRate <= 1) {
 		bad("criticalErrorRate %v: want a ratio in (0, 1]", c.CriticalErrorRate)

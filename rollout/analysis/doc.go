@@ -1,63 +1,68 @@
 // Package analysis turns metric samples of a canary and its stable track into verdicts: continue, hold, or roll
-// back. It is pure: no I/O, logger, metrics or clock; the caller passes the samples and the time and persists the
-// returned State.
+// back. It is pure: no I/O, logger, metrics or clock; the caller passes the samples and the time.
+//
+// # The guarantee
+//
+// A canary whose true error rates are within their limits is rolled back with probability at most
+// 1 − Config.Confidence over the whole rollout, however long it runs and however often it is evaluated. "Within
+// the limits" means: every canary request fails independently (given the past) with a probability at most
+// MaxErrorRate, and at most the stable track's rate plus the tolerance max(AbsoluteTolerance, RelativeTolerance ×
+// stable rate); with a latency ceiling and a source that counts slow requests, at most 1% of requests are slower
+// than the ceiling. Checks on gauges (a p99 without counts, custom metrics) are outside the guarantee and their
+// decisions say "not error-controlled".
 //
 // # Checks
 //
-// Each evaluation runs these checks and records one Decision per check (metric, value, threshold, samples, verdict):
+// Every error-controlled check is an anytime-valid sequential test on the counts since the canary revision began
+// (Input.Cumulative), and the rate checks also on the recent window (Input.Recent):
 //
-//   - critical-error-rate, on the Recent window: the one-sided Wilson score lower bound of the canary's error
-//     rate exceeds Config.CriticalErrorRate (default 50%). A failure rolls back at once, skipping consecutive
-//     counting and MinSamples: the Wilson bound already refuses to judge a handful of requests (1 error out of 1
-//     request gives a 99% lower bound of 16%), while 6 failures out of 6 requests already bound the rate above 50%,
-//     so a version that fails everything is rolled back within the first second or two of traffic.
-//   - error-rate, on the Recent window: the canary's error rate against Config.MaxErrorRate. Fail when the Wilson
-//     lower bound (at RecentConfidence, 99.9% by default; see Repeated looks) is above the ceiling. Otherwise
-//     pass when the observed rate is within the ceiling, and stay inconclusive (hold, do not advance) when it is
-//     above the ceiling without confidence yet. Neither pass nor fail is given before the window holds
-//     MinSamples canary requests. Passing on the observed rate rather than on the upper bound is deliberate:
-//     confirming a rate below a 1% ceiling at 99% takes over 500 clean requests, so a low-traffic canary would
-//     otherwise never advance; failing, which rolls back, is what needs confidence.
-//   - error-rate-vs-stable, on the Cumulative window: whether the canary's error rate exceeds the stable track's
-//     by more than a practical margin, max(AbsoluteTolerance, RelativeTolerance × stable rate): fail when the
-//     interval's lower bound is above the margin, pass when the observed difference is within it, else
-//     inconclusive. See below.
-//   - latency-p99, on the Recent window, when MaxLatencyP99 is set: the canary's p99 against the ceiling, judged
-//     only once the window holds MinSamples canary requests (a p99 of a dozen requests is one slow request).
-//   - custom metrics named in Config.Custom, each against its own bounds.
+//   - error-rate: the test of "canary error rate ≤ MaxErrorRate". The statistic is a mixture of likelihood
+//     ratios over a fixed grid of alternative rates above the ceiling (see sequential.go). For any true rate at
+//     or below the ceiling it is a nonnegative supermartingale starting at 1 (the ceiling itself is the worst
+//     case of the composite null, since the expected one-request factor increases with the true rate), so by
+//     Ville's inequality it ever reaches 1/α with probability at most α.
+//   - the same test on the recent window, which starts after the first j canary requests: a fault that begins
+//     after a long clean run is caught within seconds instead of waiting for the cumulative rate to climb. Each
+//     window start j gets the level α·w(j) with Σ w(j) ≤ 1, w(j) ∝ 1/((j+1) ln²(j+e)), so all windows together
+//     keep α (the cost of a late start grows like ln j). A window in which the stable track erred as much (up to
+//     the tolerance) is not judged: an outage of both tracks is not the canary's fault, and skipping a test only
+//     removes rejections.
+//   - critical-error-rate: the same tests evaluated at CriticalErrorRate (never below the ceiling). The mixture is
+//     monotone in the rate tested, so a critical failure implies a ceiling failure: it needs no budget of its
+//     own and only marks the failure as critical.
+//   - error-rate-vs-stable: an absolute difference with an unknown stable rate has no closed-form mixture, so
+//     the check combines an anytime-valid upper confidence bound U on the stable rate with the canary's test
+//     against U + tolerance(U), each at half the check's share: if the canary is within the tolerance of the
+//     stable track, a rejection needs the stable rate above U or a false rejection by the canary's test.
+//   - latency-p99: with counts of requests slower than the ceiling, the test of "at most 1% slower"; else the
+//     recent p99 gauge against the ceiling, marked as not error-controlled.
+//   - custom metrics named in Config.Custom, each against its bounds (gauges: not error-controlled).
 //
-// # Why a Newcombe interval for canary versus stable
+// The budget 1 − Confidence is split evenly across the rate test, the recent-window test, the comparison and
+// the latency test (Config.Budget); by the union bound the whole analysis keeps it.
 //
-// The comparison uses Newcombe's hybrid score interval for the difference of two proportions (Newcombe 1998,
-// method 10), built from the two tracks' Wilson intervals. Unlike the Wald (normal) interval it keeps its coverage
-// at small counts and rare events (0 errors out of 200, 4 out of 300), which is the normal situation at the first
-// canary steps; unlike Fisher's or Boschloo's exact tests it needs no enumeration, so it is cheap enough to run
-// every second and stays monotone in the counts. It is evaluated on the Cumulative window (everything since the
-// analysis origin, e.g. the step start), so its power grows with traffic: a canary failing 2% of requests against
-// a stable track at 0.1% is caught after a few hundred canary requests.
+// # Verdicts and actions
 //
-// # Repeated looks
+// A check Fails when its test rejects, whatever the number of requests: the tests are valid from the first
+// request, so MinSamples never delays a failure. A check Passes when its test does not reject and the canary has
+// at least MinSamples requests since it began, else it is Inconclusive. Proving a healthy rate below its limit
+// takes thousands of requests, so passing does not wait for it: a step advances when its interval has elapsed
+// and no check failed (and MinSamples requests were seen); each decision's reason says how much evidence there
+// was ("error rate 0.8% (8/1000), at most 2.3% with 95% confidence; limit 1%"). Any failure rolls back at once.
+// Consecutive-failure counting is gone: a rejection is already significant at its share of the budget whenever
+// it happens, and counting would only delay detection (Config.ConsecutiveFailures is ignored).
 //
-// The analysis runs about once a second, so a test run at 99% confidence gets hundreds of chances to fire by
-// accident. Four things keep false rollbacks rare, and the simulation tests measure the result: with a 1% ceiling
-// and 0.5% errors on both tracks, 1 of 200 clean 5-minute rollouts was rolled back at 10 canary req/s and 0 of 200
-// at 20 req/s, while 20% errors at 10 req/s were rolled back within 8 s of onset and 100% errors within 3 s:
+// # What the caller must provide
 //
-//  1. The comparison tests against a practical margin, not against equality. Under no real difference the
-//     interval for the difference shrinks towards 0 as samples accumulate, so it moves away from the margin:
-//     the chance of a false alarm is concentrated in the first looks and decays, instead of accumulating like
-//     repeated tests of equality do (which reach any alpha eventually).
-//  2. The ceiling on the Recent window is judged at RecentConfidence, a Bonferroni correction for the ~10
-//     evaluations that look at the same requests of a 10 s window. Consecutive counting cannot help there: a
-//     burst of errors stays in the window, so overlapping looks fail together. (Measured at 99% instead, a 1%
-//     ceiling rolled back 10 of 200 clean rollouts at 0.5% noise and 10 req/s.)
-//  3. MinSamples: no verdict on the first handful of requests, where the looks are most numerous per request.
-//  4. Consecutive-failure counting: an ordinary failure rolls back only after ConsecutiveFailures evaluations in a
-//     row failed; one that passes or is inconclusive resets the count. The state carries the count and the time of
-//     the last counted evaluation, so a restarted controller neither forgets it nor counts the same instant twice.
+// Cumulative holds each track's counts since the current canary revision began, never a previous revision's,
+// non-decreasing between evaluations; Recent the last ~10 s of the same counts. The tests need no other state:
+// a restarted controller that passes the same counts decides the same, and spends no budget again. Counts that
+// restart from zero (lost per-revision counts) would start the tests over and spend the budget a second time.
+// Load reports whose requests are not independent of each other (retries of failed requests, one client
+// hammering one bad replica) or traffic whose error rate varies far beyond the limit for a while (outages on both
+// tracks) are outside the model: the benchmark measures the effect of such bursts.
 //
-// Alpha spending would bound the error exactly but needs a planned number of looks, which an open-ended step does
-// not have; an SPRT, CUSUM or mixture SPRT needs non-overlapping increments and a running statistic in the state.
-// The margin, the corrected ceiling and consecutive counting keep the state to two fields on a Rollout's status
-// and, as measured, suffice.
+// The simulations (guarantee_test.go, the benchmark in bench_test.go, docs/analysis.md) measure the false
+// rollbacks and the time to roll back against the previous fixed-sample checks, a Flagger-style rule and an
+// oracle SPRT.
 package analysis

@@ -37,12 +37,16 @@ func (cfg Config) effectOf(d Decision) effect {
 
 // Evaluate judges one set of samples and returns the outcome and the state to persist for the next evaluation.
 //
-// The outcome is Rollback when a critical check fails, or when an ordinary check (or missing data under the Fail
-// policy) has failed in ConsecutiveFailures evaluations in a row; Hold when anything fails, is inconclusive or
-// lacks data under the Hold policy; Continue only when every check passes. An evaluation at or before
-// state.LastEvaluated does not change the failure count. It returns an error, and no outcome, for a Config that
-// fails Validate or samples that cannot be true (more errors than requests, a non-finite custom value, a custom
-// value without a check).
+// The outcome is Rollback when any check fails (or lacks data under the Fail policy), Hold when a check is
+// inconclusive or lacks data under the Hold policy, and Continue only when every check passes. The
+// error-controlled checks depend on the cumulative counts alone, so the outcome does not depend on state. It
+// returns an error, and no outcome, for a Config that fails Validate or samples that cannot be true (more errors
+// than requests, a non-finite custom value, a custom value without a check).
+//
+// The guarantee: if the canary's requests fail independently with probabilities within the ceiling and within
+// the tolerance of the stable track's (and, with a latency ceiling and counts of slow requests, at most 1% of
+// them are slower than it), the error-controlled checks fail at some evaluation, ever, with probability at most
+// 1 − Confidence. Checks on gauges (a p99 without counts, custom metrics) are outside it and say so.
 func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State, error) {
 	if err := cfg.Validate(); err != nil {
 		return Outcome{}, state, fmt.Errorf("invalid analysis config: %w", err)
@@ -60,14 +64,25 @@ func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State,
 		}
 	}
 
-	z := zOneSided(cfg.Confidence)
-	decisions := []Decision{checkCritical(in.Recent.Canary, cfg, z)}
-	if cfg.MaxErrorRate > 0 {
-		decisions = append(decisions, checkErrorRate(in.Recent.Canary, in.Cumulative.Canary, cfg, zOneSided(cfg.RecentConfidence), z))
+	out := evaluate(in, cfg, true)
+	next := State{LastEvaluated: state.LastEvaluated}
+	if now.After(state.LastEvaluated) {
+		next.LastEvaluated = now
 	}
-	decisions = append(decisions, checkVsStable(in.Cumulative, cfg, z))
+	return out, next, nil
+}
+
+// evaluate runs the checks on valid input. Without explain it leaves every Reason empty and skips the work that
+// only the words need (the confidence bounds shown); the verdicts and the action are the same.
+func evaluate(in Input, cfg Config, explain bool) Outcome {
+	b := cfg.Budget()
+	decisions := []Decision{checkCritical(in.Recent, in.Cumulative.Canary, cfg, b, explain)}
+	if cfg.MaxErrorRate > 0 {
+		decisions = append(decisions, checkErrorRate(in.Recent, in.Cumulative.Canary, cfg, b, explain))
+	}
+	decisions = append(decisions, checkVsStable(in.Cumulative, cfg, b, explain))
 	if cfg.MaxLatencyP99 > 0 {
-		decisions = append(decisions, checkLatency(in.Recent.Canary, cfg))
+		decisions = append(decisions, checkLatency(in.Recent.Canary, in.Cumulative.Canary, cfg, b, explain))
 	}
 	decisions = append(decisions, checkCustom(cfg.Custom, in.Custom)...)
 
@@ -77,31 +92,14 @@ func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State,
 			worst, deciding = e, i
 		}
 	}
-
-	next := state
-	fresh := now.After(state.LastEvaluated)
-	if fresh {
-		next.LastEvaluated = now
-		if worst >= effectFail {
-			next.ConsecutiveFailures = state.ConsecutiveFailures + 1
-		} else {
-			next.ConsecutiveFailures = 0
-		}
-	}
-
 	out := Outcome{Decisions: decisions}
 	switch {
 	case worst == effectCritical:
 		out.Action = Rollback
 		out.Reason = fmt.Sprintf("critical check %s failed: %s", decisions[deciding].Metric, decisions[deciding].Reason)
-	case worst == effectFail && next.ConsecutiveFailures >= cfg.ConsecutiveFailures:
-		out.Action = Rollback
-		out.Reason = fmt.Sprintf("%s failed in %d consecutive evaluations: %s",
-			decisions[deciding].Metric, next.ConsecutiveFailures, decisions[deciding].Reason)
 	case worst == effectFail:
-		out.Action = Hold
-		out.Reason = fmt.Sprintf("%s failed (%d of %d consecutive failures before rollback): %s",
-			decisions[deciding].Metric, next.ConsecutiveFailures, cfg.ConsecutiveFailures, decisions[deciding].Reason)
+		out.Action = Rollback
+		out.Reason = fmt.Sprintf("%s failed: %s", decisions[deciding].Metric, decisions[deciding].Reason)
 	case worst == effectHold:
 		out.Action = Hold
 		out.Reason = fmt.Sprintf("%s is %s: %s", decisions[deciding].Metric, decisions[deciding].Verdict, decisions[deciding].Reason)
@@ -109,5 +107,5 @@ func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State,
 		out.Action = Continue
 		out.Reason = "all checks passed"
 	}
-	return out, next, nil
+	return out
 }

@@ -42,7 +42,6 @@ func TestEvaluate(t *testing.T) {
 		in         Input
 		cfg        Config
 		wantAction Action
-		wantCount  int
 		// wantVerdicts maps metric to verdict for the decisions the case is about.
 		wantVerdicts map[string]Verdict
 		wantReason   string
@@ -55,36 +54,45 @@ func TestEvaluate(t *testing.T) {
 		"too few canary requests holds": {
 			in: both(sample(10_000, 10), sample(20, 0)), cfg: base, wantAction: Hold,
 			wantVerdicts: map[string]Verdict{MetricErrorRate: Inconclusive, MetricErrorRateVsStable: Inconclusive},
-			wantReason:   "fewer than the 50 needed",
+			wantReason:   "20 of the 50 requests needed to advance",
+		},
+		"too few canary requests still fail": {
+			in: both(sample(10_000, 10), sample(20, 8)), cfg: base, wantAction: Rollback,
+			wantVerdicts: map[string]Verdict{MetricErrorRate: Fail, MetricErrorRateVsStable: Fail},
+			wantReason:   "error rate 40% (8/20), at least",
 		},
 		"no canary traffic holds": {
 			in: both(sample(10_000, 10), sample(0, 0)), cfg: base, wantAction: Hold,
 			wantVerdicts: map[string]Verdict{MetricCriticalErrorRate: Inconclusive},
 		},
-		"first failure holds and counts": {
-			in: failing, cfg: base, wantAction: Hold, wantCount: 1,
+		"a failure rolls back at once": {
+			in: failing, cfg: base, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{MetricErrorRate: Fail, MetricErrorRateVsStable: Fail},
-			wantReason:   "1 of 3 consecutive failures",
+			wantReason:   "error-rate failed: error rate 4% (40/1000), at least",
 		},
-		"third consecutive failure rolls back": {
+		"a late fault in the recent window fails": {
+			in: Input{
+				Recent:     Tracks{Stable: sample(1_800, 9), Canary: sample(200, 40)},
+				Cumulative: Tracks{Stable: sample(108_000, 540), Canary: sample(12_000, 100)},
+			},
+			cfg: base, wantAction: Rollback,
+			wantVerdicts: map[string]Verdict{MetricErrorRate: Fail, MetricCriticalErrorRate: Pass},
+			wantReason:   "error rate 20% (40/200) in the recent window, at least",
+		},
+		"an outage of both tracks in the recent window is not the canary's": {
+			in: Input{
+				Recent:     Tracks{Stable: sample(1_800, 360), Canary: sample(200, 40)},
+				Cumulative: Tracks{Stable: sample(108_000, 900), Canary: sample(12_000, 100)},
+			},
+			cfg: base, wantAction: Continue,
+			wantVerdicts: map[string]Verdict{MetricErrorRate: Pass},
+		},
+		"an old failure count is dropped": {
 			state: State{ConsecutiveFailures: 2, LastEvaluated: now.Add(-time.Second)},
-			in:    failing, cfg: base, wantAction: Rollback, wantCount: 3,
-			wantReason: "failed in 3 consecutive evaluations",
+			in:    both(sample(10_000, 10), sample(1_000, 1)), cfg: base, wantAction: Continue,
 		},
-		"a replayed instant is not counted twice": {
-			state: State{ConsecutiveFailures: 2, LastEvaluated: now},
-			in:    failing, cfg: base, wantAction: Hold, wantCount: 2,
-		},
-		"a pass resets the count": {
-			state: State{ConsecutiveFailures: 2, LastEvaluated: now.Add(-time.Second)},
-			in:    both(sample(10_000, 10), sample(1_000, 1)), cfg: base, wantAction: Continue, wantCount: 0,
-		},
-		"an inconclusive evaluation resets the count": {
-			state: State{ConsecutiveFailures: 2, LastEvaluated: now.Add(-time.Second)},
-			in:    both(sample(10_000, 10), sample(10, 0)), cfg: base, wantAction: Hold, wantCount: 0,
-		},
-		"all errors roll back at once": {
-			in: both(sample(10_000, 10), sample(10, 10)), cfg: base, wantAction: Rollback, wantCount: 1,
+		"all errors are critical": {
+			in: both(sample(10_000, 10), sample(30, 30)), cfg: base, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{MetricCriticalErrorRate: Fail},
 			wantReason:   "critical check critical-error-rate failed",
 		},
@@ -97,20 +105,20 @@ func TestEvaluate(t *testing.T) {
 			wantVerdicts: map[string]Verdict{MetricErrorRateVsStable: Pass},
 		},
 		"canary 2% against stable 0.1% fails the comparison": {
-			in: both(sample(100_000, 100), sample(2_000, 40)), cfg: Defaults(), wantAction: Hold, wantCount: 1,
+			in: both(sample(100_000, 100), sample(2_000, 40)), cfg: Defaults(), wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{MetricErrorRate: Pass, MetricErrorRateVsStable: Fail},
 		},
 		"source failure under Hold says so": {
 			in: Input{Recent: Tracks{Stable: sample(100, 0), Canary: TrackSample{Problem: "connection refused", SourceFailed: true}},
 				Cumulative: Tracks{Stable: sample(100, 0), Canary: TrackSample{Problem: "connection refused", SourceFailed: true}}},
-			cfg: base, wantAction: Hold, wantCount: 0,
+			cfg: base, wantAction: Hold,
 			wantVerdicts: map[string]Verdict{MetricCriticalErrorRate: NoData, MetricErrorRate: NoData, MetricErrorRateVsStable: NoData},
 			wantReason:   "source failed: connection refused",
 		},
 		"empty source under Fail counts as a failure": {
 			in: Input{Recent: Tracks{Stable: sample(100, 0), Canary: TrackSample{Problem: "empty result"}},
 				Cumulative: Tracks{Stable: sample(100, 0), Canary: TrackSample{Problem: "empty result"}}},
-			cfg: noDataFail, wantAction: Hold, wantCount: 1,
+			cfg: noDataFail, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{MetricErrorRate: NoData},
 			wantReason:   "source returned no data: empty result",
 		},
@@ -125,9 +133,28 @@ func TestEvaluate(t *testing.T) {
 				in.Recent.Canary.LatencyP99 = ptr(450 * time.Millisecond)
 				return in
 			}(),
-			cfg: withLatency, wantAction: Hold, wantCount: 1,
+			cfg: withLatency, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{MetricLatencyP99: Fail},
-			wantReason:   "above the ceiling 300ms",
+			wantReason:   "p99 450ms over 1000 recent requests; limit 300ms (a p99 gauge: not error-controlled)",
+		},
+		"counted slow requests fail latency sequentially": {
+			in: func() Input {
+				in := both(sample(10_000, 10), sample(1_000, 1))
+				in.Cumulative.Canary.SlowRequests = ptr(uint64(60))
+				return in
+			}(),
+			cfg: withLatency, wantAction: Rollback,
+			wantVerdicts: map[string]Verdict{MetricLatencyP99: Fail},
+			wantReason:   "share slower than 300ms 6% (60/1000), at least",
+		},
+		"counted slow requests within 1% pass": {
+			in: func() Input {
+				in := both(sample(10_000, 10), sample(1_000, 1))
+				in.Cumulative.Canary.SlowRequests = ptr(uint64(5))
+				return in
+			}(),
+			cfg: withLatency, wantAction: Continue,
+			wantVerdicts: map[string]Verdict{MetricLatencyP99: Pass},
 		},
 		"latency without a latency source is no data": {
 			in: both(sample(10_000, 10), sample(1_000, 1)), cfg: withLatency, wantAction: Hold,
@@ -140,7 +167,7 @@ func TestEvaluate(t *testing.T) {
 				in.Custom = []CustomSample{{Name: "saturation", Value: 0.9, Present: true}, {Name: "conversions", Value: 0.05, Present: true}}
 				return in
 			}(),
-			cfg: custom, wantAction: Hold, wantCount: 1,
+			cfg: custom, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{"custom:saturation": Fail, "custom:conversions": Pass},
 		},
 		"critical custom metric below its minimum rolls back": {
@@ -149,7 +176,7 @@ func TestEvaluate(t *testing.T) {
 				in.Custom = []CustomSample{{Name: "saturation", Value: 0.1, Present: true}, {Name: "conversions", Value: 0.001, Present: true}}
 				return in
 			}(),
-			cfg: custom, wantAction: Rollback, wantCount: 1,
+			cfg: custom, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{"custom:conversions": Fail},
 			wantReason:   "below the minimum 0.02",
 		},
@@ -167,8 +194,13 @@ func TestEvaluate(t *testing.T) {
 			if out.Action != tc.wantAction {
 				t.Errorf("action = %s, want %s (reason: %s)", out.Action, tc.wantAction, out.Reason)
 			}
-			if next.ConsecutiveFailures != tc.wantCount {
-				t.Errorf("consecutive failures = %d, want %d", next.ConsecutiveFailures, tc.wantCount)
+			if next.ConsecutiveFailures != 0 || !next.LastEvaluated.Equal(now) {
+				t.Errorf("next state = %+v, want no failure count and the evaluation's time", next)
+			}
+			for _, d := range out.Decisions {
+				if len(d.Reason) > 512 {
+					t.Errorf("%s: reason of %d bytes, want at most 512", d.Metric, len(d.Reason))
+				}
 			}
 			if !strings.Contains(out.Reason, tc.wantReason) {
 				t.Errorf("reason %q does not contain %q", out.Reason, tc.wantReason)
@@ -241,8 +273,6 @@ func TestEvaluateRejectsBadInput(t *testing.T) {
 			want: "confidence 1: want a value in (0.5, 1)"},
 		"unknown no-data policy": {in: both(sample(10, 0), sample(5, 0)), cfg: func() Config { c := Defaults(); c.NoData = "Ignore"; return c }(),
 			want: `noData "Ignore"`},
-		"zero consecutive failures": {in: both(sample(10, 0), sample(5, 0)), cfg: func() Config { c := Defaults(); c.ConsecutiveFailures = 0; return c }(),
-			want: "consecutiveFailures 0"},
 		"custom check without bounds": {in: both(sample(10, 0), sample(5, 0)), cfg: func() Config { c := Defaults(); c.Custom = []CustomCheck{{Name: "x"}}; return c }(),
 			want: "set min, max or both"},
 		"custom sample without a check": {in: func() Input {

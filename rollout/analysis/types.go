@@ -24,11 +24,10 @@ type Action string
 const (
 	// Continue means every check passed: the rollout may advance once its step interval has elapsed.
 	Continue Action = "Continue"
-	// Hold means the rollout must stay at its current weight: a check is inconclusive, lacks data under the Hold
-	// policy, or failed fewer times in a row than Config.ConsecutiveFailures.
+	// Hold means the rollout must stay at its current weight: a check is inconclusive (fewer than MinSamples
+	// canary requests, no stable traffic to compare with) or lacks data under the Hold policy.
 	Hold Action = "Hold"
-	// Rollback means the canary must get no more traffic: a critical check failed, or an ordinary check failed
-	// Config.ConsecutiveFailures times in a row.
+	// Rollback means the canary must get no more traffic: a check failed (or lacks data under the Fail policy).
 	Rollback Action = "Rollback"
 )
 
@@ -52,6 +51,11 @@ type TrackSample struct {
 	Errors uint64
 	// LatencyP99 is the 99th percentile latency in the window, nil when no latency source exists.
 	LatencyP99 *time.Duration
+	// SlowRequests, when the source can count them (e.g. from histogram buckets), is the number of the window's
+	// requests slower than Config.MaxLatencyP99; nil otherwise. With it, the latency ceiling is a sequential test
+	// with the same guarantee as the error rate ("at most 1% of requests slower than the limit" is "p99 within
+	// the limit"); without it the check compares a p99 gauge and says that it is not error-controlled.
+	SlowRequests *uint64
 	// Present is true when the source delivered this sample. A present sample with zero requests means the
 	// source works but the track saw no traffic.
 	Present bool
@@ -85,12 +89,14 @@ type CustomSample struct {
 
 // Input is everything one evaluation looks at.
 type Input struct {
-	// Recent holds the samples over a short trailing window (e.g. the last 10 s). It drives the critical tier,
-	// the error-rate and latency ceilings: a sudden fault shows up here within seconds.
+	// Recent holds the samples over a short trailing window (e.g. the last 10 s), counted within the current
+	// canary revision like Cumulative (so never more than it). The rate tests also judge the canary's recent
+	// window, which catches a fault that starts after a long clean run; the latency ceiling's p99 gauge reads it
+	// when the source gives no counts of slow requests.
 	Recent Tracks
-	// Cumulative holds the samples since the analysis origin the caller chose (e.g. the start of the current
-	// step). It drives the canary-versus-stable comparison, whose power grows with the sample. A caller with a
-	// single window passes the same samples in Recent and Cumulative.
+	// Cumulative holds, per track, the counts since the current canary revision began (the stable track's over
+	// the same span), never a previous revision's. Every error-controlled test is a function of these counts:
+	// the guarantee assumes they only grow between evaluations of one revision.
 	Cumulative Tracks
 	// Custom holds the values of the custom queries, in any order.
 	Custom []CustomSample
@@ -102,7 +108,8 @@ type Decision struct {
 	// custom:<name>.
 	Metric string
 	// Value is the observed value: a ratio in [0, 1] for error rates, a difference of ratios for
-	// error-rate-vs-stable, seconds for latency, the raw value for custom metrics.
+	// error-rate-vs-stable, for latency the share of requests slower than the ceiling when the source counts
+	// them and else the p99 in seconds, the raw value for custom metrics.
 	Value float64
 	// Threshold is the limit the value was judged against, in the same unit.
 	Threshold float64
@@ -110,7 +117,8 @@ type Decision struct {
 	Samples uint64
 	// Verdict is the check's result.
 	Verdict Verdict
-	// Reason explains the verdict in one sentence, including the confidence bound used.
+	// Reason explains the verdict in one short sentence (well under 512 bytes) with the evidence, e.g. "error rate
+	// 0.8% (8/1000), at most 1.3% with 95% confidence; limit 1%".
 	Reason string
 	// Critical is true for a check whose failure rolls back at once.
 	Critical bool
@@ -128,11 +136,11 @@ type Outcome struct {
 }
 
 // State is what an evaluation remembers for the next one. The caller persists it (e.g. on the Rollout's status)
-// and passes it back; the zero value is the state before the first evaluation.
+// and passes it back; the zero value is the state before the first evaluation. The sequential tests need no
+// memory beyond the cumulative counts, so a restarted controller that passes the same counts decides the same.
 type State struct {
-	// ConsecutiveFailures is the number of evaluations in a row in which an ordinary check failed.
+	// ConsecutiveFailures is always 0: failures are no longer counted (see Config.ConsecutiveFailures).
 	ConsecutiveFailures int
-	// LastEvaluated is the time of the last evaluation that updated the count. An evaluation at or before it
-	// (a replay after a restart) leaves the count unchanged, so the same instant is never counted twice.
+	// LastEvaluated is the time of the last evaluation.
 	LastEvaluated time.Time
 }
