@@ -36,7 +36,7 @@ func FormFor(c Client) (Form, string) {
 		// Every C-core release read (1.51 tested here, and the parser of
 		// later releases) defaults total_weight to 100; 1.51 NACKs
 		// string_match.
-		return FormLegacy, fmt.Sprintf("%s: C-core reads weighted clusters against total_weight (default 100) and, up to 1.51 at least, not string_match", c)
+		return FormLegacyNoRing, fmt.Sprintf("%s: C-core reads weighted clusters against total_weight (default 100), 1.51 not string_match, and 1.51 crashed on ring hash", c)
 	case c.Name == "gRPC Node Pure JS":
 		// grpc-js-xds picks a cluster with random() × (total_weight ?? 100)
 		// up to 1.14 at least, and reads string_match from 1.9.0 on.

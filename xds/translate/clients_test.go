@@ -7,8 +7,8 @@ func TestFormFor(t *testing.T) {
 		client Client
 		want   Form
 	}{
-		"python grpcio 1.51 (C-core)": {Client{"gRPC C-core linux", "1.51.1"}, FormLegacy},
-		"C-core without version":      {Client{"gRPC C-core", ""}, FormLegacy},
+		"python grpcio 1.51 (C-core)": {Client{"gRPC C-core linux Python", "C-core 29.0.0 Python 1.51.1"}, FormLegacyNoRing},
+		"C-core without version":      {Client{"gRPC C-core", ""}, FormLegacyNoRing},
 		"grpc-js-xds 1.14":            {Client{"gRPC Node Pure JS", "1.14.1"}, FormLegacy},
 		"grpc-go 1.55":                {Client{"gRPC Go", "1.55.0"}, FormLegacy},
 		"grpc-go 1.56":                {Client{"gRPC Go", "1.56.3"}, FormCurrent},

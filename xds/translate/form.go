@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -30,13 +31,23 @@ const (
 	// deprecated `exact_match` and `safe_regex_match`, which every client
 	// still reads.
 	FormLegacy Form = "legacy"
+	// FormLegacyNoRing is FormLegacy without ring hash, for gRPC C-core:
+	// python3-grpcio 1.51.1 (Debian) crashed with a segmentation fault on
+	// the first RPC routed to a RING_HASH cluster, whatever its ring size,
+	// locality config or hash policy. Its proxyless routes send sticky
+	// users to the stable cluster and its warm-up route leaves the sticky
+	// cluster out, so the client never loads one; the limit says so.
+	FormLegacyNoRing Form = "legacy-no-ring-hash"
 )
 
 // Forms lists every form, FormCurrent first.
-var Forms = []Form{FormCurrent, FormLegacy}
+var Forms = []Form{FormCurrent, FormLegacy, FormLegacyNoRing}
 
 // Valid reports whether f is a known form.
-func (f Form) Valid() bool { return f == FormCurrent || f == FormLegacy }
+func (f Form) Valid() bool { return slices.Contains(Forms, f) }
+
+// legacy reports whether the form uses the legacy field encodings.
+func (f Form) legacy() bool { return f == FormLegacy || f == FormLegacyNoRing }
 
 // Limit is a feature of the plan that clients of a form cannot express, and
 // what they do instead. The data plane never fails requests because of it:
@@ -87,7 +98,7 @@ func weightedClusters(cs []router.ClusterWeight, form Form) *routev3.WeightedClu
 			Weight: wrapperspb.UInt32(w),
 		})
 	}
-	if form == FormLegacy && sum != 100 {
+	if form.legacy() && sum != 100 {
 		wc.TotalWeight = wrapperspb.UInt32(sum) //nolint:staticcheck // deprecated, but what legacy clients read
 	}
 	return wc
@@ -97,7 +108,7 @@ func weightedClusters(cs []router.ClusterWeight, form Form) *routev3.WeightedClu
 // read.
 func headerMatcher(h router.HeaderMatch, form Form) (*routev3.HeaderMatcher, error) {
 	hm := &routev3.HeaderMatcher{Name: h.Name}
-	legacy := form == FormLegacy
+	legacy := form.legacy()
 	switch {
 	case h.Match == router.MatchExact && legacy:
 		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_ExactMatch{ExactMatch: h.Value} //nolint:staticcheck // legacy clients

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -24,7 +25,23 @@ import (
 func routes(p router.PortPlan, form Form, proxyless bool) ([]*routev3.Route, []string, error) {
 	out := make([]*routev3.Route, 0, len(p.Routes))
 	var limited []string
+	noRing := proxyless && form == FormLegacyNoRing
 	for _, r := range p.Routes {
+		if noRing && r.Kind == router.RouteWarmup {
+			r.Clusters = slices.DeleteFunc(slices.Clone(r.Clusters), func(cw router.ClusterWeight) bool {
+				id, err := router.ParseClusterName(cw.Cluster)
+				return err == nil && id.Track == router.TrackSticky
+			})
+		}
+		if noRing && r.Kind == router.RouteSticky && r.Hash != nil {
+			stable, err := stableOf(r)
+			if err != nil {
+				return nil, nil, err
+			}
+			limited = append(limited, fmt.Sprintf("sticky split by %s %q (no ring hash)", r.Hash.Source, r.Hash.Name))
+			r.Hash = nil
+			r.Clusters = []router.ClusterWeight{{Cluster: stable, Weight: router.TotalWeight}}
+		}
 		if proxyless && r.Kind == router.RouteSticky && r.Hash != nil && r.Hash.Source == router.SourceCookie {
 			stable, err := stableOf(r)
 			if err != nil {
