@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -98,6 +99,24 @@ func serve(t *testing.T, register func(grpc.ServiceRegistrar)) string {
 	return lis.Addr().String()
 }
 
+// published lists the names of the resources of a type the proxies carry
+// or were sent.
+func (h *harness) published(typ string) []string {
+	var out []string
+	for _, p := range h.srv.Proxies() {
+		for _, ts := range p.Types {
+			if ts.TypeURL == typ {
+				out = append(out, ts.Subscribed...)
+				for name := range ts.Acked {
+					out = append(out, name)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // publish builds, translates and publishes the service with a strategy and
 // returns the default content version of its proxyless route.
 func (h *harness) publish(st router.Strategy) string {
@@ -136,14 +155,14 @@ func (h *harness) publish(st router.Strategy) string {
 
 var routeName = translate.GRPCListenerName(namespace, service, port)
 
-// applied waits until every proxy carries the route content (in its own
-// form) and fails on a NACK.
+// applied waits until every proxy carries the published route content (in
+// its own form) and every listener, cluster and endpoint assignment it
+// subscribed to, and fails on a NACK.
 func (h *harness) applied(version string) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	acked, nacked, err := h.srv.WaitAcked(ctx, resource.RouteType, routeName, version)
-	if err != nil || len(nacked) > 0 || len(acked) == 0 {
+	fail := func(what string, acked, nacked []string, err error) {
 		for _, p := range h.srv.Proxies() {
 			for _, ts := range p.Types {
 				if ts.LastNack != nil {
@@ -151,7 +170,19 @@ func (h *harness) applied(version string) {
 				}
 			}
 		}
-		h.t.Fatalf("route %s: acked %v, nacked %v, err %v", shortV(version), acked, nacked, err)
+		h.t.Fatalf("%s: acked %v, nacked %v, err %v", what, acked, nacked, err)
+	}
+	acked, nacked, err := h.srv.WaitAcked(ctx, resource.RouteType, routeName, version)
+	if err != nil || len(nacked) > 0 || len(acked) == 0 {
+		fail("route "+shortV(version), acked, nacked, err)
+	}
+	for _, typ := range []string{resource.ListenerType, resource.ClusterType, resource.EndpointType} {
+		for _, name := range h.published(typ) {
+			v, _ := h.srv.Version(typ, name)
+			if acked, nacked, err := h.srv.WaitAcked(ctx, typ, name, v); err != nil || len(nacked) > 0 {
+				fail(typ+" "+name, acked, nacked, err)
+			}
+		}
 	}
 }
 
@@ -364,7 +395,19 @@ func abRollout(t *testing.T, start func(h *harness, bs []byte) client, wantForm 
 		t.Errorf("sticky 30%%: %d of %d users on the canary, want within [%d, %d]", k, users, lo, hi)
 	}
 	h.applied(h.publish(sticky(6000)))
-	after := assign()
+	// The new locality weights reach the ring a moment after the ACK: wait
+	// for two equal assignments in a row with more users on the canary.
+	var after map[int]string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		after = assign()
+		if again := assign(); maps.Equal(after, again) && onCanary(after) > onCanary(before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sticky 60%%: the assignment did not settle (%d users on the canary)", onCanary(after))
+		}
+	}
 	var back []int
 	for u := range users {
 		if before[u] == string(router.TrackCanary) && after[u] != string(router.TrackCanary) {
@@ -421,7 +464,7 @@ func TestNodeGRPCJSXDS(t *testing.T) {
 	}
 	scenario(t, func(h *harness, bs []byte) client {
 		return startProc(t, []string{"NODE_PATH=" + modules}, bs, target, "node", filepath.Join("..", "testdata", "interop", "client.js"))
-	}, translate.FormLegacy)
+	}, translate.FormLegacyNoRing)
 }
 
 func TestOlderGRPCGo(t *testing.T) {
@@ -436,7 +479,7 @@ func TestOlderGRPCGo(t *testing.T) {
 	}
 	scenario(t, func(h *harness, bs []byte) client {
 		return startProc(t, nil, bs, target, bin)
-	}, translate.FormLegacy)
+	}, translate.FormLegacyNoRing)
 }
 
 func TestCurrentGRPCGo(t *testing.T) {

@@ -39,13 +39,18 @@ func FormFor(c Client) (Form, string) {
 		return FormLegacyNoRing, fmt.Sprintf("%s: C-core reads weighted clusters against total_weight (default 100), 1.51 not string_match, and 1.51 crashed on ring hash", c)
 	case c.Name == "gRPC Node Pure JS":
 		// grpc-js-xds picks a cluster with random() × (total_weight ?? 100)
-		// up to 1.14 at least, and reads string_match from 1.9.0 on.
-		return FormLegacy, fmt.Sprintf("%s: grpc-js-xds draws weighted clusters against total_weight (default 100)", c)
+		// up to 1.14 at least, and reads string_match from 1.9.0 on. Its
+		// ring hash (1.14.1) left one RPC of 300 sticky users waiting for a
+		// pick until its deadline, so it gets no sticky splits.
+		return FormLegacyNoRing, fmt.Sprintf("%s: grpc-js-xds draws weighted clusters against total_weight (default 100); 1.14.1 left an RPC waiting for a ring-hash pick until its deadline", c)
 	case c.Name == "gRPC Go" && (!verOK || below(1, 56)):
+		// v1.55.0 (tested here) kept routing sticky users by its first
+		// ring after the locality weights changed, so a share never
+		// moved; 1.56 to 1.84 were not tested for it.
 		if !verOK {
-			return FormLegacy, fmt.Sprintf("%s: unparsable version, grpc-go before 1.56 NACKs string_match", c)
+			return FormLegacyNoRing, fmt.Sprintf("%s: unparsable version, grpc-go before 1.56 NACKs string_match", c)
 		}
-		return FormLegacy, fmt.Sprintf("%s: grpc-go before 1.56 NACKs string_match header matchers", c)
+		return FormLegacyNoRing, fmt.Sprintf("%s: grpc-go before 1.56 NACKs string_match header matchers; 1.55.0 kept its ring when the sticky share changed", c)
 	case c.Name == "gRPC Java" && (!verOK || below(1, 53)):
 		if !verOK {
 			return FormLegacy, fmt.Sprintf("%s: unparsable version, grpc-java before 1.53 does not read string_match", c)
