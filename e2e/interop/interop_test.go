@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 	"github.com/sluice-dev/sluice/xds/translate"
 )
@@ -66,6 +67,7 @@ func (b *backend) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc
 type harness struct {
 	t        *testing.T
 	srv      *server.Server
+	lrs      *lrs.Server
 	addr     string
 	backends map[router.Track]*backend
 }
@@ -74,7 +76,12 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, backends: map[router.Track]*backend{}}
 	// Default options: the forms and the choice by user agent production uses.
-	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: 5 * time.Second})
+	var err error
+	h.lrs, err = lrs.NewServer(lrs.Options{Interval: 200 * time.Millisecond, Attribute: attribute, Logger: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: 5 * time.Second, LoadReporting: h.lrs})
 	h.addr = serve(t, h.srv.Register)
 	for i, tr := range []router.Track{router.TrackStable, router.TrackCanary} {
 		b := &backend{track: tr, rng: rand.New(rand.NewPCG(uint64(i+1), 7))}
@@ -84,6 +91,21 @@ func newHarness(t *testing.T) *harness {
 		h.backends[tr] = b
 	}
 	return h
+}
+
+// attribute maps a reported cluster and locality to the track that served
+// the load: the cluster's track, or for the sticky cluster the locality's
+// sub_zone (which starts with the track).
+func attribute(cluster, subZone string) (lrs.Key, bool) {
+	id, err := router.ParseClusterName(cluster)
+	if err != nil {
+		return lrs.Key{}, false
+	}
+	track := string(id.Track)
+	if id.Track == router.TrackSticky {
+		track, _, _ = strings.Cut(subZone, "/")
+	}
+	return lrs.Key{Namespace: id.Namespace, Service: id.Service, Track: track}, true
 }
 
 func serve(t *testing.T, register func(grpc.ServiceRegistrar)) string {
@@ -330,6 +352,25 @@ func canaryRollout(t *testing.T, start func(h *harness, bs []byte) client, wantF
 	t.Logf("bad canary at 50%%: %d stable, %d canary, %d injected failures", r.Tracks[string(router.TrackStable)], r.Tracks[string(router.TrackCanary)], bad)
 	if bad == 0 {
 		t.Error("the bad canary's failures never reached the client")
+	}
+	// The verdict comes from the client's own load reports: wait until they
+	// count every failure the client saw, then judge the canary on them.
+	canaryKey := lrs.Key{Namespace: namespace, Service: service, Track: string(router.TrackCanary)}
+	var reported lrs.Totals
+	deadline := time.Now().Add(30 * time.Second)
+	for reported = h.lrs.Aggregator().Totals()[canaryKey]; reported.Errors < uint64(bad); reported = h.lrs.Aggregator().Totals()[canaryKey] {
+		if time.Now().After(deadline) {
+			t.Fatalf("load reports count %d canary errors of %d requests, the client saw %d injected failures", reported.Errors, reported.Requests, bad)
+		}
+		time.Sleep(50 * time.Millisecond) // the reporting interval paces this poll
+	}
+	t.Logf("load reports: canary %d requests, %d errors (%.1f%%); client saw %d canary answers and %d injected failures",
+		reported.Requests, reported.Errors, 100*reported.ErrorRate(), r.Tracks[string(router.TrackCanary)], bad)
+	if reported.Errors != uint64(bad) {
+		t.Errorf("load reports count %d canary errors, the client saw %d", reported.Errors, bad)
+	}
+	if reported.ErrorRate() < 0.05 {
+		t.Fatalf("load reports show a %.1f%% canary error rate: no rollback verdict", 100*reported.ErrorRate())
 	}
 	if err := c.Send(500, nil); err != nil {
 		t.Fatal(err)
