@@ -223,3 +223,19 @@ func VariantsOf(res translate.Resources) map[string]Variant {
 	}
 	return out
 }
+
+// FormVersion returns the content version published for typeURL/name in a
+// form (ProxyStatus.Form; "" is the default form): what a proxy of that form
+// carries once it is up to date.
+func (s *Server) FormVersion(form, typeURL, name string) (string, bool) {
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	if form != "" && typeURL == resource.RouteType {
+		if byName, ok := s.formPublished[form]; ok {
+			v, ok := byName[name]
+			return v, ok
+		}
+	}
+	v, ok := s.published[typeURL][name]
+	return v, ok
+}

@@ -64,6 +64,11 @@ func TestFormsServeVariants(t *testing.T) {
 		t.Errorf("Synced = %d acked, %d pending, %d nacked; want 2, 0, 0", a, p, n)
 	}
 	for _, p := range s.Proxies() {
+		for _, ts := range p.Types {
+			if fv, ok := s.FormVersion(p.Form, resource.RouteType, "checkout"); ts.TypeURL == resource.RouteType && (!ok || ts.Acked["checkout"] != fv) {
+				t.Errorf("%s carries %q, FormVersion says %q", p.NodeID, ts.Acked["checkout"], fv)
+			}
+		}
 		switch p.NodeID {
 		case "old":
 			if p.Form != "legacy" || p.FormReason == "" || strings.Join(p.Limits, ";") != "cookie stickiness: stable" {
