@@ -49,6 +49,10 @@ var (
 			Stable: analysis.TrackSample{Problem: "connection refused", SourceFailed: true},
 			Canary: analysis.TrackSample{Problem: "connection refused", SourceFailed: true},
 		},
+		Cumulative: analysis.Tracks{
+			Stable: analysis.TrackSample{Problem: "connection refused", SourceFailed: true},
+			Canary: analysis.TrackSample{Problem: "connection refused", SourceFailed: true},
+		},
 	}
 )
 

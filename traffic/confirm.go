@@ -218,7 +218,7 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 				if !mine[ts.TypeURL][name] {
 					continue
 				}
-				if v, ok := c.srv.Version(ts.TypeURL, name); ok && ts.Acked[name] == v {
+				if v, ok := c.srv.FormVersion(p.Form, ts.TypeURL, name); ok && ts.Acked[name] == v {
 					continue // fixed since: the proxy carries what is published
 				}
 				rejected = append(rejected, name)

@@ -55,7 +55,7 @@ type PeerSync struct {
 func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
 	ts := make([]target, len(targets))
 	for i, t := range targets {
-		ts[i] = target{t.TypeURL, t.Name, t.Version}
+		ts[i] = s.targetOf(t.TypeURL, t.Name, t.Version)
 	}
 	t := s.tracker
 	t.mu.Lock()

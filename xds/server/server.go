@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -52,6 +53,14 @@ type Options struct {
 	// reconnects to another replica or a restarted server is sent everything
 	// again. Zero means a value derived from the start time.
 	Instance string
+	// Forms names the route configuration forms served besides the default
+	// one (see Variant); names are non-empty and contain no '.' or '#'.
+	Forms []string
+	// FormOf picks the form of a stream from its node and says why; ""
+	// means the default form. It must be a pure function of the node. When
+	// both Forms and FormOf are unset, the server serves ClientForms chosen
+	// by ClientForm.
+	FormOf func(*corev3.Node) (form, reason string)
 }
 
 // DefaultStaleAfter is how long a proxy may take to answer a response before
@@ -64,6 +73,14 @@ type Server struct {
 	lrs        *lrs.Server
 	ackTimeout time.Duration
 	metricsErr error
+	configErr  error
+
+	classify      func(*corev3.Node) (string, string)
+	forms         map[string]bool
+	formCaches    map[string]*cache.LinearCache
+	formPublished map[string]map[string]string
+	formLimits    map[string]map[string][]string
+	defaultLimits map[string][]string
 
 	caches  map[string]*cache.LinearCache
 	xds     serverv3.Server
@@ -94,6 +111,9 @@ func New(opts Options) *Server {
 		opts.Instance = strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	prefix := opts.Instance + "-"
+	if opts.Forms == nil && opts.FormOf == nil {
+		opts.Forms, opts.FormOf = ClientForms, ClientForm
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		opts.Logger.Error(err, "xDS metrics are not exported")
@@ -110,11 +130,23 @@ func New(opts Options) *Server {
 		published:  map[string]map[string]string{},
 
 		firstPublished: make(chan struct{}),
+		configErr:      checkForms(opts.Forms),
+		classify:       opts.FormOf,
+		forms:          map[string]bool{},
+		formCaches:     map[string]*cache.LinearCache{},
+		formPublished:  map[string]map[string]string{},
+		formLimits:     map[string]map[string][]string{},
 	}
 	mux := &cache.MuxCache{
-		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
-		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
-		Caches:        map[string]cache.Cache{},
+		Classify: func(r *cache.Request) string {
+			f, _ := s.formOf(r.GetNode())
+			return cacheKey(r.GetTypeUrl(), f)
+		},
+		ClassifyDelta: func(r *cache.DeltaRequest) string {
+			f, _ := s.formOf(r.GetNode())
+			return cacheKey(r.GetTypeUrl(), f)
+		},
+		Caches: map[string]cache.Cache{},
 	}
 	cacheLog := cpLogger{opts.Logger.WithName("cache")}
 	for _, t := range Types {
@@ -130,7 +162,18 @@ func New(opts Options) *Server {
 	case staleAfter < 0:
 		staleAfter = 0
 	}
+	if s.configErr == nil {
+		for _, f := range opts.Forms {
+			key := cacheKey(resource.RouteType, f)
+			c := cache.NewLinearCache(resource.RouteType, cache.WithVersionPrefix(prefix+f+formSep), cache.WithLogger(cacheLog))
+			s.forms[f] = true
+			s.formCaches[f] = c
+			s.formPublished[f] = map[string]string{}
+			mux.Caches[key] = c
+		}
+	}
 	s.tracker = newTracker(opts.Logger, m, s.hist, prefix, staleAfter)
+	s.tracker.formOf = s.formOf
 	// The go-control-plane server's context only bounds its stream loops;
 	// streams end when their gRPC server stops, so it is never cancelled.
 	s.xds = serverv3.NewServer(context.Background(), mux, s.tracker,

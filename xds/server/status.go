@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // Nack is the last rejection of a response by a proxy.
@@ -57,6 +59,13 @@ type ProxyStatus struct {
 	ConnectedAt time.Time
 	// Types is sorted by type URL.
 	Types []TypeStatus
+	// Form is the route configuration form the proxy gets ("" for the
+	// default form), and FormReason why, from its node.
+	Form       string
+	FormReason string
+	// Limits lists what this proxy cannot express in the route
+	// configurations it subscribed to, and what it gets instead, sorted.
+	Limits []string
 }
 
 // Proxies returns the status of every connected stream, sorted by node id,
@@ -76,6 +85,8 @@ func (s *Server) Proxies() []ProxyStatus {
 			Delta:            st.key.delta,
 			StreamID:         st.key.id,
 			ConnectedAt:      st.connected,
+			Form:             st.form,
+			FormReason:       st.formWhy,
 		}
 		for url, ts := range st.types {
 			tsOut := TypeStatus{
@@ -93,6 +104,20 @@ func (s *Server) Proxies() []ProxyStatus {
 			p.Types = append(p.Types, tsOut)
 		}
 		sort.Slice(p.Types, func(i, j int) bool { return p.Types[i].TypeURL < p.Types[j].TypeURL })
+		if rt := st.types[resource.RouteType]; rt != nil {
+			s.pubMu.RLock()
+			limits := s.formLimits[st.form]
+			if st.form == "" {
+				limits = s.defaultLimits
+			}
+			for name, ls := range limits {
+				if rt.subscribed(name) {
+					p.Limits = append(p.Limits, ls...)
+				}
+			}
+			s.pubMu.RUnlock()
+			sort.Strings(p.Limits)
+		}
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -108,9 +133,19 @@ func (s *Server) Proxies() []ProxyStatus {
 	return out
 }
 
-// target is one resource content to be carried by its subscribers.
+// target is one resource content to be carried by its subscribers; byForm
+// names, for streams of a form, the content they carry instead.
 type target struct {
 	typeURL, name, version string
+	byForm                 map[string]string
+}
+
+// want returns the content a stream of form f must carry.
+func (tg target) want(f string) string {
+	if v, ok := tg.byForm[f]; ok {
+		return v
+	}
+	return tg.version
 }
 
 // progress names the proxies subscribed to a set of targets by state. Each
@@ -180,9 +215,10 @@ func classify(st *streamState, targets []target) (syncState, bool) {
 			continue
 		}
 		involved = true
+		want := tg.want(st.form)
 		switch {
-		case ts.acked[tg.name] == tg.version:
-		case ts.nacked[tg.name] == tg.version:
+		case ts.acked[tg.name] == want:
+		case ts.nacked[tg.name] == want:
 			state = max(state, stateNacked)
 		default:
 			state = statePending
@@ -220,9 +256,10 @@ func (t *tracker) progressLocked(targets []target) progress {
 // different content than version is pending. It does not block.
 func (s *Server) Synced(typeURL, name, version string) (acked, pending, nacked int) {
 	t := s.tracker
+	tg := s.targetOf(typeURL, name, version)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := t.progressLocked([]target{{typeURL, name, version}})
+	p := t.progressLocked([]target{tg})
 	return len(p.acked), len(p.pending), len(p.nacked)
 }
 
@@ -272,7 +309,7 @@ func (s *Server) WaitSynced(ctx context.Context, typeURL, name, version string) 
 		}
 		return nil
 	}
-	p, err := s.tracker.wait(ctx, []target{{typeURL, name, version}}, true, current)
+	p, err := s.tracker.wait(ctx, []target{s.targetOf(typeURL, name, version)}, true, current)
 	if err != nil {
 		err = fmt.Errorf("wait for %s %q content %s: %w", typeLabel(typeURL), name, shortVersion(version), err)
 	}

@@ -82,6 +82,10 @@ type streamState struct {
 	node      *corev3.Node
 	connected time.Time
 	types     map[string]*typeState
+	// form is the stream's route form ("" default) and formWhy the reason,
+	// fixed by the first node the stream sent.
+	form, formWhy string
+	formSet       bool
 }
 
 func (s *streamState) typ(url string) *typeState {
@@ -104,6 +108,8 @@ type tracker struct {
 	// staleAfter is how long a stream may leave a response unanswered
 	// before it is stale; zero never.
 	staleAfter time.Duration
+	// formOf classifies a node; nil means every stream has the default form.
+	formOf func(*corev3.Node) (string, string)
 
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
@@ -178,12 +184,12 @@ func (t *tracker) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.Discov
 // versions, so its ACK can be mapped back.
 func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 	typeURL := resp.GetTypeUrl()
-	v, ok := t.cacheVersion(resp.GetVersionInfo())
+	hk, v, ok := t.cacheVersion(typeURL, resp.GetVersionInfo())
 	contents := make(map[string]string, len(resp.GetResources()))
 	for _, r := range resp.GetResources() {
 		name := resourceName(r.GetValue())
 		if ok {
-			contents[name] = t.hist.contentAt(typeURL, name, v)
+			contents[name] = t.hist.contentAt(hk, name, v)
 		} else {
 			contents[name] = ""
 		}
@@ -232,9 +238,7 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 	if s == nil {
 		return nil
 	}
-	if req.GetNode() != nil {
-		s.node = req.GetNode()
-	}
+	t.setNodeLocked(s, req.GetNode())
 	ts := s.typ(req.GetTypeUrl())
 	names := req.GetResourceNames()
 	ts.names = make(map[string]struct{}, len(names))
@@ -267,9 +271,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	if s == nil {
 		return nil
 	}
-	if req.GetNode() != nil {
-		s.node = req.GetNode()
-	}
+	t.setNodeLocked(s, req.GetNode())
 	_, seen := s.types[req.GetTypeUrl()]
 	ts := s.typ(req.GetTypeUrl())
 	if !seen {
@@ -296,6 +298,23 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	}
 	t.notifyLocked(s.key)
 	return nil
+}
+
+// setNodeLocked records the node of a stream and, on the first one, its
+// form; t.mu must be held.
+func (t *tracker) setNodeLocked(s *streamState, node *corev3.Node) {
+	if node == nil {
+		return
+	}
+	s.node = node
+	if s.formSet || t.formOf == nil {
+		return
+	}
+	s.form, s.formWhy = t.formOf(node)
+	s.formSet = true
+	if s.form != "" {
+		t.log.V(1).Info("xDS client gets a route form of its own", "node", node.GetId(), "form", s.form, "why", s.formWhy)
+	}
 }
 
 // answerLocked applies an ACK (nack false) or NACK of the response with the
@@ -334,14 +353,20 @@ func (t *tracker) answerLocked(s *streamState, typeURL string, ts *typeState, no
 	t.metrics.ackLatency.WithLabelValues(typeLabel(typeURL)).Observe(t.now().Sub(resp.at).Seconds())
 }
 
-// cacheVersion parses a sotw version_info produced by this server's caches.
-func (t *tracker) cacheVersion(v string) (uint64, bool) {
+// cacheVersion parses a sotw version_info produced by this server's caches
+// ("<prefix><n>", or "<prefix><form>.<n>" for a form's cache) and returns the
+// history key and cache version it names.
+func (t *tracker) cacheVersion(typeURL, v string) (string, uint64, bool) {
 	rest, ok := strings.CutPrefix(v, t.prefix)
 	if !ok {
-		return 0, false
+		return "", 0, false
+	}
+	form := ""
+	if i := strings.LastIndex(rest, formSep); i >= 0 {
+		form, rest = rest[:i], rest[i+1:]
 	}
 	n, err := strconv.ParseUint(rest, 10, 64)
-	return n, err == nil
+	return histKey(typeURL, form), n, err == nil
 }
 
 // resourceName reads field 1 (the name of a Listener, RouteConfiguration and

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 )
@@ -32,10 +33,27 @@ import (
 // published; after step 2 the stale clusters stay until the next Update.
 // Calls are serialized.
 func (s *Server) Update(ctx context.Context, r Resources) error {
+	return s.UpdateVariants(ctx, r, nil)
+}
+
+// UpdateVariants is [Server.Update] with, for each form of Options.Forms,
+// the route configurations that form's streams get instead of the default
+// ones (a form without a variant gets the default routes). Variants are
+// validated with the rest, and each form's routes are published in step 2
+// next to the default ones; ACKs of a form's content count as ACKs of the
+// default content for every wait.
+func (s *Server) UpdateVariants(ctx context.Context, r Resources, variants map[string]Variant) error {
 	if s.metricsErr != nil {
 		return fmt.Errorf("xDS server metrics could not be registered, refusing to serve blind: %w", s.metricsErr)
 	}
+	if s.configErr != nil {
+		return fmt.Errorf("xDS server forms: %w", s.configErr)
+	}
 	c, err := check(r)
+	if err != nil {
+		return err
+	}
+	fcs, err := s.checkVariants(c, variants)
 	if err != nil {
 		return err
 	}
@@ -47,7 +65,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 		up, _ := s.diff(t, c)
 		for name := range up {
 			if _, ok := s.publishedVersion(t, name); !ok {
-				fresh = append(fresh, target{t, name, c.versions[t][name]})
+				fresh = append(fresh, target{typeURL: t, name: name, version: c.versions[t][name]})
 			}
 		}
 		if err := s.apply(t, up, c.versions[t], nil); err != nil {
@@ -64,6 +82,18 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 			return err
 		}
 	}
+	for _, f := range sortedKeys(fcs) {
+		if err := s.applyForm(f, fcs[f]); err != nil {
+			return err
+		}
+	}
+	defaultLimits := map[string][]string{}
+	for name, ls := range variants[""].Limits {
+		defaultLimits[name] = append([]string(nil), ls...)
+	}
+	s.pubMu.Lock()
+	s.defaultLimits = defaultLimits
+	s.pubMu.Unlock()
 	s.publishedOnce.Do(func() { close(s.firstPublished) })
 
 	stale := map[string][]string{}
@@ -79,7 +109,7 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 	var routing []target
 	for _, t := range []string{resource.ListenerType, resource.RouteType} {
 		for name, v := range c.versions[t] {
-			routing = append(routing, target{t, name, v})
+			routing = append(routing, s.targetOf(t, name, v))
 		}
 	}
 	p, err := s.settle(ctx, fmt.Sprintf("routes before removing %d clusters and endpoints", n), routing)
@@ -133,6 +163,34 @@ func (s *Server) publishedVersion(t, name string) (string, bool) {
 // recorded in the history before the cache can answer with it. versions holds
 // the content version of every upserted resource.
 func (s *Server) apply(t string, up map[string]proto.Message, versions map[string]string, del []string) error {
+	return s.applyTo(t, t, s.caches[t], s.published[t], up, versions, del)
+}
+
+// applyForm publishes the changes of one form's route set to its cache.
+func (s *Server) applyForm(f string, fc formChecked) error {
+	s.pubMu.RLock()
+	up := map[string]proto.Message{}
+	for name, v := range fc.versions {
+		if s.formPublished[f][name] != v {
+			up[name] = fc.routes[name]
+		}
+	}
+	var del []string
+	for _, name := range sortedKeys(s.formPublished[f]) {
+		if _, ok := fc.versions[name]; !ok {
+			del = append(del, name)
+		}
+	}
+	s.pubMu.RUnlock()
+	s.pubMu.Lock()
+	s.formLimits[f] = fc.limits
+	s.pubMu.Unlock()
+	return s.applyTo(resource.RouteType, histKey(resource.RouteType, f), s.formCaches[f], s.formPublished[f], up, fc.versions, del)
+}
+
+// applyTo publishes one change of type t to cache lc, whose versions are
+// counted and remembered under key hk and whose published contents are pub.
+func (s *Server) applyTo(t, hk string, lc *cache.LinearCache, pub map[string]string, up map[string]proto.Message, versions map[string]string, del []string) error {
 	if len(up) == 0 && len(del) == 0 {
 		return nil
 	}
@@ -145,22 +203,22 @@ func (s *Server) apply(t string, up map[string]proto.Message, versions map[strin
 	for _, name := range del {
 		contents[name] = ""
 	}
-	s.versions[t]++
-	s.hist.record(t, s.versions[t], contents)
+	s.versions[hk]++
+	s.hist.record(hk, s.versions[hk], contents)
 	s.pubMu.Lock()
 	for name, v := range contents {
 		if v == "" {
-			delete(s.published[t], name)
+			delete(pub, name)
 		} else {
-			s.published[t][name] = v
+			pub[name] = v
 		}
 	}
 	s.pubMu.Unlock()
 	defer s.tracker.poke()
-	if err := s.caches[t].UpdateResources(toUpdate, del); err != nil {
-		return fmt.Errorf("publish %d %s resources: %w", len(contents), typeLabel(t), err)
+	if err := lc.UpdateResources(toUpdate, del); err != nil {
+		return fmt.Errorf("publish %d %s resources (%s): %w", len(contents), typeLabel(t), hk, err)
 	}
-	s.log.V(1).Info("published xDS resources", "type", typeLabel(t), "version", s.versions[t], "upserted", len(up), "removed", len(del))
+	s.log.V(1).Info("published xDS resources", "type", typeLabel(t), "cache", hk, "version", s.versions[hk], "upserted", len(up), "removed", len(del))
 	return nil
 }
 

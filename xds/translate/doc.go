@@ -11,19 +11,30 @@
 //
 // # Compatibility
 //
-// The output is meant for grpc-go and Envoy releases of the last few years,
-// so it sticks to long-standing fields:
+// Route configurations come in [Form]s, one per generation of clients
+// ([FormFor] picks one from a node's user agent); [Resources.Variant] holds
+// the route configurations of a form that differ from [FormCurrent], and
+// [Resources.Limits] what a form's clients cannot express. The matrix behind
+// the choice is in docs/traffic.md ("Client compatibility"). In every form:
 //   - config sources are `ads: {}` with `resource_api_version: V3`;
 //     `lrs_server` is `self: {}` (grpc-go accepts nothing else);
-//   - weighted routes use weighted_clusters without the deprecated
-//     total_weight (Envoy ≥ 1.22 sums the weights; grpc-go always did); a
-//     route to a single cluster uses `cluster` instead;
-//   - header matches use `string_match` (exact or safe_regex, Envoy ≥ 1.19,
-//     grpc-go ≥ 1.41) and `present_match`; regex matchers leave the engine
-//     unset (Google RE2 is the default and the only engine);
+//   - weighted routes use weighted_clusters, in whole percent (summing to
+//     100) when every weight allows it, which clients that sum the weights
+//     and clients that default the deprecated total_weight to 100 both read
+//     correctly; otherwise in basis points, with total_weight only in the
+//     legacy forms; a route to a single cluster uses `cluster` instead;
+//   - header matches use `string_match` (exact or safe_regex; grpc-go ≥
+//     1.56, grpc-java ≥ 1.53, grpc-js-xds ≥ 1.9) in FormCurrent and the
+//     older `exact_match` / `safe_regex_match` in the legacy forms, and
+//     `present_match`; regex matchers leave the engine unset (Google RE2 is
+//     the default and the only engine);
 //   - sticky clusters set `lb_policy: RING_HASH` with `ring_hash_lb_config`
 //     (XX_HASH, min = max ring size) rather than the newer
-//     load_balancing_policy extension list; grpc-go reads both;
+//     load_balancing_policy extension list; grpc-go reads both. Clients of
+//     FormLegacyNoRing never load a ring-hash cluster: their sticky routes go
+//     to the stable cluster. No proxyless client hashes a cookie, so a
+//     sticky split by cookie sends proxyless clients to stable in every
+//     form;
 //   - the upstream protocol of gRPC ports is set through
 //     `typed_extension_protocol_options` (HttpProtocolOptions, Envoy ≥ 1.18),
 //     which grpc-go ignores;

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,7 +22,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml from the cu
 
 // TestGolden builds and translates every testdata/<case>.in.yaml (a
 // router.State, read strictly) and compares the resources, rendered as
-// sorted YAML, with testdata/<case>.out.yaml.
+// sorted YAML, with testdata/<case>.out.yaml (FormCurrent), and the route
+// configurations and limits of every other form with
+// testdata/<case>.<form>.out.yaml.
 func TestGolden(t *testing.T) {
 	inputs, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
 	if err != nil {
@@ -34,6 +38,9 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		out := filepath.Join("testdata", name+".out.yaml")
 		want[out] = true
+		for _, f := range Forms[1:] {
+			want[filepath.Join("testdata", name+"."+string(f)+".out.yaml")] = true
+		}
 		t.Run(name, func(t *testing.T) {
 			raw, err := os.ReadFile(in)
 			if err != nil {
@@ -52,19 +59,9 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("Translate: %v", err)
 			}
 			assertValid(t, res)
-			got := render(t, res)
-			if *update {
-				if err := os.WriteFile(out, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			golden, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("read golden output (run go test ./xds/translate -update): %v", err)
-			}
-			if !bytes.Equal(got, golden) {
-				t.Errorf("output differs from %s (run go test ./xds/translate -update and review the diff):\n%s", out, cmp.Diff(string(golden), string(got)))
+			compareGolden(t, out, render(t, res))
+			for _, f := range Forms[1:] {
+				compareGolden(t, filepath.Join("testdata", name+"."+string(f)+".out.yaml"), renderForm(t, res, f))
 			}
 		})
 	}
@@ -84,6 +81,60 @@ func TestGolden(t *testing.T) {
 		}
 		t.Errorf("stale golden output %s has no input (run with -update to remove it)", out)
 	}
+}
+
+// compareGolden compares got with the golden file, or rewrites it with
+// -update.
+func compareGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	golden, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden output (run go test ./xds/translate -update): %v", err)
+	}
+	if !bytes.Equal(got, golden) {
+		t.Errorf("output differs from %s (run go test ./xds/translate -update and review the diff):\n%s", path, cmp.Diff(string(golden), string(got)))
+	}
+}
+
+// renderForm returns the route configurations of a form that differ from
+// FormCurrent, each validated, and the form's limits, as YAML.
+func renderForm(t *testing.T, res Resources, f Form) []byte {
+	t.Helper()
+	type entry struct {
+		Name     string          `json:"name"`
+		Resource json.RawMessage `json:"resource"`
+	}
+	doc := struct {
+		Form   Form    `json:"form"`
+		Limits []Limit `json:"limits"`
+		Routes []entry `json:"routes"`
+	}{Form: f, Limits: res.Limits(f)}
+	v := res.Variant(f)
+	for _, name := range slices.Sorted(maps.Keys(v)) {
+		if err := v[name].(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+			t.Errorf("form %s route %q: %v", f, name, err)
+		}
+		b, err := protojson.Marshal(v[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc.Routes = append(doc.Routes, entry{Name: name, Resource: b})
+	}
+	j, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := yaml.JSONToYAML(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
 }
 
 // assertValid runs ValidateAll on every resource, independently of the check

@@ -69,17 +69,21 @@ func httpConnectionManager(statPrefix, routeConfig string) (*anypb.Any, error) {
 // grpcResources returns the proxyless gRPC listeners and route
 // configurations of one service: one route configuration per gRPC port, a
 // listener per port, and the port-less listener for the lowest gRPC port.
-func grpcResources(s router.ServicePlan) ([]named, error) {
+func grpcResources(s router.ServicePlan, form Form) ([]named, []Limit, error) {
 	var out []named
+	var limits []Limit
 	first := true
 	for _, p := range s.Ports {
 		if p.Protocol != router.ProtocolGRPC {
 			continue
 		}
 		rcName := GRPCListenerName(s.Namespace, s.Name, p.Number)
-		rs, err := routes(p)
+		rs, limited, err := routes(p, form, true)
 		if err != nil {
-			return nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Number, err)
+			return nil, nil, fmt.Errorf("service %s/%s port %d: %w", s.Namespace, s.Name, p.Number, err)
+		}
+		for _, f := range limited {
+			limits = append(limits, Limit{Route: rcName, Namespace: s.Namespace, Service: s.Name, Feature: f, Instead: "stable version"})
 		}
 		// The route configuration belongs to this one service, so its
 		// virtual host matches whatever authority the client uses.
@@ -99,7 +103,7 @@ func grpcResources(s router.ServicePlan) ([]named, error) {
 		for _, ln := range names {
 			hcm, err := httpConnectionManager(ln, rcName)
 			if err != nil {
-				return nil, fmt.Errorf("listener %q: %w", ln, err)
+				return nil, nil, fmt.Errorf("listener %q: %w", ln, err)
 			}
 			out = append(out, named{resource.ListenerType, ln, &listenerv3.Listener{
 				Name:        ln,
@@ -107,13 +111,13 @@ func grpcResources(s router.ServicePlan) ([]named, error) {
 			}})
 		}
 	}
-	return out, nil
+	return out, limits, nil
 }
 
 // sidecarResources returns, for every port number any service uses, the
 // Envoy outbound listener and its route configuration, with one virtual host
 // per service on that port.
-func sidecarResources(plan router.Plan, opts Options) ([]named, error) {
+func sidecarResources(plan router.Plan, opts Options, form Form) ([]named, error) {
 	type svcPort struct {
 		svc  router.ServicePlan
 		port router.PortPlan
@@ -143,7 +147,7 @@ func sidecarResources(plan router.Plan, opts Options) ([]named, error) {
 			return cmp.Or(cmp.Compare(a.svc.Namespace, b.svc.Namespace), cmp.Compare(a.svc.Name, b.svc.Name))
 		})
 		for _, e := range entries {
-			rs, err := routes(e.port)
+			rs, _, err := routes(e.port, form, false)
 			if err != nil {
 				return nil, fmt.Errorf("service %s/%s port %d: %w", e.svc.Namespace, e.svc.Name, n, err)
 			}

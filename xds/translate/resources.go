@@ -19,6 +19,25 @@ import (
 type Resources struct {
 	byType  map[string]map[string]proto.Message
 	version string
+	// variants holds, per form other than FormCurrent, the route
+	// configurations whose content differs in that form.
+	variants map[Form]map[string]proto.Message
+	limits   map[Form][]Limit
+}
+
+// Variant returns the route configurations (by name) that clients of form
+// read differently from [FormCurrent]: each replaces the resource of the
+// same name in [Resources.ByType](resource.RouteType). Every other resource
+// is the same in every form. It returns an empty map for FormCurrent. The
+// messages are shared: callers must not modify them.
+func (r Resources) Variant(form Form) map[string]proto.Message {
+	return maps.Clone(r.variants[form])
+}
+
+// Limits returns what the proxyless clients of a form cannot express in
+// this plan, and what they get instead, sorted by route and feature.
+func (r Resources) Limits(form Form) []Limit {
+	return slices.Clone(r.limits[form])
 }
 
 // Types returns the type URLs that have at least one resource, sorted.
@@ -88,6 +107,17 @@ func (r *Resources) seal() error {
 				return fmt.Errorf("encode %s %q: %w", shortType(t), name, err)
 			}
 			field([]byte(t))
+			field([]byte(name))
+			field(b)
+		}
+	}
+	for _, f := range Forms[1:] {
+		for _, name := range slices.Sorted(maps.Keys(r.variants[f])) {
+			b, err := opts.Marshal(r.variants[f][name])
+			if err != nil {
+				return fmt.Errorf("encode form %s route %q: %w", f, name, err)
+			}
+			field([]byte(f))
 			field([]byte(name))
 			field(b)
 		}

@@ -1,9 +1,11 @@
 package translate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,7 +84,10 @@ func Translate(plan router.Plan, opts Options) (Resources, error) {
 	if err := plan.Validate(); err != nil {
 		return Resources{}, fmt.Errorf("translate: invalid plan: %w", err)
 	}
-	var res Resources
+	res := Resources{variants: map[Form]map[string]proto.Message{}, limits: map[Form][]Limit{}}
+	for _, f := range Forms[1:] {
+		res.variants[f] = map[string]proto.Message{}
+	}
 	var errs []error
 	add := func(typeURL, name string, m proto.Message) {
 		if err := res.add(typeURL, name, m); err != nil {
@@ -98,21 +103,27 @@ func Translate(plan router.Plan, opts Options) (Resources, error) {
 		add(resource.ClusterType, c.Name, cl)
 		add(resource.EndpointType, c.Name, loadAssignment(c))
 	}
-	for _, s := range plan.Services {
-		rs, err := grpcResources(s)
+	for _, form := range Forms {
+		rs, limits, err := formResources(plan, opts, form)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("form %s: %w", form, err))
+			continue
 		}
+		slices.SortFunc(limits, func(a, b Limit) int { return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.Feature, b.Feature)) })
+		res.limits[form] = limits
 		for _, r := range rs {
-			add(r.typeURL, r.name, r.msg)
+			if form == FormCurrent {
+				add(r.typeURL, r.name, r.msg)
+				continue
+			}
+			if r.typeURL != resource.RouteType {
+				continue // listeners are the same in every form
+			}
+			if cur, ok := res.Get(r.typeURL, r.name); ok && proto.Equal(cur, r.msg) {
+				continue
+			}
+			res.variants[form][r.name] = r.msg
 		}
-	}
-	rs, err := sidecarResources(plan, opts)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, r := range rs {
-		add(r.typeURL, r.name, r.msg)
 	}
 	if len(errs) > 0 {
 		return Resources{}, fmt.Errorf("translate: %w", errors.Join(errs...))
@@ -126,9 +137,40 @@ func Translate(plan router.Plan, opts Options) (Resources, error) {
 	return res, nil
 }
 
-// validateAll runs the protoc-gen-validate rules of every resource.
+// formResources returns the listeners and route configurations of both
+// client flavours in one form, and the features the form's proxyless
+// clients cannot express.
+func formResources(plan router.Plan, opts Options, form Form) ([]named, []Limit, error) {
+	var out []named
+	var limits []Limit
+	var errs []error
+	for _, s := range plan.Services {
+		rs, ls, err := grpcResources(s, form)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out = append(out, rs...)
+		limits = append(limits, ls...)
+	}
+	rs, err := sidecarResources(plan, opts, form)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	out = append(out, rs...)
+	return out, limits, errors.Join(errs...)
+}
+
+// validateAll runs the protoc-gen-validate rules of every resource, the
+// variants of every form included.
 func validateAll(res Resources) error {
 	var errs []error
+	for _, f := range Forms[1:] {
+		for name, m := range res.variants[f] {
+			if err := m.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+				errs = append(errs, fmt.Errorf("form %s: RouteConfiguration %q: %w", f, name, err))
+			}
+		}
+	}
 	for _, t := range res.Types() {
 		for _, name := range res.Names(t) {
 			m, _ := res.Get(t, name)
