@@ -26,10 +26,13 @@ deps:
 cluster: build
 	./$(BIN) dev --build-only
 
-## test: every test, unit and end-to-end, and the nested test module
-## (e2e/oldgrpc, an older grpc-go client, which `./...` skips)
+## test: every test, unit and end-to-end, and the nested test modules, which
+## `./...` skips (e2e/oldgrpc: an older grpc-go client; e2e/envoyapi: the
+## goldens against a 1.2x-era Envoy API)
+NESTED := e2e/oldgrpc e2e/envoyapi
 test: deps cluster vet
-	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./... && cd e2e/oldgrpc && $(GO) vet ./... && $(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
+	@set -e; for m in $(NESTED); do echo "nested module $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -count=1 ./...); done
 
 ## unit: only the tests that need no cluster
 unit:

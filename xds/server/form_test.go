@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -101,5 +102,42 @@ func TestFormsRejectBadVariants(t *testing.T) {
 	bad := New(Options{Forms: []string{"a.b"}})
 	if err := bad.Update(context.Background(), res); err == nil || !strings.Contains(err.Error(), "a.b") {
 		t.Errorf("form name with a dot: Update error %v", err)
+	}
+}
+
+// TestFormsDelta: a delta stream of a form gets its form's route with that
+// content's version, and its ACK counts for the default content.
+func TestFormsDelta(t *testing.T) {
+	s, addr := testServer(t, Options{Forms: []string{"legacy"}, FormOf: legacyByAgent})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res := service(t, "checkout", map[string]uint32{"stable": 90, "canary": 10}, "127.0.0.1", 1)
+	legacy := proto.Clone(res[resource.RouteType]["checkout"]).(*routev3.RouteConfiguration)
+	legacy.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetWeightedClusters().TotalWeight = wrapperspb.UInt32(100) //nolint:staticcheck // what the legacy form sends
+	if err := s.UpdateVariants(ctx, res, map[string]Variant{"legacy": {Routes: map[string]proto.Message{"checkout": legacy}}}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := adsClient(t, addr).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := testNode("old-delta")
+	node.UserAgentName = "old-proxy"
+	if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNamesSubscribe: []string{"checkout"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetResources()) != 1 || resp.GetResources()[0].GetVersion() != mustVersion(t, legacy) {
+		t.Fatalf("delta response %v, want the legacy route (version %s)", resp.GetResources(), mustVersion(t, legacy))
+	}
+	if err := stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.RouteType, ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	acked, nacked, err := s.WaitAcked(ctx, resource.RouteType, "checkout", mustVersion(t, res[resource.RouteType]["checkout"]))
+	if err != nil || len(nacked) > 0 || strings.Join(acked, ",") != "old-delta" {
+		t.Fatalf("WaitAcked = %v, %v, %v; want old-delta acked", acked, nacked, err)
 	}
 }

@@ -117,7 +117,13 @@ func headerMatcher(h router.HeaderMatch, form Form) (*routev3.HeaderMatcher, err
 			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Value},
 		}}
 	case h.Match == router.MatchRegex && legacy:
-		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: h.Value}} //nolint:staticcheck // legacy clients
+		// The Envoy API of the 1.2x era requires the engine to be named
+		// (e2e/envoyapi decodes the goldens with it); every reader
+		// ignores or accepts google_re2.
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{ //nolint:staticcheck // legacy clients
+			Regex:      h.Value,
+			EngineType: &matcherv3.RegexMatcher_GoogleRe2{GoogleRe2: &matcherv3.RegexMatcher_GoogleRE2{}}, //nolint:staticcheck // required by older Envoy APIs
+		}}
 	case h.Match == router.MatchRegex:
 		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 			MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: h.Value}},
