@@ -136,17 +136,17 @@ func newController(srv *server.Server, src source, opts Options) (*Controller, e
 		return nil, fmt.Errorf("traffic controller: %w", err)
 	}
 	c := &Controller{
-		srv:      srv,
-		source:   src,
-		log:      opts.Logger,
-		metrics:  m,
-		debounce: opts.Debounce,
-		retry:    opts.Retry,
-		topts:    opts.Translate,
-		wake:     make(chan struct{}, 1),
-		urgent:   make(chan struct{}, 1),
-		changed:  make(chan struct{}),
-		lastGood: map[ServiceKey]router.Service{},
+		srv:       srv,
+		source:    src,
+		log:       opts.Logger,
+		metrics:   m,
+		debounce:  opts.Debounce,
+		retry:     opts.Retry,
+		topts:     opts.Translate,
+		wake:      make(chan struct{}, 1),
+		urgent:    make(chan struct{}, 1),
+		changed:   make(chan struct{}),
+		lastGood:  map[ServiceKey]router.Service{},
 		peers:     opts.Peers,
 		peerGrace: opts.PeerGrace,
 	}

@@ -53,7 +53,9 @@ func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	peers := func(context.Context) ([]server.Peer, error) { return []server.Peer{{Addr: other.addr, Conn: conn}}, nil }
+	peers := func(context.Context) ([]server.Peer, error) {
+		return []server.Peer{{Addr: other.addr, Conn: conn}}, nil
+	}
 	srcL, srcO := newFakeSource(canaryObjects(0)), newFakeSource(canaryObjects(0))
 	c := startController(t, leader.srv, srcL, Options{Logger: testr.New(t), Peers: peers, PeerGrace: 300 * time.Millisecond})
 	startController(t, other.srv, srcO, Options{Logger: testr.New(t)})
