@@ -154,7 +154,10 @@ func (p *trafficPlane) deployCheckout(t *testing.T, ns string, stable int32, del
 		return d
 	}
 	st := label(deployment(ns, "checkout", "registry.example/shop/checkout:v1", stable), v1alpha1.TrackStable)
-	canary := label(deployment(ns, "checkout-canary", "registry.example/shop/checkout:v2", 1), v1alpha1.TrackCanary)
+	// Named <rollout>-canary and written by the controller's own identity
+	// (the e2e controller runs with the test's credentials): only such a
+	// Deployment keeps the canary track label at admission.
+	canary := label(deployment(ns, trafficRollout+"-canary", "registry.example/shop/checkout:v2", 1), v1alpha1.TrackCanary)
 	canary.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Rollout",
 		Name: ro.Name, UID: ro.UID, Controller: ptr.To(true)}}
 	for _, d := range []*appsv1.Deployment{st, canary} {
@@ -166,7 +169,7 @@ func (p *trafficPlane) deployCheckout(t *testing.T, ns string, stable int32, del
 		if _, err := runningPods(ctx, ns, map[string]string{"app": "checkout"}, int(stable)); err != nil {
 			return fmt.Errorf("stable: %w", err)
 		}
-		if _, err := runningPods(ctx, ns, map[string]string{"app": "checkout-canary"}, 1); err != nil {
+		if _, err := runningPods(ctx, ns, map[string]string{"app": trafficRollout + "-canary"}, 1); err != nil {
 			return fmt.Errorf("canary: %w", err)
 		}
 		return nil

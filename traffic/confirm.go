@@ -10,6 +10,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/sluice-dev/sluice/internal/text"
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -238,25 +239,35 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 }
 
 // waitPeers polls every other replica until none of its proxies is pending
-// on routes, adding their states to the sets (node ids are prefixed with the
-// replica's address where they come from another replica). A replica that
-// cannot be reached for PeerGrace is named stale ("replica <addr>") and not
-// waited for: its proxies reconnect to a live replica.
+// on routes, adding their states to the sets. A replica that cannot be
+// reached, or replicas that cannot be found at all, are retried for
+// PeerGrace since they first failed (remembered across calls, so a lasting
+// failure delays one step, not every one) and then named stale
+// ("replica <addr>", "peers (<error>)") and not waited for: proxies of a
+// dead replica reconnect to a live one.
 func (c *Controller) waitPeers(ctx context.Context, routes map[string]string, acked, nacked, stale map[string]bool) error {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Name < targets[j].Name })
-	firstFail := map[string]time.Time{}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		peers, err := c.peers(ctx)
-		if err != nil {
-			return err
-		}
 		var waiting []string
+		peers, err := c.peers(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			if c.unreachable("peers", true) {
+				stale[text.Truncate("peers ("+err.Error()+")", 253)] = true
+			} else {
+				waiting = append(waiting, "peers ("+err.Error()+")")
+			}
+		default:
+			c.unreachable("peers", false)
+		}
 		for _, p := range peers {
 			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			ps, err := server.QuerySync(qctx, p.Conn, targets)
@@ -265,17 +276,14 @@ func (c *Controller) waitPeers(ctx context.Context, routes map[string]string, ac
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				if _, ok := firstFail[p.Addr]; !ok {
-					firstFail[p.Addr] = time.Now()
-				}
-				if time.Since(firstFail[p.Addr]) < c.peerGrace {
-					waiting = append(waiting, "replica "+p.Addr+" ("+err.Error()+")")
-				} else {
+				if c.unreachable(p.Addr, true) {
 					stale["replica "+p.Addr] = true
+				} else {
+					waiting = append(waiting, "replica "+p.Addr+" ("+err.Error()+")")
 				}
 				continue
 			}
-			delete(firstFail, p.Addr)
+			c.unreachable(p.Addr, false)
 			for _, id := range ps.Acked {
 				acked[id] = true
 			}
@@ -298,4 +306,25 @@ func (c *Controller) waitPeers(ctx context.Context, routes map[string]string, ac
 		case <-tick.C:
 		}
 	}
+}
+
+// unreachable records whether key (a peer address, or "peers" for the
+// resolution) failed now, and reports whether it has been failing for
+// longer than the grace.
+func (c *Controller) unreachable(key string, failed bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !failed {
+		delete(c.peerDown, key)
+		return false
+	}
+	since, ok := c.peerDown[key]
+	if !ok {
+		if c.peerDown == nil {
+			c.peerDown = map[string]time.Time{}
+		}
+		c.peerDown[key] = time.Now()
+		return false
+	}
+	return time.Since(since) >= c.peerGrace
 }

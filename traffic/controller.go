@@ -62,6 +62,9 @@ const DefaultPeerGrace = 10 * time.Second
 type Controller struct {
 	peers     func(ctx context.Context) ([]server.Peer, error)
 	peerGrace time.Duration
+	// peerDown holds, under mu, since when each unreachable peer (or the
+	// peers' resolution, "peers") has been failing.
+	peerDown map[string]time.Time
 
 	srv      *server.Server
 	source   source

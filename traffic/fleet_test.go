@@ -2,7 +2,9 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -128,5 +131,30 @@ func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
 	got = confirm(t, c, router.Weight(10000))
 	if got.Acked != 1 || len(got.Stale) != 1 || got.Stale[0] != "replica "+other.addr {
 		t.Fatalf("confirmation %+v, want the leader's proxy acked and the dead replica named stale", got)
+	}
+}
+
+// TestConfirmGoesOnWhenPeersCannotBeFound: when the other replicas cannot be
+// found at all (their DNS name does not resolve), Confirm names that as
+// stale after the grace instead of never confirming, and later confirmations
+// do not wait for the grace again.
+func TestConfirmGoesOnWhenPeersCannotBeFound(t *testing.T) {
+	r := startReplica(t, "alone")
+	peers := func(context.Context) ([]server.Peer, error) {
+		return nil, errors.New("lookup sluice-peers: no such host")
+	}
+	src := newFakeSource(canaryObjects(0))
+	c := startController(t, r.srv, src, Options{Logger: testr.New(t), Peers: peers, PeerGrace: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := startProxy(ctx, dialADS(t, r.addr), "proxy", resource.RouteType, []string{checkoutRoute}, ackAll); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []router.Weight{0, 1000} {
+		src.set(canaryObjects(v1alpha1.BasisPoints(w)), true)
+		got := confirm(t, c, w)
+		if len(got.Stale) != 1 || !strings.Contains(got.Stale[0], "no such host") {
+			t.Fatalf("weight %s: confirmation %+v, want the unresolvable peers named stale", w, got)
+		}
 	}
 }
