@@ -141,6 +141,20 @@ func checkStrategy(st Strategy) (Strategy, []error) {
 	return st, errs
 }
 
+// CheckHeaderName reports whether routes can match a header of this name for
+// every client (a lower-case token, not grpc-, not Sluice's warm-up header).
+// Admission calls it on the annotations, so that what it accepts, traffic
+// can publish.
+func CheckHeaderName(name string) error {
+	if err := checkHeaderName(name); err != nil {
+		return err
+	}
+	if name == WarmupHeader {
+		return fmt.Errorf("%q is reserved for Sluice's warm-up routes; choose another header", name)
+	}
+	return nil
+}
+
 // checkKey checks the source and name of a request attribute and returns the
 // name in canonical form: header names are case-insensitive in HTTP and gRPC,
 // and proxyless gRPC only matches lower-case names, so they are lower-cased;

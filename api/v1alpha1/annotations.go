@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/sluice-dev/sluice/router"
 )
 
 // MinStepInterval is the shortest step interval accepted.
@@ -239,8 +241,17 @@ func splitSource(s string) (MatchSource, string, error) {
 }
 
 // checkHeaderName accepts lower-case header names of letters, digits, '-',
-// '_' and '.'; proxies match header names in lower case only.
+// '_' and '.' that the router can route on (router.CheckHeaderName: no grpc-
+// prefix, not the warm-up header); proxies match header names in lower case
+// only.
 func checkHeaderName(name string) error {
+	if err := checkHeaderChars(name); err != nil {
+		return err
+	}
+	return router.CheckHeaderName(name)
+}
+
+func checkHeaderChars(name string) error {
 	if name == "" {
 		return fmt.Errorf("empty header name")
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/sluice-dev/sluice/router"
 )
 
 var annotationsPath = field.NewPath("metadata", "annotations")
@@ -389,4 +391,31 @@ func FuzzParseDelivery(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCohortHeaderNamesAgreeWithTheRouter: every header name the annotation
+// parser accepts is one the router can route on, so admission never accepts
+// a cohort that traffic then refuses silently.
+func TestCohortHeaderNamesAgreeWithTheRouter(t *testing.T) {
+	names := []string{"x-cohort", "grpc-foo", "grpc-", "x-sluice-warmup", "X-Cohort", "a.b_c", "", "x y", ":path", "x-user-id"}
+	for i := range 300 {
+		b := []byte{}
+		for j := 0; j <= i%12; j++ {
+			const alphabet = "abcxyz-_.grpcGRPC:019 "
+			b = append(b, alphabet[(i*7+j*13)%len(alphabet)])
+		}
+		names = append(names, string(b))
+	}
+	for _, n := range names {
+		parsed := checkHeaderName(n) == nil
+		routed := router.CheckHeaderName(n) == nil
+		if parsed && !routed {
+			t.Errorf("header %q: the annotation parser accepts it, the router refuses it", n)
+		}
+	}
+	for _, n := range []string{"grpc-foo", "x-sluice-warmup"} {
+		if checkHeaderName(n) == nil {
+			t.Errorf("header %q accepted at admission; the router cannot route on it", n)
+		}
+	}
 }
