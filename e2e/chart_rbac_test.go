@@ -14,12 +14,14 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -165,31 +167,7 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 
 	// A Deployment in the selected namespace goes through this
 	// controller's webhooks (and the main controller's).
-	d := deployment(teamNS, "checkout", "v1", 1)
-	eventually(t, time.Minute, "Deployment admitted", func(ctx context.Context) error {
-		_, err := cs.AppsV1().Deployments(teamNS).Create(ctx, d, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			return nil
-		}
-		return err
-	})
-	got, err := cs.AppsV1().Deployments(teamNS).Get(ctx, d.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Labels[v1alpha1.LabelService] != "checkout" || got.Labels[v1alpha1.LabelTeam] != "payments" {
-		t.Errorf("Deployment labels %v lack Sluice's service and team labels", got.Labels)
-	}
-	eventually(t, time.Minute, "admission counted by the chart-RBAC controller", func(ctx context.Context) error {
-		n, err := metricSum(ctx, metricsURL, webhook.MetricRequests)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("%s is 0", webhook.MetricRequests)
-		}
-		return nil
-	})
+	d := admitCheckout(ctx, t, cs, teamNS, metricsURL, "the chart-RBAC controller")
 	// The traffic controller lists this Deployment's pods; the rollout
 	// controller reconciles the Deployment. Both use informers that were
 	// started (and, if forbidden, logged it) before readiness.
@@ -383,4 +361,38 @@ func metricSum(ctx context.Context, url, family string) (float64, error) {
 		sum += v
 	}
 	return sum, sc.Err()
+}
+
+// admitCheckout creates Deployment checkout in teamNS (team payments) through
+// the API server and checks that the controller serving metricsURL (named
+// who) admitted it: Sluice's labels are on it and that controller counted
+// an admission request. It returns the admitted Deployment.
+func admitCheckout(ctx context.Context, t *testing.T, cs kubernetes.Interface, teamNS, metricsURL, who string) *appsv1.Deployment {
+	t.Helper()
+	d := deployment(teamNS, "checkout", "v1", 1)
+	eventually(t, time.Minute, "Deployment admitted", func(ctx context.Context) error {
+		_, err := cs.AppsV1().Deployments(teamNS).Create(ctx, d, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	})
+	got, err := cs.AppsV1().Deployments(teamNS).Get(ctx, d.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels[v1alpha1.LabelService] != "checkout" || got.Labels[v1alpha1.LabelTeam] != "payments" {
+		t.Errorf("Deployment labels %v lack Sluice's service and team labels", got.Labels)
+	}
+	eventually(t, time.Minute, "admission counted by "+who, func(ctx context.Context) error {
+		n, err := metricSum(ctx, metricsURL, webhook.MetricRequests)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%s is 0", webhook.MetricRequests)
+		}
+		return nil
+	})
+	return got
 }

@@ -170,31 +170,7 @@ func TestImageRunsAsController(t *testing.T) {
 	t.Logf("controller from the image ready (chroot %s, uid %d)", root, uid)
 
 	// Admission: the API server calls the chrooted controller's webhooks.
-	d := deployment(teamNS, "checkout", "v1", 1)
-	eventually(t, time.Minute, "Deployment admitted", func(ctx context.Context) error {
-		_, err := cs.AppsV1().Deployments(teamNS).Create(ctx, d, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			return nil
-		}
-		return err
-	})
-	got, err := cs.AppsV1().Deployments(teamNS).Get(ctx, d.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Labels[v1alpha1.LabelService] != "checkout" || got.Labels[v1alpha1.LabelTeam] != "payments" {
-		t.Errorf("Deployment labels %v lack Sluice's service and team labels", got.Labels)
-	}
-	eventually(t, time.Minute, "admission counted by the controller from the image", func(ctx context.Context) error {
-		n, err := metricSum(ctx, metricsURL, webhook.MetricRequests)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("%s is 0", webhook.MetricRequests)
-		}
-		return nil
-	})
+	admitCheckout(ctx, t, cs, teamNS, metricsURL, "the controller from the image")
 
 	// xDS: an ADS stream gets the Listener of the admitted service.
 	eventually(t, time.Minute, "pod of the admitted Deployment running", func(ctx context.Context) error {
