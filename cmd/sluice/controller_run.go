@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
@@ -70,6 +69,7 @@ type controllerOptions struct {
 	podIP        string
 	staleAfter   time.Duration
 	selfUsername string
+	metrics      metricsAuth
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -97,6 +97,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
+	o.metrics.addFlags(cmd)
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -141,7 +142,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:  sch,
-		Metrics: metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics: o.metrics.serverOptions(o.metricsAddr, reloader.ConfigureTLS),
 		// The admission handlers read a Namespace on every request and
 		// never modify it: hand them the cached object, not a deep copy.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
