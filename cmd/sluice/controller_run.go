@@ -168,6 +168,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err := mgr.Add(reloader); err != nil {
 		return err
 	}
+	if err := registerRolloutMetrics(mgr, log); err != nil {
+		return err
+	}
 	if o.certMode == certModeSelf {
 		rot, err := o.rotator(cs, log)
 		if err != nil {

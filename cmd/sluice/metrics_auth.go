@@ -2,10 +2,16 @@ package main
 
 import (
 	"crypto/tls"
+	"fmt"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/sluice-dev/sluice/monitoring"
 )
 
 // metricsAuth says how the metrics endpoint is protected.
@@ -33,4 +39,15 @@ func (m metricsAuth) serverOptions(addr string, tlsOpts ...func(*tls.Config)) me
 		o.TLSOpts = tlsOpts
 	}
 	return o
+}
+
+// registerRolloutMetrics exports the Rollout statuses the leader writes
+// (proxies by state, unconfirmed steps, verdicts): what the chart's alerts
+// and dashboards read.
+func registerRolloutMetrics(mgr manager.Manager, log logr.Logger) error {
+	c := monitoring.NewRolloutCollector(mgr.GetCache(), mgr.Elected(), log.WithName("rollout-metrics"))
+	if err := ctrlmetrics.Registry.Register(c); err != nil {
+		return fmt.Errorf("register rollout status metrics: %w", err)
+	}
+	return nil
 }
