@@ -14,6 +14,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -83,8 +84,11 @@ type rendered struct {
 	services   map[string]*corev1.Service
 	mutating   *admissionregistrationv1.MutatingWebhookConfiguration
 	validating *admissionregistrationv1.ValidatingWebhookConfiguration
-	cluster    *rbacv1.ClusterRole
+	cluster    *rbacv1.ClusterRole // the controller's
+	reader     *rbacv1.ClusterRole // <fullname>-metrics-reader
 	role       *rbacv1.Role
+	netpol     *networkingv1.NetworkPolicy
+	configMaps []*corev1.ConfigMap
 }
 
 // decode decodes every built-in kind strictly, so a misspelled field in a
@@ -124,13 +128,21 @@ func decode(t *testing.T, out []byte) rendered {
 		case *admissionregistrationv1.ValidatingWebhookConfiguration:
 			r.validating = o
 		case *rbacv1.ClusterRole:
-			r.cluster = o
+			if strings.HasSuffix(o.Name, "-metrics-reader") {
+				r.reader = o
+			} else {
+				r.cluster = o
+			}
+		case *networkingv1.NetworkPolicy:
+			r.netpol = o
+		case *corev1.ConfigMap:
+			r.configMaps = append(r.configMaps, o)
 		case *rbacv1.Role:
 			r.role = o
 		}
 	}
-	if r.deployment == nil || r.mutating == nil || r.validating == nil || r.cluster == nil || r.role == nil {
-		t.Fatal("the chart did not render a Deployment, both webhook configurations, a ClusterRole and a Role")
+	if r.deployment == nil || r.mutating == nil || r.validating == nil || r.cluster == nil || r.reader == nil || r.role == nil {
+		t.Fatal("the chart did not render a Deployment, both webhook configurations, both ClusterRoles and a Role")
 	}
 	return r
 }
@@ -240,16 +252,39 @@ func TestControllerWiring(t *testing.T) {
 			if ref.Name != svc.Name || *ref.Port != svc.Spec.Ports[0].Port || svc.Spec.Ports[0].TargetPort.StrVal != "webhook" {
 				t.Errorf("webhooks call %s:%d, Service %s serves %d → %s", ref.Name, *ref.Port, svc.Name, svc.Spec.Ports[0].Port, svc.Spec.Ports[0].TargetPort.String())
 			}
-			for _, dns := range strings.Split(args["cert-dns-names"], ",") {
-				if !strings.HasPrefix(dns, svc.Name+"."+svc.Namespace+".svc") {
-					t.Errorf("--cert-dns-names has %q, which is not the webhook Service's name", dns)
-				}
+			// The serving certificate names the Services that clients
+			// verify it under: webhook (kube-apiserver), xDS, metrics.
+			var wantDNS []string
+			for _, s := range []string{"sluice-webhook", "sluice-xds", "sluice-metrics"} {
+				wantDNS = append(wantDNS, s+".sluice-system.svc", s+".sluice-system.svc.cluster.local")
 			}
-			for svcName, target := range map[string]string{"sluice-xds": "xds", "sluice-metrics": "metrics"} {
+			if diff := cmp.Diff(wantDNS, strings.Split(args["cert-dns-names"], ",")); diff != "" {
+				t.Errorf("--cert-dns-names (-want +got):\n%s", diff)
+			}
+			for svcName, target := range map[string]string{"sluice-xds": "xds", "sluice-metrics": "metrics", "sluice-peers": "peers"} {
 				s := r.services[svcName]
 				if s == nil || s.Spec.Ports[0].TargetPort.StrVal != target {
 					t.Errorf("Service %s missing or not targeting port %q", svcName, target)
 				}
+			}
+			if p := r.services["sluice-peers"]; p != nil && (p.Spec.ClusterIP != corev1.ClusterIPNone || p.Spec.Ports[0].Port != ports["peers"]) {
+				t.Errorf("Service sluice-peers: clusterIP %q port %d, want headless on the peer port %d", p.Spec.ClusterIP, p.Spec.Ports[0].Port, ports["peers"])
+			}
+			if args["peers"] != "sluice-peers.sluice-system.svc.cluster.local" {
+				t.Errorf("--peers=%s, want the headless Service sluice-peers", args["peers"])
+			}
+			if _, trust := args["xds-token-audience"]; trust {
+				if args["peer-port"] != strconv.Itoa(int(ports["peers"])) || args["xds-token-audience"] == "" {
+					t.Errorf("--peer-port=%s --xds-token-audience=%s, want the peers container port %d and an audience",
+						args["peer-port"], args["xds-token-audience"], ports["peers"])
+				}
+			}
+			if legacy, ok := ports["xds-legacy"]; ok != (args["xds-legacy-port"] != "") || (ok && args["xds-legacy-port"] != strconv.Itoa(int(legacy))) {
+				t.Errorf("--xds-legacy-port=%q but container port xds-legacy is %d (declared %v)", args["xds-legacy-port"], legacy, ok)
+			}
+			metricsPort := r.services["sluice-metrics"].Spec.Ports[0].Name
+			if want := map[string]string{"true": "https-metrics", "false": "http-metrics"}[args["metrics-secure"]]; metricsPort != want {
+				t.Errorf("--metrics-secure=%s but the metrics Service port is %q, want %q", args["metrics-secure"], metricsPort, want)
 			}
 			if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
 				c.LivenessProbe.HTTPGet.Port.StrVal != "health" || c.ReadinessProbe.HTTPGet.Port.StrVal != "health" {
@@ -330,6 +365,34 @@ func TestRBAC(t *testing.T) {
 				if !allows(r.role.Rules, "coordination.k8s.io", "leases", verb, "sluice-controller") {
 					t.Errorf("leader election needs %s on Lease sluice-controller", verb)
 				}
+			}
+			// What authenticated xDS and /metrics need (the contract's list).
+			for _, g := range []struct{ group, resource, verb, name string }{
+				{"authentication.k8s.io", "tokenreviews", "create", ""},
+				{"authorization.k8s.io", "subjectaccessreviews", "create", ""},
+				{"", "configmaps", "get", "sluice-ca"}, {"", "configmaps", "list", ""}, {"", "configmaps", "watch", ""},
+				{"", "configmaps", "create", ""}, {"", "configmaps", "update", "sluice-ca"}, {"", "configmaps", "patch", "sluice-ca"},
+				{"certificates.k8s.io", "certificatesigningrequests", "get", "x"},
+				{"certificates.k8s.io", "certificatesigningrequests", "list", ""},
+				{"certificates.k8s.io", "certificatesigningrequests", "watch", ""},
+				{"certificates.k8s.io", "certificatesigningrequests/approval", "update", "x"},
+				{"certificates.k8s.io", "certificatesigningrequests/status", "update", "x"},
+				{"certificates.k8s.io", "signers", "approve", "sluice.dev/xds-client"},
+				{"certificates.k8s.io", "signers", "sign", "sluice.dev/xds-client"},
+			} {
+				if !allows(r.cluster.Rules, g.group, g.resource, g.verb, g.name) {
+					t.Errorf("the ClusterRole does not allow %s on %s/%s %q", g.verb, g.group, g.resource, g.name)
+				}
+			}
+			for _, verb := range []string{"approve", "sign"} {
+				if allows(r.cluster.Rules, "certificates.k8s.io", "signers", verb, "kubernetes.io/kube-apiserver-client") {
+					t.Errorf("the ClusterRole may %s for signers other than sluice.dev/xds-client", verb)
+				}
+			}
+			// The scraper's role: get /metrics, nothing else.
+			want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+			if diff := cmp.Diff(want, r.reader.Rules); diff != "" {
+				t.Errorf("ClusterRole %s rules (-want +got):\n%s", r.reader.Name, diff)
 			}
 		})
 	}

@@ -158,6 +158,14 @@ func TestSchemaRejects(t *testing.T) {
 		"bad load interval":  {set: []string{"loadReportInterval=often"}, want: []string{"loadReportInterval"}},
 		"issuer kind":        {set: []string{"certificates.mode=cert-manager", "certificates.certManager.issuerRef.name=x", "certificates.certManager.issuerRef.kind=Vault"}, want: []string{"/certificates/certManager/issuerRef/kind", "Issuer", "ClusterIssuer"}},
 		"extra arg not flag": {set: []string{"extraArgs[0]=verbose"}, want: []string{"extraArgs", "pattern"}},
+		"servicemonitor moved to prometheus": {
+			set: []string{"metrics.serviceMonitor.enabled=true"}, want: []string{"serviceMonitor", "additional properties"}},
+		"apiserver CIDR not a CIDR": {
+			set: []string{"networkPolicy.apiserverCIDRs[0]=apiserver"}, want: []string{"/networkPolicy/apiserverCIDRs/0", "pattern"}},
+		"held for not a duration": {
+			set: []string{"prometheus.rules.rolloutHeldFor=soon"}, want: []string{"/prometheus/rules/rolloutHeldFor", "pattern"}},
+		"metrics reader kind": {
+			set: []string{"metrics.readers[0].kind=Pod", "metrics.readers[0].name=p"}, want: []string{"/metrics/readers/0/kind"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -190,6 +198,8 @@ func TestSchemaAccepts(t *testing.T) {
 		"no spread":             {"topologySpread.enabled=false"},
 		"pod labels":            {"podLabels.team=platform"},
 		"global values allowed": {"global.imageRegistry=example.com"},
+		"legacy xds":            {"trustFlags=true", "xds.legacy.enabled=true"},
+		"plain metrics":         {"metrics.secure=false", "prometheus.serviceMonitor.enabled=true"},
 	}
 	for name, set := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -222,5 +232,14 @@ func TestObjectsSplitsDocuments(t *testing.T) {
 	}
 	if _, err := Objects(bytes.Repeat([]byte("---\n"), 3)); err == nil {
 		t.Error("Objects(only separators) succeeded, want 'no objects rendered'")
+	}
+}
+
+// TestLegacyNeedsTrustFlags: the legacy listener cannot be asked of a
+// controller rendered without the flags that serve it.
+func TestLegacyNeedsTrustFlags(t *testing.T) {
+	_, err := Template(testContext(t), helm(t), chartDir, TemplateOptions{Set: []string{"trustFlags=false", "xds.legacy.enabled=true"}})
+	if err == nil || !strings.Contains(err.Error(), "xds.legacy.enabled needs trustFlags: true") {
+		t.Errorf("render with the legacy listener and no trust flags: %v, want a message naming trustFlags", err)
 	}
 }

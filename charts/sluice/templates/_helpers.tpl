@@ -105,3 +105,33 @@ an install against a real cluster reports the real version.
 {{- fail (printf "the sluice chart needs Kubernetes 1.30 or newer; the cluster runs %s" $v) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+sluice.certDNSNames are the serving certificate's DNS names, as a YAML
+list: the webhook Service (kube-apiserver), the xDS Service (clients verify
+it) and the metrics Service (scrapers verify it).
+*/}}
+{{- define "sluice.certDNSNames" -}}
+{{- $fullname := include "sluice.fullname" . -}}
+{{- range list (include "sluice.webhookService" .) (printf "%s-xds" $fullname) (printf "%s-metrics" $fullname) }}
+- {{ . }}.{{ $.Release.Namespace }}.svc
+- {{ . }}.{{ $.Release.Namespace }}.svc.cluster.local
+{{- end }}
+{{- end -}}
+
+{{/*
+sluice.checkTrustFlags fails the render when a value needs a controller
+flag that trustFlags leaves out.
+*/}}
+{{- define "sluice.checkTrustFlags" -}}
+{{- if and .Values.xds.legacy.enabled (not .Values.trustFlags) -}}
+{{- fail "xds.legacy.enabled needs trustFlags: true (the --xds-legacy-port flag)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+sluice.metricsPortName names the metrics Service port by its scheme.
+*/}}
+{{- define "sluice.metricsPortName" -}}
+{{- if .Values.metrics.secure }}https-metrics{{ else }}http-metrics{{ end -}}
+{{- end -}}
