@@ -13,8 +13,8 @@ import (
 
 // Dashboard is the part of a Grafana dashboard the tests read.
 type Dashboard struct {
-	UID        string  `json:"uid"`
-	Title      string  `json:"title"`
+	UID        string `json:"uid"`
+	Title      string `json:"title"`
 	Templating struct {
 		List []struct {
 			Name  string `json:"name"`
