@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,16 +67,23 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 
 	releaseNS := newNamespace(t, nil)
 	teamNS := newNamespace(t, map[string]string{"chart-e2e": releaseNS, v1alpha1.LabelTeam: "payments"})
-	objs := renderChart(t, charts.TemplateOptions{
-		Release:   "chart-rbac",
-		Namespace: releaseNS,
-		Set:       []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS, "certificates.mode=" + mode},
-	})
+	set := []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS, "certificates.mode=" + mode,
+		// The chart binds this ServiceAccount to the metrics reader role.
+		"metrics.readers[0].kind=ServiceAccount", "metrics.readers[0].name=" + metricsScraperSA, "metrics.readers[0].namespace=" + releaseNS}
+	objs := renderChart(t, charts.TemplateOptions{Release: "chart-rbac", Namespace: releaseNS, Set: set})
+	if hasArg(t, objs, "--xds-token-audience") {
+		// Authenticated xDS: the test's client talks to the legacy
+		// listener, which needs no identity (every namespace allowed).
+		set = append(set, "xds.legacy.enabled=true", "xds.legacy.allNamespaces=true")
+		objs = renderChart(t, charts.TemplateOptions{Release: "chart-rbac", Namespace: releaseNS, Set: set})
+	}
 	picked := chartObjects(t, objs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 		"Deployment", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+	picked["MetricsReader"] = chartObject(t, objs, "ClusterRole", "-metrics-reader")
+	picked["MetricsReaderBinding"] = chartObject(t, objs, "ClusterRoleBinding", "-metrics-reader")
 	fullname := picked["ServiceAccount"].GetName()
 	secretName := fullname + "-webhook-tls"
-	ports := loopbackPorts(t, 4)
+	ports := loopbackPorts(t, 6)
 	webhookBase := "https://127.0.0.1:" + strconv.Itoa(ports[0])
 	var caBundle []byte
 	if mode == "cert-manager" {
@@ -85,7 +95,7 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 	// pointed at the controller by URL, as `sluice dev` does.
 	a := newApplier(t)
 	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "MetricsReader", "MetricsReaderBinding"} {
 		u := picked[kind]
 		if strings.HasSuffix(kind, "WebhookConfiguration") {
 			pointWebhooksAt(t, u, webhookBase, caBundle)
@@ -120,7 +130,8 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 		}
 	})
 	health := "http://127.0.0.1:" + strconv.Itoa(ports[3])
-	metricsURL := "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
+	// --metrics-secure (the chart's default): HTTPS, bearer token.
+	metricsURL := "https://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
 
 	eventually(t, 2*time.Minute, "controller under the chart's RBAC ready", func(ctx context.Context) error {
 		if exited, err := proc.Exited(); exited {
@@ -165,6 +176,15 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 		return nil
 	})
 
+	if caBundle == nil {
+		sec, err := cs.CoreV1().Secrets(releaseNS).Get(ctx, secretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		caBundle = sec.Data[certs.SecretKeyCACert]
+	}
+	checkMetricsAuthentication(ctx, t, releaseNS, metricsURL, caBundle)
+
 	// A Deployment in the selected namespace goes through this
 	// controller's webhooks (and the main controller's).
 	d := admitCheckout(ctx, t, cs, teamNS, metricsURL, "the chart-RBAC controller")
@@ -178,8 +198,36 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 
 	if mode == "self" {
 		// The rollout and traffic controllers' writes: a whole delivery,
-		// with the main controller out of the way.
-		driveRolloutUnderChart(ctx, t, teamNS, d.Name)
+		// with the main controller out of the way, under traffic from a
+		// grpc-go xDS client of this controller. The metric names that
+		// the chart's alerts and dashboards query must all be exported
+		// along the way.
+		xdsAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+		if legacy := argValue(args, "--xds-legacy-port"); legacy != "" {
+			xdsAddr = "127.0.0.1:" + legacy
+		}
+		wantNames := monitoringMetricNames(t)
+		load := startXDSLoad(chartXDSClient(t, xdsAddr, teamNS), 2)
+		seen := map[string]bool{}
+		observe := func(ctx context.Context) error { return scrapeMetricNames(ctx, metricsURL, seen) }
+		driveRolloutUnderChart(ctx, t, teamNS, d.Name, func(ctx context.Context) error {
+			if err := observe(ctx); err != nil {
+				return err
+			}
+			// During the canary: its timestamps, the step's confirmation,
+			// the analysis verdicts and the load reports.
+			return missingMetrics(seen, wantNames)
+		})
+		close(load.stop)
+		load.wg.Wait()
+		t.Logf("%d RPCs through the chart-RBAC controller's routes (%d failed)", load.total, len(load.failed))
+		if err := observe(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := missingMetrics(seen, wantNames); err != nil {
+			t.Errorf("the chart's alerts and dashboards query metrics the controller never exported: %v", err)
+		}
+		t.Logf("the %d metrics the chart's alerts and dashboards query were all exported: %s", len(wantNames), strings.Join(wantNames, " "))
 	}
 	if exited, err := proc.Exited(); exited {
 		t.Fatalf("controller exited: %v", err)
@@ -286,12 +334,20 @@ func controllerArgs(t *testing.T, d *unstructured.Unstructured, kubeconfig strin
 		"--metrics-addr": "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--health-addr":  "127.0.0.1:" + strconv.Itoa(ports[3]),
 	}
+	// Rendered only with the authenticated xDS flags (trustFlags).
+	optional := map[string]string{}
+	if len(ports) > 5 {
+		optional["--peer-port"] = strconv.Itoa(ports[4])
+		optional["--xds-legacy-port"] = strconv.Itoa(ports[5])
+	}
 	var args []string
 	for _, a := range c.Args {
 		k, _, _ := strings.Cut(a, "=")
 		if v, ok := override[k]; ok {
 			a = k + "=" + v
 			delete(override, k)
+		} else if v, ok := optional[k]; ok {
+			a = k + "=" + v
 		}
 		args = append(args, a)
 	}
@@ -336,15 +392,14 @@ func httpOK(ctx context.Context, url string) error {
 // metricSum adds up every sample of a metric family in the Prometheus text
 // exposition at url.
 func metricSum(ctx context.Context, url, family string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := metricsGet(ctx, url)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
 	var sum float64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
@@ -395,4 +450,106 @@ func admitCheckout(ctx context.Context, t *testing.T, cs kubernetes.Interface, t
 		return nil
 	})
 	return got
+}
+
+// metricsScraperSA is the ServiceAccount the chart's metrics.readers binds
+// to the metrics reader role in the chart-RBAC test.
+const metricsScraperSA = "metrics-scraper"
+
+// metricsScrapers holds, by URL, how tests read a secure /metrics.
+var metricsScrapers sync.Map // string → metricsScraper
+
+type metricsScraper struct {
+	client *http.Client
+	token  string
+}
+
+// metricsGet GETs a metrics URL, with the client and bearer token
+// registered for it, if any.
+func metricsGet(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	c := http.DefaultClient
+	if v, ok := metricsScrapers.Load(url); ok {
+		s := v.(metricsScraper)
+		c = s.client
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	return c.Do(req)
+}
+
+// checkMetricsAuthentication shows that the secure /metrics at url refuses
+// an anonymous request, a plain-HTTP one and a token without the metrics
+// reader role, and serves a token the chart bound to it; it registers that
+// token for the test's later reads. The server's certificate is verified
+// against ca.
+func checkMetricsAuthentication(ctx context.Context, t *testing.T, namespace, url string, ca []byte) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA certificate to verify the metrics server with")
+	}
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	stranger := "metrics-stranger"
+	for _, sa := range []string{metricsScraperSA, stranger} {
+		if _, err := env.Client().CoreV1().ServiceAccounts(namespace).Create(ctx,
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create ServiceAccount %s: %v", sa, err)
+		}
+	}
+	token := func(sa string) string {
+		tr, err := env.Client().CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("request a token for %s: %v", sa, err)
+		}
+		return tr.Status.Token
+	}
+	get := func(c *http.Client, url, token string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		return resp.StatusCode, string(body), err
+	}
+
+	code, body, err := get(client, url, "")
+	if err != nil || code != http.StatusUnauthorized || strings.Contains(body, webhook.MetricRequests) {
+		t.Errorf("anonymous GET %s: %d %v, want 401 and no metrics", url, code, err)
+	}
+	plain := "http" + strings.TrimPrefix(url, "https")
+	if code, body, err := get(http.DefaultClient, plain, ""); err == nil && (code == http.StatusOK || strings.Contains(body, webhook.MetricRequests)) {
+		t.Errorf("plain-HTTP GET %s answered %d with metrics, want a refusal", plain, code)
+	}
+	code, body, err = get(client, url, token(stranger))
+	if err != nil || code != http.StatusForbidden || strings.Contains(body, webhook.MetricRequests) {
+		t.Errorf("GET %s with the token of %s (no role): %d %v, want 403 and no metrics", url, stranger, code, err)
+	}
+	scraper := token(metricsScraperSA)
+	// The role binding may take a moment to reach the authorizer's cache.
+	eventually(t, time.Minute, "metrics served to the metrics reader", func(context.Context) error {
+		code, body, err := get(client, url, scraper)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK || !strings.Contains(body, "# TYPE ") {
+			return fmt.Errorf("GET %s with the metrics reader's token: %d %.200s", url, code, body)
+		}
+		return nil
+	})
+	metricsScrapers.Store(url, metricsScraper{client: client, token: scraper})
+	t.Cleanup(func() { metricsScrapers.Delete(url) })
+	t.Logf("/metrics refused anonymous (401), plain HTTP and %s (403); served %s", stranger, metricsScraperSA)
 }

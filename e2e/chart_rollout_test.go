@@ -1,26 +1,39 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/xds"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/charts"
 )
 
 // driveRolloutUnderChart delivers a new revision of the Deployment name in
 // namespace ns with the controller that runs under the chart's RBAC alone:
 // the main controller is stopped and its webhooks exclude namespaces
 // labelled chart-e2e, so the chart-RBAC controller admits (pauses), creates
-// the Rollout and the canary, and promotes them. Afterwards the main
-// controller and its webhooks are restored for the following tests.
-func driveRolloutUnderChart(ctx context.Context, t *testing.T, ns, name string) {
+// the Rollout and the canary, and promotes them. While the canary runs,
+// duringCanary is polled until it returns nil (before the promotion).
+// Afterwards the main controller and its webhooks are restored for the
+// following tests.
+func driveRolloutUnderChart(ctx context.Context, t *testing.T, ns, name string, duringCanary func(context.Context) error) {
 	t.Helper()
 	cs := env.Client()
 	excludeChartNamespaces(ctx, t)
@@ -72,6 +85,7 @@ func driveRolloutUnderChart(ctx context.Context, t *testing.T, ns, name string) 
 		}
 		return nil
 	})
+	eventually(t, 2*time.Minute, "observed while the canary runs", duringCanary)
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &ro); err != nil {
 			return err
@@ -185,4 +199,133 @@ func restoreMainController(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// chartXDSClient is grpc-go's xDS client for xds:///checkout.<ns>, served by
+// the xDS server at addr (plaintext: the chart's xDS port before
+// authenticated xDS, its legacy listener after).
+func chartXDSClient(t *testing.T, addr, ns string) testgrpc.TestServiceClient {
+	t.Helper()
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "chart-e2e-%s", "locality": {"zone": "e2e"}, "metadata": {"namespace": %q}}
+	}`, addr, ns, ns)
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///checkout."+ns, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := testgrpc.NewTestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("first call through the chart-RBAC controller's xDS: %v", err)
+	}
+	return c
+}
+
+// hasArg reports whether the rendered Deployment's controller arguments
+// include flag.
+func hasArg(t *testing.T, objs []*unstructured.Unstructured, flag string) bool {
+	t.Helper()
+	d := chartObjects(t, objs, "Deployment")["Deployment"]
+	containers, _, err := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if err != nil || len(containers) == 0 {
+		t.Fatalf("the chart's Deployment has no containers: %v", err)
+	}
+	args, _, err := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(args, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") })
+}
+
+// argValue is the value of --flag=value among args, or "".
+func argValue(args []string, flag string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// monitoringMetricNames are the metric names that the chart's alert rules
+// and Grafana dashboards query, read with Prometheus' parser.
+func monitoringMetricNames(t *testing.T) []string {
+	t.Helper()
+	objs := renderChart(t, charts.TemplateOptions{Set: []string{"prometheus.rules.enabled=true"}})
+	var exprs []string
+	for _, u := range objs {
+		if u.GetKind() != "PrometheusRule" {
+			continue
+		}
+		groups, _, err := unstructured.NestedSlice(u.Object, "spec", "groups")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range groups {
+			rules, _, err := unstructured.NestedSlice(g.(map[string]any), "rules")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rules {
+				exprs = append(exprs, fmt.Sprint(r.(map[string]any)["expr"]))
+			}
+		}
+	}
+	if len(exprs) == 0 {
+		t.Fatal("the chart renders no alert rules")
+	}
+	ds, err := charts.Dashboards(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := charts.MetricNames(append(exprs, charts.DashboardQueries(ds)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// scrapeMetricNames adds the sample names of the exposition at url to seen.
+func scrapeMetricNames(ctx context.Context, url string, seen map[string]bool) error {
+	resp, err := metricsGet(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, _ := strings.Cut(line, "{")
+		name, _, _ = strings.Cut(name, " ")
+		seen[name] = true
+	}
+	return sc.Err()
+}
+
+// missingMetrics names the wanted metrics not seen.
+func missingMetrics(seen map[string]bool, want []string) error {
+	var missing []string
+	for _, n := range want {
+		if !seen[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("not exported (yet): %s", strings.Join(missing, ", "))
+	}
+	return nil
 }

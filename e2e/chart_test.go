@@ -110,10 +110,14 @@ func describe(u *unstructured.Unstructured) string {
 // the apply merge, without keeping anything.
 func TestChartServerSideDryRun(t *testing.T) {
 	tests := map[string][]string{
-		"default":        nil,
-		"cert-manager":   {"certificates.mode=cert-manager"},
-		"servicemonitor": {"metrics.serviceMonitor.enabled=true"},
-		"one replica":    {"replicas=1", "webhooks.failurePolicy.mutating=Ignore"},
+		"default":      nil,
+		"cert-manager": {"certificates.mode=cert-manager"},
+		"servicemonitor": {"prometheus.serviceMonitor.enabled=true", "metrics.readers[0].kind=ServiceAccount",
+			"metrics.readers[0].name=prometheus", "metrics.readers[0].namespace=monitoring"},
+		"one replica": {"replicas=1", "webhooks.failurePolicy.mutating=Ignore"},
+		// Dashboards in the release namespace: Grafana's is not there.
+		"monitoring": {"prometheus.rules.enabled=true", "grafana.dashboards.enabled=true"},
+		"legacy xds": {"trustFlags=true", "xds.legacy.enabled=true", "networkPolicy.apiserverCIDRs[0]=10.0.0.1/32"},
 	}
 	for name, set := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -141,11 +145,16 @@ func TestChartServerSideDryRun(t *testing.T) {
 				}
 				applied[u.GetKind()]++
 			}
+			// NetworkPolicies are validated and admitted here, not enforced:
+			// the local cluster has no network plugin.
 			for _, kind := range []string{"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-				"RoleBinding", "Deployment", "Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+				"RoleBinding", "Deployment", "Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "NetworkPolicy"} {
 				if applied[kind] == 0 {
 					t.Errorf("no %s was applied (applied: %v)", kind, applied)
 				}
+			}
+			if name == "monitoring" && applied["ConfigMap"] != 4 {
+				t.Errorf("%d dashboard ConfigMaps applied, want 4", applied["ConfigMap"])
 			}
 		})
 	}
@@ -163,11 +172,15 @@ func isNamespaced(t *testing.T, a *applier, u *unstructured.Unstructured) bool {
 	return m.Scope.Name() == meta.RESTScopeNameNamespace
 }
 
-// chartObjects picks the objects of the given kinds from a render.
+// chartObjects picks the objects of the given kinds from a render, leaving
+// out the metrics reader's role and binding (see chartObject).
 func chartObjects(t *testing.T, objs []*unstructured.Unstructured, kinds ...string) map[string]*unstructured.Unstructured {
 	t.Helper()
 	out := map[string]*unstructured.Unstructured{}
 	for _, u := range objs {
+		if strings.HasSuffix(u.GetName(), "-metrics-reader") {
+			continue
+		}
 		for _, k := range kinds {
 			if u.GetKind() == k {
 				if _, dup := out[k]; dup {
@@ -183,6 +196,18 @@ func chartObjects(t *testing.T, objs []*unstructured.Unstructured, kinds ...stri
 		}
 	}
 	return out
+}
+
+// chartObject picks the object of a kind whose name ends with suffix.
+func chartObject(t *testing.T, objs []*unstructured.Unstructured, kind, suffix string) *unstructured.Unstructured {
+	t.Helper()
+	for _, u := range objs {
+		if u.GetKind() == kind && strings.HasSuffix(u.GetName(), suffix) {
+			return u
+		}
+	}
+	t.Fatalf("the chart renders no %s named *%s", kind, suffix)
+	return nil
 }
 
 // chartLogProblems returns the log lines that report a permission error.

@@ -140,6 +140,8 @@ func TestImageRunsAsController(t *testing.T) {
 
 	args := controllerArgs(t, picked["Deployment"], "", ports)
 	args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--kubeconfig=") })
+	// Plain-HTTP metrics for this test's reads; TestChartRBACRunsController covers the chart's authenticated ones.
+	args = append(args, "--metrics-secure=false")
 	cmd := exec.Command(cf.Config.Entrypoint[0], args...)
 	cmd.Dir = cmp.Or(cf.Config.WorkingDir, "/")
 	cmd.Env = append(slices.Clone(cf.Config.Env),

@@ -41,8 +41,8 @@ const (
 var DefaultCommand = []string{"controller"}
 
 // Ports are the ports `sluice controller` listens on by default: webhook,
-// xDS, metrics, health.
-var Ports = []int{9443, 18000, 8080, 8081}
+// xDS, peers, metrics, health.
+var Ports = []int{9443, 18000, 18001, 8080, 8081}
 
 // Binary is the sluice executable for one platform.
 type Binary struct {
