@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests use, when missing:
-#   prometheus      (Debian) the real Prometheus server behind the Prometheus metric source;
+#   prometheus      (Debian) the real Prometheus server behind the Prometheus metric source,
+#                   and promtool, which checks and unit-tests the chart's alert rules;
 #   python3-grpcio  (Debian) gRPC C-core's proxyless xDS client, for e2e/interop;
 #   @grpc/grpc-js-xds (npm, into the user's cache dir under sluice/npm) grpc-js's
 #                   proxyless xDS client, for e2e/interop.
 set -euo pipefail
 need=()
-command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 # Debian's interpreter: python3-grpcio is built for it, whatever python3 is first on PATH.
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
 if [ ${#need[@]} -gt 0 ]; then
