@@ -245,3 +245,62 @@ func TestDashboards(t *testing.T) {
 		t.Errorf("the defaults render %d dashboard ConfigMaps, want none (grafana.dashboards.enabled is false)", len(r.configMaps))
 	}
 }
+
+// TestServiceMonitor checks that the ServiceMonitor scrapes the metrics
+// Service's port by name, over HTTPS with a token and the serving
+// certificate's CA when metrics are secure, and over HTTP otherwise.
+func TestServiceMonitor(t *testing.T) {
+	tests := map[string]struct {
+		set                   []string
+		scheme, port, secret  string
+		tokenFile, serverName bool
+	}{
+		"secure, token file": {set: []string{"prometheus.serviceMonitor.enabled=true"},
+			scheme: "https", port: "https-metrics", tokenFile: true, serverName: true},
+		"secure, token Secret": {set: []string{"prometheus.serviceMonitor.enabled=true", "prometheus.serviceMonitor.tokenSecret.name=scraper"},
+			scheme: "https", port: "https-metrics", secret: "scraper", serverName: true},
+		"plain": {set: []string{"prometheus.serviceMonitor.enabled=true", "metrics.secure=false"}, port: "http-metrics"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			out, err := Template(testContext(t), helm(t), chartDir, TemplateOptions{Set: tc.set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := decode(t, out)
+			var sm *unstructured.Unstructured
+			for _, u := range r.all {
+				if u.GetKind() == "ServiceMonitor" {
+					sm = u
+				}
+			}
+			if sm == nil {
+				t.Fatal("no ServiceMonitor rendered")
+			}
+			eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			if len(eps) != 1 {
+				t.Fatalf("%d endpoints, want 1", len(eps))
+			}
+			ep := eps[0].(map[string]any)
+			str := func(path ...string) string {
+				s, _, _ := unstructured.NestedString(ep, path...)
+				return s
+			}
+			if svcPort := r.services["sluice-metrics"].Spec.Ports[0].Name; str("port") != tc.port || svcPort != tc.port {
+				t.Errorf("ServiceMonitor port %q, metrics Service port %q, want both %q", str("port"), svcPort, tc.port)
+			}
+			if str("scheme") != tc.scheme {
+				t.Errorf("scheme %q, want %q", str("scheme"), tc.scheme)
+			}
+			if got := str("bearerTokenFile") != ""; got != tc.tokenFile {
+				t.Errorf("bearerTokenFile set = %v, want %v", got, tc.tokenFile)
+			}
+			if str("authorization", "credentials", "name") != tc.secret {
+				t.Errorf("authorization credentials from Secret %q, want %q", str("authorization", "credentials", "name"), tc.secret)
+			}
+			if got := str("tlsConfig", "serverName") == "sluice-metrics.sluice-system.svc" && str("tlsConfig", "ca", "secret", "key") == "ca.crt"; got != tc.serverName {
+				t.Errorf("tlsConfig %v: verifies the metrics Service's name with the Secret's CA = %v, want %v", ep["tlsConfig"], got, tc.serverName)
+			}
+		})
+	}
+}

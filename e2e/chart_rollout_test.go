@@ -203,7 +203,9 @@ func restoreMainController(t *testing.T) {
 
 // chartXDSClient is grpc-go's xDS client for xds:///checkout.<ns>, served by
 // the xDS server at addr (plaintext: the chart's xDS port before
-// authenticated xDS, its legacy listener after).
+// authenticated xDS, its legacy listener after). Unlike the traffic
+// plane's client, its node names its namespace in the metadata, as the
+// legacy listener requires.
 func chartXDSClient(t *testing.T, addr, ns string) testgrpc.TestServiceClient {
 	t.Helper()
 	bootstrap := fmt.Sprintf(`{
