@@ -36,7 +36,7 @@ const (
 // the same series twice.
 type RolloutCollector struct {
 	reader  client.Reader
-	elected <-chan struct{}
+	leading func() bool
 	log     logr.Logger
 
 	proxies, confirmed, started, verdict, failures *prometheus.Desc
@@ -44,11 +44,12 @@ type RolloutCollector struct {
 
 var _ prometheus.Collector = (*RolloutCollector)(nil)
 
-// NewRolloutCollector reads Rollouts through reader once elected is closed.
-func NewRolloutCollector(reader client.Reader, elected <-chan struct{}, log logr.Logger) *RolloutCollector {
+// NewRolloutCollector reads Rollouts through reader while leading reports
+// true.
+func NewRolloutCollector(reader client.Reader, leading func() bool, log logr.Logger) *RolloutCollector {
 	svc := []string{"namespace", "service"}
 	return &RolloutCollector{
-		reader: reader, elected: elected, log: log,
+		reader: reader, leading: leading, log: log,
 		proxies: prometheus.NewDesc(MetricProxies,
 			"Proxies serving each service's routes, by state: acked (carry the current routes), nacked (rejected them) or stale (left them unanswered past the stale bound).",
 			append(svc, "state"), nil),
@@ -74,13 +75,11 @@ func (c *RolloutCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect sends the metrics of every Rollout, or nothing before this replica
-// leads. A failed list is logged and sends nothing: a scrape never shows
-// made-up values.
+// Collect sends the metrics of every Rollout, or nothing while this replica
+// does not lead. A failed list is logged and sends nothing: a scrape never
+// shows made-up values.
 func (c *RolloutCollector) Collect(ch chan<- prometheus.Metric) {
-	select {
-	case <-c.elected:
-	default:
+	if !c.leading() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)

@@ -27,11 +27,8 @@ func scheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-func closed() <-chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}
+func leading() bool   { return true }
+func following() bool { return false }
 
 func TestRolloutCollector(t *testing.T) {
 	started := metav1.NewTime(time.Unix(1_800_000_000, 0))
@@ -87,18 +84,18 @@ sluice_rollout_proxies{namespace="shop",service="checkout-api",state="stale"} 2
 # TYPE sluice_rollout_step_confirmed gauge
 sluice_rollout_step_confirmed{namespace="shop",service="checkout-api"} 0
 `
-	if err := testutil.CollectAndCompare(NewRolloutCollector(c, closed(), logr.Discard()), strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(NewRolloutCollector(c, leading, logr.Discard()), strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }
 
-func TestRolloutCollectorSilentUntilElected(t *testing.T) {
+func TestRolloutCollectorSilentWhileFollowing(t *testing.T) {
 	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout"}}
 	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(ro).Build()
-	if n := testutil.CollectAndCount(NewRolloutCollector(c, make(chan struct{}), logr.Discard())); n != 0 {
+	if n := testutil.CollectAndCount(NewRolloutCollector(c, following, logr.Discard())); n != 0 {
 		t.Errorf("a replica that does not lead exported %d series, want 0", n)
 	}
-	if n := testutil.CollectAndCount(NewRolloutCollector(c, closed(), logr.Discard())); n == 0 {
+	if n := testutil.CollectAndCount(NewRolloutCollector(c, leading, logr.Discard())); n == 0 {
 		t.Error("the leader exported no series")
 	}
 }
@@ -109,7 +106,7 @@ func TestRolloutCollectorListFailureExportsNothing(t *testing.T) {
 			return errors.New("cache not synced")
 		},
 	}).Build()
-	if n := testutil.CollectAndCount(NewRolloutCollector(c, closed(), logr.Discard())); n != 0 {
+	if n := testutil.CollectAndCount(NewRolloutCollector(c, leading, logr.Discard())); n != 0 {
 		t.Errorf("a failed list exported %d series, want 0", n)
 	}
 }

@@ -41,11 +41,11 @@ func (m metricsAuth) serverOptions(addr string, tlsOpts ...func(*tls.Config)) me
 	return o
 }
 
-// registerRolloutMetrics exports the Rollout statuses the leader writes
-// (proxies by state, unconfirmed steps, verdicts): what the chart's alerts
-// and dashboards read.
-func registerRolloutMetrics(mgr manager.Manager, log logr.Logger) error {
-	c := monitoring.NewRolloutCollector(mgr.GetCache(), mgr.Elected(), log.WithName("rollout-metrics"))
+// registerRolloutMetrics exports, while this replica leads, the Rollout
+// statuses it writes (proxies by state, unconfirmed steps, verdicts): what
+// the chart's alerts and dashboards read.
+func registerRolloutMetrics(mgr manager.Manager, leading func() bool, log logr.Logger) error {
+	c := monitoring.NewRolloutCollector(mgr.GetCache(), leading, log.WithName("rollout-metrics"))
 	if err := ctrlmetrics.Registry.Register(c); err != nil {
 		return fmt.Errorf("register rollout status metrics: %w", err)
 	}
