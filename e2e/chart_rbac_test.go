@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -334,11 +335,14 @@ func controllerArgs(t *testing.T, d *unstructured.Unstructured, kubeconfig strin
 		"--metrics-addr": "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--health-addr":  "127.0.0.1:" + strconv.Itoa(ports[3]),
 	}
-	// Rendered only with the authenticated xDS flags (trustFlags).
-	optional := map[string]string{}
-	if len(ports) > 5 {
-		optional["--peer-port"] = strconv.Itoa(ports[4])
-		optional["--xds-legacy-port"] = strconv.Itoa(ports[5])
+	// Rendered only with the authenticated xDS flags (trustFlags): ports[4]
+	// and ports[5], or free ones of their own.
+	if len(ports) < 6 {
+		ports = append(slices.Clone(ports[:4]), loopbackPorts(t, 2)...)
+	}
+	optional := map[string]string{
+		"--peer-port":       strconv.Itoa(ports[4]),
+		"--xds-legacy-port": strconv.Itoa(ports[5]),
 	}
 	var args []string
 	for _, a := range c.Args {
