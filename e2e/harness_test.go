@@ -34,6 +34,9 @@ type sluiceProcess struct {
 	XDSAddr string
 	// CAFile holds the CA bundle that signs its serving certificate.
 	CAFile string
+	// LegacyAddr is host:port of the plaintext listener for old clients,
+	// open to namespaces labelled sluice.dev/legacy-xds=enabled.
+	LegacyAddr string
 	// MetricsURL serves the controller's Prometheus metrics.
 	MetricsURL string
 	// HealthURL serves /healthz and /readyz.
@@ -58,7 +61,7 @@ func buildSluice(ctx context.Context, dir string) (string, error) {
 
 // newSluice prepares a controller on free loopback ports.
 func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
-	ports := make([]int, 5)
+	ports := make([]int, 6)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -71,6 +74,7 @@ func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
 		bin:        bin,
 		dir:        dir,
 		XDSAddr:    "127.0.0.1:" + strconv.Itoa(ports[1]),
+		LegacyAddr: "127.0.0.1:" + strconv.Itoa(ports[5]),
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics",
 		HealthURL:  "http://127.0.0.1:" + strconv.Itoa(ports[3]),
 		WebhookURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]),
@@ -85,6 +89,7 @@ func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
 		"--metrics-addr=127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--health-addr=127.0.0.1:" + strconv.Itoa(ports[3]),
 		"--pprof-addr=127.0.0.1:" + strconv.Itoa(ports[4]),
+		"--xds-legacy-port=" + strconv.Itoa(ports[5]),
 		"--leader-elect",
 	}
 	return s, nil

@@ -178,7 +178,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 			return err
 		}
 	}
-	if err := addCAPublisher(mgr, cs, o, log); err != nil {
+	if err := addClientTrust(mgr, cs, o, log); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

@@ -119,13 +119,24 @@ func legacyRule(cache client.Reader, all bool) func(ctx context.Context, namespa
 	}
 }
 
-// addCAPublisher keeps the CA bundle that signs the serving certificate in
-// ConfigMap sluice-ca of every namespace (leader only), for xDS clients to
-// mount.
-func addCAPublisher(mgr manager.Manager, cs kubernetes.Interface, o controllerOptions, log logr.Logger) error {
+// addClientTrust keeps the CA bundle that signs the serving certificate in
+// ConfigMap sluice-ca of every namespace, for xDS clients to mount, and,
+// when Sluice holds its CA's key (--cert-mode=self), signs client
+// certificates requested through the CSR API (leader only).
+func addClientTrust(mgr manager.Manager, cs kubernetes.Interface, o controllerOptions, log logr.Logger) error {
 	pub, err := certs.NewPublisher(cs, certs.PublisherOptions{Namespace: o.namespace, SecretName: o.certSecret, Logger: log.WithName("ca-bundle")})
 	if err != nil {
 		return err
 	}
-	return mgr.Add(pub)
+	if err := mgr.Add(pub); err != nil {
+		return err
+	}
+	if o.certMode != certModeSelf {
+		return nil
+	}
+	signer, err := certs.NewClientSigner(cs, certs.ClientSignerOptions{Namespace: o.namespace, SecretName: o.certSecret, Logger: log.WithName("client-certs")})
+	if err != nil {
+		return err
+	}
+	return mgr.Add(signer)
 }

@@ -120,7 +120,11 @@ func (g *Guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 			return err
 		}
 	}
-	return handler(srv, s)
+	err = handler(srv, s)
+	if refusal := s.refusal.Load(); refusal != nil {
+		return *refusal
+	}
+	return err
 }
 
 // Unary is the unary interceptor: calls are authenticated like streams and

@@ -84,7 +84,8 @@ func (r *reviewer) client() *fake.Clientset {
 
 // ads is an ADS and LRS server that answers every request with an empty
 // response and records the identity each stream acts as; a request of
-// type "panic" panics.
+// type "panic" panics. Its state-of-the-world handler swallows receive
+// errors, as go-control-plane's does.
 type ads struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	lrsv3.UnimplementedLoadReportingServiceServer
@@ -96,7 +97,9 @@ func (a *ads) StreamAggregatedResources(s discoveryv3.AggregatedDiscoveryService
 	for {
 		req, err := s.Recv()
 		if err != nil {
-			return err
+			// As go-control-plane's server does: a failed receive ends
+			// the stream without an error of the handler's own.
+			return nil
 		}
 		if req.GetTypeUrl() == "panic" {
 			panic("a handler bug")

@@ -27,6 +27,10 @@ type guardedStream struct {
 	delta map[string]int
 	// counted is the key the stream holds a slot under, "" if none.
 	counted string
+	// refusal is the status that ends the stream once a message broke a
+	// rule: the stream ends with it whatever the handler returns (some
+	// handlers end a stream without error when receiving fails).
+	refusal atomic.Pointer[error]
 }
 
 // Context returns the stream's context, which carries its identity.
@@ -35,12 +39,27 @@ func (s *guardedStream) Context() context.Context { return s.ctx }
 // RecvMsg receives a message and refuses the stream when the message
 // breaks a rule.
 func (s *guardedStream) RecvMsg(m any) error {
-	if err := s.ServerStream.RecvMsg(m); err != nil {
-		if status.Code(err) == codes.ResourceExhausted {
-			s.g.opts.Metrics.refused.WithLabelValues(ReasonMessageTooLarge).Inc()
-		}
-		return err
+	if err := s.refusal.Load(); err != nil {
+		return *err
 	}
+	err := s.ServerStream.RecvMsg(m)
+	switch {
+	case status.Code(err) == codes.ResourceExhausted:
+		s.g.opts.Metrics.refused.WithLabelValues(ReasonMessageTooLarge).Inc()
+	case err != nil:
+		// The client ended the stream, or the connection did.
+		return err
+	default:
+		err = s.check(m)
+	}
+	if err != nil {
+		s.refusal.Store(&err)
+	}
+	return err
+}
+
+// check checks one received message.
+func (s *guardedStream) check(m any) error {
 	var node *corev3.Node
 	names := 0
 	switch r := m.(type) {
