@@ -15,7 +15,9 @@ func TestPublisherKeepsTheBundleInEveryNamespace(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "sluice-system", Name: "tls"},
 		Data:       map[string][]byte{SecretKeyCACert: []byte("CA-1")},
 	}
-	ns := func(name string) *corev1.Namespace { return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}} }
+	ns := func(name string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	}
 	cs := fake.NewClientset(secret, ns("sluice-system"), ns("shop"))
 	p, err := NewPublisher(cs, PublisherOptions{Namespace: "sluice-system", SecretName: "tls", CheckInterval: 100 * time.Millisecond})
 	if err != nil {
