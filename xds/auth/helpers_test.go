@@ -148,7 +148,7 @@ type plane struct {
 }
 
 // newPlane serves a fake ADS on loopback: TLS unless opts.Legacy.
-func newPlane(t *testing.T, opts auth.GuardOptions) *plane {
+func newPlane(t testing.TB, opts auth.GuardOptions) *plane {
 	t.Helper()
 	p := &plane{rev: newReviewer(), ads: &ads{}}
 	b, err := certs.Issue(certs.IssueRequest{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, time.Now())
@@ -169,7 +169,7 @@ func newPlane(t *testing.T, opts auth.GuardOptions) *plane {
 		}
 		opts.Tokens = tokens
 	}
-	opts.Logger = testr.New(t)
+	opts.Logger = testr.NewWithInterface(t, testr.Options{})
 	g, err := auth.NewGuard(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func newPlane(t *testing.T, opts auth.GuardOptions) *plane {
 
 // conn dials the plane with TLS (and the client certificate, if any), or
 // with creds when given.
-func (p *plane) conn(t *testing.T, creds credentials.TransportCredentials) *grpc.ClientConn {
+func (p *plane) conn(t testing.TB, creds credentials.TransportCredentials) *grpc.ClientConn {
 	t.Helper()
 	if creds == nil {
 		creds = credentials.NewTLS(&tls.Config{RootCAs: p.pool})

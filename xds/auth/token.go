@@ -33,8 +33,13 @@ const (
 	// refusedTTL is how long a refused token's verdict is reused, so that a
 	// client retrying a bad token costs one TokenReview per period.
 	refusedTTL = 10 * time.Second
-	// reviewTimeout bounds one TokenReview call.
+	// reviewTimeout bounds one TokenReview call, including the wait for
+	// a slot.
 	reviewTimeout = 10 * time.Second
+	// maxConcurrentReviews bounds the TokenReview calls in flight, so a
+	// flood of distinct bad tokens queues here instead of at the API
+	// server.
+	maxConcurrentReviews = 32
 )
 
 // serviceAccountPrefix starts the user name of a ServiceAccount.
@@ -72,6 +77,7 @@ type TokenVerifier struct {
 	opts   TokenOptions
 	cache  *cache.LRUExpireCache
 	flight singleflight.Group
+	slots  chan struct{}
 }
 
 // verdict is a cached outcome of a TokenReview.
@@ -100,7 +106,7 @@ func NewTokenVerifier(opts TokenOptions) (*TokenVerifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &TokenVerifier{opts: opts, cache: cache.NewLRUExpireCache(opts.Size)}, nil
+	return &TokenVerifier{opts: opts, cache: cache.NewLRUExpireCache(opts.Size), slots: make(chan struct{}, maxConcurrentReviews)}, nil
 }
 
 // Audience is the audience tokens must be minted for.
@@ -125,6 +131,12 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (Identity, err
 		// waiting for the same verdict.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
 		defer cancel()
+		select {
+		case v.slots <- struct{}{}:
+			defer func() { <-v.slots }()
+		case <-rctx.Done():
+			return nil, fmt.Errorf("token review: too many reviews in flight: %w", rctx.Err())
+		}
 		vd, err := v.review(rctx, token)
 		if v.opts.OnReview != nil {
 			v.opts.OnReview(err)
