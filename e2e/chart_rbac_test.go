@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -196,6 +199,10 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 		_, err := runningPods(ctx, teamNS, map[string]string{v1alpha1.LabelService: "checkout"}, 1)
 		return err
 	})
+
+	if audience := argValue(args, "--xds-token-audience"); audience != "" {
+		checkXDSTokenUnderChart(ctx, t, teamNS, "127.0.0.1:"+strconv.Itoa(ports[1]), caBundle, audience)
+	}
 
 	if mode == "self" {
 		// The rollout and traffic controllers' writes: a whole delivery,
@@ -556,4 +563,36 @@ func checkMetricsAuthentication(ctx context.Context, t *testing.T, namespace, ur
 	metricsScrapers.Store(url, metricsScraper{client: client, token: scraper})
 	t.Cleanup(func() { metricsScrapers.Delete(url) })
 	t.Logf("/metrics refused anonymous (401), plain HTTP and %s (403); served %s", stranger, metricsScraperSA)
+}
+
+// checkXDSTokenUnderChart shows that the controller, under the chart's
+// RBAC, verifies xDS clients' ServiceAccount tokens with the TokenReview
+// API: an ADS stream on the TLS port without a token is refused, one with a
+// token of the namespace's ServiceAccount for the audience is answered.
+func checkXDSTokenUnderChart(ctx context.Context, t *testing.T, ns, addr string, ca []byte, audience string) {
+	t.Helper()
+	const sa = "checkout-client"
+	if _, err := env.Client().CoreV1().ServiceAccounts(ns).Create(ctx,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create ServiceAccount %s/%s: %v", ns, sa, err)
+	}
+	tr, err := env.Client().CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA certificate to verify the xDS server with")
+	}
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool})
+	listener := "checkout." + ns
+	if err := adsProbe(t, addr, creds, "", listenerRequest(ns, listener)); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("ADS stream without a token: %v, want Unauthenticated", err)
+	}
+	eventually(t, time.Minute, "ADS stream with a ServiceAccount token answered", func(context.Context) error {
+		return adsProbe(t, addr, creds, tr.Status.Token, listenerRequest(ns, listener))
+	})
+	t.Logf("xDS under the chart's RBAC: no token refused, %s/%s's token (audience %s) served", ns, sa, audience)
 }

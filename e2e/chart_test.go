@@ -117,7 +117,7 @@ func TestChartServerSideDryRun(t *testing.T) {
 		"one replica": {"replicas=1", "webhooks.failurePolicy.mutating=Ignore"},
 		// Dashboards in the release namespace: Grafana's is not there.
 		"monitoring": {"prometheus.rules.enabled=true", "grafana.dashboards.enabled=true"},
-		"legacy xds": {"trustFlags=true", "xds.legacy.enabled=true", "networkPolicy.apiserverCIDRs[0]=10.0.0.1/32"},
+		"legacy xds": {"peerPortFlag=true", "xds.legacy.enabled=true", "networkPolicy.apiserverCIDRs[0]=10.0.0.1/32"},
 	}
 	for name, set := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -19,12 +19,7 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,10 +28,12 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/charts"
 	"github.com/sluice-dev/sluice/internal/image"
 	"github.com/sluice-dev/sluice/local/cluster"
 	"github.com/sluice-dev/sluice/webhook"
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 // serviceAccountDir is where the kubelet mounts a pod's ServiceAccount
@@ -179,10 +176,12 @@ func TestImageRunsAsController(t *testing.T) {
 		_, err := runningPods(ctx, teamNS, map[string]string{v1alpha1.LabelService: "checkout"}, 1)
 		return err
 	})
-	listener := "checkout." + teamNS
-	eventually(t, time.Minute, "ADS answer from the controller from the image", func(ctx context.Context) error {
-		return adsAnswers(ctx, "127.0.0.1:"+strconv.Itoa(ports[1]), resource.ListenerType, listener)
-	})
+	// The xDS port is TLS with ServiceAccount tokens: verify with the CA of the Secret the controller issued.
+	sec, err := cs.CoreV1().Secrets(releaseNS).Get(ctx, fullname+"-webhook-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkXDSTokenUnderChart(ctx, t, teamNS, "127.0.0.1:"+strconv.Itoa(ports[1]), sec.Data[certs.SecretKeyCACert], cmp.Or(argValue(args, "--xds-token-audience"), auth.DefaultAudience))
 
 	// A freeze window in Europe/Paris that covers now in Paris but would not
 	// if its times were read as UTC (Paris is ahead of UTC all year). The
@@ -381,34 +380,6 @@ func checkRootFS(t *testing.T, root string, uid int) {
 	if !slices.Equal(want, paths) {
 		t.Errorf("the root filesystem holds %v, want %v", paths, want)
 	}
-}
-
-// adsAnswers opens an ADS stream to addr, asks for one resource of typeURL
-// and returns nil once a response carries it.
-func adsAnswers(ctx context.Context, addr, typeURL, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return err
-	}
-	node := &corev3.Node{Id: "image-e2e", UserAgentName: "raw-ads-e2e"}
-	if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNames: []string{name}}); err != nil {
-		return err
-	}
-	resp, err := st.Recv()
-	if err != nil {
-		return fmt.Errorf("ADS request for %s %s: %w", typeURL, name, err)
-	}
-	if resp.GetTypeUrl() != typeURL || len(resp.GetResources()) == 0 {
-		return fmt.Errorf("ADS answer of type %s with %d resources, want %s %s", resp.GetTypeUrl(), len(resp.GetResources()), typeURL, name)
-	}
-	return nil
 }
 
 // metricSumMatching adds up the samples of a metric family whose line
