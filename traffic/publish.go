@@ -97,7 +97,7 @@ func (c *Controller) publish(ctx context.Context) error {
 	for _, t := range server.Types {
 		desired[t] = res.ByType(t)
 	}
-	if err := c.srv.UpdateVariants(ctx, desired, server.VariantsOf(res)); err != nil {
+	if err := c.srv.Publish(ctx, desired, server.VariantsOf(res), server.GrantsOf(res)); err != nil {
 		c.metrics.publishes.WithLabelValues("failed").Inc()
 		return fmt.Errorf("publish %d resources (version %.12s): %w", res.Len(), res.Version(), err)
 	}
