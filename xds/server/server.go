@@ -97,13 +97,13 @@ type Server struct {
 	formLimits    map[string]map[string][]string
 	defaultLimits map[string][]string
 
-	caches  map[string]*cache.LinearCache
-	xds     serverv3.Server
+	caches map[string]*cache.LinearCache
+	xds    serverv3.Server
 	// grants is the current publication's visibility; never nil.
 	grants          atomic.Pointer[grantIndex]
 	requireIdentity bool
-	tracker *tracker
-	hist    *history
+	tracker         *tracker
+	hist            *history
 
 	// firstPublished is closed by the first complete Update: until then no
 	// stream is served, so a proxy that connects to a fresh replica is
