@@ -119,25 +119,6 @@ func TestConfirmReportsNacks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ads := dialADS(t, addr)
-	// The proxy accepts a default route to one cluster and rejects a weighted
-	// one (routes with header matches, such as the router's warm-up route,
-	// are not default routes).
-	nackWeighted := func(resp *discovery.DiscoveryResponse) string {
-		for _, a := range resp.GetResources() {
-			var rc routev3.RouteConfiguration
-			if err := a.UnmarshalTo(&rc); err != nil {
-				return err.Error()
-			}
-			for _, vh := range rc.GetVirtualHosts() {
-				for _, r := range vh.GetRoutes() {
-					if len(r.GetMatch().GetHeaders()) == 0 && r.GetRoute().GetWeightedClusters() != nil {
-						return "weighted clusters: not today"
-					}
-				}
-			}
-		}
-		return ""
-	}
 	if _, err := startProxy(ctx, ads, "picky", resource.RouteType, []string{checkoutRoute}, nackWeighted); err != nil {
 		t.Fatal(err)
 	}
@@ -318,4 +299,24 @@ func TestGoneServicesAreForgotten(t *testing.T) {
 	if _, ok := srv.Version(resource.RouteType, checkoutRoute); ok {
 		t.Fatal("checkout was published from routes kept from before it went away")
 	}
+}
+
+// nackWeighted accepts a default route to one cluster and rejects a weighted
+// one (routes with header matches, such as the router's warm-up route, are
+// not default routes).
+func nackWeighted(resp *discovery.DiscoveryResponse) string {
+	for _, a := range resp.GetResources() {
+		var rc routev3.RouteConfiguration
+		if err := a.UnmarshalTo(&rc); err != nil {
+			return err.Error()
+		}
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				if len(r.GetMatch().GetHeaders()) == 0 && r.GetRoute().GetWeightedClusters() != nil {
+					return "weighted clusters: not today"
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -223,7 +223,7 @@ func TestStateFromConsumers(t *testing.T) {
 		return d
 	}
 	objs := Objects{
-		Pods: []corev1.Pod{consumerPod("checkout-1", "checkout"), consumerPod("cart-1", "cart")},
+		Pods: []corev1.Pod{pod("checkout-1", "checkout", "127.100.0.1"), pod("cart-1", "cart", "127.100.0.2")},
 		Deployments: []appsv1.Deployment{
 			dep("checkout", "checkout", "frontend"), dep("checkout-canary", "checkout", "payments, frontend"),
 			dep("cart", "cart", "*,frontend"),
@@ -247,13 +247,4 @@ func TestStateFromConsumers(t *testing.T) {
 	if len(deploymentProblems) != 1 || deploymentProblems[0].Object != "deployment/cart" {
 		t.Errorf("problems %v, want one for deployment/cart", deploymentProblems)
 	}
-}
-
-func consumerPod(name, svc string) corev1.Pod {
-	p := corev1.Pod{}
-	p.Name, p.Namespace = name, "shop"
-	p.Labels = map[string]string{v1alpha1.LabelService: svc}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.PodIP = "127.100.0.1"
-	return p
 }
