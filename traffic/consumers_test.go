@@ -61,17 +61,12 @@ func TestConfirmSkipsConsumerNackAfterStaleBound(t *testing.T) {
 	if _, err := startProxy(metadata.AppendToOutgoingContext(ctx, "x-test-namespace", "frontend"), ads, "frontend-proxy", resource.RouteType, []string{checkoutRoute}, nackWeighted); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for confirm(t, c, 0).Acked != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxies did not acknowledge the first routes")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitConfirmed(t, c, 0, 2)
 	src.set(objs(2500), true)
 	if got := confirm(t, c, 2500); got.Nacked != 1 || got.Acked != 1 {
 		t.Fatalf("right after the rejection: %+v, want the consumer's NACK holding", got)
 	}
+	deadline := time.Now().Add(20 * time.Second)
 	var got Confirmation
 	for got = confirm(t, c, 2500); got.Nacked != 0; got = confirm(t, c, 2500) {
 		if time.Now().After(deadline) {

@@ -122,13 +122,7 @@ func TestConfirmReportsNacks(t *testing.T) {
 	if _, err := startProxy(ctx, ads, "picky", resource.RouteType, []string{checkoutRoute}, nackWeighted); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for confirm(t, c, 0).Acked != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy did not acknowledge the first routes")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitConfirmed(t, c, 0, 1)
 	src.set(canaryObjects(2500), true)
 	got := confirm(t, c, 2500)
 	want := Confirmation{Nacked: 1, NackMessages: []string{"picky: weighted clusters: not today"}}
@@ -319,4 +313,16 @@ func nackWeighted(resp *discovery.DiscoveryResponse) string {
 		}
 	}
 	return ""
+}
+
+// waitConfirmed polls Confirm of weight w until n proxies acknowledged it.
+func waitConfirmed(t *testing.T, c *Controller, w router.Weight, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for confirm(t, c, w).Acked != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d proxies did not acknowledge the routes of weight %s", n, w)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

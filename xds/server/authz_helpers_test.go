@@ -3,12 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
-	"net"
 	"testing"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/go-logr/logr/testr"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -50,22 +47,7 @@ func (s identityStream) Context() context.Context { return s.ctx }
 // authzServer starts a Server behind the stand-in interceptor.
 func authzServer(t testing.TB, opts Options) (*Server, string) {
 	t.Helper()
-	if opts.Registerer == nil {
-		opts.Registerer = prometheus.NewRegistry()
-	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = testr.NewWithInterface(t, testr.Options{Verbosity: 1})
-	}
-	s := New(opts)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(grpc.WaitForHandlers(true), grpc.StreamInterceptor(testIdentity))
-	s.Register(g)
-	go g.Serve(lis) //nolint:errcheck // returns when stopped
-	t.Cleanup(g.Stop)
-	return s, lis.Addr().String()
+	return testServer(t, opts, grpc.StreamInterceptor(testIdentity))
 }
 
 // asIdentity returns a context whose streams claim namespace/name.

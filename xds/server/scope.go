@@ -252,26 +252,33 @@ var _ cache.Cache = (*scopedCache)(nil)
 
 // CreateWatch opens a sotw watch narrowed to the request's scope.
 func (c *scopedCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	sc, ok := c.scopes.take(req)
-	if !ok {
-		return nil, fmt.Errorf("no scope recorded for a %s request", typeLabel(req.GetTypeUrl()))
-	}
-	if sc.restricted {
-		sub = &scopedSub{inner: sub, typeURL: req.GetTypeUrl(), namespace: sc.namespace, grants: c.grants}
+	sub, err := c.narrow(req, req.GetTypeUrl(), sub)
+	if err != nil {
+		return nil, err
 	}
 	return c.inner.CreateWatch(req, sub, out)
 }
 
 // CreateDeltaWatch opens a delta watch narrowed to the request's scope.
 func (c *scopedCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
-	sc, ok := c.scopes.take(req)
-	if !ok {
-		return nil, fmt.Errorf("no scope recorded for a %s request", typeLabel(req.GetTypeUrl()))
-	}
-	if sc.restricted {
-		sub = &scopedSub{inner: sub, typeURL: req.GetTypeUrl(), namespace: sc.namespace, grants: c.grants}
+	sub, err := c.narrow(req, req.GetTypeUrl(), sub)
+	if err != nil {
+		return nil, err
 	}
 	return c.inner.CreateDeltaWatch(req, sub, out)
+}
+
+// narrow returns the subscription a request's watch gets: sub itself for a
+// stream without an identity, else sub narrowed to its namespace.
+func (c *scopedCache) narrow(req any, typeURL string, sub cache.Subscription) (cache.Subscription, error) {
+	sc, ok := c.scopes.take(req)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("no scope recorded for a %s request", typeLabel(typeURL))
+	case !sc.restricted:
+		return sub, nil
+	}
+	return &scopedSub{inner: sub, typeURL: typeURL, namespace: sc.namespace, grants: c.grants}, nil
 }
 
 // Fetch is not served: REST fetches carry no stream identity.

@@ -80,7 +80,10 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 	// touches the sentinels of the namespaces whose view changed, so their
 	// watches are answered by the new grants.
 	touch := touched(s.grants.Load().grants, grants)
-	s.grants.Store(newGrantIndex(grants))
+	if changed := slices.ContainsFunc(Types, func(t string) bool { return len(touch[t]) > 0 }); changed {
+		// Unchanged grants keep their index, and the visible sets it built.
+		s.grants.Store(newGrantIndex(grants))
+	}
 
 	var fresh []target
 	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
