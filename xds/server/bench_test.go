@@ -54,6 +54,7 @@ func BenchmarkRouteUpdateToAllAcked(b *testing.B) {
 					}
 				}()
 			}
+			waitSubscribed(b, s, svc, proxies)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				w := uint32(i%99 + 1)
@@ -137,15 +138,7 @@ func BenchmarkScopedWeightChangeToAllAcked(b *testing.B) {
 					}
 				}
 			}
-			// Streams register their first request asynchronously: poll
-			// until every one carries the first publication.
-			for {
-				v, _ := s.Version(resource.RouteType, hot)
-				if acked, _, _ := s.Synced(resource.RouteType, hot, v); acked == namespaces*perNamespace {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			waitSubscribed(b, s, hot, namespaces*perNamespace)
 			waitAll()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -272,5 +265,22 @@ func BenchmarkScopedNotify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// waitSubscribed polls until n proxies carry the published route rc:
+// streams register their first request asynchronously.
+func waitSubscribed(b *testing.B, s *Server, rc string, n int) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		v, _ := s.Version(resource.RouteType, rc)
+		if acked, _, _ := s.Synced(resource.RouteType, rc, v); acked == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d proxies did not all carry %s", n, rc)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
