@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -158,3 +159,11 @@ func deltaStream(t *testing.T, addr, namespace, name string) grpc.BidiStreamingC
 }
 
 func containsBytes(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }
+
+// waitWatching waits until a watch of namespace is open on lc: its
+// stream's last ACK was processed, so a change of grants now reaches it
+// only through the namespace's sentinel.
+func waitWatching(t *testing.T, lc *cache.LinearCache, namespace string) {
+	t.Helper()
+	eventually(t, "a watch of "+namespace, func() bool { return lc.NumWatches(sentinel(namespace)) > 0 })
+}

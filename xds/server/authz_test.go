@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/auth"
+	"github.com/sluice-dev/sluice/xds/translate"
 )
 
 // TestWildcardSeesOnlyGranted: a wildcard LDS or CDS stream of each
@@ -195,6 +197,8 @@ func TestGrantChangeReachesStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	waitWatching(t, s.caches[resource.ListenerType], "team-a")
+	waitWatching(t, s.caches[resource.ClusterType], "team-a")
 	publishTenants(t, s, tenants(t, &router.Consumers{Namespaces: []string{"frontend", "team-a"}}))
 	resp = lds.recv()
 	if !slices.Contains(resourceNames(resp.GetResources()), "checkout.shop") {
@@ -216,6 +220,8 @@ func TestGrantChangeReachesStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	waitWatching(t, s.caches[resource.ListenerType], "team-a")
+	waitWatching(t, s.caches[resource.ClusterType], "team-a")
 	publishTenants(t, s, tenants(t, nil))
 	resp = lds.recv()
 	if slices.Contains(resourceNames(resp.GetResources()), "checkout.shop") {
@@ -383,5 +389,46 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 				return
 			}
 		}
+	}
+}
+
+// TestScopedFormClients: clients of another route form (here gRPC C-core)
+// are served from that form's cache, narrowed the same way: a foreign one
+// gets nothing of shop's, a granted one gets shop's variant with its
+// cohort, and a grant added later reaches the foreign one's explicit
+// subscription.
+func TestScopedFormClients(t *testing.T) {
+	s, addr := authzServer(t, Options{AckTimeout: time.Second})
+	publishTenants(t, s, tenants(t, nil))
+	const rc = "checkout.shop:9090"
+	client := func(ns string) *sotwClient {
+		c := newSotwAs(t, addr, "c-core-"+ns, ns, "default")
+		c.node.UserAgentName = "gRPC C-core linux Python"
+		c.node.UserAgentVersionType = &corev3.Node_UserAgentVersion{UserAgentVersion: "1.51.1"}
+		return c
+	}
+	granted := client("frontend")
+	granted.request(resource.RouteType, []string{rc}, nil, "")
+	resp := granted.recv()
+	if !containsBytes(wireBytes(t, resp), shopCohort) || !strings.Contains(resp.GetVersionInfo(), string(translate.FormLegacyNoRing)) {
+		t.Fatalf("granted C-core client got version %q without shop's cohort route of its form", resp.GetVersionInfo())
+	}
+	foreign := client("team-a")
+	foreign.request(resource.RouteType, []string{rc}, nil, "")
+	resp = foreign.recv()
+	if len(resp.GetResources()) != 0 {
+		t.Fatalf("foreign C-core client got %q", resourceNames(resp.GetResources()))
+	}
+	foreign.request(resource.RouteType, []string{rc}, resp, "")
+	waitWatching(t, s.formCaches[string(translate.FormLegacyNoRing)], "team-a")
+	publishTenants(t, s, tenants(t, &router.Consumers{Namespaces: []string{"frontend", "team-a"}}))
+	resp = foreign.recv()
+	if got := resourceNames(resp.GetResources()); !slices.Equal(got, []string{rc}) || !containsBytes(wireBytes(t, resp), shopCohort) {
+		t.Errorf("after the grant the C-core client of team-a got %q", got)
+	}
+	if p := s.Proxies(); !slices.ContainsFunc(p, func(p ProxyStatus) bool {
+		return p.NodeID == "c-core-team-a" && p.Form == string(translate.FormLegacyNoRing)
+	}) {
+		t.Errorf("the C-core client is not served its form: %+v", p)
 	}
 }
