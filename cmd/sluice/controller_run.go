@@ -70,6 +70,9 @@ type controllerOptions struct {
 	podIP        string
 	staleAfter   time.Duration
 	selfUsername string
+	xdsAuth      xdsAuthOptions
+
+	leaseDuration, renewDeadline, retryPeriod time.Duration
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -77,16 +80,19 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	f.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the admission webhook server (TLS)")
 	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default: all)")
-	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server")
+	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server (TLS with the serving certificate; clients prove a ServiceAccount with a token or a client certificate)")
 	f.StringVar(&o.xdsHost, "xds-host", "", "address the xDS server binds (default: all)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "address of the Go profiler's /debug/pprof endpoints; empty (the default) serves none")
-	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates")
+	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates; a replica that loses the lease keeps serving webhooks and xDS and campaigns again")
+	f.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", leaseFlags.duration, "how long a leader's lease lasts without renewal before another replica may take it")
+	f.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leaseFlags.renew, "how long the leader keeps trying to renew before it stops its leader-only work (< lease duration)")
+	f.DurationVar(&o.retryPeriod, "leader-elect-retry-period", leaseFlags.retry, "how often replicas try to take or renew the lease")
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
 	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
 	f.StringVar(&o.certSecret, "cert-secret", "sluice-webhook-tls", "Secret holding the webhook CA and serving certificate")
-	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate (default: sluice-webhook.<namespace>.svc and .svc.cluster.local)")
+	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate of the webhook and xDS listeners (default: sluice-webhook.<namespace>.svc, sluice-xds.<namespace>.svc, and both .svc.cluster.local)")
 	f.StringSliceVar(&o.certIPs, "cert-ips", nil, "IP addresses of the serving certificate (e.g. 127.0.0.1 for webhooks registered by URL)")
 	f.StringVar(&o.webhookName, "webhook-config-name", "sluice", "name of the Mutating- and ValidatingWebhookConfiguration to keep the CA bundle in")
 	f.DurationVar(&o.lrsInterval, "load-report-interval", lrs.DefaultInterval, "load reporting interval asked of every xDS client (> 0)")
@@ -97,6 +103,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
+	o.xdsAuth.addFlags(f)
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -139,7 +146,11 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, manager.Options{
+	campaign, err := o.campaign(cs, log)
+	if err != nil {
+		return err
+	}
+	base, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:  sch,
 		Metrics: metricsserver.Options{BindAddress: o.metricsAddr},
 		// The admission handlers read a Namespace on every request and
@@ -147,14 +158,11 @@ func runController(ctx context.Context, o controllerOptions) error {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Namespace{}: {UnsafeDisableDeepCopy: ptr.To(true)},
 		}},
-		HealthProbeBindAddress:  o.healthAddr,
-		PprofBindAddress:        o.pprofAddr,
-		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "sluice-controller",
-		LeaderElectionNamespace: o.namespace,
-		// A replica that loses leadership stops its leader-only work but
-		// keeps serving webhooks and xDS.
-		LeaderElectionReleaseOnCancel: true,
+		HealthProbeBindAddress: o.healthAddr,
+		PprofBindAddress:       o.pprofAddr,
+		// No leader election here: controller-runtime's ends the process
+		// when the lease is lost. The campaign stops only the leader-only
+		// work, and campaigns again.
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
@@ -164,6 +172,10 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	if err := base.Add(campaign); err != nil {
+		return err
+	}
+	mgr := electedManager{Manager: base, campaign: campaign}
 	if err := mgr.Add(reloader); err != nil {
 		return err
 	}
@@ -175,6 +187,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 		if err := mgr.Add(rot); err != nil {
 			return err
 		}
+	}
+	if err := addClientTrust(mgr, cs, o, log); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -209,8 +224,17 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}); err != nil {
 		return err
 	}
-	g := grpc.NewServer(xdsKeepalive()...)
-	xdsServer.Register(g)
+	listeners, err := o.xdsListeners(cs, reloader, mgr.GetCache(), log)
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		xdsServer.Register(l.server)
+		if err := mgr.Add(grpcRunnable{server: l.server, addr: l.addr}); err != nil {
+			return err
+		}
+	}
+	g := listeners[0].server
 	xdsServer.RegisterSync(g, replicaName())
 	lrs.RegisterForwarding(g, loads.Aggregator())
 	var fleet *server.PeerPool
@@ -223,9 +247,6 @@ func runController(ctx context.Context, o controllerOptions) error {
 		if err := mgr.Add(o.loadPeers(loads.Aggregator(), log)); err != nil {
 			return err
 		}
-	}
-	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.xdsPort))}); err != nil {
-		return err
 	}
 	prom, err := o.prometheus()
 	if err != nil {
@@ -266,7 +287,7 @@ func (o controllerOptions) reloader(cs kubernetes.Interface, log logr.Logger) (*
 func (o controllerOptions) rotator(cs kubernetes.Interface, log logr.Logger) (*certs.Rotator, error) {
 	dns := o.certDNSNames
 	if len(dns) == 0 {
-		dns = []string{"sluice-webhook." + o.namespace + ".svc", "sluice-webhook." + o.namespace + ".svc.cluster.local"}
+		dns = append(certs.ServiceDNSNames("sluice-webhook", o.namespace), certs.ServiceDNSNames("sluice-xds", o.namespace)...)
 	}
 	var ips []net.IP
 	for _, s := range o.certIPs {
