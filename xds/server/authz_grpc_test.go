@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/auth"
@@ -87,5 +90,30 @@ func TestRealClientsSeeOnlyTheirGrants(t *testing.T) {
 	}
 	if n := shopBackend.calls.Load(); n != 1 {
 		t.Errorf("shop's backend served %d calls, want only frontend's one", n)
+	}
+}
+
+// TestRealGuardScopesByBoundIdentity puts the real authentication guard of
+// the legacy listener in front of the server: each stream's identity is
+// bound at its first request from the namespace its node claims, and the
+// stream sees that namespace's grants, nothing more.
+func TestRealGuardScopesByBoundIdentity(t *testing.T) {
+	g, err := auth.NewGuard(auth.GuardOptions{Legacy: true, LegacyAllowed: func(context.Context, string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, addr := testServer(t, Options{RequireIdentity: true}, g.ServerOptions()...)
+	res := tenants(t, nil)
+	publishTenants(t, s, res)
+	for _, ns := range []string{"frontend", "team-a"} {
+		c := newSotw(t, addr, "legacy-"+ns)
+		c.node.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{auth.NodeNamespaceKey: structpb.NewStringValue(ns)}}
+		c.request(resource.ListenerType, nil, nil, "")
+		if diff := cmp.Diff(visibleTo(res, ns)[resource.ListenerType], resourceNames(c.recv().GetResources())); diff != "" {
+			t.Errorf("legacy stream claiming %s (-granted +got):\n%s", ns, diff)
+		}
+	}
+	if p := s.Proxies(); len(p) != 2 || p[0].Identity != "legacy:frontend" || p[1].Identity != "legacy:team-a" {
+		t.Errorf("proxies %+v, want the two legacy identities", p)
 	}
 }

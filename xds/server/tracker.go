@@ -92,9 +92,12 @@ type streamState struct {
 	// fixed by the first node the stream sent.
 	form, formWhy string
 	formSet       bool
-	// scope is what the stream may see, from the identity its context
-	// carried when it opened.
-	scope scope
+	// scope is what the stream may see: the identity its context carries
+	// at its first request (authentication binds a node's identity there),
+	// fixed from then on. ctx is the stream's context until then.
+	scope    scope
+	scopeSet bool
+	ctx      context.Context
 	// lastReq is the stream's last request, whose scope may still be
 	// registered for its watch.
 	lastReq any
@@ -184,10 +187,10 @@ func (t *tracker) notifyLocked(k streamKey) {
 	}
 }
 
-func (t *tracker) open(k streamKey, sc scope) {
+func (t *tracker) open(ctx context.Context, k streamKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[k] = &streamState{key: k, connected: t.now(), types: map[string]*typeState{}, scope: sc, ackedClusters: map[string]struct{}{}}
+	t.streams[k] = &streamState{key: k, connected: t.now(), types: map[string]*typeState{}, ctx: ctx, ackedClusters: map[string]struct{}{}}
 	t.metrics.connected.Inc()
 	t.notifyLocked(k)
 }
@@ -207,7 +210,7 @@ func (t *tracker) close(k streamKey) {
 
 // OnStreamOpen records a new state-of-the-world stream.
 func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	t.open(streamKey{id: id}, scopeOf(auth.FromContext(ctx)))
+	t.open(ctx, streamKey{id: id})
 	return nil
 }
 
@@ -216,7 +219,7 @@ func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{i
 
 // OnDeltaStreamOpen records a new delta stream.
 func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	t.open(streamKey{delta: true, id: id}, scopeOf(auth.FromContext(ctx)))
+	t.open(ctx, streamKey{delta: true, id: id})
 	return nil
 }
 
@@ -289,6 +292,7 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 	if s == nil {
 		return nil
 	}
+	t.scopeLocked(s)
 	names := req.GetResourceNames()
 	if err := t.admitLocked(s, req.GetTypeUrl(), len(names)); err != nil {
 		return err
@@ -327,6 +331,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	if s == nil {
 		return nil
 	}
+	t.scopeLocked(s)
 	adding := len(req.GetResourceNamesSubscribe()) + len(req.GetInitialResourceVersions())
 	if ts := s.types[req.GetTypeUrl()]; ts != nil {
 		adding += len(ts.names)
@@ -363,6 +368,16 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	}
 	t.notifyLocked(s.key)
 	return nil
+}
+
+// scopeLocked fixes the stream's scope at its first request; t.mu must be
+// held.
+func (t *tracker) scopeLocked(s *streamState) {
+	if s.scopeSet {
+		return
+	}
+	s.scope = scopeOf(auth.FromContext(s.ctx))
+	s.scopeSet, s.ctx = true, nil
 }
 
 // admitLocked refuses a request of a type the server does not serve, or
