@@ -88,13 +88,8 @@ func BenchmarkScopedWeightChangeToAllAcked(b *testing.B) {
 	for i := range plans {
 		plans[i] = fleetPlan(b, namespaces, servicesPerNamespace, router.Weight((i+1)*100))
 	}
-	const hot = "svc-0.ns-0:9090"
 	for _, scoped := range []bool{false, true} {
-		name := "unscoped"
-		if scoped {
-			name = "scoped"
-		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(scopedName(scoped), func(b *testing.B) {
 			s, addr := authzServer(b, Options{Logger: funcr.New(func(string, string) {}, funcr.Options{})})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -150,6 +145,17 @@ func BenchmarkScopedWeightChangeToAllAcked(b *testing.B) {
 	}
 }
 
+// hot is the route configuration of the fleet's service granted to every
+// namespace, whose weight the authorization benchmarks change.
+const hot = "svc-0.ns-0:9090"
+
+func scopedName(scoped bool) string {
+	if scoped {
+		return "scoped"
+	}
+	return "unscoped"
+}
+
 // fleetPlan translates n namespaces of m gRPC services each; svc-0 of ns-0
 // is granted to every namespace and runs a canary at weight w.
 func fleetPlan(b testing.TB, n, m int, w router.Weight) translate.Resources {
@@ -200,13 +206,8 @@ func sidecarRoutes(n int) []string {
 func BenchmarkScopedNotify(b *testing.B) {
 	const namespaces, perNamespace = 10, 100
 	plans := []translate.Resources{fleetPlan(b, namespaces, 5, 1000), fleetPlan(b, namespaces, 5, 2000)}
-	const hot = "svc-0.ns-0:9090"
 	for _, scoped := range []bool{false, true} {
-		name := "unscoped"
-		if scoped {
-			name = "scoped"
-		}
-		b.Run(name, func(b *testing.B) {
+		b.Run(scopedName(scoped), func(b *testing.B) {
 			var grants atomic.Pointer[grantIndex]
 			grants.Store(newGrantIndex(GrantsOf(plans[0])))
 			lc := cache.NewLinearCache(resource.RouteType)
