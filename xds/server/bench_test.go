@@ -34,25 +34,7 @@ func BenchmarkRouteUpdateToAllAcked(b *testing.B) {
 			}
 			client := adsClient(b, addr)
 			for i := range proxies {
-				st, err := client.StreamAggregatedResources(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				node := testNode(fmt.Sprintf("proxy-%d", i))
-				if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: []string{svc}}); err != nil {
-					b.Fatal(err)
-				}
-				go func() {
-					for {
-						resp, err := st.Recv()
-						if err != nil {
-							return
-						}
-						if st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.RouteType, ResourceNames: []string{svc}, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}) != nil {
-							return
-						}
-					}
-				}()
+				ackingRouteStream(b, ctx, client, fmt.Sprintf("proxy-%d", i), []string{svc})
 			}
 			waitSubscribed(b, s, svc, proxies)
 			b.ResetTimer()
@@ -101,25 +83,7 @@ func BenchmarkScopedWeightChangeToAllAcked(b *testing.B) {
 				if scoped {
 					sctx = asIdentity(ctx, ns, fmt.Sprintf("sa-%d", i%identitiesPerNamespace))
 				}
-				st, err := client.StreamAggregatedResources(sctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				names := []string{hot, translate.SidecarListenerName(ns, 9090)}
-				if err := st.Send(&discovery.DiscoveryRequest{Node: testNode(fmt.Sprintf("proxy-%d", i)), TypeUrl: resource.RouteType, ResourceNames: names}); err != nil {
-					b.Fatal(err)
-				}
-				go func() {
-					for {
-						resp, err := st.Recv()
-						if err != nil {
-							return
-						}
-						if st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.RouteType, ResourceNames: names, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}) != nil {
-							return
-						}
-					}
-				}()
+				ackingRouteStream(b, sctx, client, fmt.Sprintf("proxy-%d", i), []string{hot, translate.SidecarListenerName(ns, 9090)})
 			}
 			waitAll := func() {
 				for _, rc := range append([]string{hot}, sidecarRoutes(namespaces)...) {
@@ -284,4 +248,28 @@ func waitSubscribed(b *testing.B, s *Server, rc string, n int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// ackingRouteStream opens a sotw stream as node, subscribed to the route
+// configurations names, that acknowledges every response until ctx ends.
+func ackingRouteStream(b *testing.B, ctx context.Context, client discovery.AggregatedDiscoveryServiceClient, node string, names []string) {
+	b.Helper()
+	st, err := client.StreamAggregatedResources(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Send(&discovery.DiscoveryRequest{Node: testNode(node), TypeUrl: resource.RouteType, ResourceNames: names}); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				return
+			}
+			if st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.RouteType, ResourceNames: names, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}) != nil {
+				return
+			}
+		}
+	}()
 }
