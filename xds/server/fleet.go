@@ -34,6 +34,9 @@ type SyncTarget struct {
 	TypeURL string `json:"typeUrl"`
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// Owner is the namespace of the service waiting (see
+	// Server.WaitSyncedFor); empty: every rejection holds.
+	Owner string `json:"owner,omitempty"`
 }
 
 // SyncRequest asks a replica where its proxies stand on Targets.
@@ -56,6 +59,7 @@ func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
 	ts := make([]target, len(targets))
 	for i, t := range targets {
 		ts[i] = s.targetOf(t.TypeURL, t.Name, t.Version)
+		ts[i].owner = t.Owner
 	}
 	t := s.tracker
 	t.mu.Lock()
