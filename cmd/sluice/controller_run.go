@@ -212,6 +212,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 		Registerer:    ctrlmetrics.Registry,
 		LoadReporting: loads,
 		StaleAfter:    o.staleAfter,
+		// Every listener authenticates (or, for the legacy listener, binds
+		// a namespace): a stream without an identity is a wiring bug.
+		RequireIdentity: true,
 	})
 	// A replica is ready once it has published a complete configuration:
 	// before that its ADS streams are held, never answered with less than
