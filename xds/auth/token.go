@@ -127,6 +127,11 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (Identity, err
 		return vd.id, vd.err
 	}
 	res, err, _ := v.flight.Do(key, func() (any, error) {
+		// A review of the same token may have finished between the
+		// lookup above and joining the flight.
+		if c, ok := v.cache.Get(key); ok {
+			return c, nil
+		}
 		// The review outlives a caller that gives up: others may be
 		// waiting for the same verdict.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
