@@ -137,6 +137,8 @@ func (s *Server) api(h func(r *http.Request) (any, error)) http.HandlerFunc {
 		case errors.Is(err, errNotFound):
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 			return
+		case err != nil && r.Context().Err() != nil:
+			return // the page went away
 		case err != nil:
 			s.log.Error(err, "dashboard data", "path", r.URL.Path)
 			writeJSON(w, http.StatusBadGateway, map[string]string{"error": "the API server could not be read; see the dashboard's log"})

@@ -180,6 +180,11 @@ func (s *source) read(ctx context.Context, ns string) (namespaceData, error) {
 		return d, fmt.Errorf("list deployments: %w", err)
 	}
 	d.Deployments = deps.Items
+	var rss appsv1.ReplicaSetList
+	if err := s.client.List(ctx, &rss, client.InNamespace(ns), client.HasLabels{v1alpha1.LabelRevision}); err != nil {
+		return d, fmt.Errorf("list replicasets: %w", err)
+	}
+	d.ReplicaSets = rss.Items
 	var events eventsv1.EventList
 	switch err := s.client.List(ctx, &events, client.InNamespace(ns)); {
 	case err == nil:

@@ -1,13 +1,16 @@
 package dashboard
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/rollout"
@@ -25,6 +28,9 @@ type namespaceData struct {
 	Namespace   string
 	Rollouts    []v1alpha1.Rollout
 	Deployments []appsv1.Deployment
+	// ReplicaSets keep the stable version's pod template while its
+	// Deployment, paused, already holds the canary's.
+	ReplicaSets []appsv1.ReplicaSet
 	Events      []eventsv1.Event
 }
 
@@ -61,11 +67,12 @@ func (d namespaceData) eventsOf(kind, name string) []Event {
 	return out
 }
 
-// warnings returns Sluice's warning Events in d, newest first.
+// warnings returns Sluice's warning Events in d, newest first, leaving out
+// the analysis' holds: every step begins with one (too few samples yet).
 func (d namespaceData) warnings() []Event {
 	var out []Event
 	for _, e := range d.Events {
-		if e.Type == "Warning" && strings.HasPrefix(e.ReportingController, "sluice") {
+		if e.Type == "Warning" && strings.HasPrefix(e.ReportingController, "sluice") && e.Reason != "AnalysisHold" {
 			out = append(out, eventView(e))
 		}
 	}
@@ -95,9 +102,13 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 		s.Steps = append(s.Steps, w.String())
 	}
 	stableRate, canaryRate := trackRates(st.Analysis)
-	s.Stable = version(st.StableRevision, d.deployment(ro.Name), v1alpha1.TotalBasisPoints-st.CurrentWeight)
+	// Either Deployment may hold either revision: the paused Deployment
+	// holds the canary's template, and once the canary is gone (rolled
+	// back) only there.
+	owners := []string{ro.Name, rollout.CanaryName(ro.Name)}
+	s.Stable = d.version(st.StableRevision, owners, v1alpha1.TotalBasisPoints-st.CurrentWeight)
 	if st.CanaryRevision != "" {
-		c := version(st.CanaryRevision, d.deployment(rollout.CanaryName(ro.Name)), st.CurrentWeight)
+		c := d.version(st.CanaryRevision, owners, st.CurrentWeight)
 		c.ErrorRate, c.Requests = canaryRate.text(), canaryRate.samples
 		s.Canary = &c
 		s.Stable.ErrorRate, s.Stable.Requests = stableRate.text(), stableRate.samples
@@ -113,16 +124,38 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 	return s
 }
 
-// version describes a track: its revision, and the image of its Deployment
-// when that Deployment runs the revision.
-func version(rev string, d *appsv1.Deployment, w v1alpha1.BasisPoints) Version {
+// version describes a track: its revision, and the image of the pod
+// template of that revision, from one of the Deployments or, when they moved
+// on, from one of their ReplicaSets.
+func (d namespaceData) version(rev string, deployments []string, w v1alpha1.BasisPoints) Version {
 	v := Version{Revision: rev, Weight: w.String(), BasisPoints: int32(w)}
-	if d == nil || len(d.Spec.Template.Spec.Containers) == 0 || d.Spec.Template.Labels[v1alpha1.LabelRevision] != rev {
+	var tmpl *corev1.PodTemplateSpec
+	for _, name := range deployments {
+		if dep := d.deployment(name); tmpl == nil && dep != nil && dep.Spec.Template.Labels[v1alpha1.LabelRevision] == rev {
+			tmpl = &dep.Spec.Template
+		}
+	}
+	for i := range d.ReplicaSets {
+		rs := &d.ReplicaSets[i]
+		if tmpl == nil && rs.Spec.Template.Labels[v1alpha1.LabelRevision] == rev && ownedBy(rs.OwnerReferences, deployments) {
+			tmpl = &rs.Spec.Template
+		}
+	}
+	if rev == "" || tmpl == nil || len(tmpl.Spec.Containers) == 0 {
 		return v
 	}
-	v.Image = d.Spec.Template.Spec.Containers[0].Image
+	v.Image = tmpl.Spec.Containers[0].Image
 	v.Version = imageTag(v.Image)
 	return v
+}
+
+func ownedBy(refs []metav1.OwnerReference, deployments []string) bool {
+	for _, r := range refs {
+		if r.Kind == "Deployment" && slices.Contains(deployments, r.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // imageTag returns the tag of an image reference, or its digest, or "".
@@ -250,31 +283,44 @@ func points(ds []v1alpha1.AnalysisDecision) []analysed {
 
 // deliveries reads the rollouts of revisions from a Rollout's Events
 // (oldest first) and returns them newest first: each starts with
-// CanaryStarted and ends with Promoted, RolledBack, CanarySuperseded or
-// CanaryAbandoned.
+// CanaryStarted and ends with Promoted, RolledBack or CanaryAbandoned, or
+// with the next CanaryStarted when a newer revision superseded it.
 func deliveries(events []Event) []Delivery {
-	var out []Delivery
+	out := []Delivery{}
 	var cur *Delivery
+	end := func(outcome, why string, t time.Time) {
+		if cur == nil {
+			return
+		}
+		cur.Outcome, cur.Ended, cur.Why = outcome, &t, why
+		if cur.Started != nil {
+			cur.Duration = t.Sub(*cur.Started).Round(time.Second).String()
+		}
+		out = append(out, *cur)
+		cur = nil
+	}
 	for _, e := range events {
-		t := e.Time
 		switch e.Reason {
 		case "CanaryStarted":
-			if cur != nil {
-				out = append(out, *cur)
+			rev := startedRevision(e.Message)
+			end("superseded", "replaced by revision "+rev, e.Time)
+			t := e.Time
+			cur = &Delivery{Revision: rev, Outcome: "in progress", Started: &t}
+		case "CanarySuperseded":
+			// "revision X arrived while Y was promoting; Y is now stable":
+			// Y made it.
+			if n := len(out); n > 0 && out[n-1].Outcome == "superseded" {
+				out[n-1].Why = e.Message
+				if strings.HasSuffix(e.Message, "is now stable") {
+					out[n-1].Outcome = "promoted"
+				}
 			}
-			cur = &Delivery{Revision: startedRevision(e.Message), Outcome: "in progress", Started: &t}
-		case "Promoted", "RolledBack", "CanarySuperseded", "CanaryAbandoned":
-			if cur == nil {
-				cur = &Delivery{}
-			}
-			cur.Outcome = map[string]string{"Promoted": "promoted", "RolledBack": "rolled back",
-				"CanarySuperseded": "superseded", "CanaryAbandoned": "abandoned"}[e.Reason]
-			cur.Ended, cur.Why = &t, e.Message
-			if cur.Started != nil {
-				cur.Duration = t.Sub(*cur.Started).Round(time.Second).String()
-			}
-			out = append(out, *cur)
-			cur = nil
+		case "Promoted":
+			end("promoted", e.Message, e.Time)
+		case "RolledBack":
+			end("rolled back", e.Message, e.Time)
+		case "CanaryAbandoned":
+			end("abandoned", e.Message, e.Time)
 		}
 	}
 	if cur != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +29,8 @@ type devOptions struct {
 	xdsPort     int
 	webhookPort int
 	metricsPort int
+	// dashboardPort serves the dashboard on 127.0.0.1 (0: any free port).
+	dashboardPort int
 }
 
 func newDevCommand() *cobra.Command {
@@ -48,6 +51,7 @@ later runs start in seconds. Ctrl-C stops everything.`,
 	cmd.Flags().IntVar(&o.xdsPort, "xds-port", 18000, "xDS port of the controller")
 	cmd.Flags().IntVar(&o.webhookPort, "webhook-port", 9443, "webhook port of the controller")
 	cmd.Flags().IntVar(&o.metricsPort, "metrics-port", 8080, "metrics port of the controller (health is the next port)")
+	cmd.Flags().IntVar(&o.dashboardPort, "dashboard-port", 3100, "port of the web dashboard on 127.0.0.1 (0: any free port)")
 	return cmd
 }
 
@@ -64,6 +68,13 @@ func runDev(ctx context.Context, o devOptions) error {
 		}
 		o.dir = filepath.Join(cache, "dev")
 	}
+	// Component logs (controller, pod runtime) go to a file, so the
+	// terminal keeps only progress and the live view.
+	logPath, closeLog, err := logToFile(o.dir)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	log := newLogger()
 	start := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{Dir: o.dir, Progress: progress, Log: log.WithName("pods")})
@@ -115,6 +126,11 @@ func runDev(ctx context.Context, o devOptions) error {
 	}
 	fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d, metrics http://%s/metrics (logs in %s)\n",
 		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
+	dashboardURL, err := startDevDashboard(ctx, c, o.dashboardPort, log.WithName("dashboard"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "sluice: dashboard %s; component logs in %s\n", dashboardURL, logPath)
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	fmt.Printf("export GRPC_XDS_BOOTSTRAP=%s\n", bootstrap)
 	if o.demo {
@@ -175,10 +191,14 @@ func writeBootstrap(path, server string) error {
 	return nil
 }
 
-// newLogger returns the process logger (klog text format on stderr) and
+// logOutput receives the process' log lines; `sluice dev` points it at a
+// file.
+var logOutput io.Writer = os.Stderr
+
+// newLogger returns the process logger (klog text format on logOutput) and
 // makes it the logger of client-go and controller-runtime too.
 func newLogger() logr.Logger {
-	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(os.Stderr))
+	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(logOutput))
 	l := textlogger.NewLogger(cfg)
 	klog.SetLogger(l)
 	ctrl.SetLogger(l)

@@ -86,7 +86,7 @@ function stepList(s) {
 }
 
 function verdicts(vs) {
-  if (!vs.length) return el("p", { class: "muted" }, "No analysis yet.");
+  if (!vs || !vs.length) return el("p", { class: "muted" }, "No analysis yet.");
   return el("table", { class: "verdicts" },
     el("tr", {}, ["metric", "value", "limit", "samples", "verdict", "step", "at"].map((h) => el("th", {}, h))),
     vs.map((v) => el("tr", {},
@@ -97,7 +97,7 @@ function verdicts(vs) {
 }
 
 function recent(ds) {
-  if (!ds.length) return el("p", { class: "muted" }, "No rollouts recorded in the Events kept.");
+  if (!ds || !ds.length) return el("p", { class: "muted" }, "No rollouts recorded in the Events kept.");
   return el("table", { class: "recent" },
     el("tr", {}, ["revision", "outcome", "took", "why"].map((h) => el("th", {}, h))),
     ds.map((d) => el("tr", {},
@@ -134,7 +134,9 @@ function eventsTable(es, cls) {
 function chart(series) {
   if (!series.length) return el("p", { class: "muted" }, "No error-rate measurements for this canary yet.");
   const W = 1000, H = 260, L = 60, R = 20, T = 14, B = 34;
-  const t0 = new Date(series[0].time).getTime(), t1 = Math.max(new Date(series[series.length - 1].time).getTime(), t0 + 1000);
+  // One point sits in the middle of a minute.
+  let t0 = new Date(series[0].time).getTime(), t1 = new Date(series[series.length - 1].time).getTime();
+  if (t1 - t0 < 1000) { t0 -= 30000; t1 += 30000; }
   let ymax = 0;
   for (const p of series) ymax = Math.max(ymax, p.canary, p.stable, p.bound);
   ymax = Math.max(ymax * 1.15, 0.01);
