@@ -36,8 +36,33 @@ const accessTTL = 10 * time.Second
 // Answers are kept for a few seconds.
 type SelfAccess struct {
 	client client.Client
-	mu     sync.Mutex
-	cache  map[string]verdict
+	cache  verdicts
+}
+
+// NewSelfAccess returns a SelfAccess asking through c.
+func NewSelfAccess(c client.Client) *SelfAccess {
+	return &SelfAccess{client: c, cache: verdicts{m: map[string]verdict{}}}
+}
+
+var _ Access = (*SelfAccess)(nil)
+
+// Allowed reports whether the client may get Rollouts in namespace.
+func (a *SelfAccess) Allowed(ctx context.Context, namespace string) (bool, error) {
+	return a.cache.get(namespace, func() (bool, error) {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: rolloutsAttributes(namespace),
+		}}
+		if err := a.client.Create(ctx, review); err != nil {
+			return false, fmt.Errorf("self subject access review: %w", err)
+		}
+		return review.Status.Allowed, nil
+	})
+}
+
+// verdicts keeps access answers by namespace for accessTTL.
+type verdicts struct {
+	mu sync.Mutex
+	m  map[string]verdict
 }
 
 type verdict struct {
@@ -45,32 +70,23 @@ type verdict struct {
 	at      time.Time
 }
 
-// NewSelfAccess returns a SelfAccess asking through c.
-func NewSelfAccess(c client.Client) *SelfAccess {
-	return &SelfAccess{client: c, cache: map[string]verdict{}}
-}
-
-var _ Access = (*SelfAccess)(nil)
-
-// Allowed reports whether the client may get Rollouts in namespace.
-func (a *SelfAccess) Allowed(ctx context.Context, namespace string) (bool, error) {
+// get returns the kept answer for namespace, or asks.
+func (v *verdicts) get(namespace string, ask func() (bool, error)) (bool, error) {
 	now := time.Now()
-	a.mu.Lock()
-	v, ok := a.cache[namespace]
-	a.mu.Unlock()
-	if ok && now.Sub(v.at) < accessTTL {
-		return v.allowed, nil
+	v.mu.Lock()
+	old, ok := v.m[namespace]
+	v.mu.Unlock()
+	if ok && now.Sub(old.at) < accessTTL {
+		return old.allowed, nil
 	}
-	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-		ResourceAttributes: rolloutsAttributes(namespace),
-	}}
-	if err := a.client.Create(ctx, review); err != nil {
-		return false, fmt.Errorf("self subject access review: %w", err)
+	allowed, err := ask()
+	if err != nil {
+		return false, err
 	}
-	a.mu.Lock()
-	a.cache[namespace] = verdict{allowed: review.Status.Allowed, at: now}
-	a.mu.Unlock()
-	return review.Status.Allowed, nil
+	v.mu.Lock()
+	v.m[namespace] = verdict{allowed: allowed, at: now}
+	v.mu.Unlock()
+	return allowed, nil
 }
 
 // rolloutsAttributes is "get rollouts.sluice.dev in namespace".

@@ -29,19 +29,25 @@ type Options struct {
 	// Access says which namespaces that person may see; default: a
 	// SelfSubjectAccessReview through Client.
 	Access Access
+	// Authenticator, when set, serves many people: it says who makes each
+	// request and what they may see (e.g. TokenAuth), and Access is not
+	// used. Client then reads with the server's own rights.
+	Authenticator Authenticator
 	// Namespaces are shown when the person may not list namespaces (for
 	// example the kubeconfig context's namespace).
 	Namespaces []string
-	// Freshness is how long a namespace's reading is reused; default 1s.
+	// Freshness is how long a namespace's reading is reused; default 2s,
+	// the pages' polling interval.
 	Freshness time.Duration
 	Log       logr.Logger
 }
 
 // Server serves the dashboard's pages and data API.
 type Server struct {
-	src *source
-	log logr.Logger
-	mux *http.ServeMux
+	src  *source
+	auth Authenticator
+	log  logr.Logger
+	mux  *http.ServeMux
 }
 
 // New returns a dashboard server.
@@ -52,14 +58,19 @@ func New(o Options) (*Server, error) {
 	if o.Access == nil {
 		o.Access = NewSelfAccess(o.Client)
 	}
+	if o.Authenticator == nil {
+		fixed := o.Access
+		o.Authenticator = authenticatorFunc(func(*http.Request) (Access, error) { return fixed, nil })
+	}
 	if o.Freshness <= 0 {
-		o.Freshness = time.Second
+		o.Freshness = 2 * time.Second
 	}
 	s := &Server{
-		src: &source{client: o.Client, access: o.Access, fixed: o.Namespaces, freshness: o.Freshness,
+		src: &source{client: o.Client, fixed: o.Namespaces, freshness: o.Freshness,
 			data: map[string]*cachedNamespace{}, history: map[types.NamespacedName][]Point{}},
-		log: o.Log,
-		mux: http.NewServeMux(),
+		auth: o.Authenticator,
+		log:  o.Log,
+		mux:  http.NewServeMux(),
 	}
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
@@ -84,7 +95,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Serve serves on l until ctx ends.
+// Serve serves on l until ctx ends, answering only requests addressed to a
+// loopback name: for one person's dashboard on their own machine.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: localOnly(s), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -124,13 +136,26 @@ var errForbidden = errors.New("forbidden")
 // errNotFound answers 404.
 var errNotFound = errors.New("not found")
 
-// api wraps a data handler: JSON out, errors as status codes with bounded,
-// generic bodies.
-func (s *Server) api(h func(r *http.Request) (any, error)) http.HandlerFunc {
+// authenticatorFunc adapts a function to Authenticator.
+type authenticatorFunc func(r *http.Request) (Access, error)
+
+func (f authenticatorFunc) Authenticate(r *http.Request) (Access, error) { return f(r) }
+
+// api wraps a data handler: it authenticates the request, and answers JSON,
+// errors as status codes with bounded, generic bodies.
+func (s *Server) api(h func(r *http.Request, access Access) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		v, err := h(r)
+		access, err := s.auth.Authenticate(r)
+		var v any
+		if err == nil {
+			v, err = h(r, access)
+		}
 		switch {
+		case errors.Is(err, ErrUnauthenticated):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated: send a bearer token"})
+			return
 		case errors.Is(err, errForbidden) || apierrors.IsForbidden(err):
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden: you may not get rollouts there"})
 			return
@@ -156,8 +181,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	}
 }
 
-func (s *Server) teams(r *http.Request) (any, error) {
-	teams, err := s.src.teamNamespaces(r.Context())
+func (s *Server) teams(r *http.Request, access Access) (any, error) {
+	teams, err := s.src.teamNamespaces(r.Context(), access)
 	if err != nil {
 		return nil, err
 	}
@@ -169,9 +194,9 @@ func (s *Server) teams(r *http.Request) (any, error) {
 	return out, nil
 }
 
-func (s *Server) team(r *http.Request) (any, error) {
+func (s *Server) team(r *http.Request, access Access) (any, error) {
 	name := r.PathValue("team")
-	teams, err := s.src.teamNamespaces(r.Context())
+	teams, err := s.src.teamNamespaces(r.Context(), access)
 	if err != nil {
 		return nil, err
 	}
@@ -181,11 +206,11 @@ func (s *Server) team(r *http.Request) (any, error) {
 		return nil, errForbidden
 	}
 	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}}
-	for _, ns := range nss {
-		d, err := s.src.namespace(r.Context(), ns)
-		if err != nil {
-			return nil, err
-		}
+	data, err := s.src.namespaces(r.Context(), nss)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range data {
 		t.Services = append(t.Services, d.services()...)
 		t.Warnings = append(t.Warnings, d.warnings()...)
 	}
@@ -196,9 +221,9 @@ func (s *Server) team(r *http.Request) (any, error) {
 	return t, nil
 }
 
-func (s *Server) rollout(r *http.Request) (any, error) {
+func (s *Server) rollout(r *http.Request, access Access) (any, error) {
 	key := types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
-	ok, err := s.src.access.Allowed(r.Context(), key.Namespace)
+	ok, err := access.Allowed(r.Context(), key.Namespace)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
@@ -22,7 +24,6 @@ import (
 // namespace per freshness interval.
 type source struct {
 	client    client.Client
-	access    Access
 	fixed     []string
 	freshness time.Duration
 
@@ -44,9 +45,9 @@ type cachedNamespace struct {
 	err  error
 }
 
-// teamNamespaces returns every team with the namespaces the reader may see,
+// teamNamespaces returns every team with the namespaces access allows,
 // leaving out teams with none.
-func (s *source) teamNamespaces(ctx context.Context) (map[string][]string, error) {
+func (s *source) teamNamespaces(ctx context.Context, access Access) (map[string][]string, error) {
 	all, err := s.allTeams(ctx)
 	if err != nil {
 		return nil, err
@@ -54,7 +55,7 @@ func (s *source) teamNamespaces(ctx context.Context) (map[string][]string, error
 	out := map[string][]string{}
 	for team, nss := range all {
 		for _, ns := range nss {
-			ok, err := s.access.Allowed(ctx, ns)
+			ok, err := access.Allowed(ctx, ns)
 			if err != nil {
 				return nil, err
 			}
@@ -109,6 +110,24 @@ func (s *source) allTeams(ctx context.Context) (map[string][]string, error) {
 	s.teams = &cachedTeams{at: time.Now(), teams: teams}
 	s.mu.Unlock()
 	return teams, nil
+}
+
+// readers bounds how many namespaces one page reads at once.
+const readers = 4
+
+// namespaces reads several namespaces, a few at a time, in the order given.
+func (s *source) namespaces(ctx context.Context, nss []string) ([]namespaceData, error) {
+	out := make([]namespaceData, len(nss))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(readers)
+	for i, ns := range nss {
+		g.Go(func() error {
+			d, err := s.namespace(ctx, ns)
+			out[i] = d
+			return err
+		})
+	}
+	return out, g.Wait()
 }
 
 // namespace returns what the API server holds about ns, read at most

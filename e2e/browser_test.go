@@ -23,7 +23,14 @@ import (
 
 // startDashboard runs `sluice dashboard` with kubeconfig on a free loopback
 // port until the test ends and returns its URL (no trailing slash).
-func startDashboard(t *testing.T, name, kubeconfig string) string {
+func startDashboard(t testing.TB, name, kubeconfig string) string {
+	t.Helper()
+	url, _ := startDashboardProcess(t, name, kubeconfig)
+	return url
+}
+
+// startDashboardProcess is startDashboard, also returning the process id.
+func startDashboardProcess(t testing.TB, name, kubeconfig string) (string, int) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,8 +39,8 @@ func startDashboard(t *testing.T, name, kubeconfig string) string {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	logPath := filepath.Join(t.TempDir(), name+".log")
-	p, err := cluster.StartProcess("dashboard-"+name, sluice.bin,
-		[]string{"dashboard", "--kubeconfig", kubeconfig, "--port", strconv.Itoa(port)}, logPath)
+	cmd := exec.Command(sluice.bin, "dashboard", "--kubeconfig", kubeconfig, "--port", strconv.Itoa(port))
+	p, err := cluster.StartCommand("dashboard-"+name, cmd, logPath)
 	if err != nil {
 		t.Fatalf("start dashboard: %v", err)
 	}
@@ -52,14 +59,22 @@ func startDashboard(t *testing.T, name, kubeconfig string) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return url
+	return url, cmd.Process.Pid
 }
 
 // httpGet returns the status and body of a GET.
 func httpGet(ctx context.Context, url string) (int, string, error) {
+	return httpGetAs(ctx, url, "")
+}
+
+// httpGetAs is httpGet with a bearer token, if not empty.
+func httpGetAs(ctx context.Context, url, token string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -28,7 +28,7 @@ func TestDashboardFollowsARolloutOnlyForThoseAllowed(t *testing.T) {
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "10m"})
 	hiddenNS, hiddenName := hiddenDelivery(t)
 	viewer := "dash-viewer-" + f.ns
-	grantRolloutReader(t, viewer, f.ns)
+	grantRolloutReader(t, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: viewer}, f.ns)
 	admin := startDashboard(t, "admin", env.Kubeconfig())
 	restricted := startDashboard(t, "viewer", impersonatingKubeconfig(t, viewer))
 	startLoad(t, f.ns, "checkout", 50)
@@ -155,9 +155,10 @@ func hiddenDelivery(t *testing.T) (namespace, name string) {
 	return namespace, name
 }
 
-// grantRolloutReader lets user read Rollouts, Deployments and Events in
-// namespace, and list namespaces (their names and labels) cluster-wide.
-func grantRolloutReader(t *testing.T, user, namespace string) {
+// grantRolloutReader lets subject read Rollouts, Deployments, ReplicaSets
+// and Events in namespace, and list namespaces (their names and labels)
+// cluster-wide.
+func grantRolloutReader(t *testing.T, who rbacv1.Subject, namespace string) {
 	t.Helper()
 	ctx := context.Background()
 	rbac := env.Client().RbacV1()
@@ -172,7 +173,7 @@ func grantRolloutReader(t *testing.T, user, namespace string) {
 	if _, err := rbac.Roles(namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	subject := []rbacv1.Subject{who}
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "rollout-reader"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
@@ -182,7 +183,7 @@ func grantRolloutReader(t *testing.T, user, namespace string) {
 		t.Fatal(err)
 	}
 	cr := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: user + "-namespaces"},
+		ObjectMeta: metav1.ObjectMeta{Name: "dash-namespaces-" + namespace},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list"}}},
 	}
 	if _, err := rbac.ClusterRoles().Create(ctx, cr, metav1.CreateOptions{}); err != nil {

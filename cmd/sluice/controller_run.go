@@ -55,6 +55,7 @@ type controllerOptions struct {
 	metricsAddr  string
 	healthAddr   string
 	pprofAddr    string
+	dashAddr     string // the dashboard for many people; empty: none
 	leaderElect  bool
 	namespace    string
 	certMode     string
@@ -82,6 +83,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "address of the Go profiler's /debug/pprof endpoints; empty (the default) serves none")
+	f.StringVar(&o.dashAddr, "dashboard-addr", "", "address of the web dashboard over HTTPS for many people (bearer token, TokenReview, SubjectAccessReview); empty (the default) serves none")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates")
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
 	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
@@ -165,6 +167,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	if err := mgr.Add(reloader); err != nil {
+		return err
+	}
+	if err := addControllerDashboard(mgr, o.dashAddr, reloader.ConfigureTLS, log); err != nil {
 		return err
 	}
 	if o.certMode == certModeSelf {

@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"strconv"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/sluice-dev/sluice/dashboard"
 )
@@ -82,7 +87,7 @@ func serveDashboard(ctx context.Context, cfg *rest.Config, namespaces []string, 
 	}
 	// The dashboard polls; it must not be throttled below its readers.
 	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 50, 100
+	cfg.QPS, cfg.Burst = 100, 200
 	c, err := client.New(cfg, client.Options{Scheme: sch})
 	if err != nil {
 		l.Close()
@@ -94,4 +99,46 @@ func serveDashboard(ctx context.Context, cfg *rest.Config, namespaces []string, 
 		return err
 	}
 	return srv.Serve(ctx, l)
+}
+
+// addControllerDashboard serves the dashboard for many people on addr over
+// TLS (the webhook's serving certificate), on every replica: each request
+// proves its user with a bearer token (TokenReview) and sees only the
+// namespaces where that user may get Rollouts (SubjectAccessReview). The
+// controller reads with its own rights. Empty addr serves nothing.
+func addControllerDashboard(mgr manager.Manager, addr string, configureTLS func(*tls.Config), log logr.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	// Direct reads (at most one per namespace every two seconds), not the informer
+	// cache: no cluster-wide watch of ReplicaSets and Events for a page.
+	c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return fmt.Errorf("dashboard client: %w", err)
+	}
+	srv, err := dashboard.New(dashboard.Options{Client: c, Authenticator: dashboard.NewTokenAuth(c, nil), Log: log.WithName("dashboard")})
+	if err != nil {
+		return err
+	}
+	return mgr.Add(everyReplica(func(ctx context.Context) error {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		configureTLS(cfg)
+		l, err := tls.Listen("tcp", addr, cfg)
+		if err != nil {
+			return fmt.Errorf("dashboard listener: %w", err)
+		}
+		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := hs.Shutdown(shut); err != nil {
+				log.Error(err, "dashboard shutdown")
+			}
+		}()
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve dashboard: %w", err)
+		}
+		return nil
+	}))
 }

@@ -34,8 +34,16 @@ const phaseLabel = {
 };
 const verdictLabel = { Pass: "✓ PASS", Fail: "✗ FAIL", Inconclusive: "… WAIT" };
 
+// A dashboard served for many people asks for a bearer token (401); it
+// stays in this tab's session storage only.
+class NeedToken extends Error {}
+
 async function get(path) {
-  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem("sluice-token");
+  if (token) headers.Authorization = "Bearer " + token;
+  const r = await fetch(path, { headers });
+  if (r.status === 401) throw new NeedToken("This dashboard needs your bearer token.");
   if (r.status === 403) throw new Error("You may not see this: you have no right to get rollouts there.");
   if (r.status === 404) throw new Error("Not found.");
   if (!r.ok) throw new Error("The dashboard could not read the API server (" + r.status + ").");
@@ -157,7 +165,17 @@ function chart(series) {
     g.append(svg("polyline", Object.assign({ fill: "none", points: pts.map((p) => x(p.time) + "," + y(p[key])).join(" ") }, attrs)));
     if (marker) for (const p of pts) g.append(marker(x(p.time), y(p[key])));
   };
-  line("bound", { stroke: "#b3261e", "stroke-width": 2, "stroke-dasharray": "2 4", class: "bound" });
+  // The bound is a step line across the whole chart, labelled.
+  const bounds = series.filter((p) => p.bound >= 0);
+  if (bounds.length) {
+    const pts = [[L, bounds[0].bound]];
+    for (const p of bounds) pts.push([x(p.time), pts[pts.length - 1][1]], [x(p.time), p.bound]);
+    pts.push([W - R, bounds[bounds.length - 1].bound]);
+    g.append(svg("polyline", { fill: "none", stroke: "#b3261e", "stroke-width": 2, "stroke-dasharray": "2 4", class: "bound",
+      points: pts.map(([px, v]) => px + "," + y(v)).join(" ") }),
+      svg("text", { x: W - R, y: y(bounds[bounds.length - 1].bound) - 4, "text-anchor": "end" },
+        "limit " + pct(bounds[bounds.length - 1].bound)));
+  }
   line("stable", { stroke: "#2a6fb0", "stroke-width": 2, "stroke-dasharray": "8 4", class: "stable" },
     (cx, cy) => svg("rect", { x: cx - 3, y: cy - 3, width: 6, height: 6, fill: "#2a6fb0" }));
   line("canary", { stroke: "#c06a00", "stroke-width": 2, class: "canary" },
@@ -226,9 +244,29 @@ async function refresh(render) {
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     main.dataset.state = "ok";
   } catch (e) {
+    if (e instanceof NeedToken) {
+      if (!document.getElementById("token")) main.replaceChildren(tokenForm(render));
+      main.dataset.state = "token";
+      return;
+    }
     main.replaceChildren(el("p", { class: "error", role: "alert" }, "✗ " + e.message));
     main.dataset.state = "error";
   }
+}
+
+function tokenForm(render) {
+  const input = el("input", { id: "token", type: "password", autocomplete: "off", size: 60,
+    "aria-label": "bearer token" });
+  const form = el("form", {},
+    el("p", {}, "This dashboard shows what your Kubernetes identity may see. Paste a bearer token, e.g. from ",
+      el("code", {}, "kubectl create token <service-account>"), ":"),
+    input, " ", el("button", { type: "submit" }, "Sign in"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem("sluice-token", input.value.trim());
+    refresh(render);
+  });
+  return form;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
