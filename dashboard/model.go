@@ -36,10 +36,9 @@ type Service struct {
 	Message string   `json:"message"`
 	Stable  Version  `json:"stable"`
 	Canary  *Version `json:"canary,omitempty"`
-	// Step is the current step index (0-based) and Steps the weights of
-	// every step, e.g. "5%".
-	Step  int32    `json:"step"`
-	Steps []string `json:"steps"`
+	// Steps are the canary's weighted steps: each one's weight, whether it
+	// is done, current or pending, and when the proxies acknowledged it.
+	Steps []Step `json:"steps"`
 	// Verdicts are the latest analysis decision of each metric.
 	Verdicts []Verdict `json:"verdicts"`
 	// Evidence is the message of the latest analysis Event: what the
@@ -114,9 +113,6 @@ type Event struct {
 // Rollout is the rollout page: a service with its timeline and chart.
 type Rollout struct {
 	Service
-	// StepsDetail says, for every step, its weight and when the proxies
-	// acknowledged it.
-	StepsDetail []Step `json:"stepsDetail"`
 	// Timeline holds the Rollout's Events, oldest first.
 	Timeline []Event `json:"timeline"`
 	// Series are error-rate points per version for the chart, oldest first.

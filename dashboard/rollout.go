@@ -19,7 +19,6 @@ func (d namespaceData) rollout(ro *v1alpha1.Rollout, seen []Point) Rollout {
 	if r.Timeline == nil {
 		r.Timeline = []Event{}
 	}
-	r.StepsDetail = steps(ro, r.Timeline)
 	var since time.Time
 	if ro.Status.CanaryStartedAt != nil {
 		since = ro.Status.CanaryStartedAt.Time
@@ -48,12 +47,15 @@ func steps(ro *v1alpha1.Rollout, timeline []Event) []Step {
 			}
 		}
 	}
-	active := st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused
+	// A beta rollout holds its cohort at weight 0 until promoted: no step
+	// runs before that.
+	beta := ro.Spec.Delivery.Mode == v1alpha1.ModeBeta && st.ReleasedAt == nil
+	active := (st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) && !beta
 	out := make([]Step, 0, len(ro.Spec.Delivery.Steps))
 	for i, w := range ro.Spec.Delivery.Steps {
 		s := Step{Index: i, Weight: w.String(), State: "pending"}
 		switch {
-		case int32(i) < st.CurrentStepIndex || st.Phase == v1alpha1.PhasePromoting || st.Phase == v1alpha1.PhaseSucceeded:
+		case (int32(i) < st.CurrentStepIndex && !beta) || st.Phase == v1alpha1.PhasePromoting || st.Phase == v1alpha1.PhaseSucceeded:
 			s.State = "done"
 		case int32(i) == st.CurrentStepIndex && active:
 			s.State = "current"

@@ -164,3 +164,38 @@ func TestDeliveries(t *testing.T) {
 		t.Errorf("superseded why %q", got[2].Why)
 	}
 }
+
+func TestSteps(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+	ro := func(mode v1alpha1.DeliveryMode, phase v1alpha1.RolloutPhase, index int32, w v1alpha1.BasisPoints) *v1alpha1.Rollout {
+		return &v1alpha1.Rollout{
+			Spec: v1alpha1.RolloutSpec{Delivery: v1alpha1.Delivery{Mode: mode, Steps: []v1alpha1.BasisPoints{1000, 2500, 5000}}},
+			Status: v1alpha1.RolloutStatus{Phase: phase, CurrentStepIndex: index, CurrentWeight: w, StepStartedAt: &at,
+				CanaryStartedAt: &at},
+		}
+	}
+	timeline := []Event{{Time: at.Time, Reason: "WeightConfirmed", Message: "1 proxies carry canary weight 10%"}}
+	cases := map[string]struct {
+		ro   *v1alpha1.Rollout
+		want string
+	}{
+		"second step":           {ro(v1alpha1.ModeCanary, v1alpha1.PhaseProgressing, 1, 2500), "done(acked) current(acked) pending"},
+		"beta before a promote": {ro(v1alpha1.ModeBeta, v1alpha1.PhaseProgressing, 0, 0), "pending pending pending"},
+		"promoting":             {ro(v1alpha1.ModeCanary, v1alpha1.PhasePromoting, 3, 5000), "done(acked) done done"},
+		"rolled back":           {ro(v1alpha1.ModeCanary, v1alpha1.PhaseRolledBack, 0, 0), "pending pending pending"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for _, s := range steps(c.ro, timeline) {
+				if s.AckedAt != nil {
+					s.State += "(acked)"
+				}
+				got = append(got, s.State)
+			}
+			if strings.Join(got, " ") != c.want {
+				t.Errorf("steps %v, want %s", got, c.want)
+			}
+		})
+	}
+}

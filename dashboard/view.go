@@ -90,16 +90,11 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 		Mode:      string(ro.Spec.Delivery.Mode),
 		Phase:     string(st.Phase),
 		Message:   st.Message,
-		Step:      st.CurrentStepIndex,
 		Proxies:   Proxies{Acked: st.Proxies.Acked, Nacked: st.Proxies.Nacked, Stale: st.Proxies.Stale, LastNack: st.Proxies.LastNack},
-		Steps:     []string{},
 		Verdicts:  latestVerdicts(st.Analysis),
 	}
 	if s.Phase == "" {
 		s.Phase = string(v1alpha1.PhaseIdle)
-	}
-	for _, w := range ro.Spec.Delivery.Steps {
-		s.Steps = append(s.Steps, w.String())
 	}
 	stableRate, canaryRate := trackRates(st.Analysis)
 	// Either Deployment may hold either revision: the paused Deployment
@@ -114,6 +109,7 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 		s.Stable.ErrorRate, s.Stable.Requests = stableRate.text(), stableRate.samples
 	}
 	events := d.eventsOf("Rollout", ro.Name)
+	s.Steps = steps(ro, events)
 	for i := len(events) - 1; i >= 0; i-- {
 		if strings.HasPrefix(events[i].Reason, "Analysis") {
 			s.Evidence = events[i].Message

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"k8s.io/client-go/tools/clientcmd"
@@ -169,6 +170,12 @@ func newBrowser(t *testing.T) *browser {
 	}
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
 		t.Fatalf("start chromium: %v", err)
+	}
+	// The window's size includes what a headless window keeps for its
+	// frame: set the page's viewport itself to 1280×800.
+	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride,
+		emulation.SetDeviceMetricsOverrideParams{Width: 1280, Height: 800, DeviceScaleFactor: 1}); err != nil {
+		t.Fatalf("set the viewport: %v", err)
 	}
 	return b
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/cachedir"
 	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/demo"
 )
 
 type devOptions struct {
@@ -131,6 +132,9 @@ func runDev(ctx context.Context, o devOptions) error {
 		return err
 	}
 	fmt.Fprintf(progress, "sluice: dashboard %s; component logs in %s\n", dashboardURL, logPath)
+	if o.demo {
+		fmt.Fprintf(progress, "sluice: follow the demo at %srollout/%s/%s\n", dashboardURL, demo.Namespace, demo.Service)
+	}
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	fmt.Printf("export GRPC_XDS_BOOTSTRAP=%s\n", bootstrap)
 	if o.demo {

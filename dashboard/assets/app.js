@@ -85,12 +85,8 @@ function versions(s) {
 
 function stepList(s) {
   if (!s.steps.length) return null;
-  const active = s.phase === "Progressing" || s.phase === "Paused";
-  return el("div", { class: "steps", "aria-label": "steps" }, s.steps.map((w, i) => {
-    const state = i < s.step || s.phase === "Promoting" || s.phase === "Succeeded" ? "done"
-      : i === s.step && active ? "current" : "pending";
-    return el("span", { class: state, title: state }, "step " + (i + 1) + ": " + w);
-  }));
+  return el("div", { class: "steps", "aria-label": "steps" }, s.steps.map((st) =>
+    el("span", { class: st.state, title: st.state }, "step " + (st.index + 1) + ": " + st.weight)));
 }
 
 function verdicts(vs) {
@@ -221,7 +217,7 @@ const pages = {
       el("p", { class: "msg", id: "rollout-message" }, r.message || ""),
       splitBar(r),
       el("div", { class: "two" },
-        el("div", {}, el("h3", {}, "Versions"), versions(r), el("h3", {}, "Steps"), stepsTable(r.stepsDetail)),
+        el("div", {}, el("h3", {}, "Versions"), versions(r), el("h3", {}, "Steps"), stepsTable(r.steps)),
         el("div", {}, el("h3", {}, "Verdicts"), verdicts(r.verdicts),
           r.evidence ? el("p", { class: "evidence" }, r.evidence) : null)),
       el("h3", {}, "Error rate per version"), chart(r.series),
