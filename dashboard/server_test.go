@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,10 +13,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -24,13 +28,7 @@ import (
 // may see only "shop-web".
 func newTestServer(t *testing.T) http.Handler {
 	t.Helper()
-	sch := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(sch); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(sch); err != nil {
-		t.Fatal(err)
-	}
+	sch := testScheme(t)
 	now := metav1.NewTime(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.LabelTeam: "shop"}}}
@@ -198,4 +196,50 @@ func TestSteps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNamespacesGivenWhenListIsForbidden: a person who may not list
+// Namespaces sees the namespaces given (the kubeconfig context's), still
+// each checked.
+func TestNamespacesGivenWhenListIsForbidden(t *testing.T) {
+	sch := testScheme(t)
+	c := fake.NewClientBuilder().WithScheme(sch).WithObjects(
+		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "checkout"}},
+	).WithInterceptorFuncs(interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if _, ok := list.(*corev1.NamespaceList); ok {
+				return apierrors.NewForbidden(corev1.Resource("namespaces"), "", errors.New("no"))
+			}
+			return c.List(ctx, list, opts...)
+		},
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*corev1.Namespace); ok {
+				return apierrors.NewForbidden(corev1.Resource("namespaces"), key.Name, errors.New("no"))
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	}).Build()
+	s, err := New(Options{Client: c, Namespaces: []string{"web", "vault"}, Access: AccessFunc(func(_ context.Context, ns string) (bool, error) {
+		return ns == "web", nil
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, localOnly(s), "/api/teams/"+NoTeam)
+	if code != http.StatusOK || !strings.Contains(body, `"name":"checkout"`) || strings.Contains(body, "vault") {
+		t.Errorf("status %d, body %s: want web's checkout and nothing of vault", code, body)
+	}
+}
+
+// testScheme knows the built-in kinds and Sluice's.
+func testScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	sch := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	return sch
 }
