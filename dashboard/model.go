@@ -22,6 +22,9 @@ type Team struct {
 	// Warnings are recent warning Events of Sluice about the team's
 	// Deployments and Rollouts (policy violations, rollbacks), newest first.
 	Warnings []Event `json:"warnings"`
+	// Problems say what of the team's namespaces could not be read; the
+	// rest shows.
+	Problems []string `json:"problems"`
 }
 
 // Service is one opted-in Deployment with its delivery.
@@ -117,6 +120,8 @@ type Rollout struct {
 	Timeline []Event `json:"timeline"`
 	// Series are error-rate points per version for the chart, oldest first.
 	Series []Point `json:"series"`
+	// Problems say what could not be read.
+	Problems []string `json:"problems"`
 }
 
 // Step is one canary step.

@@ -15,7 +15,7 @@ var confirmedWeight = regexp.MustCompile(`carry canary weight (\S+%)`)
 // rollout builds the rollout page of ro; seen are chart points observed
 // earlier (the Rollout's status keeps only its last decisions).
 func (d namespaceData) rollout(ro *v1alpha1.Rollout, seen []Point) Rollout {
-	r := Rollout{Service: d.service(ro), Timeline: d.eventsOf("Rollout", ro.Name)}
+	r := Rollout{Service: d.service(ro), Timeline: d.eventsOf("Rollout", ro.Name), Problems: append([]string{}, d.Problems...)}
 	if r.Timeline == nil {
 		r.Timeline = []Event{}
 	}

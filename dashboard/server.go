@@ -205,14 +205,19 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 		// Unknown and invisible teams look the same.
 		return nil, errForbidden
 	}
-	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}}
-	data, err := s.src.namespaces(r.Context(), nss)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range data {
+	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}, Problems: []string{}}
+	// A namespace that cannot be read is said, and does not hide the others.
+	for i, d := range s.src.namespaces(r.Context(), nss) {
+		if d.err != nil {
+			if r.Context().Err() == nil {
+				s.log.Error(d.err, "dashboard data", "namespace", nss[i])
+			}
+			t.Problems = append(t.Problems, nss[i]+": could not be read; see the dashboard's log")
+			continue
+		}
 		t.Services = append(t.Services, d.services()...)
 		t.Warnings = append(t.Warnings, d.warnings()...)
+		t.Problems = append(t.Problems, d.Problems...)
 	}
 	sort.SliceStable(t.Warnings, func(i, j int) bool { return t.Warnings[i].Time.After(t.Warnings[j].Time) })
 	if len(t.Warnings) > maxWarnings {

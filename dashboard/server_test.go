@@ -243,3 +243,45 @@ func testScheme(t *testing.T) *runtime.Scheme {
 	}
 	return sch
 }
+
+// TestUnreadableNamespaceBreaksNoOther: a namespace whose Rollouts cannot
+// be listed and one whose Deployments may not be listed are said on the
+// team page; the rest shows.
+func TestUnreadableNamespaceBreaksNoOther(t *testing.T) {
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: map[string]string{v1alpha1.LabelTeam: "shop"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "b", Labels: map[string]string{v1alpha1.LabelTeam: "shop"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "c", Labels: map[string]string{v1alpha1.LabelTeam: "shop"}}},
+		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "alpha"}},
+		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "beta"}},
+		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "c", Name: "gamma"}},
+	).WithInterceptorFuncs(interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			ns := (&client.ListOptions{}).ApplyOptions(opts).Namespace
+			switch list.(type) {
+			case *v1alpha1.RolloutList:
+				if ns == "b" {
+					return errors.New("etcd is on fire")
+				}
+			case *appsv1.DeploymentList:
+				if ns == "c" {
+					return apierrors.NewForbidden(appsv1.Resource("deployments"), "", errors.New("no"))
+				}
+			}
+			return c.List(ctx, list, opts...)
+		},
+	}).Build()
+	s, err := New(Options{Client: c, Access: AccessFunc(func(context.Context, string) (bool, error) { return true, nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, localOnly(s), "/api/teams/shop")
+	for _, want := range []string{`"name":"alpha"`, `"name":"gamma"`, "b: could not be read", "c: you may not list deployments"} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("status %d, body lacks %s:\n%s", code, want, body)
+		}
+	}
+	if strings.Contains(body, "fire") {
+		t.Errorf("the API server's error reached the page: %s", body)
+	}
+}

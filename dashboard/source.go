@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,8 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -115,19 +114,28 @@ func (s *source) allTeams(ctx context.Context) (map[string][]string, error) {
 // readers bounds how many namespaces one page reads at once.
 const readers = 4
 
+// reading is one namespace's data or why it could not be read.
+type reading struct {
+	namespaceData
+	err error
+}
+
 // namespaces reads several namespaces, a few at a time, in the order given.
-func (s *source) namespaces(ctx context.Context, nss []string) ([]namespaceData, error) {
-	out := make([]namespaceData, len(nss))
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(readers)
+func (s *source) namespaces(ctx context.Context, nss []string) []reading {
+	out := make([]reading, len(nss))
+	slots := make(chan struct{}, readers)
+	var wg sync.WaitGroup
 	for i, ns := range nss {
-		g.Go(func() error {
-			d, err := s.namespace(ctx, ns)
-			out[i] = d
-			return err
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			out[i].namespaceData, out[i].err = s.namespace(ctx, ns)
+		}()
 	}
-	return out, g.Wait()
+	wg.Wait()
+	return out
 }
 
 // namespace returns what the API server holds about ns, read at most
@@ -194,28 +202,39 @@ func (s *source) read(ctx context.Context, ns string) (namespaceData, error) {
 	if len(d.Rollouts) == 0 {
 		return d, nil
 	}
+	// What a reader may not list is left out and said; the Rollouts show.
 	var deps appsv1.DeploymentList
-	if err := s.client.List(ctx, &deps, client.InNamespace(ns), client.HasLabels{v1alpha1.LabelService}); err != nil {
-		return d, fmt.Errorf("list deployments: %w", err)
+	if err := s.list(ctx, ns, &deps, "deployments: versions unknown", &d.Problems, client.HasLabels{v1alpha1.LabelService}); err != nil {
+		return d, err
 	}
 	d.Deployments = deps.Items
 	var rss appsv1.ReplicaSetList
-	if err := s.client.List(ctx, &rss, client.InNamespace(ns), client.HasLabels{v1alpha1.LabelRevision}); err != nil {
-		return d, fmt.Errorf("list replicasets: %w", err)
+	if err := s.list(ctx, ns, &rss, "replicasets: the stable version may be unknown", &d.Problems, client.HasLabels{v1alpha1.LabelRevision}); err != nil {
+		return d, err
 	}
 	d.ReplicaSets = rss.Items
 	var events eventsv1.EventList
-	switch err := s.client.List(ctx, &events, client.InNamespace(ns)); {
-	case err == nil:
-		for _, e := range events.Items {
-			if e.Regarding.Kind == "Rollout" || e.Regarding.Kind == "Deployment" {
-				d.Events = append(d.Events, e)
-			}
+	if err := s.list(ctx, ns, &events, "events: no timeline, recent rollouts or warnings", &d.Problems); err != nil {
+		return d, err
+	}
+	for _, e := range events.Items {
+		if e.Regarding.Kind == "Rollout" || e.Regarding.Kind == "Deployment" {
+			d.Events = append(d.Events, e)
 		}
-	case apierrors.IsForbidden(err):
-		// The pages then show no timeline; the Rollouts still show.
-	default:
-		return d, fmt.Errorf("list events: %w", err)
 	}
 	return d, nil
+}
+
+// list lists into list; a Forbidden answer adds "may not list <what>" to
+// problems instead of failing.
+func (s *source) list(ctx context.Context, ns string, list client.ObjectList, what string, problems *[]string, opts ...client.ListOption) error {
+	err := s.client.List(ctx, list, append(opts, client.InNamespace(ns))...)
+	switch {
+	case apierrors.IsForbidden(err):
+		*problems = append(*problems, ns+": you may not list "+what)
+		return nil
+	case err != nil:
+		return fmt.Errorf("list %s: %w", strings.Fields(what)[0], err)
+	}
+	return nil
 }

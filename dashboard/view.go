@@ -32,6 +32,8 @@ type namespaceData struct {
 	// Deployment, paused, already holds the canary's.
 	ReplicaSets []appsv1.ReplicaSet
 	Events      []eventsv1.Event
+	// Problems say what could not be read, for the page.
+	Problems []string
 }
 
 // services builds the view of every Rollout in d, sorted by name.

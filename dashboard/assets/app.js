@@ -125,6 +125,11 @@ function serviceCard(s, withLink) {
     el("h3", {}, "Recent rollouts"), recent(s.recent));
 }
 
+function problems(ps) {
+  if (!ps || !ps.length) return null;
+  return el("ul", { class: "problems", role: "status" }, ps.map((p) => el("li", { class: "error" }, "⚠ " + p)));
+}
+
 function eventsTable(es, cls) {
   return el("table", { class: "timeline " + (cls || "") },
     el("tr", {}, ["time", "type", "reason", "object", "message"].map((h) => el("th", {}, h))),
@@ -205,6 +210,7 @@ const pages = {
     const t = await get("/api/teams/" + encodeURIComponent(team));
     return [el("h1", {}, "Team " + teamName(t.team)),
       el("p", { class: "muted" }, "namespaces: " + t.namespaces.join(", ")),
+      problems(t.problems),
       t.services.length ? el("div", { class: "grid" }, t.services.map((s) => serviceCard(s, true)))
         : el("p", { class: "muted" }, "No services delivered by Sluice here."),
       el("h3", {}, "Policy violations and warnings"),
@@ -215,6 +221,7 @@ const pages = {
     crumbs({ text: "rollout " + ns + "/" + name });
     return [el("h1", {}, "Rollout " + (r.service || r.name) + " ", phase(r.phase)),
       el("p", { class: "msg", id: "rollout-message" }, r.message || ""),
+      problems(r.problems),
       splitBar(r),
       el("div", { class: "two" },
         el("div", {}, el("h3", {}, "Versions"), versions(r), el("h3", {}, "Steps"), stepsTable(r.steps)),
