@@ -13,14 +13,15 @@ import (
 	"github.com/sluice-dev/sluice/local/cluster"
 )
 
-// logToFile sends the process log to <dir>/logs/sluice.log and returns its
-// path and a function restoring stderr.
+// logToFile sends the process log to <dir>.log, next to the cluster's
+// directory (which the cluster empties when it starts), and returns its
+// path and a function restoring stderr. Each start begins a new file.
 func logToFile(dir string) (string, func(), error) {
-	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+	path := filepath.Clean(dir) + ".log"
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", nil, fmt.Errorf("log directory: %w", err)
 	}
-	path := filepath.Join(dir, "logs", "sluice.log")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return "", nil, fmt.Errorf("open log file: %w", err)
 	}
