@@ -32,11 +32,9 @@ var dashboardLine = regexp.MustCompile(`sluice: dashboard (http://127\.0\.0\.1:\
 // components' logs are in the file it names.
 func TestDevShowsTheDemoOnTheDashboardAndKeepsTheTerminalReadable(t *testing.T) {
 	dir := t.TempDir()
-	ports := make([]string, 2)
-	for i := range ports {
-		ports[i] = strconv.Itoa(freePort(t))
-	}
-	metrics := freePortPair(t)
+	// The xDS port and the two after it (the plaintext listener is the
+	// port after the next); metrics and health on two more.
+	xdsPort, metrics, webhook := freePorts(t, 3), freePorts(t, 2), freePorts(t, 1)
 	out := filepath.Join(dir, "terminal.txt")
 	f, err := os.Create(out)
 	if err != nil {
@@ -44,7 +42,7 @@ func TestDevShowsTheDemoOnTheDashboardAndKeepsTheTerminalReadable(t *testing.T) 
 	}
 	defer f.Close()
 	cmd := exec.Command(sluice.bin, "dev", "--demo", "--dir", filepath.Join(dir, "dev"),
-		"--xds-port", ports[0], "--webhook-port", ports[1], "--metrics-port", strconv.Itoa(metrics), "--dashboard-port", "0")
+		"--xds-port", strconv.Itoa(xdsPort), "--webhook-port", strconv.Itoa(webhook), "--metrics-port", strconv.Itoa(metrics), "--dashboard-port", "0")
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -121,28 +119,27 @@ func TestDevShowsTheDemoOnTheDashboardAndKeepsTheTerminalReadable(t *testing.T) 
 	}
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns a port p such that p … p+n-1 are free on loopback.
+func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// freePortPair returns a port p such that p and p+1 are free (the metrics
-// and health ports of `sluice dev`).
-func freePortPair(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		p := freePort(t)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		if err == nil {
-			l.Close()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		free := true
+		for i := 1; i < n && free; i++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+			if free = err == nil; free {
+				l.Close()
+			}
+		}
+		if free {
 			return p
 		}
 	}
-	t.Fatal("no two consecutive free ports")
+	t.Fatalf("no %d consecutive free ports", n)
 	return 0
 }

@@ -71,6 +71,7 @@ type controllerOptions struct {
 	podIP        string
 	staleAfter   time.Duration
 	selfUsername string
+	xdsAuth      xdsAuthOptions
 
 	leaseDuration, renewDeadline, retryPeriod time.Duration
 }
@@ -80,7 +81,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	f.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the admission webhook server (TLS)")
 	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default: all)")
-	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server")
+	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server (TLS with the serving certificate; clients prove a ServiceAccount with a token or a client certificate)")
 	f.StringVar(&o.xdsHost, "xds-host", "", "address the xDS server binds (default: all)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
@@ -93,7 +94,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
 	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
 	f.StringVar(&o.certSecret, "cert-secret", "sluice-webhook-tls", "Secret holding the webhook CA and serving certificate")
-	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate (default: sluice-webhook.<namespace>.svc and .svc.cluster.local)")
+	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate of the webhook and xDS listeners (default: sluice-webhook.<namespace>.svc, sluice-xds.<namespace>.svc, and both .svc.cluster.local)")
 	f.StringSliceVar(&o.certIPs, "cert-ips", nil, "IP addresses of the serving certificate (e.g. 127.0.0.1 for webhooks registered by URL)")
 	f.StringVar(&o.webhookName, "webhook-config-name", "sluice", "name of the Mutating- and ValidatingWebhookConfiguration to keep the CA bundle in")
 	f.DurationVar(&o.lrsInterval, "load-report-interval", lrs.DefaultInterval, "load reporting interval asked of every xDS client (> 0)")
@@ -104,6 +105,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
+	o.xdsAuth.addFlags(f)
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -191,6 +193,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 			return err
 		}
 	}
+	if err := addClientTrust(mgr, cs, o, log); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -224,8 +229,17 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}); err != nil {
 		return err
 	}
-	g := grpc.NewServer(xdsKeepalive()...)
-	xdsServer.Register(g)
+	listeners, err := o.xdsListeners(cs, reloader, mgr.GetCache(), log)
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		xdsServer.Register(l.server)
+		if err := mgr.Add(grpcRunnable{server: l.server, addr: l.addr}); err != nil {
+			return err
+		}
+	}
+	g := listeners[0].server
 	xdsServer.RegisterSync(g, replicaName())
 	lrs.RegisterForwarding(g, loads.Aggregator())
 	var fleet *server.PeerPool
@@ -238,9 +252,6 @@ func runController(ctx context.Context, o controllerOptions) error {
 		if err := mgr.Add(o.loadPeers(loads.Aggregator(), log)); err != nil {
 			return err
 		}
-	}
-	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.xdsPort))}); err != nil {
-		return err
 	}
 	prom, err := o.prometheus()
 	if err != nil {
@@ -281,7 +292,7 @@ func (o controllerOptions) reloader(cs kubernetes.Interface, log logr.Logger) (*
 func (o controllerOptions) rotator(cs kubernetes.Interface, log logr.Logger) (*certs.Rotator, error) {
 	dns := o.certDNSNames
 	if len(dns) == 0 {
-		dns = []string{"sluice-webhook." + o.namespace + ".svc", "sluice-webhook." + o.namespace + ".svc.cluster.local"}
+		dns = append(certs.ServiceDNSNames("sluice-webhook", o.namespace), certs.ServiceDNSNames("sluice-xds", o.namespace)...)
 	}
 	var ips []net.IP
 	for _, s := range o.certIPs {
