@@ -2,6 +2,7 @@
 # Installs what the tests use, when missing:
 #   prometheus      (Debian) the real Prometheus server behind the Prometheus metric source;
 #   python3-grpcio  (Debian) gRPC C-core's proxyless xDS client, for e2e/interop;
+#   chromium        (Debian) headless browser for the dashboard's e2e tests;
 #   @grpc/grpc-js-xds (npm, into the user's cache dir under sluice/npm) grpc-js's
 #                   proxyless xDS client, for e2e/interop.
 set -euo pipefail
@@ -9,6 +10,7 @@ need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # Debian's interpreter: python3-grpcio is built for it, whatever python3 is first on PATH.
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "sluice: installing Debian packages: ${need[*]}"
   sudo=""

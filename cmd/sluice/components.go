@@ -78,7 +78,7 @@ func addComponents(mgr manager.Manager, c components) error {
 	if _, err := rollout.New(mgr, opts); err != nil {
 		return fmt.Errorf("rollout controller: %w", err)
 	}
-	return nil
+	return addNotifier(mgr, c.log)
 }
 
 // samples is the analysis' source of per-track request and error counts:

@@ -55,6 +55,7 @@ type controllerOptions struct {
 	metricsAddr  string
 	healthAddr   string
 	pprofAddr    string
+	dashAddr     string // the dashboard for many people; empty: none
 	leaderElect  bool
 	namespace    string
 	certMode     string
@@ -85,6 +86,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "address of the Go profiler's /debug/pprof endpoints; empty (the default) serves none")
+	f.StringVar(&o.dashAddr, "dashboard-addr", "", "address of the web dashboard over HTTPS for many people (bearer token, TokenReview, SubjectAccessReview); empty (the default) serves none")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates; a replica that loses the lease keeps serving webhooks and xDS and campaigns again")
 	f.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", leaseFlags.duration, "how long a leader's lease lasts without renewal before another replica may take it")
 	f.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leaseFlags.renew, "how long the leader keeps trying to renew before it stops its leader-only work (< lease duration)")
@@ -177,6 +179,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 	mgr := electedManager{Manager: base, campaign: campaign}
 	if err := mgr.Add(reloader); err != nil {
+		return err
+	}
+	if err := addControllerDashboard(mgr, o.dashAddr, reloader.ConfigureTLS, log); err != nil {
 		return err
 	}
 	if o.certMode == certModeSelf {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/cachedir"
 	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/demo"
 	"github.com/sluice-dev/sluice/xds/auth"
 )
 
@@ -28,6 +30,8 @@ type devOptions struct {
 	xdsPort     int
 	webhookPort int
 	metricsPort int
+	// dashboardPort serves the dashboard on 127.0.0.1 (0: any free port).
+	dashboardPort int
 }
 
 func newDevCommand() *cobra.Command {
@@ -48,6 +52,7 @@ later runs start in seconds. Ctrl-C stops everything.`,
 	cmd.Flags().IntVar(&o.xdsPort, "xds-port", 18000, "xDS port of the controller (TLS; the plaintext listener for old clients is the port after the next)")
 	cmd.Flags().IntVar(&o.webhookPort, "webhook-port", 9443, "webhook port of the controller")
 	cmd.Flags().IntVar(&o.metricsPort, "metrics-port", 8080, "metrics port of the controller (health is the next port)")
+	cmd.Flags().IntVar(&o.dashboardPort, "dashboard-port", 3100, "port of the web dashboard on 127.0.0.1 (0: any free port)")
 	return cmd
 }
 
@@ -64,6 +69,13 @@ func runDev(ctx context.Context, o devOptions) error {
 		}
 		o.dir = filepath.Join(cache, "dev")
 	}
+	// Component logs (controller, pod runtime) go to a file, so the
+	// terminal keeps only progress and the live view.
+	logPath, closeLog, err := logToFile(o.dir)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	log := newLogger()
 	start := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{Dir: o.dir, Progress: progress, Log: log.WithName("pods")})
@@ -121,6 +133,14 @@ func runDev(ctx context.Context, o devOptions) error {
 	}
 	fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d (TLS; plaintext for old clients on %d), metrics http://%s/metrics (logs in %s)\n",
 		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.xdsAuth.legacyPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
+	dashboardURL, err := startDevDashboard(ctx, c, o.dashboardPort, log.WithName("dashboard"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "sluice: dashboard %s; component logs in %s\n", dashboardURL, logPath)
+	if o.demo {
+		fmt.Fprintf(progress, "sluice: follow the demo at %srollout/%s/%s\n", dashboardURL, demo.Namespace, demo.Service)
+	}
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	printDevBootstraps(bootstraps, ctrlOpts.xdsAuth.tokenAudience)
 	if o.demo {
@@ -160,10 +180,14 @@ func watchCluster(ctx context.Context, c *cluster.Cluster) <-chan struct{} {
 	return ch
 }
 
-// newLogger returns the process logger (klog text format on stderr) and
+// logOutput receives the process' log lines; `sluice dev` points it at a
+// file.
+var logOutput io.Writer = os.Stderr
+
+// newLogger returns the process logger (klog text format on logOutput) and
 // makes it the logger of client-go and controller-runtime too.
 func newLogger() logr.Logger {
-	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(os.Stderr))
+	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(logOutput))
 	l := textlogger.NewLogger(cfg)
 	klog.SetLogger(l)
 	ctrl.SetLogger(l)
