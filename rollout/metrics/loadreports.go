@@ -8,11 +8,17 @@ import (
 	"time"
 )
 
-// Key names one revision of one track of one service in the load-report totals.
+// Key names one revision of one track of one service in the load-report totals, as reported by one origin.
 type Key struct {
 	Namespace, Service, Track string
 	// Revision is the pod template revision that served the requests; empty when the reports did not say.
 	Revision string
+	// Origin names who reported the requests (e.g. "token:shop/frontend", "legacy:shop"); empty when the
+	// reporter proved no identity (a server that does not authenticate). Samples sum every origin.
+	Origin string
+	// Legacy is true for requests reported through the plaintext legacy listener: they count for holding and
+	// rolling back, never as promotion evidence.
+	Legacy bool
 }
 
 // matches reports whether k holds requests q asks about.
@@ -165,21 +171,28 @@ func (l *LoadReports) Sample(_ context.Context, q Query) (Sample, error) {
 
 // window sums, over q's keys, the increase across the trailing q.Window; l.mu is held.
 func (l *LoadReports) window(q Query) (Sample, bool) {
+	per, span := l.windowByKey(q)
+	return sum(per, span), len(per) > 0
+}
+
+// windowByKey returns, per key of q, the increase across the trailing q.Window, and the span covered; l.mu is
+// held.
+func (l *LoadReports) windowByKey(q Query) (map[Key]Totals, time.Duration) {
 	newest := l.snaps[len(l.snaps)-1]
 	from := newest.at.Add(-q.Window)
 	// base is the newest snapshot at or before the window's start, or the oldest one.
 	base := sort.Search(len(l.snaps), func(i int) bool { return l.snaps[i].at.After(from) }) - 1
 	base = max(base, 0)
-	keys := map[Key]bool{}
+	out := map[Key]Totals{}
 	for _, s := range l.snaps[base:] {
 		for k := range s.totals {
 			if k.matches(q) {
-				keys[k] = true
+				out[k] = Totals{}
 			}
 		}
 	}
-	var out Sample
-	for key := range keys {
+	for key := range out {
+		var inc Totals
 		prev, prevOK := l.snaps[base].totals[key]
 		for _, s := range l.snaps[base+1:] {
 			cur, ok := s.totals[key]
@@ -190,36 +203,51 @@ func (l *LoadReports) window(q Query) (Sample, bool) {
 				// First appearance in the window, or a reset: the whole current value is new.
 				prev = Totals{}
 			}
-			out.Requests += cur.Requests - prev.Requests
-			out.Errors += cur.Errors - prev.Errors
+			inc.Requests += cur.Requests - prev.Requests
+			inc.Errors += cur.Errors - prev.Errors
 			prev, prevOK = cur, true
 		}
+		out[key] = inc
 	}
-	out.Window = newest.at.Sub(l.snaps[base].at)
-	return out, len(keys) > 0
+	return out, newest.at.Sub(l.snaps[base].at)
 }
 
 // since sums, over q's keys in the newest snapshot, the increase since q.Since; l.mu is held.
 func (l *LoadReports) since(q Query) (Sample, bool) {
+	per, span := l.sinceByKey(q)
+	return sum(per, span), len(per) > 0
+}
+
+// sinceByKey returns, per key of q in the newest snapshot, the increase since q.Since, and the span covered;
+// l.mu is held.
+func (l *LoadReports) sinceByKey(q Query) (map[Key]Totals, time.Duration) {
 	newest := l.snaps[len(l.snaps)-1]
-	out := Sample{Window: newest.at.Sub(q.Since)}
-	seen := false
+	span := newest.at.Sub(q.Since)
+	out := map[Key]Totals{}
 	for key, cur := range newest.totals {
 		if !key.matches(q) {
 			continue
 		}
-		seen = true
 		b := l.baseOf(key, q.Since, newest.at)
 		if !b.exact {
-			out.Window = min(out.Window, newest.at.Sub(b.at))
+			span = min(span, newest.at.Sub(b.at))
 		}
 		if cur.Requests < b.totals.Requests || cur.Errors < b.totals.Errors {
 			b.totals = Totals{} // the producer restarted: all it counted since is new
 		}
-		out.Requests += cur.Requests - b.totals.Requests
-		out.Errors += cur.Errors - b.totals.Errors
+		out[key] = Totals{Requests: cur.Requests - b.totals.Requests, Errors: cur.Errors - b.totals.Errors}
 	}
-	return out, seen
+	return out, span
+}
+
+// sum adds up per-key increases into a Sample covering span.
+func sum(per map[Key]Totals, span time.Duration) Sample {
+	out := Sample{Window: span}
+	for _, t := range per {
+		out.Requests += t.Requests
+		out.Errors += t.Errors
+	}
+	return out
 }
 
 // baseOf returns key's totals at since, captured the first time it is asked while the history covers since.
