@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -14,16 +13,15 @@ import (
 
 // PeerTLS secures the channel between Sluice's replicas (load forwarding and
 // proxy sync). Both ends present Sluice's own serving certificate and each
-// accepts only a party that presents that very certificate: the one it
-// serves now, or the one it served before the last rotation. The handshake
-// proves possession of the certificate's key, which only the Secret holds,
-// so no other certificate Sluice's CA ever signed (client certificates for
-// proxies included) opens the channel.
+// accepts only a party that presents that very certificate, the one it
+// serves now. The handshake proves possession of the certificate's key,
+// which only the Secret holds, so no other certificate Sluice's CA ever
+// signed (client certificates for proxies included) opens the channel.
 //
-// During a rotation, a replica that loaded the new certificate before
-// another did is refused by it until that one loads it too (seconds; both
-// watch the same Secret). Peer calls are retried every round, so nothing is
-// lost.
+// After a rotation, two replicas refuse each other until both loaded the new
+// certificate (seconds: both watch the same Secret). Peer calls are retried
+// every round and forwarded totals are cumulative, so nothing is lost; a
+// step confirmation waits for the next round.
 type PeerTLS struct {
 	// Certificate returns the serving certificate now, as
 	// Reloader.GetCertificate does.
@@ -31,17 +29,13 @@ type PeerTLS struct {
 	// Now is the clock certificates are checked against; nil means
 	// time.Now.
 	Now func() time.Time
-
-	mu       sync.Mutex
-	current  []byte // DER of the certificate served now
-	previous []byte // DER of the one served before
 }
 
 // ErrNotSluice is returned (wrapped) by a handshake with a party that does
 // not present Sluice's own certificate.
 var ErrNotSluice = errors.New("peer does not present Sluice's own serving certificate")
 
-// own returns the certificate served now, remembering the one it replaced.
+// own returns the certificate served now.
 func (p *PeerTLS) own() (*tls.Certificate, error) {
 	if p.Certificate == nil {
 		return nil, errors.New("peer TLS: no Certificate source")
@@ -53,27 +47,20 @@ func (p *PeerTLS) own() (*tls.Certificate, error) {
 	if c == nil || len(c.Certificate) == 0 {
 		return nil, errors.New("peer TLS: own certificate is empty")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if leaf := c.Certificate[0]; !bytes.Equal(leaf, p.current) {
-		p.previous, p.current = p.current, bytes.Clone(leaf)
-	}
 	return c, nil
 }
 
-// verify accepts a presented chain whose leaf is Sluice's current or
-// previous certificate and has not expired.
+// verify accepts a presented chain whose leaf is Sluice's current
+// certificate and has not expired.
 func (p *PeerTLS) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("%w: no certificate presented", ErrNotSluice)
 	}
-	if _, err := p.own(); err != nil {
+	own, err := p.own()
+	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	known := bytes.Equal(raw[0], p.current) || (p.previous != nil && bytes.Equal(raw[0], p.previous))
-	p.mu.Unlock()
-	if !known {
+	if !bytes.Equal(raw[0], own.Certificate[0]) {
 		return ErrNotSluice
 	}
 	leaf, err := x509.ParseCertificate(raw[0])
