@@ -32,16 +32,14 @@ type replica struct {
 	stop func()
 }
 
-func startReplica(t *testing.T, name string) replica {
+func startReplica(t *testing.T, name string, opts ...grpc.ServerOption) replica {
 	t.Helper()
 	srv := server.New(server.Options{Logger: testr.New(t).WithName(name), Registerer: prometheus.NewRegistry()})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The ProxySync service answers only proven replicas; the peer
-	// listener's mutual TLS proves it in Sluice, this interceptor here.
-	g := grpc.NewServer(grpc.UnaryInterceptor(asPeer))
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	srv.RegisterSync(g, name)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
@@ -49,6 +47,9 @@ func startReplica(t *testing.T, name string) replica {
 	return replica{srv: srv, addr: lis.Addr().String(), stop: g.Stop}
 }
 
+// asPeer marks every call as made by a proven replica: the ProxySync
+// service answers only those (the peer listener's mutual TLS proves it in
+// Sluice).
 func asPeer(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	return handler(auth.NewContext(ctx, auth.Identity{Method: auth.MethodPeer, Name: "sluice"}), req)
 }
@@ -56,16 +57,8 @@ func asPeer(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.
 // TestProxySyncNeedsAPeer checks that a caller that did not prove to be a
 // replica learns nothing about this replica's proxies.
 func TestProxySyncNeedsAPeer(t *testing.T) {
-	srv := server.New(server.Options{Logger: testr.New(t), Registerer: prometheus.NewRegistry()})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.RegisterSync(g, "replica")
-	go g.Serve(lis) //nolint:errcheck // returns when stopped
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	r := startReplica(t, "replica")
+	conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +75,7 @@ func TestProxySyncNeedsAPeer(t *testing.T) {
 // both. When the other replica dies, Confirm names it stale after the grace
 // and goes on with the leader's own proxies.
 func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
-	leader, other := startReplica(t, "leader"), startReplica(t, "other")
+	leader, other := startReplica(t, "leader", grpc.UnaryInterceptor(asPeer)), startReplica(t, "other", grpc.UnaryInterceptor(asPeer))
 	conn, err := grpc.NewClient(other.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

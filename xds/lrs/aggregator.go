@@ -155,11 +155,7 @@ func NewAggregator() *Aggregator {
 func (a *Aggregator) add(stream int64, o Origin, k Key, t Totals) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	m := a.local[k]
-	if m == nil {
-		m = ByOrigin{}
-		a.local[k] = m
-	}
+	m := originsOf(a.local, k)
 	o = m.admit(o)
 	m[o] = m[o].Add(Totals{Requests: t.Requests, Errors: t.Errors, Issued: t.Issued})
 	s, ok := a.inFlight[stream]
@@ -197,11 +193,7 @@ func (a *Aggregator) localLocked() map[Key]ByOrigin {
 	}
 	for _, s := range a.inFlight {
 		for k, n := range s.keys {
-			m := out[k]
-			if m == nil {
-				m = ByOrigin{}
-				out[k] = m
-			}
+			m := originsOf(out, k)
 			o := m.admit(s.origin)
 			t := m[o]
 			t.InFlight += n
@@ -244,11 +236,7 @@ func (a *Aggregator) Origins() map[Key]ByOrigin {
 	for source, keys := range a.remote {
 		stale := now.Sub(a.seen[source]) > SourceStaleAfter
 		for k, m := range keys {
-			dst := out[k]
-			if dst == nil {
-				dst = ByOrigin{}
-				out[k] = dst
-			}
+			dst := originsOf(out, k)
 			for o, t := range m {
 				if stale {
 					t.InFlight = 0
@@ -259,6 +247,16 @@ func (a *Aggregator) Origins() map[Key]ByOrigin {
 		}
 	}
 	return out
+}
+
+// originsOf returns k's origins in m, adding an empty entry if there is none.
+func originsOf(m map[Key]ByOrigin, k Key) ByOrigin {
+	o := m[k]
+	if o == nil {
+		o = ByOrigin{}
+		m[k] = o
+	}
+	return o
 }
 
 // sumOrigins sums each key's origins.
@@ -289,11 +287,7 @@ func (a *Aggregator) Merge(source string, totals map[Key]ByOrigin) {
 		a.remote[source] = keys
 	}
 	for k, in := range totals {
-		m := keys[k]
-		if m == nil {
-			m = ByOrigin{}
-			keys[k] = m
-		}
+		m := originsOf(keys, k)
 		for o, t := range in {
 			o = m.admit(o)
 			m[o] = m[o].Max(t)
