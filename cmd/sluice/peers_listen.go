@@ -42,9 +42,7 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 		return nil, fmt.Errorf("--peer-port %d: want a port in 1..65535", o.peerPort)
 	}
 	own := &certs.PeerTLS{Certificate: cert}
-	g := grpc.NewServer(append(xdsKeepalive(), grpc.Creds(own.ServerCredentials()), grpc.UnaryInterceptor(asPeer))...)
-	xds.RegisterSync(g, replicaName())
-	lrs.RegisterForwarding(g, loads.Aggregator())
+	g := peerServer(own, xds, loads.Aggregator())
 	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.peerPort)), what: "peers"}); err != nil {
 		return nil, err
 	}
@@ -60,6 +58,16 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 		return nil, err
 	}
 	return &server.PeerPool{Resolve: resolve, Self: self, Credentials: own.ClientCredentials()}, nil
+}
+
+// peerServer is the gRPC server of the peer listener: mutual TLS with
+// Sluice's own certificate, then proxy sync and load forwarding for callers
+// that are therefore replicas.
+func peerServer(own *certs.PeerTLS, xds *server.Server, agg *lrs.Aggregator) *grpc.Server {
+	g := grpc.NewServer(append(xdsKeepalive(), grpc.Creds(own.ServerCredentials()), grpc.UnaryInterceptor(asPeer))...)
+	xds.RegisterSync(g, replicaName())
+	lrs.RegisterForwarding(g, agg)
+	return g
 }
 
 // asPeer marks every call on the peer listener as made by a replica of
