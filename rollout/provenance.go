@@ -29,12 +29,18 @@ func sourcesStatus(p Provenance) *v1alpha1.AnalysisSources {
 		p    analysis.Provenance
 	}{{v1alpha1.TrackCanary, p.Canary}, {v1alpha1.TrackStable, p.Stable}} {
 		switch {
+		case t.p.Identities == 1 && t.p.Top == "":
+			says = append(says, fmt.Sprintf("the %s's reports carry no identity (xDS authentication is off): all of them count as evidence", t.name))
 		case t.p.Identities == 1:
 			says = append(says, fmt.Sprintf("one identity (%s) supplied 100%% of the %s's authenticated sample: the share bound cannot apply",
 				identityShown(t.p.Top), t.name))
 		case t.p.Dominated():
-			says = append(says, fmt.Sprintf("%s supplied %s of the %s's authenticated sample and counts for at most as much as the other %d identities together",
-				identityShown(t.p.Top), percent(t.p.TopRequests, t.p.Requests-t.p.LegacyRequests), t.name, t.p.Identities-1))
+			others := fmt.Sprintf("the other %d identities together", t.p.Identities-1)
+			if t.p.Identities == 2 {
+				others = "the other identity"
+			}
+			says = append(says, fmt.Sprintf("%s supplied %s of the %s's authenticated sample and counts for at most as much as %s",
+				identityShown(t.p.Top), percent(t.p.TopRequests, t.p.Requests-t.p.LegacyRequests), t.name, others))
 		}
 		if t.p.LegacyRequests > 0 {
 			says = append(says, fmt.Sprintf("%s of the %s sample came from the legacy listener and cannot promote",

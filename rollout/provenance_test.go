@@ -6,8 +6,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 )
 
@@ -122,5 +124,56 @@ func TestLoadProvenanceThroughTheController(t *testing.T) {
 	if s := ro.Status.Sources; s == nil || s.Canary.TopIdentity != "token:web/frontend" || s.Canary.TopPercent != "100%" ||
 		!strings.Contains(s.Message, "one identity (token:web/frontend) supplied 100% of the canary's authenticated sample") {
 		t.Fatalf("sources %+v, want the one identity named with its 100%% share", s)
+	}
+}
+
+func TestSourcesStatusMessage(t *testing.T) {
+	cases := map[string]struct {
+		p    Provenance
+		want string
+	}{
+		"nothing to say": {
+			p: Provenance{Canary: analysis.PromotionEvidence([]analysis.OriginSample{
+				{Identity: "token:web/a", Requests: 50}, {Identity: "token:web/b", Requests: 50}})},
+			want: "",
+		},
+		"one of two identities dominates": {
+			p: Provenance{Canary: analysis.PromotionEvidence([]analysis.OriginSample{
+				{Identity: "token:web/a", Requests: 90}, {Identity: "token:web/b", Requests: 10}})},
+			want: "token:web/a supplied 90% of the canary's authenticated sample and counts for at most as much as the other identity",
+		},
+		"a dominating identity": {
+			p: Provenance{Canary: analysis.PromotionEvidence([]analysis.OriginSample{
+				{Identity: "token:web/a", Requests: 900}, {Identity: "token:web/b", Requests: 50}, {Identity: "token:web/c", Requests: 50}})},
+			want: "token:web/a supplied 90% of the canary's authenticated sample and counts for at most as much as the other 2 identities together",
+		},
+		"no authentication": {
+			p:    Provenance{Stable: analysis.PromotionEvidence([]analysis.OriginSample{{Requests: 10}})},
+			want: "the stable's reports carry no identity (xDS authentication is off): all of them count as evidence",
+		},
+		"legacy share on both tracks": {
+			p: Provenance{
+				Canary: analysis.PromotionEvidence([]analysis.OriginSample{{Identity: "legacy:shop", Legacy: true, Requests: 10}}),
+				Stable: analysis.PromotionEvidence([]analysis.OriginSample{
+					{Identity: "legacy:shop", Legacy: true, Requests: 2}, {Identity: "token:web/a", Requests: 4}, {Identity: "token:web/b", Requests: 4}}),
+			},
+			want: "100% of the canary sample came from the legacy listener and cannot promote; 20% of the stable sample came from the legacy listener and cannot promote",
+		},
+		"a huge identity name stays bounded": {
+			p:    Provenance{Canary: analysis.PromotionEvidence([]analysis.OriginSample{{Identity: "token:" + strings.Repeat("ü", 4000), Requests: 1}})},
+			want: "one identity (token:",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := sourcesStatus(tc.p)
+			if !strings.HasPrefix(got.Message, tc.want) || (tc.want == "" && got.Message != "") {
+				t.Fatalf("message %q, want it to start with %q", got.Message, tc.want)
+			}
+			if len(got.Message) > v1alpha1.MaxSourcesMessage || !utf8.ValidString(got.Message) ||
+				len(got.Canary.TopIdentity) > maxIdentityShown || !utf8.ValidString(got.Canary.TopIdentity) {
+				t.Fatalf("unbounded or invalid text: message %d bytes, top identity %d bytes", len(got.Message), len(got.Canary.TopIdentity))
+			}
+		})
 	}
 }
