@@ -311,7 +311,7 @@ func metricWith(ctx context.Context, url, family, match string) (float64, error)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, family+"{") || !strings.Contains(line, match) {
+		if !(strings.HasPrefix(line, family+"{") || strings.HasPrefix(line, family+" ")) || !strings.Contains(line, match) {
 			continue
 		}
 		fields := strings.Fields(line)

@@ -7,17 +7,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/rollout/analysis"
@@ -75,6 +78,7 @@ type Options struct {
 // leader only.
 type Controller struct {
 	client   client.Client
+	cache    cache.Cache
 	events   events.EventRecorder
 	opts     Options
 	gauges   *gauges
@@ -105,20 +109,46 @@ func New(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	c := &Controller{
 		client: mgr.GetClient(),
+		cache:  mgr.GetCache(),
 		events: mgr.GetEventRecorder("sluice-rollout"),
 		opts:   opts,
 		gauges: g,
 	}
-	err = ctrl.NewControllerManagedBy(mgr).
-		Named("rollout").
-		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(deploymentKey)).
-		Watches(&v1alpha1.Rollout{}, handler.EnqueueRequestsFromMapFunc(sameName)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
-		Complete(reconcile.Func(c.Reconcile))
-	if err != nil {
+	// The controller is built anew at each start: it runs on the leader
+	// only, and a replica that loses the lease and wins it back starts it
+	// again (controller-runtime controllers start only once).
+	if err := mgr.Add(c); err != nil {
 		return nil, fmt.Errorf("rollout controller: %w", err)
 	}
 	return c, nil
+}
+
+// NeedLeaderElection is true: only the leader drives rollouts.
+func (c *Controller) NeedLeaderElection() bool { return true }
+
+// Start drives rollouts until ctx ends (the leader's term). When it returns,
+// the rollout gauges are cleared: a replica that no longer leads exports no
+// phases or weights it stopped keeping up to date.
+func (c *Controller) Start(ctx context.Context) error {
+	defer c.gauges.reset()
+	ctl, err := controller.NewUnmanaged("rollout", controller.Options{
+		MaxConcurrentReconciles: c.opts.MaxConcurrentReconciles,
+		Reconciler:              reconcile.Func(c.Reconcile),
+		SkipNameValidation:      ptr.To(true),
+		Logger:                  logr.FromContextOrDiscard(ctx),
+	})
+	if err != nil {
+		return fmt.Errorf("rollout controller: %w", err)
+	}
+	for _, src := range []source.Source{
+		source.Kind(c.cache, client.Object(&appsv1.Deployment{}), handler.EnqueueRequestsFromMapFunc(deploymentKey)),
+		source.Kind(c.cache, client.Object(&v1alpha1.Rollout{}), handler.EnqueueRequestsFromMapFunc(sameName)),
+	} {
+		if err := ctl.Watch(src); err != nil {
+			return fmt.Errorf("rollout controller: %w", err)
+		}
+	}
+	return ctl.Start(ctx)
 }
 
 // sameName maps a Rollout to its Deployment.

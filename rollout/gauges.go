@@ -54,3 +54,9 @@ func (g *gauges) forget(namespace, service string) {
 	g.phase.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "service": service})
 	g.weight.DeleteLabelValues(namespace, service)
 }
+
+// reset drops every series: the replica no longer drives rollouts.
+func (g *gauges) reset() {
+	g.phase.Reset()
+	g.weight.Reset()
+}

@@ -16,7 +16,7 @@ func checkService(s Service) (Strategy, error) {
 	if err := checkDNSLabel(s.Namespace); err != nil {
 		errs = append(errs, fmt.Errorf("namespace: %w", err))
 	}
-	if err := checkDNSLabel(s.Name); err != nil {
+	if err := CheckServiceName(s.Name); err != nil {
 		errs = append(errs, fmt.Errorf("name: %w", err))
 	}
 	errs = append(errs, checkPorts(s.Ports)...)

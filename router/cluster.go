@@ -102,6 +102,22 @@ func checkRevision(r string) error {
 	return nil
 }
 
+// CheckServiceName reports whether s can name a logical service: a DNS-1035
+// label (lower-case letters, digits and '-', starting with a letter, ending
+// alphanumeric, at most 63 characters), the syntax of a Kubernetes Service
+// name. Admission checks service names with this function, so a name it
+// accepts is one traffic can publish; a dot in particular would make
+// "<service>.<namespace>" ambiguous.
+func CheckServiceName(s string) error {
+	if err := checkDNSLabel(s); err != nil {
+		return err
+	}
+	if c := s[0]; c < 'a' || c > 'z' {
+		return fmt.Errorf("%q does not start with a letter (a service name is a DNS-1035 label)", s)
+	}
+	return nil
+}
+
 // checkDNSLabel checks an RFC 1123 label, the syntax of Kubernetes namespace
 // and service names.
 func checkDNSLabel(s string) error {

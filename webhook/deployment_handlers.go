@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/policies"
+	"github.com/sluice-dev/sluice/router"
 )
 
 var jsonPatchType = admissionv1.PatchTypeJSONPatch
@@ -97,7 +98,9 @@ func (h *handlers) validateDeployment(ctx context.Context, req *deploymentReques
 		}
 		errs = append(errs, guard...)
 	}
-	warnings := append(r.Warnings(), snap.Unapplied(ns.Labels)...)
+	broken, unapplied := snap.Unapplied(ns.Labels)
+	errs = append(errs, broken...)
+	warnings := append(r.Warnings(), unapplied...)
 	if !req.dryRun() {
 		h.record(d, r)
 	}
@@ -191,6 +194,6 @@ func serviceNameErrors(d *appsv1.Deployment) field.ErrorList {
 		return nil
 	}
 	return field.ErrorList{field.Invalid(field.NewPath("metadata", "name"), d.Name, fmt.Sprintf(
-		"the name is not a valid logical service name (a label value of at most 63 characters); set annotation %s, e.g. %s: checkout",
-		v1alpha1.AnnotationService, v1alpha1.AnnotationService))}
+		"%v: the Deployment's name cannot name its service; set annotation %s, e.g. %s: checkout",
+		router.CheckServiceName(d.Name), v1alpha1.AnnotationService, v1alpha1.AnnotationService))}
 }

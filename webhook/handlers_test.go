@@ -268,12 +268,19 @@ func TestValidatingHandler(t *testing.T) {
 			old:      testDeployment(optedIn, canaryOf("web", "r-uid"), named("web")),
 			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{failedRev},
 		},
-		"a policy that does not compile is reported, not silently skipped": {
-			policies: []policy{{"broken", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
+		"a Warn policy that does not compile is reported, not silently skipped": {
+			policies: []policy{{"broken", v1alpha1.ModeWarn, func(s *v1alpha1.DeploymentPolicySpec) {
 				s.Rules.CEL = []v1alpha1.CELRule{{Name: "x", Expression: "object.spec.replicas >", Message: "m"}}
 			}}},
 			op: admissionv1.Create, d: testDeployment(), wantAllowed: true,
 			wantWarnings: []string{"DeploymentPolicy broken is not applied"},
+		},
+		"an Enforce policy that does not compile fails closed, with the reason": {
+			policies: []policy{{"broken", v1alpha1.ModeEnforce, func(s *v1alpha1.DeploymentPolicySpec) {
+				s.Rules.CEL = []v1alpha1.CELRule{{Name: "x", Expression: "object.spec.replicas >", Message: "m"}}
+			}}},
+			op: admissionv1.Create, d: testDeployment(),
+			wantCode: http.StatusUnprocessableEntity, wantInMsg: []string{"DeploymentPolicy broken (Enforce)", "does not compile", "object.spec.replicas >"},
 		},
 		"Sluice's own namespace is not governed": {
 			policies: []policy{{"strict", v1alpha1.ModeEnforce, enforce}},

@@ -7,9 +7,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/router"
 )
 
 // AnnotationPendingRevision is written by the mutating webhook when it pauses
@@ -185,7 +185,7 @@ func ServiceName(d *appsv1.Deployment) string {
 	if s == "" {
 		s = d.Name
 	}
-	if s == "" || len(validation.IsValidLabelValue(s)) > 0 {
+	if router.CheckServiceName(s) != nil {
 		return ""
 	}
 	return s

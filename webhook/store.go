@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
@@ -39,6 +40,8 @@ type storeEntry struct {
 	// parse (the policy then cannot be applied anywhere).
 	namespaces labels.Selector
 	inject     map[string]string
+	// enforce is true for a policy in Enforce mode (the default).
+	enforce bool
 }
 
 // PolicySnapshot is an immutable view of the store at one instant.
@@ -73,7 +76,8 @@ func (s *PolicyStore) Upsert(p *v1alpha1.DeploymentPolicy) {
 	if e, ok := s.entries[p.UID]; ok && e.generation == p.Generation && e.name == p.Name {
 		return
 	}
-	e := &storeEntry{uid: p.UID, name: p.Name, generation: p.Generation}
+	e := &storeEntry{uid: p.UID, name: p.Name, generation: p.Generation,
+		enforce: p.Spec.Mode == "" || p.Spec.Mode == v1alpha1.ModeEnforce}
 	e.compiled, e.err = policies.Compile(p)
 	if p.Spec.NamespaceSelector == nil {
 		e.namespaces = labels.Everything()
@@ -149,21 +153,37 @@ func (snap *PolicySnapshot) InjectLabels(namespaceLabels map[string]string) map[
 	return out
 }
 
-// Unapplied returns a warning for every policy that selects a namespace with
-// these labels (or whose selector cannot be read) but does not compile, so
-// it is not applied: admission says so instead of silently ignoring it.
-func (snap *PolicySnapshot) Unapplied(namespaceLabels map[string]string) []string {
-	var out []string
+// Unapplied says what admission does about the policies that select a
+// namespace with these labels but do not compile:
+//
+//   - a policy in Enforce mode whose selector can be read fails closed: it
+//     denies every Deployment it selects, with the reason (deny), until it is
+//     fixed; a broken guard must not let everything through;
+//   - a policy in Warn or Audit mode is not applied, and admission says so
+//     (warnings);
+//   - a policy whose namespace selector cannot be read selects nothing it
+//     can tell: it is not applied anywhere and every namespace is warned,
+//     never denied (a typo in one selector must not hold every team).
+func (snap *PolicySnapshot) Unapplied(namespaceLabels map[string]string) (deny field.ErrorList, warnings []string) {
 	set := labels.Set(namespaceLabels)
 	for _, e := range snap.entries {
 		if e.err == nil || (e.namespaces != nil && !e.namespaces.Matches(set)) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("DeploymentPolicy %s is not applied because it does not compile: %s",
-			e.name, strings.ReplaceAll(e.err.Error(), "\n", "; ")))
+		reason := strings.ReplaceAll(e.err.Error(), "\n", "; ")
+		if e.namespaces != nil && e.enforce {
+			deny = append(deny, field.Forbidden(field.NewPath("metadata", "namespace"), policies.Truncate(fmt.Sprintf(
+				"DeploymentPolicy %s (Enforce) selects this namespace but does not compile, so it denies every Deployment here until it is fixed: %s",
+				e.name, reason), maxPolicyReason)))
+			continue
+		}
+		warnings = append(warnings, fmt.Sprintf("DeploymentPolicy %s is not applied because it does not compile: %s", e.name, reason))
 	}
-	return out
+	return deny, warnings
 }
+
+// maxPolicyReason bounds the text of a broken policy's denial.
+const maxPolicyReason = 1024
 
 // eventHandler feeds the store from a DeploymentPolicy informer.
 func (s *PolicyStore) eventHandler() toolscache.ResourceEventHandler {

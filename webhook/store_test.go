@@ -95,13 +95,31 @@ func TestInjectLabelsAndUnapplied(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{"cost-center": "a", "tier": "web", "dev": "true"}, snap.InjectLabels(map[string]string{"env": "dev"})); diff != "" {
 		t.Errorf("dev labels (-want +got):\n%s", diff)
 	}
-	// A selector that cannot be read warns everywhere; a broken policy
-	// selecting elsewhere does not.
-	if got := snap.Unapplied(prod); len(got) != 1 || !containsAll(got[0], "broken-selector", "not applied") {
-		t.Errorf("prod unapplied %q", got)
+	// A selector that cannot be read warns everywhere and denies nowhere;
+	// a broken Enforce policy denies where it selects, nowhere else.
+	deny, warn := snap.Unapplied(prod)
+	if len(deny) != 0 || len(warn) != 1 || !containsAll(warn[0], "broken-selector", "not applied") {
+		t.Errorf("prod: deny %v, warnings %q", deny, warn)
 	}
-	if got := snap.Unapplied(map[string]string{"env": "dev"}); len(got) != 2 {
-		t.Errorf("dev unapplied %q, want 2", got)
+	deny, warn = snap.Unapplied(map[string]string{"env": "dev"})
+	if len(deny) != 1 || !containsAll(deny[0].Error(), "broken-dev", "Enforce", "does not compile", "denies") || len(warn) != 1 {
+		t.Errorf("dev: deny %v, warnings %q; want broken-dev to deny and broken-selector to warn", deny, warn)
+	}
+}
+
+// TestBrokenPolicyFailsClosedOnlyInEnforce: a policy that does not compile
+// denies what it selects in Enforce mode, and only warns in Warn or Audit.
+func TestBrokenPolicyFailsClosedOnlyInEnforce(t *testing.T) {
+	for mode, denies := range map[v1alpha1.PolicyMode]bool{"": true, v1alpha1.ModeEnforce: true, v1alpha1.ModeWarn: false, v1alpha1.ModeAudit: false} {
+		s := NewPolicyStore()
+		s.Upsert(storePolicy("broken", "u1", 1, func(sp *v1alpha1.DeploymentPolicySpec) {
+			sp.Mode = mode
+			sp.Rules.CEL = []v1alpha1.CELRule{{Name: "x", Expression: "object.spec.", Message: "m"}}
+		}))
+		deny, warn := s.Snapshot().Unapplied(map[string]string{"env": "prod"})
+		if got := len(deny) == 1; got != denies || len(deny)+len(warn) != 1 {
+			t.Errorf("mode %q: deny %v, warnings %q; want denial %v", mode, deny, warn, denies)
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/sluice-dev/sluice/router"
@@ -50,9 +49,9 @@ func ParseDelivery(annotations map[string]string, fld *field.Path) (Delivery, fi
 		}
 	}
 	if v, ok := annotations[AnnotationService]; ok {
-		if msgs := validation.IsDNS1035Label(v); len(msgs) > 0 {
+		if err := router.CheckServiceName(v); err != nil {
 			errs = append(errs, field.Invalid(path(AnnotationService), v,
-				fmt.Sprintf("%s; must be %s", strings.Join(msgs, "; "), syntaxService)))
+				fmt.Sprintf("%v; must be %s", err, syntaxService)))
 		} else {
 			d.Service = v
 		}

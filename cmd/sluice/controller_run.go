@@ -71,6 +71,8 @@ type controllerOptions struct {
 	staleAfter   time.Duration
 	selfUsername string
 	peerPort     int
+
+	leaseDuration, renewDeadline, retryPeriod time.Duration
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -83,7 +85,10 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "address of the Go profiler's /debug/pprof endpoints; empty (the default) serves none")
-	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates")
+	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates; a replica that loses the lease keeps serving webhooks and xDS and campaigns again")
+	f.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", leaseFlags.duration, "how long a leader's lease lasts without renewal before another replica may take it")
+	f.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leaseFlags.renew, "how long the leader keeps trying to renew before it stops its leader-only work (< lease duration)")
+	f.DurationVar(&o.retryPeriod, "leader-elect-retry-period", leaseFlags.retry, "how often replicas try to take or renew the lease")
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
 	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
 	f.StringVar(&o.certSecret, "cert-secret", "sluice-webhook-tls", "Secret holding the webhook CA and serving certificate")
@@ -141,7 +146,11 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, manager.Options{
+	campaign, err := o.campaign(cs, log)
+	if err != nil {
+		return err
+	}
+	base, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:  sch,
 		Metrics: metricsserver.Options{BindAddress: o.metricsAddr},
 		// The admission handlers read a Namespace on every request and
@@ -149,14 +158,11 @@ func runController(ctx context.Context, o controllerOptions) error {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Namespace{}: {UnsafeDisableDeepCopy: ptr.To(true)},
 		}},
-		HealthProbeBindAddress:  o.healthAddr,
-		PprofBindAddress:        o.pprofAddr,
-		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "sluice-controller",
-		LeaderElectionNamespace: o.namespace,
-		// A replica that loses leadership stops its leader-only work but
-		// keeps serving webhooks and xDS.
-		LeaderElectionReleaseOnCancel: true,
+		HealthProbeBindAddress: o.healthAddr,
+		PprofBindAddress:       o.pprofAddr,
+		// No leader election here: controller-runtime's ends the process
+		// when the lease is lost. The campaign stops only the leader-only
+		// work, and campaigns again.
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
@@ -166,6 +172,10 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	if err := base.Add(campaign); err != nil {
+		return err
+	}
+	mgr := electedManager{Manager: base, campaign: campaign}
 	if err := mgr.Add(reloader); err != nil {
 		return err
 	}

@@ -202,11 +202,13 @@ func evaluateOffline(snap *webhook.PolicySnapshot, d *appsv1.Deployment, ns *cor
 		return DeploymentReport{}, err
 	}
 	r := policies.Evaluate(snap.Compiled, policies.Input{Operation: admissionv1.Create, Deployment: admitted, Namespace: ns}, now)
-	dr := DeploymentReport{Namespace: d.Namespace, Name: d.Name, Denied: r.Denied(), Policies: r.Policies,
+	// A broken Enforce policy denies what it selects, as admission does.
+	broken, unapplied := snap.Unapplied(ns.Labels)
+	dr := DeploymentReport{Namespace: d.Namespace, Name: d.Name, Denied: r.Denied() || len(broken) > 0, Policies: r.Policies,
 		// Warn violations are listed as violations; the other warnings
 		// admission would return are conflicts and unapplied policies.
-		Warnings: append(append([]string(nil), r.Notes...), snap.Unapplied(ns.Labels)...)}
-	for _, e := range r.Errors {
+		Warnings: append(append([]string(nil), r.Notes...), unapplied...)}
+	for _, e := range append(r.Errors, broken...) {
 		dr.Errors = append(dr.Errors, FieldProblem{Field: e.Field, Message: e.ErrorBody()})
 	}
 	for _, v := range r.Violations {

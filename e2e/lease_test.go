@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// TestLeaseLossStopsOnlyTheLeaderWork takes the leader lease away from the
+// running controller, as a partition from the API server or a slow renewal
+// would: the controller stops driving rollouts but keeps serving webhooks and
+// xDS in the same process, and when the lease is free again it leads again
+// and the rollout it left goes on to the end.
+func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "5s"})
+	load := startLoad(t, f.ns, "checkout", 20)
+	starts := sluice.starts
+	leading := func(want float64) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			v, err := metricWith(ctx, sluice.MetricsURL, "sluice_leader", "")
+			if err != nil {
+				return err
+			}
+			if v != want {
+				return fmt.Errorf("sluice_leader = %v, want %v", v, want)
+			}
+			return nil
+		}
+	}
+	rolloutPoll(t, time.Minute, "the controller leads", leading(1))
+	termsBefore, err := metricWith(context.Background(), sluice.MetricsURL, "sluice_leader_terms_total", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another holder takes the lease and renews it until released.
+	thief, release := context.WithCancel(context.Background())
+	stolen := make(chan error, 1)
+	go func() { stolen <- holdLease(thief, f, "e2e-thief") }()
+	defer func() {
+		release()
+		if err := <-stolen; err != nil {
+			t.Errorf("hold the lease: %v", err)
+		}
+	}()
+	rolloutPoll(t, 2*time.Minute, "the controller to give up the lost lease", leading(0))
+
+	// No leader: a new version is admitted (the webhook serves, and
+	// mutates) but no canary is started.
+	f.update("example.com/checkout:v2")
+	probe := deployment(f.ns, "probe", "example.com/probe:v1", 1)
+	probe.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary"}
+	if err := f.kube.Create(context.Background(), probe); err != nil {
+		t.Fatalf("create a Deployment without a leader: %v", err)
+	}
+	if probe.Spec.Template.Labels[v1alpha1.LabelRevision] == "" {
+		t.Errorf("a Deployment was admitted without the webhook's labels: %v", probe.Spec.Template.Labels)
+	}
+	// A client that connects now gets its configuration: xDS serves.
+	fresh := startLoad(t, f.ns, "checkout", 5)
+	time.Sleep(3 * time.Second) // a leader would have started the canary by now
+	if err := f.canaryGone(context.Background()); err != nil {
+		t.Errorf("a replica without the lease started a canary: %v", err)
+	}
+	if sluice.starts != starts {
+		t.Fatalf("the controller was restarted")
+	}
+	if exited, err := sluice.proc.Exited(); exited {
+		t.Fatalf("the controller exited after losing the lease: %v\n%s", err, sluice.Logs(40))
+	}
+	if err := get(sluice.HealthURL + "/readyz"); err != nil {
+		t.Errorf("not ready without the lease: %v", err)
+	}
+
+	release()
+	if err := <-stolen; err != nil {
+		t.Fatalf("hold the lease: %v", err)
+	}
+	stolen <- nil // for the deferred check
+	rolloutPoll(t, 2*time.Minute, "the controller to lead again", leading(1))
+	f.wait(4*time.Minute, "the rollout promoted after leading again", phaseIs(v1alpha1.PhaseSucceeded))
+	termsAfter, err := metricWith(context.Background(), sluice.MetricsURL, "sluice_leader_terms_total", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if termsAfter != termsBefore+1 {
+		t.Errorf("leader terms went from %v to %v, want one more", termsBefore, termsAfter)
+	}
+	for name, l := range map[string]*rpcLoad{"steady": load, "connected without a leader": fresh} {
+		l.stop()
+		answers, failures, msgs := l.snapshot()
+		if failures != 0 {
+			t.Errorf("%s load: %d failed RPCs: %v", name, failures, msgs)
+		}
+		if answers["v2"] == 0 {
+			t.Errorf("%s load never reached v2: %v", name, answers)
+		}
+	}
+}
+
+// holdLease takes the controller's lease for holder and renews it every
+// second until ctx ends, then lets it expire at once.
+func holdLease(ctx context.Context, f *deliveryFixture, holder string) error {
+	key := types.NamespacedName{Namespace: sluiceNamespace, Name: "sluice-controller"}
+	for {
+		var l coordinationv1.Lease
+		err := f.kube.Get(ctx, key, &l)
+		if err == nil {
+			now := metav1.NewMicroTime(time.Now())
+			if ctx.Err() != nil {
+				// Leave it expired, as a holder that stopped would.
+				l.Spec.LeaseDurationSeconds = ptr.To[int32](1)
+				l.Spec.RenewTime = &metav1.MicroTime{Time: now.Add(-time.Minute)}
+				return f.kube.Update(context.Background(), &l)
+			}
+			l.Spec.HolderIdentity = ptr.To(holder)
+			l.Spec.RenewTime = &now
+			l.Spec.LeaseDurationSeconds = ptr.To[int32](15)
+			err = f.kube.Update(ctx, &l)
+		}
+		if err != nil && ctx.Err() == nil && !isConflict(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func isConflict(err error) bool {
+	var s interface{ Status() metav1.Status }
+	return errors.As(err, &s) && s.Status().Code == http.StatusConflict
+}
+
+// get fails unless url answers 200.
+func get(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
