@@ -2,6 +2,7 @@ package lrs
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -107,7 +108,12 @@ func identityServer(t *testing.T) (*Server, *grpc.ClientConn, *prometheus.Regist
 		Logger:          testr.New(t),
 		RequireIdentity: true,
 		Acknowledged:    func(id auth.Identity, cluster string) bool { return acked[id.String()][cluster] },
-		LegacyAllowed:   func(namespace string) bool { return namespace == "shop" },
+		LegacyAllowed: func(_ context.Context, namespace string) error {
+			if namespace != "shop" {
+				return errors.New("not labelled sluice.dev/legacy-xds=enabled")
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package lrs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,11 +53,12 @@ type Options struct {
 	// acknowledged is not counted (reason "unacknowledged"). Nil counts every
 	// cluster (for tests and servers without ADS).
 	Acknowledged func(id auth.Identity, cluster string) bool
-	// LegacyAllowed reports whether a service's namespace may be reported on
-	// over the legacy listener. Load from a legacy identity for another
-	// namespace is not counted (reason "legacy-not-allowed"); nil allows
-	// none.
-	LegacyAllowed func(namespace string) bool
+	// LegacyAllowed returns nil when a service's namespace may be reported on
+	// over the legacy listener, else why not. Load from a legacy identity for
+	// another namespace is not counted (reason "legacy-not-allowed"); nil
+	// allows none. It is called for every locality of a legacy report: keep
+	// it cheap (a cached read).
+	LegacyAllowed func(ctx context.Context, namespace string) error
 }
 
 // Reasons a locality of a load report is not counted, the values of the
@@ -86,7 +88,7 @@ type Server struct {
 	// requireIdentity, acknowledged and legacyAllowed: see Options.
 	requireIdentity bool
 	acknowledged    func(auth.Identity, string) bool
-	legacyAllowed   func(string) bool
+	legacyAllowed   func(context.Context, string) error
 
 	mu      sync.Mutex
 	unknown map[string]struct{}
@@ -188,7 +190,7 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 		return err
 	}
 	log.V(1).Info("load reporting stream open", "interval", s.interval)
-	s.record(log, id, r, first)
+	s.record(stream.Context(), log, id, r, first)
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -199,7 +201,7 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 			log.V(1).Info("load reporting stream ended", "error", err.Error())
 			return err
 		}
-		s.record(log, id, r, req)
+		s.record(stream.Context(), log, id, r, req)
 	}
 }
 
@@ -210,7 +212,7 @@ type reporter struct {
 }
 
 // record attributes one report and updates the aggregator and metrics.
-func (s *Server) record(log logr.Logger, stream int64, r reporter, req *lrsv3.LoadStatsRequest) {
+func (s *Server) record(ctx context.Context, log logr.Logger, stream int64, r reporter, req *lrsv3.LoadStatsRequest) {
 	s.agg.resetInFlight(stream)
 	perKey := map[Key]Totals{}
 	serves := s.serves.Load()
@@ -236,7 +238,7 @@ func (s *Server) record(log logr.Logger, stream int64, r reporter, req *lrsv3.Lo
 			case !acked:
 				s.reject(log, RejectUnacknowledged, cluster, sub, ok, errs)
 				continue
-			case r.origin.Class == ClassLegacy && (s.legacyAllowed == nil || !s.legacyAllowed(k.Namespace)):
+			case r.origin.Class == ClassLegacy && !s.legacyMayReport(ctx, k.Namespace):
 				s.reject(log, RejectLegacyNotAllowed, cluster, sub, ok, errs)
 				continue
 			}
@@ -250,6 +252,12 @@ func (s *Server) record(log logr.Logger, stream int64, r reporter, req *lrsv3.Lo
 		s.metrics.errors.WithLabelValues(k.Namespace, k.Service, k.Track).Add(float64(t.Errors))
 	}
 	s.refreshInFlight()
+}
+
+// legacyMayReport reports whether a legacy identity may report on
+// namespace.
+func (s *Server) legacyMayReport(ctx context.Context, namespace string) bool {
+	return s.legacyAllowed != nil && s.legacyAllowed(ctx, namespace) == nil
 }
 
 // reject counts a locality entry that is not counted, by reason, and logs it
