@@ -175,11 +175,11 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 		return err
 	}
 	node := first.GetNode().GetId()
-	who, proven := auth.FromContext(stream.Context())
-	if !proven && s.requireIdentity {
+	who, _ := auth.FromContext(stream.Context())
+	r := reporter{origin: OriginOf(who), id: who}
+	if r.origin.Class == ClassUnidentified && s.requireIdentity {
 		return status.Error(codes.Unauthenticated, "load reporting needs an authenticated connection: a ServiceAccount token or a client certificate")
 	}
-	r := reporter{origin: OriginOf(who), id: who}
 	log := s.log.WithValues("node", node, "stream", id, "identity", r.origin.String())
 	resp := &lrsv3.LoadStatsResponse{
 		SendAllClusters:       true,
