@@ -32,12 +32,6 @@ type Totals struct {
 	Requests, Errors uint64
 }
 
-// snapshot is the totals of every key at one instant.
-type snapshot struct {
-	at     time.Time
-	totals map[Key]Totals
-}
-
 // LoadReports is a Source over the data plane's load reports. It reads cumulative per-track totals (summed over
 // every replica, see DESIGN §3) through a function, keeps timestamped snapshots for Retention, and answers a
 // Query with the increase between the newest snapshot and the newest one at least Window older. A counter that
@@ -49,6 +43,7 @@ type LoadReports struct {
 	retention time.Duration
 
 	mu    sync.Mutex
+	index keyIndex
 	snaps []snapshot // oldest first
 	// bases holds, per key and Query.Since, the totals at that instant, captured while the history still held
 	// it: a canary's analysis counts since the canary began, however long ago that is.
@@ -88,16 +83,12 @@ func NewLoadReports(totals func() map[Key]Totals, retention time.Duration) (*Loa
 // A now not after the newest snapshot is rejected, so the history stays ordered.
 func (l *LoadReports) Record(now time.Time) error {
 	current := l.totals()
-	copied := make(map[Key]Totals, len(current))
-	for k, v := range current {
-		copied[k] = v
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n := len(l.snaps); n > 0 && !now.After(l.snaps[n-1].at) {
 		return fmt.Errorf("load reports: snapshot at %v is not after the newest at %v", now, l.snaps[n-1].at)
 	}
-	l.snaps = append(l.snaps, snapshot{at: now, totals: copied})
+	l.snaps = append(l.snaps, newSnapshot(now, current, &l.index))
 	// Keep the newest snapshot at or before now-retention as the base for the longest window.
 	cut := 0
 	for i, s := range l.snaps {
@@ -184,21 +175,19 @@ func (l *LoadReports) windowByKey(q Query) (map[Key]Totals, time.Duration) {
 	base := sort.Search(len(l.snaps), func(i int) bool { return l.snaps[i].at.After(from) }) - 1
 	base = max(base, 0)
 	out := map[Key]Totals{}
-	for _, s := range l.snaps[base:] {
-		for k := range s.totals {
-			if k.matches(q) {
-				out[k] = Totals{}
-			}
+	for id, key := range l.index.keys {
+		if !key.matches(q) {
+			continue
 		}
-	}
-	for key := range out {
 		var inc Totals
-		prev, prevOK := l.snaps[base].totals[key]
+		prev, prevOK := l.snaps[base].get(id)
+		seen := prevOK
 		for _, s := range l.snaps[base+1:] {
-			cur, ok := s.totals[key]
+			cur, ok := s.get(id)
 			if !ok {
 				continue
 			}
+			seen = true
 			if !prevOK || cur.Requests < prev.Requests || cur.Errors < prev.Errors {
 				// First appearance in the window, or a reset: the whole current value is new.
 				prev = Totals{}
@@ -207,7 +196,9 @@ func (l *LoadReports) windowByKey(q Query) (map[Key]Totals, time.Duration) {
 			inc.Errors += cur.Errors - prev.Errors
 			prev, prevOK = cur, true
 		}
-		out[key] = inc
+		if seen {
+			out[key] = inc
+		}
 	}
 	return out, newest.at.Sub(l.snaps[base].at)
 }
@@ -224,11 +215,12 @@ func (l *LoadReports) sinceByKey(q Query) (map[Key]Totals, time.Duration) {
 	newest := l.snaps[len(l.snaps)-1]
 	span := newest.at.Sub(q.Since)
 	out := map[Key]Totals{}
-	for key, cur := range newest.totals {
-		if !key.matches(q) {
+	for id, key := range l.index.keys {
+		cur, ok := newest.get(id)
+		if !ok || !key.matches(q) {
 			continue
 		}
-		b := l.baseOf(key, q.Since, newest.at)
+		b := l.baseOf(id, key, q.Since, newest.at)
 		if !b.exact {
 			span = min(span, newest.at.Sub(b.at))
 		}
@@ -254,7 +246,7 @@ func sum(per map[Key]Totals, span time.Duration) Sample {
 // Keys are never dropped from the totals, so a key absent from the oldest snapshot had no counts before it; this
 // is what keeps a canary revision's counts exact after the history moved past its start (or on a replica that
 // started after it). l.mu is held.
-func (l *LoadReports) baseOf(key Key, since, now time.Time) base {
+func (l *LoadReports) baseOf(id int, key Key, since, now time.Time) base {
 	bk := baseKey{key: key, since: since}
 	if b, ok := l.bases[bk]; ok {
 		b.lastUsed = now
@@ -263,8 +255,9 @@ func (l *LoadReports) baseOf(key Key, since, now time.Time) base {
 	}
 	var b base
 	if i := sort.Search(len(l.snaps), func(i int) bool { return l.snaps[i].at.After(since) }) - 1; i >= 0 {
-		b = base{totals: l.snaps[i].totals[key], at: since, exact: true}
-	} else if t, had := l.snaps[0].totals[key]; had {
+		t, _ := l.snaps[i].get(id)
+		b = base{totals: t, at: since, exact: true}
+	} else if t, had := l.snaps[0].get(id); had {
 		b = base{totals: t, at: l.snaps[0].at}
 	} else {
 		b = base{at: since, exact: true}
