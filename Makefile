@@ -7,7 +7,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTFLAGS ?=
 
-.PHONY: all build run test unit bench bench-analysis fuzz deps cluster fmt vet
+.PHONY: all build run test unit soak bench bench-analysis fuzz deps cluster fmt vet
 
 all: build
 
@@ -33,6 +33,13 @@ NESTED := e2e/oldgrpc e2e/envoyapi
 test: deps cluster vet
 	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
 	@set -e; for m in $(NESTED); do echo "nested module $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -count=1 ./...); done
+
+## soak: the chaos tests (a fleet of two replicas on a cluster of its own:
+## leader killed, client's replica killed, API server paused) SOAK_COUNT times
+## in a row; every run's result is in the output.
+SOAK_COUNT ?= 20
+soak: deps cluster
+	$(GO) test -count=$(SOAK_COUNT) -timeout 0 -v -run '^TestChaos' ./e2e/chaos/
 
 ## unit: only the tests that need no cluster
 unit:

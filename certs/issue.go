@@ -316,7 +316,9 @@ func newServing(req IssueRequest, ca *x509.Certificate, caKey *ecdsa.PrivateKey,
 		NotBefore:    now.Add(-backdate),
 		NotAfter:     minTime(now.Add(req.CertValidity), ca.NotAfter),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// ClientAuth too: replicas present the same certificate to each
+		// other as clients.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

@@ -62,6 +62,9 @@ type Reloader struct {
 	expiry *prometheus.GaugeVec
 
 	current atomic.Pointer[tls.Certificate]
+	// cas is the pool of the CA bundle loaded with the certificate, nil
+	// while none was.
+	cas atomic.Pointer[x509.CertPool]
 
 	mu      sync.Mutex
 	lastErr error
@@ -139,6 +142,12 @@ func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 	return nil, fmt.Errorf("no serving certificate loaded yet from %s", r.source)
 }
 
+// ClientCAs returns the CAs of the bundle loaded with the certificate
+// (current and previous), to verify client certificates they issued; nil
+// while no bundle was loaded (file mode without a CA file, or an issuer
+// that publishes none).
+func (r *Reloader) ClientCAs() *x509.CertPool { return r.cas.Load() }
+
 // ConfigureTLS points cfg at GetCertificate. Pass it in controller-runtime's
 // webhook.Options.TLSOpts; the webhook server then skips its own file
 // watcher.
@@ -195,6 +204,13 @@ func (r *Reloader) load(certPEM, keyPEM, caPEM []byte) (bool, error) {
 	if err != nil {
 		return changed, fmt.Errorf("serving certificate loaded, but the CA bundle from %s is unusable: %w", r.source, err)
 	}
+	pool := x509.NewCertPool()
+	for _, ca := range cas {
+		if ca.IsCA {
+			pool.AddCert(ca)
+		}
+	}
+	r.cas.Store(pool)
 	r.expiry.WithLabelValues(CertLabelCA).Set(float64(issuerOf(r.current.Load().Leaf, cas).NotAfter.Unix()))
 	return changed, nil
 }

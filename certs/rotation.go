@@ -119,6 +119,9 @@ func servingProblem(b *Bundle, trust []*x509.Certificate, req IssueRequest, now 
 	}); err != nil {
 		return "serving certificate not signed by a current CA: " + err.Error()
 	}
+	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return "serving certificate cannot authenticate a client (replicas present it to each other)"
+	}
 	return ""
 }
 

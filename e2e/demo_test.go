@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/cluster"
 	"github.com/sluice-dev/sluice/local/demo"
 )
 
@@ -36,16 +38,18 @@ func (s *syncBuffer) String() string {
 // beta then promoted with the `sluice promote` command. Each chapter fails
 // at once, saying why, when the rollout ends the other way.
 func TestDemoStoryPlaysToTheEnd(t *testing.T) {
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": "demo-e2e-%d", "locality": {"zone": "e2e"}}
-	}`, sluice.XDSAddr, rolloutNodes.Add(1))
+	// The demo's clients prove a ServiceAccount of the demo's namespace,
+	// which must exist before its token is minted.
+	if err := cluster.EnsureNamespace(context.Background(), env.Client(), demo.Namespace, map[string]string{v1alpha1.LabelTeam: "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	bootstrap := authBootstrap(t, sluice.XDSAddr, sluice.CAFile, demo.Namespace, fmt.Sprintf("demo-e2e-%d", rolloutNodes.Add(1)))
 	var out syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	err := demo.Play(ctx, demo.Options{
 		Client:    rolloutKube(t),
-		Bootstrap: []byte(bootstrap),
+		Bootstrap: bootstrap,
 		Out:       &out,
 		Promote: func(ctx context.Context, namespace, name string) error {
 			cmd := exec.CommandContext(ctx, sluice.bin, "promote", name, "-n", namespace, "--kubeconfig", env.Kubeconfig())

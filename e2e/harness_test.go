@@ -8,14 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/xds"
 
+	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/local/cluster"
 )
 
@@ -30,8 +30,13 @@ var sluice *sluiceProcess
 type sluiceProcess struct {
 	bin, dir string
 	args     []string
-	// XDSAddr is host:port of the ADS and load reporting server.
+	// XDSAddr is host:port of the ADS and load reporting server (TLS).
 	XDSAddr string
+	// CAFile holds the CA bundle that signs its serving certificate.
+	CAFile string
+	// LegacyAddr is host:port of the plaintext listener for old clients,
+	// open to namespaces labelled sluice.dev/legacy-xds=enabled.
+	LegacyAddr string
 	// MetricsURL serves the controller's Prometheus metrics.
 	MetricsURL string
 	// HealthURL serves /healthz and /readyz.
@@ -56,7 +61,7 @@ func buildSluice(ctx context.Context, dir string) (string, error) {
 
 // newSluice prepares a controller on free loopback ports.
 func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
-	ports := make([]int, 5)
+	ports := make([]int, 6)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -69,6 +74,7 @@ func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
 		bin:        bin,
 		dir:        dir,
 		XDSAddr:    "127.0.0.1:" + strconv.Itoa(ports[1]),
+		LegacyAddr: "127.0.0.1:" + strconv.Itoa(ports[5]),
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics",
 		HealthURL:  "http://127.0.0.1:" + strconv.Itoa(ports[3]),
 		WebhookURL: "https://127.0.0.1:" + strconv.Itoa(ports[0]),
@@ -83,6 +89,7 @@ func newSluice(bin, dir, kubeconfig string) (*sluiceProcess, error) {
 		"--metrics-addr=127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--health-addr=127.0.0.1:" + strconv.Itoa(ports[3]),
 		"--pprof-addr=127.0.0.1:" + strconv.Itoa(ports[4]),
+		"--xds-legacy-port=" + strconv.Itoa(ports[5]),
 		"--leader-elect",
 	}
 	return s, nil
@@ -128,24 +135,12 @@ var xdsNode atomic.Int64
 
 // newXDSConn returns a connection of grpc-go's own xDS client to target
 // (e.g. "xds:///checkout.shop"), configured by the controller under test,
-// with a node id of its own.
-func newXDSConn(t *testing.T, target string) *grpc.ClientConn {
+// with a node id of its own. It connects over TLS and proves a
+// ServiceAccount of the target's namespace with a token.
+func newXDSConn(t testing.TB, target string) *grpc.ClientConn {
 	t.Helper()
-	node := fmt.Sprintf("e2e-%s-%d", t.Name(), xdsNode.Add(1))
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "locality": {"zone": "e2e"}}
-	}`, sluice.XDSAddr, node)
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatalf("xDS resolver: %v", err)
-	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
-	if err != nil {
-		t.Fatalf("dial %s: %v", target, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	node := fmt.Sprintf("e2e-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), xdsNode.Add(1))
+	return dialXDS(t, target, authBootstrap(t, sluice.XDSAddr, sluice.CAFile, targetNamespace(t, target), node))
 }
 
 // startSluice builds the controller, installs what it needs into env and
@@ -167,6 +162,10 @@ func startSluice(ctx context.Context, dir string) error {
 		return err
 	}
 	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	s.CAFile = filepath.Join(dir, "xds-ca.crt")
+	if err := certs.WriteCAFile(ctx, env.Client(), sluiceNamespace, "sluice-webhook-tls", s.CAFile); err != nil {
 		return err
 	}
 	sluice = s

@@ -110,31 +110,38 @@ func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
 }
 
 // holdLease takes the controller's lease for holder and renews it every
-// second until ctx ends, then lets it expire at once.
+// second until ctx ends, then leaves it expired, as a holder that stopped
+// would, so the controller need not wait out the lease.
 func holdLease(ctx context.Context, f *deliveryFixture, holder string) error {
 	key := types.NamespacedName{Namespace: sluiceNamespace, Name: "sluice-controller"}
-	for {
+	update := func(ctx context.Context, held bool) error {
 		var l coordinationv1.Lease
-		err := f.kube.Get(ctx, key, &l)
-		if err == nil {
-			now := metav1.NewMicroTime(time.Now())
-			if ctx.Err() != nil {
-				// Leave it expired, as a holder that stopped would.
-				l.Spec.LeaseDurationSeconds = ptr.To[int32](1)
-				l.Spec.RenewTime = &metav1.MicroTime{Time: now.Add(-time.Minute)}
-				return f.kube.Update(context.Background(), &l)
-			}
-			l.Spec.HolderIdentity = ptr.To(holder)
-			l.Spec.RenewTime = &now
-			l.Spec.LeaseDurationSeconds = ptr.To[int32](15)
-			err = f.kube.Update(ctx, &l)
+		if err := f.kube.Get(ctx, key, &l); err != nil {
+			return err
 		}
-		if err != nil && ctx.Err() == nil && !isConflict(err) {
+		now := time.Now()
+		l.Spec.HolderIdentity = ptr.To(holder)
+		l.Spec.RenewTime = &metav1.MicroTime{Time: now}
+		l.Spec.LeaseDurationSeconds = ptr.To[int32](15)
+		if !held {
+			l.Spec.RenewTime = &metav1.MicroTime{Time: now.Add(-time.Minute)}
+			l.Spec.LeaseDurationSeconds = ptr.To[int32](1)
+		}
+		return f.kube.Update(ctx, &l)
+	}
+	for ctx.Err() == nil {
+		if err := update(ctx, true); err != nil && ctx.Err() == nil && !isConflict(err) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
+		}
+	}
+	for {
+		err := update(context.Background(), false)
+		if !isConflict(err) {
+			return err
 		}
 	}
 }

@@ -14,10 +14,8 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/xds"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +29,7 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/traffic"
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -43,8 +42,10 @@ type trafficPlane struct {
 	ctrl  *traffic.Controller
 	loads *lrs.Aggregator
 	addr  string
-	kube  client.Client
-	nodes atomic.Int64
+	// caFile holds the CA that signs the plane's serving certificate.
+	caFile string
+	kube   client.Client
+	nodes  atomic.Int64
 }
 
 func startTrafficPlane(t *testing.T) *trafficPlane {
@@ -79,7 +80,11 @@ func startTrafficPlane(t *testing.T) *trafficPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(grpc.WaitForHandlers(true))
+	// As the controller serves: TLS, and a token verified by the API
+	// server.
+	creds, caFile := testServingCredentials(t)
+	guard := testGuard(t, auth.GuardOptions{Logger: log.WithName("auth")})
+	g := grpc.NewServer(append(guard.ServerOptions(), grpc.Creds(creds), grpc.WaitForHandlers(true))...)
 	srv.Register(g)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
 	ctrl, err := traffic.New(mgr, srv, traffic.Options{Logger: log.WithName("traffic"), Registerer: prometheus.NewRegistry()})
@@ -100,26 +105,15 @@ func startTrafficPlane(t *testing.T) *trafficPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &trafficPlane{ctrl: ctrl, loads: loads.Aggregator(), addr: lis.Addr().String(), kube: kube}
+	return &trafficPlane{ctrl: ctrl, loads: loads.Aggregator(), addr: lis.Addr().String(), caFile: caFile, kube: kube}
 }
 
 // client returns grpc-go's xDS client for xds:///checkout.<ns>, with a node
 // id of its own, configured by this plane.
 func (p *trafficPlane) client(t *testing.T, ns string) testgrpc.TestServiceClient {
 	t.Helper()
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": "xds-e2e-%s-%d", "locality": {"zone": "e2e"}}
-	}`, p.addr, ns, p.nodes.Add(1))
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient("xds:///checkout."+ns, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	node := fmt.Sprintf("xds-e2e-%s-%d", ns, p.nodes.Add(1))
+	conn := dialXDS(t, "xds:///checkout."+ns, authBootstrap(t, p.addr, p.caFile, ns, node))
 	c := testgrpc.NewTestServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +69,7 @@ type controllerOptions struct {
 	podIP        string
 	staleAfter   time.Duration
 	selfUsername string
+	xdsAuth      xdsAuthOptions
 	peerPort     int
 
 	leaseDuration, renewDeadline, retryPeriod time.Duration
@@ -80,7 +80,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	f.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the admission webhook server (TLS)")
 	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default: all)")
-	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server")
+	f.IntVar(&o.xdsPort, "xds-port", 18000, "port of the xDS (ADS) and load reporting server (TLS with the serving certificate; clients prove a ServiceAccount with a token or a client certificate)")
 	f.StringVar(&o.xdsHost, "xds-host", "", "address the xDS server binds (default: all)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
@@ -92,18 +92,19 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.namespace, "namespace", "sluice-system", "namespace Sluice runs in (leader lease, certificate Secret)")
 	f.StringVar(&o.certMode, "cert-mode", certModeSelf, "webhook certificates: self (issued, rotated and injected by Sluice) or cert-manager (Sluice only serves the Secret)")
 	f.StringVar(&o.certSecret, "cert-secret", "sluice-webhook-tls", "Secret holding the webhook CA and serving certificate")
-	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate (default: sluice-webhook.<namespace>.svc and .svc.cluster.local)")
+	f.StringSliceVar(&o.certDNSNames, "cert-dns-names", nil, "DNS names of the serving certificate of the webhook and xDS listeners (default: sluice-webhook.<namespace>.svc, sluice-xds.<namespace>.svc, and both .svc.cluster.local)")
 	f.StringSliceVar(&o.certIPs, "cert-ips", nil, "IP addresses of the serving certificate (e.g. 127.0.0.1 for webhooks registered by URL)")
 	f.StringVar(&o.webhookName, "webhook-config-name", "sluice", "name of the Mutating- and ValidatingWebhookConfiguration to keep the CA bundle in")
 	f.DurationVar(&o.lrsInterval, "load-report-interval", lrs.DefaultInterval, "load reporting interval asked of every xDS client (> 0)")
 	f.StringVar(&o.promURL, "prometheus-url", "", "Prometheus base URL; when set, rollout analysis reads request and error rates there instead of from load reports")
 	f.StringVar(&o.promQueries, "prometheus-queries", "sluice", "built-in queries for --prometheus-url: sluice (sluice_route_* from load reports) or envoy (Envoy per-cluster stats)")
 	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
-	f.StringVar(&o.peers, "peers", "", "DNS name resolving to every replica (a headless Service); replicas forward their load reports to each other so the leader judges canaries on the sum")
+	f.StringVar(&o.peers, "peers", "", "the replicas, comma-separated: DNS names resolving to replicas (a headless Service; their --peer-port is dialled) or host:port addresses; replicas forward their load reports to each other so the leader judges canaries on the sum")
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
 	o.addPeerFlags(f)
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
+	o.xdsAuth.addFlags(f)
 }
 
 func (o controllerOptions) restConfig() (*rest.Config, error) {
@@ -188,6 +189,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 			return err
 		}
 	}
+	if err := addClientTrust(mgr, cs, o, log); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -200,6 +204,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 		Attribute:  lrs.AttributeCluster,
 		Registerer: ctrlmetrics.Registry,
 		Logger:     log.WithName("lrs"),
+		// Both xDS listeners authenticate every stream (xdsListeners).
+		RequireIdentity: true,
+		LegacyAllowed:   legacyRule(mgr.GetCache(), o.xdsAuth.legacyAll),
 	})
 	if err != nil {
 		return fmt.Errorf("load reporting: %w", err)
@@ -221,17 +228,22 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}); err != nil {
 		return err
 	}
-	g := grpc.NewServer(xdsKeepalive()...)
-	xdsServer.Register(g)
+	listeners, err := o.xdsListeners(cs, reloader, mgr.GetCache(), log)
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		xdsServer.Register(l.server)
+		if err := mgr.Add(grpcRunnable{server: l.server, addr: l.addr}); err != nil {
+			return err
+		}
+	}
 	fleet, err := o.peerChannel(mgr, reloader.GetCertificate, xdsServer, loads, log)
 	if err != nil {
 		return err
 	}
 	if fleet != nil {
 		defer fleet.Close()
-	}
-	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.xdsPort))}); err != nil {
-		return err
 	}
 	prom, err := o.prometheus()
 	if err != nil {
@@ -272,7 +284,7 @@ func (o controllerOptions) reloader(cs kubernetes.Interface, log logr.Logger) (*
 func (o controllerOptions) rotator(cs kubernetes.Interface, log logr.Logger) (*certs.Rotator, error) {
 	dns := o.certDNSNames
 	if len(dns) == 0 {
-		dns = []string{"sluice-webhook." + o.namespace + ".svc", "sluice-webhook." + o.namespace + ".svc.cluster.local"}
+		dns = append(certs.ServiceDNSNames("sluice-webhook", o.namespace), certs.ServiceDNSNames("sluice-xds", o.namespace)...)
 	}
 	var ips []net.IP
 	for _, s := range o.certIPs {

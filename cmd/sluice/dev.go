@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/cachedir"
 	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 type devOptions struct {
@@ -45,7 +45,7 @@ later runs start in seconds. Ctrl-C stops everything.`,
 	cmd.Flags().StringVar(&o.dir, "dir", "", "working directory for the cluster (default <user cache dir>/sluice/dev)")
 	cmd.Flags().BoolVar(&o.buildOnly, "build-only", false, "build and cache the cluster binaries, then exit")
 	cmd.Flags().BoolVar(&o.demo, "demo", false, "play the scripted canary story once the cluster is up")
-	cmd.Flags().IntVar(&o.xdsPort, "xds-port", 18000, "xDS port of the controller")
+	cmd.Flags().IntVar(&o.xdsPort, "xds-port", 18000, "xDS port of the controller (TLS; the plaintext listener for old clients is the port after the next)")
 	cmd.Flags().IntVar(&o.webhookPort, "webhook-port", 9443, "webhook port of the controller")
 	cmd.Flags().IntVar(&o.metricsPort, "metrics-port", 8080, "metrics port of the controller (health is the next port)")
 	return cmd
@@ -89,6 +89,12 @@ func runDev(ctx context.Context, o devOptions) error {
 		certIPs:     []string{"127.0.0.1"},
 		webhookName: "sluice",
 		lrsInterval: time.Second,
+		xdsAuth: xdsAuthOptions{
+			tokenAudience:      auth.DefaultAudience,
+			legacyPort:         o.xdsPort + 2,
+			legacyAll:          true,
+			maxStreamsPerIdent: auth.DefaultMaxStreamsPerIdentity,
+		},
 	}
 	mutating, validating, err := localWebhookConfigurations(fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort), ctrlOpts.namespace)
 	if err != nil {
@@ -109,16 +115,16 @@ func runDev(ctx context.Context, o devOptions) error {
 	if err := waitHealthy(ctx, "http://"+ctrlOpts.healthAddr+"/readyz", ctrlDone); err != nil {
 		return err
 	}
-	bootstrap := filepath.Join(o.dir, "xds-bootstrap.json")
-	if err := writeBootstrap(bootstrap, fmt.Sprintf("127.0.0.1:%d", o.xdsPort)); err != nil {
+	bootstraps, err := writeDevBootstraps(ctx, c, o, ctrlOpts, log)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d, metrics http://%s/metrics (logs in %s)\n",
-		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
+	fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d (TLS; plaintext for old clients on %d), metrics http://%s/metrics (logs in %s)\n",
+		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.xdsAuth.legacyPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
-	fmt.Printf("export GRPC_XDS_BOOTSTRAP=%s\n", bootstrap)
+	printDevBootstraps(bootstraps, ctrlOpts.xdsAuth.tokenAudience)
 	if o.demo {
-		if err := playDemo(ctx, c, bootstrap); err != nil && ctx.Err() == nil {
+		if err := playDemo(ctx, c, bootstraps.TLS); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
@@ -152,27 +158,6 @@ func watchCluster(ctx context.Context, c *cluster.Cluster) <-chan struct{} {
 		}
 	}()
 	return ch
-}
-
-// writeBootstrap writes a grpc-go xDS bootstrap file pointing proxyless
-// clients at the local xDS server.
-func writeBootstrap(path, server string) error {
-	b := map[string]any{
-		"xds_servers": []any{map[string]any{
-			"server_uri":      server,
-			"channel_creds":   []any{map[string]any{"type": "insecure"}},
-			"server_features": []string{"xds_v3"},
-		}},
-		"node": map[string]any{"id": "sluice-dev-client", "locality": map[string]any{"zone": "local"}},
-	}
-	data, err := json.MarshalIndent(b, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return fmt.Errorf("write xDS bootstrap: %w", err)
-	}
-	return nil
 }
 
 // newLogger returns the process logger (klog text format on stderr) and

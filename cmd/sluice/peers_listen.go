@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -24,7 +25,7 @@ import (
 const defaultPeerPort = 18001
 
 func (o *controllerOptions) addPeerFlags(f *pflag.FlagSet) {
-	f.IntVar(&o.peerPort, "peer-port", defaultPeerPort, "port of the replica-to-replica listener (load forwarding, proxy sync), served with --peers only: mutual TLS, only Sluice's own serving certificate is accepted")
+	f.IntVar(&o.peerPort, "peer-port", defaultPeerPort, "port of the replica-to-replica listener (load forwarding, proxy sync), opened with --peers only: mutual TLS, only Sluice's own serving certificate is accepted")
 }
 
 // peerChannel serves the replica-to-replica services, load forwarding and
@@ -76,18 +77,31 @@ func asPeer(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.
 	return handler(auth.NewContext(ctx, auth.Identity{Method: auth.MethodPeer, Name: "sluice"}), req)
 }
 
-// resolvePeers returns the peer listener addresses of every replica found
-// under --peers, and this replica's own.
+// resolvePeers returns the peer listener addresses of every replica named
+// by --peers, and this replica's own (--pod-ip and --peer-port). --peers is
+// a comma-separated list whose entries are DNS names, each resolving to
+// replicas' IPs (a headless Service) that listen on --peer-port, or
+// host:port addresses taken as they are (replicas on one host).
 func (o controllerOptions) resolvePeers() (resolve func(ctx context.Context) ([]string, error), self string) {
 	port := strconv.Itoa(o.peerPort)
 	return func(ctx context.Context) ([]string, error) {
-		ips, err := net.DefaultResolver.LookupHost(ctx, o.peers)
-		if err != nil {
-			return nil, err
-		}
-		addrs := make([]string, len(ips))
-		for i, ip := range ips {
-			addrs[i] = net.JoinHostPort(ip, port)
+		var addrs []string
+		for _, entry := range strings.Split(o.peers, ",") {
+			entry = strings.TrimSpace(entry)
+			if entry == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(entry); err == nil {
+				addrs = append(addrs, entry)
+				continue
+			}
+			ips, err := net.DefaultResolver.LookupHost(ctx, entry)
+			if err != nil {
+				return nil, err
+			}
+			for _, ip := range ips {
+				addrs = append(addrs, net.JoinHostPort(ip, port))
+			}
 		}
 		return addrs, nil
 	}, net.JoinHostPort(o.podIP, port)

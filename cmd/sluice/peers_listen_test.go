@@ -84,3 +84,23 @@ func TestPeerListenerServesReplicasOnly(t *testing.T) {
 		t.Fatalf("merged sources %v, want the replica's", got)
 	}
 }
+
+func TestResolvePeers(t *testing.T) {
+	o := controllerOptions{peers: "127.0.0.1:7001, 127.0.0.1:7002,localhost", peerPort: 18001, podIP: "127.0.0.1"}
+	resolve, self := o.resolvePeers()
+	got, err := resolve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self != "127.0.0.1:18001" {
+		t.Errorf("self = %q, want 127.0.0.1:18001", self)
+	}
+	if len(got) < 3 || got[0] != "127.0.0.1:7001" || got[1] != "127.0.0.1:7002" {
+		t.Fatalf("peers = %v, want the two addresses as given, then localhost's IPs at --peer-port", got)
+	}
+	for _, a := range got[2:] {
+		if _, port, err := net.SplitHostPort(a); err != nil || port != "18001" {
+			t.Errorf("resolved peer %q: want --peer-port 18001 (%v)", a, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 )
@@ -69,15 +70,35 @@ func (i Identity) String() string {
 
 type contextKey struct{}
 
+// boundKey carries the identity a stream's node was bound to (see
+// [Guard]): set once, at the stream's first message naming a node.
+type boundKey struct{}
+
 // NewContext returns ctx carrying id.
 func NewContext(ctx context.Context, id Identity) context.Context {
 	return context.WithValue(ctx, contextKey{}, id)
 }
 
-// FromContext returns the identity a connection proved, if any was set.
+// FromContext returns the identity a connection proved, if any was set. On
+// the context of a stream a [Guard] admitted, it returns the identity bound
+// at the stream's first message naming a node (for a legacy stream, the
+// namespace comes from there), and before that the identity the connection
+// proved.
 func FromContext(ctx context.Context) (Identity, bool) {
+	if b, ok := ctx.Value(boundKey{}).(*atomic.Pointer[Identity]); ok {
+		if id := b.Load(); id != nil {
+			return *id, true
+		}
+	}
 	id, ok := ctx.Value(contextKey{}).(Identity)
 	return id, ok
+}
+
+// withBinding returns ctx carrying id and a slot for the identity its node
+// binds to, and that slot.
+func withBinding(ctx context.Context, id Identity) (context.Context, *atomic.Pointer[Identity]) {
+	b := new(atomic.Pointer[Identity])
+	return context.WithValue(NewContext(ctx, id), boundKey{}, b), b
 }
 
 // NodeNamespaceKey is the node metadata field in which a client names its
