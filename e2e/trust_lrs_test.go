@@ -15,6 +15,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,12 +57,13 @@ func startReporter(t *testing.T, addr string, creds credentials.TransportCredent
 	}
 	r := &lrsReporter{cluster: cluster, zone: zone, stop: cancel, done: make(chan error, 1)}
 	t.Cleanup(func() { cancel(); conn.Close() })
+	node := &corev3.Node{Id: fmt.Sprintf("lrs-probe-%d", rolloutNodes.Add(1)), Metadata: &structpb.Struct{
+		Fields: map[string]*structpb.Value{auth.NodeNamespaceKey: structpb.NewStringValue(ns)}}}
+	ackCluster(t, ctx, conn, node, cluster)
 	stream, err := lrsv3.NewLoadReportingServiceClient(conn).StreamLoadStats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := &corev3.Node{Id: fmt.Sprintf("lrs-probe-%d", rolloutNodes.Add(1)), Metadata: &structpb.Struct{
-		Fields: map[string]*structpb.Value{auth.NodeNamespaceKey: structpb.NewStringValue(ns)}}}
 	if err := stream.Send(&lrsv3.LoadStatsRequest{Node: node}); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +93,33 @@ func startReporter(t *testing.T, addr string, creds credentials.TransportCredent
 		}
 	}()
 	return r
+}
+
+// ackCluster subscribes to cluster over ADS on conn, as node, and
+// acknowledges it, as a client does before it sends that cluster traffic;
+// the stream stays open until ctx ends (load counts only from identities
+// with a live stream that acknowledged the cluster).
+func ackCluster(t *testing.T, ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, cluster string) {
+	t.Helper()
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: clusterType, ResourceNames: []string{cluster}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ads.Recv()
+	if err != nil {
+		t.Fatalf("subscribe to cluster %s: %v", cluster, err)
+	}
+	if len(resp.GetResources()) != 1 {
+		t.Fatalf("subscribed to cluster %s, got %d clusters", cluster, len(resp.GetResources()))
+	}
+	if err := ads.Send(&discoveryv3.DiscoveryRequest{TypeUrl: clusterType, ResourceNames: []string{cluster},
+		VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // set changes what every later report says.
