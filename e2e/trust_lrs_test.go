@@ -145,13 +145,7 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 	if _, err := env.Client().CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(sluice.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	tlsCreds := credentials.NewTLS(&tls.Config{RootCAs: pool})
+	tlsCreds := sluiceTLS(t)
 
 	// No credentials: refused.
 	conn, err := grpc.NewClient(sluice.XDSAddr, grpc.WithTransportCredentials(tlsCreds))
@@ -188,13 +182,7 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 		router.ClusterName(f.ns, f.name, 8080, router.TrackCanary), router.LocalitySubZone(router.TrackCanary, canary))
 	legacy.set(100, 0)
 
-	ro = f.wait(2*time.Minute, "the canary analysed on thousands of legacy-reported requests", func(ro *v1alpha1.Rollout) error {
-		s := ro.Status.Sources
-		if s == nil || s.Canary.Requests < 3000 || s.Stable.Requests < 3000 {
-			return fmt.Errorf("sources %+v", s)
-		}
-		return nil
-	})
+	ro = f.wait(2*time.Minute, "the canary's step interval elapsed on thousands of legacy-reported requests", stepDecided(3000))
 	if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex != 0 {
 		t.Fatalf("a canary reported only over the legacy listener left its first step: phase %s, step %d, message %q",
 			ro.Status.Phase, ro.Status.CurrentStepIndex, ro.Status.Message)
@@ -216,4 +204,86 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 			t.Errorf("reporter ended with %v", err)
 		}
 	}
+}
+
+// TestTrustOneIdentityCannotCarryACanary: one authenticated client floods a
+// canary with successes while another sees a fifth of its requests fail.
+// All load together looks healthy, so nothing rolls back; but the flooding
+// identity counts as evidence for no more than the other one, so the canary
+// is held, and status.sources names the identity that dominates.
+func TestTrustOneIdentityCannotCarryACanary(t *testing.T) {
+	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "5s"})
+	stable := f.wait(time.Minute, "stable revision", phaseIs(v1alpha1.PhaseIdle)).Status.StableRevision
+	f.update("example.com/checkout:v2")
+	ro := f.wait(2*time.Minute, "canary step confirmed", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
+			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
+		}
+		return nil
+	})
+	creds := sluiceTLS(t)
+	canaryCluster := router.ClusterName(f.ns, f.name, 8080, router.TrackCanary)
+	canaryZone := router.LocalitySubZone(router.TrackCanary, ro.Status.CanaryRevision)
+	flood, err := os.ReadFile(clientToken(t, f.ns, "flood", auth.DefaultAudience))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reporters := []*lrsReporter{
+		startReporter(t, sluice.XDSAddr, creds, tokenOf(t, f.ns, auth.DefaultAudience), f.ns,
+			router.ClusterName(f.ns, f.name, 8080, router.TrackStable), router.LocalitySubZone(router.TrackStable, stable)),
+		startReporter(t, sluice.XDSAddr, creds, tokenOf(t, f.ns, auth.DefaultAudience), f.ns, canaryCluster, canaryZone),
+		startReporter(t, sluice.XDSAddr, creds, string(flood), f.ns, canaryCluster, canaryZone),
+	}
+	reporters[0].set(500, 0)
+	reporters[1].set(8, 2)    // a fifth of this caller's requests fail
+	reporters[2].set(1000, 0) // 1,000 successes from the flooding identity
+
+	ro = f.wait(2*time.Minute, "the canary's step interval elapsed on thousands of requests", stepDecided(10_000))
+	if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex != 0 {
+		t.Fatalf("one identity's successes carried the canary: phase %s, step %d, message %q",
+			ro.Status.Phase, ro.Status.CurrentStepIndex, ro.Status.Message)
+	}
+	s := ro.Status.Sources
+	if s.Canary.Identities != 2 || s.Canary.TopIdentity != "token:"+f.ns+"/flood" ||
+		!strings.Contains(s.Message, "token:"+f.ns+"/flood supplied 99") || s.Canary.EvidenceRequests >= s.Canary.Requests/10 {
+		t.Fatalf("sources %+v, want the flooding identity named as dominating and bounded in the evidence", s)
+	}
+	t.Logf("held: %q; sources: %q", ro.Status.Message, s.Message)
+	for _, r := range reporters {
+		r.stop()
+		if err := <-r.done; err != nil {
+			t.Errorf("reporter ended with %v", err)
+		}
+	}
+}
+
+// stepDecided holds once the first step was decided with at least n
+// canary requests behind it: it advanced, or its interval elapsed and the
+// analysis held it.
+func stepDecided(n int64) func(*v1alpha1.Rollout) error {
+	return func(ro *v1alpha1.Rollout) error {
+		switch s := ro.Status.Sources; {
+		case ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex > 0:
+			return nil
+		case s == nil || s.Canary.Requests < n || s.Stable.Requests < n/10:
+			return fmt.Errorf("sources %+v", s)
+		case !strings.Contains(ro.Status.Message, "interval elapsed"):
+			return errors.New("the step's interval has not elapsed")
+		}
+		return nil
+	}
+}
+
+// sluiceTLS trusts the CA that signs the controller's xDS serving
+// certificate.
+func sluiceTLS(t *testing.T) credentials.TransportCredentials {
+	t.Helper()
+	caPEM, err := os.ReadFile(sluice.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return credentials.NewTLS(&tls.Config{RootCAs: pool})
 }
