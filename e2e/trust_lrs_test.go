@@ -166,14 +166,7 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 		t.Fatalf("load reporting without credentials: %v, want Unauthenticated", err)
 	}
 
-	stable := f.wait(time.Minute, "stable revision", phaseIs(v1alpha1.PhaseIdle)).Status.StableRevision
-	f.update("example.com/checkout:v2")
-	ro := f.wait(2*time.Minute, "canary step confirmed", func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
-			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
-		}
-		return nil
-	})
+	stable, ro := f.startCanary("example.com/checkout:v2")
 	canary := ro.Status.CanaryRevision
 	stableReporter := startReporter(t, sluice.XDSAddr, tlsCreds, tokenOf(t, f.ns, auth.DefaultAudience), f.ns,
 		router.ClusterName(f.ns, f.name, 8080, router.TrackStable), router.LocalitySubZone(router.TrackStable, stable))
@@ -214,14 +207,7 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 func TestTrustOneIdentityCannotCarryACanary(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "5s"})
-	stable := f.wait(time.Minute, "stable revision", phaseIs(v1alpha1.PhaseIdle)).Status.StableRevision
-	f.update("example.com/checkout:v2")
-	ro := f.wait(2*time.Minute, "canary step confirmed", func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
-			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
-		}
-		return nil
-	})
+	stable, ro := f.startCanary("example.com/checkout:v2")
 	creds := sluiceTLS(t)
 	canaryCluster := router.ClusterName(f.ns, f.name, 8080, router.TrackCanary)
 	canaryZone := router.LocalitySubZone(router.TrackCanary, ro.Status.CanaryRevision)
@@ -256,6 +242,20 @@ func TestTrustOneIdentityCannotCarryACanary(t *testing.T) {
 			t.Errorf("reporter ended with %v", err)
 		}
 	}
+}
+
+// startCanary updates the Deployment to image and waits until the canary's
+// first step is confirmed; it returns the stable revision and the Rollout.
+func (f *deliveryFixture) startCanary(image string) (string, *v1alpha1.Rollout) {
+	f.t.Helper()
+	stable := f.wait(time.Minute, "stable revision", phaseIs(v1alpha1.PhaseIdle)).Status.StableRevision
+	f.update(image)
+	return stable, f.wait(2*time.Minute, "canary step confirmed", func(ro *v1alpha1.Rollout) error {
+		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
+			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
+		}
+		return nil
+	})
 }
 
 // stepDecided holds once the first step was decided with at least n
