@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -72,6 +71,7 @@ type controllerOptions struct {
 	staleAfter   time.Duration
 	selfUsername string
 	xdsAuth      xdsAuthOptions
+	peerPort     int
 
 	leaseDuration, renewDeadline, retryPeriod time.Duration
 }
@@ -101,9 +101,10 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.promURL, "prometheus-url", "", "Prometheus base URL; when set, rollout analysis reads request and error rates there instead of from load reports")
 	f.StringVar(&o.promQueries, "prometheus-queries", "sluice", "built-in queries for --prometheus-url: sluice (sluice_route_* from load reports) or envoy (Envoy per-cluster stats)")
 	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
-	f.StringVar(&o.peers, "peers", "", "DNS name resolving to every replica (a headless Service); replicas forward their load reports to each other so the leader judges canaries on the sum")
+	f.StringVar(&o.peers, "peers", "", "the replicas, comma-separated: DNS names resolving to replicas (a headless Service; their --peer-port is dialled) or host:port addresses; replicas forward their load reports to each other so the leader judges canaries on the sum")
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
+	o.addPeerFlags(f)
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
 	o.xdsAuth.addFlags(f)
 }
@@ -208,6 +209,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 		Attribute:  lrs.AttributeCluster,
 		Registerer: ctrlmetrics.Registry,
 		Logger:     log.WithName("lrs"),
+		// Both xDS listeners authenticate every stream (xdsListeners).
+		RequireIdentity: true,
+		LegacyAllowed:   legacyRule(mgr.GetCache(), o.xdsAuth.legacyAll),
 	})
 	if err != nil {
 		return fmt.Errorf("load reporting: %w", err)
@@ -242,19 +246,12 @@ func runController(ctx context.Context, o controllerOptions) error {
 			return err
 		}
 	}
-	g := listeners[0].server
-	xdsServer.RegisterSync(g, replicaName())
-	lrs.RegisterForwarding(g, loads.Aggregator())
-	var fleet *server.PeerPool
-	if o.peers != "" {
-		resolve, self := o.resolvePeers()
-		fleet = &server.PeerPool{Resolve: resolve, Self: self}
-		defer fleet.Close()
+	fleet, err := o.peerChannel(mgr, reloader.GetCertificate, xdsServer, loads, log)
+	if err != nil {
+		return err
 	}
-	if o.peers != "" {
-		if err := mgr.Add(o.loadPeers(loads.Aggregator(), log)); err != nil {
-			return err
-		}
+	if fleet != nil {
+		defer fleet.Close()
 	}
 	prom, err := o.prometheus()
 	if err != nil {
@@ -325,14 +322,19 @@ func (o controllerOptions) rotator(cs kubernetes.Interface, log logr.Logger) (*c
 type grpcRunnable struct {
 	server *grpc.Server
 	addr   string
+	what   string // names the listener in errors; "xDS" when empty
 }
 
 func (r grpcRunnable) NeedLeaderElection() bool { return false }
 
 func (r grpcRunnable) Start(ctx context.Context) error {
+	what := r.what
+	if what == "" {
+		what = "xDS"
+	}
 	l, err := net.Listen("tcp", r.addr)
 	if err != nil {
-		return fmt.Errorf("listen for xDS on %s: %w", r.addr, err)
+		return fmt.Errorf("listen for %s on %s: %w", what, r.addr, err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.server.Serve(l) }()
@@ -349,7 +351,7 @@ func (r grpcRunnable) Start(ctx context.Context) error {
 		}
 		return nil
 	case err := <-errc:
-		return fmt.Errorf("serve xDS: %w", err)
+		return fmt.Errorf("serve %s: %w", what, err)
 	}
 }
 
@@ -395,42 +397,3 @@ func (o controllerOptions) prometheus() (*metrics.Prometheus, error) {
 // envoyClusterTemplate matches the Envoy clusters of one track of a service,
 // all ports (router.ClusterName: namespace/service/port/track).
 const envoyClusterTemplate = "{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}"
-
-// resolvePeers returns the xDS addresses of every replica found under
-// --peers, and this replica's own.
-func (o controllerOptions) resolvePeers() (resolve func(ctx context.Context) ([]string, error), self string) {
-	port := strconv.Itoa(o.xdsPort)
-	return func(ctx context.Context) ([]string, error) {
-		ips, err := net.DefaultResolver.LookupHost(ctx, o.peers)
-		if err != nil {
-			return nil, err
-		}
-		addrs := make([]string, len(ips))
-		for i, ip := range ips {
-			addrs[i] = net.JoinHostPort(ip, port)
-		}
-		return addrs, nil
-	}, net.JoinHostPort(o.podIP, port)
-}
-
-// replicaName names this replica to its peers: its host (pod) name.
-func replicaName() string {
-	host, err := os.Hostname()
-	if err != nil {
-		return "sluice"
-	}
-	return host
-}
-
-// loadPeers forwards this replica's load reports to the other replicas
-// found under --peers.
-func (o controllerOptions) loadPeers(agg *lrs.Aggregator, log logr.Logger) *lrs.Peers {
-	resolve, self := o.resolvePeers()
-	return &lrs.Peers{
-		Aggregator: agg,
-		Resolve:    resolve,
-		Self:       self,
-		Source:     fmt.Sprintf("%s-%d", replicaName(), time.Now().UnixNano()),
-		Logger:     log.WithName("load-peers"),
-	}
-}
