@@ -35,6 +35,7 @@ import (
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/webhook"
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -74,6 +75,7 @@ type controllerOptions struct {
 	peerPort     int
 
 	leaseDuration, renewDeadline, retryPeriod time.Duration
+	replicaName                               string
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -204,11 +206,16 @@ func runController(ctx context.Context, o controllerOptions) error {
 		return err
 	}
 
+	// Load counts only for clusters the reporting identity acknowledged
+	// over ADS. The xDS server is built with the load server, so the check
+	// reaches it through this variable, set just below.
+	var xdsServer *server.Server
 	loads, err := lrs.NewServer(lrs.Options{
-		Interval:   o.lrsInterval,
-		Attribute:  lrs.AttributeCluster,
-		Registerer: ctrlmetrics.Registry,
-		Logger:     log.WithName("lrs"),
+		Acknowledged: func(id auth.Identity, cluster string) bool { return xdsServer.Acknowledged(id, cluster) },
+		Interval:     o.lrsInterval,
+		Attribute:    lrs.AttributeCluster,
+		Registerer:   ctrlmetrics.Registry,
+		Logger:       log.WithName("lrs"),
 		// Both xDS listeners authenticate every stream (xdsListeners).
 		RequireIdentity: true,
 		LegacyAllowed:   legacyRule(mgr.GetCache(), o.xdsAuth.legacyAll),
@@ -216,7 +223,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load reporting: %w", err)
 	}
-	xdsServer := server.New(server.Options{
+	xdsServer = server.New(server.Options{
 		Logger:        log.WithName("xds"),
 		Registerer:    ctrlmetrics.Registry,
 		LoadReporting: loads,

@@ -25,6 +25,7 @@ import (
 const defaultPeerPort = 18001
 
 func (o *controllerOptions) addPeerFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.replicaName, "replica-name", hostname(), "this replica's name on the Rollouts' proxy status and to its peers (default: the host, i.e. pod, name; set it when replicas share a host)")
 	f.IntVar(&o.peerPort, "peer-port", defaultPeerPort, "port of the replica-to-replica listener (load forwarding, proxy sync), opened with --peers only: mutual TLS, only Sluice's own serving certificate is accepted")
 }
 
@@ -43,7 +44,7 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 		return nil, fmt.Errorf("--peer-port %d: want a port in 1..65535", o.peerPort)
 	}
 	own := &certs.PeerTLS{Certificate: cert}
-	g := peerServer(own, xds, loads.Aggregator())
+	g := peerServer(own, o.replicaName, xds, loads.Aggregator())
 	if err := mgr.Add(grpcRunnable{server: g, addr: net.JoinHostPort(o.xdsHost, strconv.Itoa(o.peerPort)), what: "peers"}); err != nil {
 		return nil, err
 	}
@@ -52,7 +53,7 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 		Aggregator:  loads.Aggregator(),
 		Resolve:     resolve,
 		Self:        self,
-		Source:      fmt.Sprintf("%s-%d", replicaName(), time.Now().UnixNano()),
+		Source:      fmt.Sprintf("%s-%d", o.replicaName, time.Now().UnixNano()),
 		Credentials: own.ClientCredentials(),
 		Logger:      log.WithName("load-peers"),
 	}); err != nil {
@@ -64,9 +65,9 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 // peerServer is the gRPC server of the peer listener: mutual TLS with
 // Sluice's own certificate, then proxy sync and load forwarding for callers
 // that are therefore replicas.
-func peerServer(own *certs.PeerTLS, xds *server.Server, agg *lrs.Aggregator) *grpc.Server {
+func peerServer(own *certs.PeerTLS, name string, xds *server.Server, agg *lrs.Aggregator) *grpc.Server {
 	g := grpc.NewServer(append(xdsKeepalive(), grpc.Creds(own.ServerCredentials()), grpc.UnaryInterceptor(asPeer))...)
-	xds.RegisterSync(g, replicaName())
+	xds.RegisterSync(g, name)
 	lrs.RegisterForwarding(g, agg)
 	return g
 }
@@ -107,8 +108,8 @@ func (o controllerOptions) resolvePeers() (resolve func(ctx context.Context) ([]
 	}, net.JoinHostPort(o.podIP, port)
 }
 
-// replicaName names this replica to its peers: its host (pod) name.
-func replicaName() string {
+// hostname is the default replica name: the host (pod) name.
+func hostname() string {
 	host, err := os.Hostname()
 	if err != nil {
 		return "sluice"

@@ -44,7 +44,7 @@ func TestPeerListenerServesReplicasOnly(t *testing.T) {
 	own := peerTLSOf(t, sluice)
 	xds := server.New(server.Options{Logger: testr.New(t), Registerer: prometheus.NewRegistry()})
 	agg := lrs.NewAggregator()
-	g := peerServer(own, xds, agg)
+	g := peerServer(own, "replica-a", xds, agg)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
