@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -310,4 +311,72 @@ func admit(r *fleet.Replica) error {
 		return fmt.Errorf("%s: no answer to the review: %+v", resp.Status, out.Response)
 	}
 	return nil
+}
+
+// TestChaosHungProxiesAreNamedAndSkipped connects, on each replica, a proxy
+// that stops answering after its first route configuration: the rollout
+// goes on once they are stale (--proxy-stale-after, 5 s here), and the
+// Rollout names them.
+func TestChaosHungProxiesAreNamedAndSkipped(t *testing.T) {
+	s := deploy(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
+	traffic := startLoad(t, s.dial(t), 50)
+	want := map[string]bool{}
+	for _, r := range sluice.Replicas {
+		node := proxyNode("hung", r.Name)
+		s.rawProxy(t, r.XDSAddr(), node, proxyHangs)
+		want[node] = true
+	}
+	s.update("example.com/checkout:v2")
+	named := map[string]bool{}
+	s.wait(4*time.Minute, "promoted past the hung proxies", func(ro *v1alpha1.Rollout) error {
+		for _, n := range ro.Status.Proxies.StaleNodes {
+			for node := range want {
+				if strings.Contains(n, node) {
+					named[node] = true
+				}
+			}
+		}
+		return phaseIs(v1alpha1.PhaseSucceeded)(ro)
+	})
+	for node := range want {
+		if !named[node] {
+			t.Errorf("hung proxy %s was never named stale on the Rollout", node)
+		}
+	}
+	traffic.check(t)
+}
+
+// TestChaosNackingProxiesHoldTheStep connects, on each replica, a proxy of
+// the service's own namespace that rejects every route configuration after
+// its first: the step holds with the rejection on the Rollout; once those
+// proxies are gone, the rollout goes on to the end.
+func TestChaosNackingProxiesHoldTheStep(t *testing.T) {
+	s := deploy(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
+	traffic := startLoad(t, s.dial(t), 50)
+	var stops []func()
+	for _, r := range sluice.Replicas {
+		stops = append(stops, s.rawProxy(t, r.XDSAddr(), proxyNode("nack", r.Name), proxyNacks))
+	}
+	s.update("example.com/checkout:v2")
+	ro := s.wait(2*time.Minute, "the step held by the NACKs, with the reason", func(ro *v1alpha1.Rollout) error {
+		if !strings.Contains(ro.Status.Message, "rejects every route configuration") {
+			return fmt.Errorf("phase %s, step %d: the rejection is not on the status", ro.Status.Phase, ro.Status.CurrentStepIndex)
+		}
+		return nil
+	})
+	if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt != nil {
+		t.Errorf("a NACKed step counted: phase %s, step %d started %v", ro.Status.Phase, ro.Status.CurrentStepIndex, ro.Status.StepStartedAt)
+	}
+	for _, r := range sluice.Replicas {
+		if !strings.Contains(ro.Status.Message, proxyNode("nack", r.Name)) && ro.Status.Proxies.Nacked < int32(len(sluice.Replicas)) {
+			t.Errorf("the NACK of %s's proxy is not counted: %q, proxies %+v", r.Name, ro.Status.Message, ro.Status.Proxies)
+		}
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	s.wait(4*time.Minute, "promoted once the rejecting proxies left", phaseIs(v1alpha1.PhaseSucceeded))
+	traffic.check(t)
 }
