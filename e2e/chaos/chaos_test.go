@@ -380,3 +380,42 @@ func TestChaosNackingProxiesHoldTheStep(t *testing.T) {
 	s.wait(4*time.Minute, "promoted once the rejecting proxies left", phaseIs(v1alpha1.PhaseSucceeded))
 	traffic.check(t)
 }
+
+// TestChaosSlowProxyOnTheFollowerDelaysTheStep connects a proxy that takes
+// slowAck to acknowledge to the replica that does not lead: the leader's
+// step waits for it (the fleet's proxies, not the leader's alone, carry a
+// step), so the step starts only after that proxy's acknowledgement.
+func TestChaosSlowProxyOnTheFollowerDelaysTheStep(t *testing.T) {
+	s := deploy(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
+	lead := leader(t)
+	var follower *fleet.Replica
+	for _, r := range sluice.Replicas {
+		if r != lead {
+			follower = r
+		}
+	}
+	_, acks := s.rawProxyAcks(t, follower.XDSAddr(), proxyNode("slow", follower.Name), proxySlow)
+	traffic := startLoad(t, s.dial(t), 50)
+	updated := time.Now()
+	s.update("example.com/checkout:v2")
+	ro := s.wait(2*time.Minute, "first step confirmed", stepConfirmed(0))
+	var after []time.Time
+	for _, a := range acks() {
+		if a.After(updated) {
+			after = append(after, a)
+		}
+	}
+	if len(after) == 0 {
+		t.Fatalf("the slow proxy acknowledged nothing after the update")
+	}
+	// StepStartedAt has a resolution of a second.
+	started := ro.Status.StepStartedAt.Time
+	if started.Add(time.Second).Before(after[0]) {
+		t.Errorf("the step started at %s, before the follower's slow proxy acknowledged at %s", started.Format(time.RFC3339Nano), after[0].Format(time.RFC3339Nano))
+	}
+	t.Logf("step confirmed %s after the update; the follower's slow proxy acknowledged %s after it (it waits %s)",
+		started.Sub(updated).Round(time.Second), after[0].Sub(updated).Round(time.Millisecond), slowAck)
+	s.wait(4*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
+	traffic.check(t)
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -24,7 +26,12 @@ type proxyBehaviour int
 const (
 	proxyHangs proxyBehaviour = iota
 	proxyNacks
+	proxySlow // acknowledges slowAck after each response
 )
+
+// slowAck is how long a slow proxy takes to acknowledge: visible next to a
+// healthy proxy's milliseconds, below the stale bound of the fleet (5 s).
+const slowAck = 3 * time.Second
 
 // tokenCreds sends a token file's content as the bearer token, over TLS only.
 type tokenCreds struct{ path string }
@@ -43,6 +50,13 @@ func (tokenCreds) RequireTransportSecurity() bool { return true }
 // route configuration, that acknowledges the first one and then behaves as
 // told. It runs until the test ends or stop is called.
 func (s *service) rawProxy(t testing.TB, addr, node string, b proxyBehaviour) (stop func()) {
+	stop, _ = s.rawProxyAcks(t, addr, node, b)
+	return stop
+}
+
+// rawProxyAcks is rawProxy that also returns when it sent each
+// acknowledgement, in order.
+func (s *service) rawProxyAcks(t testing.TB, addr, node string, b proxyBehaviour) (stop func(), acks func() []time.Time) {
 	t.Helper()
 	tc, err := credentials.NewClientTLSFromFile(caFile, "")
 	if err != nil {
@@ -64,6 +78,8 @@ func (s *service) rawProxy(t testing.TB, addr, node string, b proxyBehaviour) (s
 	}
 	first := make(chan error, 1)
 	done := make(chan struct{})
+	var mu sync.Mutex
+	var sent []time.Time
 	go func() {
 		defer close(done)
 		for n := 0; ; n++ {
@@ -83,6 +99,12 @@ func (s *service) rawProxy(t testing.TB, addr, node string, b proxyBehaviour) (s
 			case b == proxyNacks:
 				ack.VersionInfo = req.VersionInfo // the last one it accepted
 				ack.ErrorDetail = &status.Status{Code: 3, Message: "chaos: this proxy rejects every route configuration after its first"}
+			case b == proxySlow:
+				select {
+				case <-time.After(slowAck):
+				case <-ctx.Done():
+					return
+				}
 			}
 			if n == 0 {
 				req.VersionInfo = resp.GetVersionInfo()
@@ -90,6 +112,9 @@ func (s *service) rawProxy(t testing.TB, addr, node string, b proxyBehaviour) (s
 			if err := stream.Send(ack); err != nil {
 				return
 			}
+			mu.Lock()
+			sent = append(sent, time.Now())
+			mu.Unlock()
 			if n == 0 {
 				first <- nil
 			}
@@ -108,7 +133,12 @@ func (s *service) rawProxy(t testing.TB, addr, node string, b proxyBehaviour) (s
 		}
 	}
 	t.Cleanup(stop)
-	return stop
+	acks = func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), sent...)
+	}
+	return stop, acks
 }
 
 // proxyNode names a raw proxy of a test on a replica.
