@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	certinformers "k8s.io/client-go/informers/certificates/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -23,9 +23,6 @@ import (
 // ClientSignerName is the signer of xDS client certificates requested
 // through the Kubernetes CSR API.
 const ClientSignerName = "sluice.dev/xds-client"
-
-// serviceAccountPrefix starts the user name of a ServiceAccount.
-const serviceAccountPrefix = "system:serviceaccount:"
 
 // ClientSignerOptions configure a [ClientSigner].
 type ClientSignerOptions struct {
@@ -188,8 +185,7 @@ func approved(csr *certificatesv1.CertificateSigningRequest) bool {
 // else why not.
 func checkClientRequest(csr *certificatesv1.CertificateSigningRequest) (*x509.Certificate, string) {
 	user := csr.Spec.Username
-	rest, ok := strings.CutPrefix(user, serviceAccountPrefix)
-	if ns, name, ok2 := strings.Cut(rest, ":"); !ok || !ok2 || ns == "" || name == "" {
+	if _, _, err := serviceaccount.SplitUsername(user); err != nil {
 		return nil, fmt.Sprintf("requested by %q, not a ServiceAccount: only a ServiceAccount may request a certificate, for itself", truncateText(user, 100))
 	}
 	block, _ := pem.Decode(csr.Spec.Request)

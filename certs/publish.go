@@ -77,13 +77,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 	if log.GetSink() == nil {
 		log = logr.FromContextOrDiscard(ctx)
 	}
-	trigger := make(chan struct{}, 1)
-	poke := func(any, bool) {
-		select {
-		case trigger <- struct{}{}:
-		default:
-		}
-	}
+	trigger, poke := newTrigger()
 	secretInf := secretInformer(p.cs, p.opts.Namespace, p.opts.SecretName)
 	nsInf := corev1informers.NewNamespaceInformer(p.cs, informerResync, cache.Indexers{})
 	cmInf := corev1informers.NewFilteredConfigMapInformer(p.cs, metav1.NamespaceAll, informerResync, cache.Indexers{},

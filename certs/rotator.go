@@ -133,13 +133,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 	log = log.WithValues("secret", r.opts.Namespace+"/"+r.opts.SecretName)
 	ctx = logr.NewContext(ctx, log)
 
-	trigger := make(chan struct{}, 1)
-	poke := func(any, bool) {
-		select {
-		case trigger <- struct{}{}:
-		default:
-		}
-	}
+	trigger, poke := newTrigger()
 	secretInf := secretInformer(r.cs, r.opts.Namespace, r.opts.SecretName)
 	if err := onObject(secretInf, r.isSecret, poke); err != nil {
 		return fmt.Errorf("watch certificate secret: %w", err)

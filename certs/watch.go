@@ -63,3 +63,16 @@ func runInformers(ctx context.Context, infs ...cache.SharedIndexInformer) {
 		go inf.RunWithContext(ctx)
 	}
 }
+
+// newTrigger returns a channel holding at most one pending wake-up, and an
+// event handler for onObject that sets it: events that arrive while a pass
+// runs coalesce into one more pass.
+func newTrigger() (<-chan struct{}, func(any, bool)) {
+	trigger := make(chan struct{}, 1)
+	return trigger, func(any, bool) {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+	}
+}

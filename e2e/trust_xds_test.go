@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,4 +216,71 @@ func certBootstrap(t *testing.T, certPEM, keyPEM []byte) []byte {
 		t.Fatal(err)
 	}
 	return bs
+}
+
+// TestTrustXDSStreamsPerIdentity: one identity, proven by a real token
+// verified by the API server, cannot hold more streams than the limit
+// (xds/auth's tests show other identities are not affected).
+func TestTrustXDSStreamsPerIdentity(t *testing.T) {
+	ns := rolloutNamespace(t)
+	creds, caFile := testServingCredentials(t)
+	guard := testGuard(t, auth.GuardOptions{MaxStreamsPerIdentity: 2})
+	g := grpc.NewServer(append(guard.ServerOptions(), grpc.Creds(creds))...)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, echoADS{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(g.Stop)
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tok := tokenOf(t, ns, auth.DefaultAudience)
+	// Each stream is answered once and stays open, holding its slot.
+	open := func() error {
+		s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok))
+		if err == nil {
+			err = s.Send(listenerRequest(ns))
+		}
+		if err == nil {
+			_, err = s.Recv()
+		}
+		return err
+	}
+	for i := range 2 {
+		if err := open(); err != nil {
+			t.Fatalf("stream %d: %v", i+1, err)
+		}
+	}
+	if err := open(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a third stream of one identity: %v, want ResourceExhausted", err)
+	}
+}
+
+// echoADS answers every request with an empty response.
+type echoADS struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+}
+
+func (echoADS) StreamAggregatedResources(s discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&discoveryv3.DiscoveryResponse{TypeUrl: req.GetTypeUrl()}); err != nil {
+			return err
+		}
+	}
 }

@@ -316,6 +316,15 @@ func TestXDSCohortReachesTheNewVersion(t *testing.T) {
 	p.deployCheckout(t, ns, 2, v1alpha1.Delivery{Mode: v1alpha1.ModeBeta, Cohort: cohort})
 	c := p.client(t, ns)
 	p.confirm(t, ns, 0)
+	// grpc-go acknowledges a route configuration when its xDS client has
+	// accepted it and only then hands it to the channel: the first call
+	// right after the ACK may still be routed by the previous routes.
+	eventually(t, 10*time.Second, "the cohort's first call reaches v2", func(ctx context.Context) error {
+		if v, err := xdsCall(ctx, c, "x-cohort", "beta"); err != nil || v != "v2" {
+			return fmt.Errorf("answered by %q (%v)", v, err)
+		}
+		return nil
+	})
 	for i := range 500 {
 		v, err := xdsCall(context.Background(), c, "x-cohort", "beta")
 		if err != nil || v != "v2" {

@@ -3,6 +3,7 @@
 #   prometheus      (Debian) the real Prometheus server behind the Prometheus metric source,
 #                   and promtool, which checks and unit-tests the chart's alert rules;
 #   python3-grpcio  (Debian) gRPC C-core's proxyless xDS client, for e2e/interop;
+#   chromium        (Debian) headless browser for the dashboard's e2e tests;
 #   @grpc/grpc-js-xds (npm, into the user's cache dir under sluice/npm) grpc-js's
 #                   proxyless xDS client, for e2e/interop.
 set -euo pipefail
@@ -10,6 +11,7 @@ need=()
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 # Debian's interpreter: python3-grpcio is built for it, whatever python3 is first on PATH.
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "sluice: installing Debian packages: ${need[*]}"
   sudo=""

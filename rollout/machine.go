@@ -88,6 +88,9 @@ type Observed struct {
 	Confirmed *Confirmed
 	// Samples are the metric samples when Needs asked for analysis.
 	Samples *analysis.Input
+	// Provenance says where the cumulative samples came from, when the
+	// metric source can tell reporters apart; nil otherwise.
+	Provenance *Provenance
 	// Now is the time of the observation.
 	Now time.Time
 }

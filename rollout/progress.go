@@ -251,6 +251,9 @@ func (m *stepper) analyse() *analysis.Outcome {
 		return nil
 	}
 	st.AnalysisFailures = int32(next.ConsecutiveFailures)
+	if m.o.Provenance != nil {
+		st.Sources = sourcesStatus(*m.o.Provenance)
+	}
 	if !next.LastEvaluated.IsZero() {
 		t := metav1.NewTime(next.LastEvaluated)
 		st.LastAnalysisTime = &t

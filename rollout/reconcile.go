@@ -136,6 +136,11 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 	}
 	if n.Analyse {
 		in := c.samples(ctx, d.Namespace, svc, ro.Status.CanaryRevision, ro.Spec.Delivery, n)
+		if src, ok := c.opts.Samples.(metrics.OriginSource); ok {
+			p := provenance(ctx, src, d.Namespace, svc, ro.Status.CanaryRevision, n)
+			in.Evidence = &analysis.Tracks{Stable: p.Stable.Evidence, Canary: p.Canary.Evidence}
+			o.Provenance = &p
+		}
 		o.Samples = &in
 	}
 	o.Now = time.Now()
@@ -149,12 +154,7 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 func (c *Controller) samples(ctx context.Context, namespace, service, canaryRevision string, d v1alpha1.Delivery, n Needs) analysis.Input {
 	recent, cumulative := n.Recent, n.Cumulative
 	obs := func(track string, w time.Duration, since time.Time) analysis.TrackSample {
-		q := metrics.Query{Namespace: namespace, Service: service, Track: track,
-			Window: max(w.Truncate(time.Second), time.Second), Since: since}
-		if track == v1alpha1.TrackCanary {
-			q.Revision = canaryRevision
-		}
-		return metrics.Observe(ctx, c.opts.Samples, q)
+		return metrics.Observe(ctx, c.opts.Samples, trackQuery(namespace, service, track, canaryRevision, w, since))
 	}
 	in := analysis.Input{
 		Recent: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, recent, time.Time{}), Canary: obs(v1alpha1.TrackCanary, recent, time.Time{})},
@@ -169,6 +169,32 @@ func (c *Controller) samples(ctx context.Context, namespace, service, canaryRevi
 			Track: v1alpha1.TrackCanary, Window: max(cumulative.Truncate(time.Second), time.Second)}))
 	}
 	return in
+}
+
+// trackQuery asks for one track over window w (whole seconds, at least
+// one) or since since; the canary's only for its revision.
+func trackQuery(namespace, service, track, canaryRevision string, w time.Duration, since time.Time) metrics.Query {
+	q := metrics.Query{Namespace: namespace, Service: service, Track: track,
+		Window: max(w.Truncate(time.Second), time.Second), Since: since}
+	if track == v1alpha1.TrackCanary {
+		q.Revision = canaryRevision
+	}
+	return q
+}
+
+// provenance asks src where each track's cumulative sample came from and
+// what of it is promotion evidence. A track whose origins cannot be read has
+// an absent evidence sample that says why: the analysis then holds.
+func provenance(ctx context.Context, src metrics.OriginSource, namespace, service, canaryRevision string, n Needs) Provenance {
+	track := func(track string) analysis.Provenance {
+		origins, err := src.Origins(ctx, trackQuery(namespace, service, track, canaryRevision, n.Cumulative, n.Since))
+		if err != nil {
+			return analysis.Provenance{Evidence: analysis.TrackSample{Problem: "promotion evidence: " + err.Error(),
+				SourceFailed: !errors.Is(err, metrics.ErrNoData)}}
+		}
+		return analysis.PromotionEvidence(origins)
+	}
+	return Provenance{Stable: track(v1alpha1.TrackStable), Canary: track(v1alpha1.TrackCanary)}
 }
 
 // placeholders maps the DeploymentPolicy's query placeholders to the

@@ -101,7 +101,7 @@ func Build(s State) (Plan, error) {
 
 // buildService builds the routes and clusters of a checked service.
 func buildService(svc Service) (ServicePlan, []Cluster, error) {
-	sp := ServicePlan{Namespace: svc.Namespace, Name: svc.Name}
+	sp := ServicePlan{Namespace: svc.Namespace, Name: svc.Name, Consumers: svc.Consumers.Union(Consumers{})}
 	ports := slices.Clone(svc.Ports)
 	slices.SortFunc(ports, func(a, b Port) int { return cmp.Compare(a.Number, b.Number) })
 	cohorts := slices.Clone(svc.Strategy.Cohorts)

@@ -16,6 +16,9 @@ type ServicePlan struct {
 	Name      string `json:"name"`
 	// Ports are sorted by number.
 	Ports []PortPlan `json:"ports"`
+	// Consumers are the other namespaces whose proxies may see the
+	// service's resources (see [Consumers.Allows]).
+	Consumers Consumers `json:"consumers,omitempty"`
 }
 
 // PortPlan is the ordered route list of one service port.

@@ -17,6 +17,9 @@ type Service struct {
 	// Strategy is how traffic is currently split between the stable and the
 	// canary track. The zero Strategy sends everything to stable.
 	Strategy Strategy `json:"strategy,omitempty"`
+	// Consumers are the other namespaces whose proxies may see and call the
+	// service; by default only its own namespace's.
+	Consumers Consumers `json:"consumers,omitempty"`
 }
 
 // Protocol is the application protocol spoken on a port. It decides how the

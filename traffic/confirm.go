@@ -71,7 +71,7 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 			return Confirmation{}, nil
 		case ok && ps.weight == weight && !ps.cohortPending:
 			reached = true
-			conf, done, err := c.waitRoutes(ctx, changed, ps.routes)
+			conf, done, err := c.waitRoutes(ctx, k.Namespace, changed, ps.routes)
 			if done || err != nil {
 				return conf, err
 			}
@@ -95,8 +95,11 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 }
 
 // waitRoutes waits until no subscribed proxy is pending on the given route
-// versions. done is false when a new publication came first.
-func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, routes map[string]string) (Confirmation, bool, error) {
+// versions of a service of namespace owner. done is false when a new
+// publication came first. A rejection by a proxy of a consumer namespace
+// holds only up to the xDS server's stale bound; then that proxy is named
+// stale and skipped (see server.WaitSyncedFor).
+func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-chan struct{}, routes map[string]string) (Confirmation, bool, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -113,7 +116,7 @@ func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, ro
 	slices.Sort(names)
 	acked, nacked, stale := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, name := range names {
-		sy, err := c.srv.WaitSynced(wctx, resource.RouteType, name, routes[name])
+		sy, err := c.srv.WaitSyncedFor(wctx, owner, resource.RouteType, name, routes[name])
 		if err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes: %w", err)
@@ -139,7 +142,7 @@ func (c *Controller) waitRoutes(ctx context.Context, changed <-chan struct{}, ro
 	}
 	conf := Confirmation{Acked: len(acked), Nacked: len(nacked)}
 	if c.peers != nil {
-		if err := c.waitPeers(wctx, routes, acked, nacked, stale); err != nil {
+		if err := c.waitPeers(wctx, owner, routes, acked, nacked, stale); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -245,10 +248,10 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 // failure delays one step, not every one) and then named stale
 // ("replica <addr>", "peers (<error>)") and not waited for: proxies of a
 // dead replica reconnect to a live one.
-func (c *Controller) waitPeers(ctx context.Context, routes map[string]string, acked, nacked, stale map[string]bool) error {
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, acked, nacked, stale map[string]bool) error {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
-		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v})
+		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Name < targets[j].Name })
 	tick := time.NewTicker(50 * time.Millisecond)

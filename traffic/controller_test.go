@@ -119,35 +119,10 @@ func TestConfirmReportsNacks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ads := dialADS(t, addr)
-	// The proxy accepts a default route to one cluster and rejects a weighted
-	// one (routes with header matches, such as the router's warm-up route,
-	// are not default routes).
-	nackWeighted := func(resp *discovery.DiscoveryResponse) string {
-		for _, a := range resp.GetResources() {
-			var rc routev3.RouteConfiguration
-			if err := a.UnmarshalTo(&rc); err != nil {
-				return err.Error()
-			}
-			for _, vh := range rc.GetVirtualHosts() {
-				for _, r := range vh.GetRoutes() {
-					if len(r.GetMatch().GetHeaders()) == 0 && r.GetRoute().GetWeightedClusters() != nil {
-						return "weighted clusters: not today"
-					}
-				}
-			}
-		}
-		return ""
-	}
 	if _, err := startProxy(ctx, ads, "picky", resource.RouteType, []string{checkoutRoute}, nackWeighted); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for confirm(t, c, 0).Acked != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy did not acknowledge the first routes")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitConfirmed(t, c, 0, 1)
 	src.set(canaryObjects(2500), true)
 	got := confirm(t, c, 2500)
 	want := Confirmation{Nacked: 1, NackMessages: []string{"picky: weighted clusters: not today"}}
@@ -317,5 +292,37 @@ func TestGoneServicesAreForgotten(t *testing.T) {
 	}
 	if _, ok := srv.Version(resource.RouteType, checkoutRoute); ok {
 		t.Fatal("checkout was published from routes kept from before it went away")
+	}
+}
+
+// nackWeighted accepts a default route to one cluster and rejects a weighted
+// one (routes with header matches, such as the router's warm-up route, are
+// not default routes).
+func nackWeighted(resp *discovery.DiscoveryResponse) string {
+	for _, a := range resp.GetResources() {
+		var rc routev3.RouteConfiguration
+		if err := a.UnmarshalTo(&rc); err != nil {
+			return err.Error()
+		}
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				if len(r.GetMatch().GetHeaders()) == 0 && r.GetRoute().GetWeightedClusters() != nil {
+					return "weighted clusters: not today"
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// waitConfirmed polls Confirm of weight w until n proxies acknowledged it.
+func waitConfirmed(t *testing.T, c *Controller, w router.Weight, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for confirm(t, c, w).Acked != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d proxies did not acknowledge the routes of weight %s", n, w)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

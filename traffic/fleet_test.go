@@ -14,10 +14,13 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/server"
 )
 
@@ -29,19 +32,41 @@ type replica struct {
 	stop func()
 }
 
-func startReplica(t *testing.T, name string) replica {
+func startReplica(t *testing.T, name string, opts ...grpc.ServerOption) replica {
 	t.Helper()
 	srv := server.New(server.Options{Logger: testr.New(t).WithName(name), Registerer: prometheus.NewRegistry()})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	srv.RegisterSync(g, name)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(g.Stop)
 	return replica{srv: srv, addr: lis.Addr().String(), stop: g.Stop}
+}
+
+// asPeer marks every call as made by a proven replica: the ProxySync
+// service answers only those (the peer listener's mutual TLS proves it in
+// Sluice).
+func asPeer(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return handler(auth.NewContext(ctx, auth.Identity{Method: auth.MethodPeer, Name: "sluice"}), req)
+}
+
+// TestProxySyncNeedsAPeer checks that a caller that did not prove to be a
+// replica learns nothing about this replica's proxies.
+func TestProxySyncNeedsAPeer(t *testing.T) {
+	r := startReplica(t, "replica")
+	conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_, err = server.QuerySync(context.Background(), conn, []server.SyncTarget{{TypeURL: resource.RouteType, Name: checkoutRoute, Version: "v1"}})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("QuerySync without a peer identity: error = %v, want PermissionDenied", err)
+	}
 }
 
 // TestConfirmWaitsForEveryReplicasProxies runs two replicas, each with one
@@ -50,7 +75,7 @@ func startReplica(t *testing.T, name string) replica {
 // both. When the other replica dies, Confirm names it stale after the grace
 // and goes on with the leader's own proxies.
 func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
-	leader, other := startReplica(t, "leader"), startReplica(t, "other")
+	leader, other := startReplica(t, "leader", grpc.UnaryInterceptor(asPeer)), startReplica(t, "other", grpc.UnaryInterceptor(asPeer))
 	conn, err := grpc.NewClient(other.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -97,7 +97,7 @@ func (c *Controller) publish(ctx context.Context) error {
 	for _, t := range server.Types {
 		desired[t] = res.ByType(t)
 	}
-	if err := c.srv.UpdateVariants(ctx, desired, server.VariantsOf(res)); err != nil {
+	if err := c.srv.Publish(ctx, desired, server.VariantsOf(res), server.GrantsOf(res)); err != nil {
 		c.metrics.publishes.WithLabelValues("failed").Inc()
 		return fmt.Errorf("publish %d resources (version %.12s): %w", res.Len(), res.Version(), err)
 	}
@@ -181,6 +181,7 @@ func (c *Controller) describe(state router.State, plan router.Plan, res translat
 			cohorts[ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = true
 		}
 	}
+	sidecarNamespaces := translate.SidecarNamespaces(plan)
 	for _, sp := range plan.Services {
 		k := ServiceKey{Namespace: sp.Namespace, Name: sp.Name}
 		ps := publishedService{routes: map[string]string{}, names: map[string][]string{}, cohortPending: cohorts[k]}
@@ -200,8 +201,12 @@ func (c *Controller) describe(state router.State, plan router.Plan, res translat
 			grpcName := translate.GRPCListenerName(sp.Namespace, sp.Name, port.Number)
 			add(resource.ListenerType, grpcName)
 			add(resource.RouteType, grpcName)
-			add(resource.ListenerType, translate.SidecarListenerName(port.Number))
-			add(resource.RouteType, translate.SidecarListenerName(port.Number))
+			for _, ns := range sidecarNamespaces {
+				if sp.Consumers.Allows(sp.Namespace, ns) {
+					add(resource.ListenerType, translate.SidecarListenerName(ns, port.Number))
+					add(resource.RouteType, translate.SidecarListenerName(ns, port.Number))
+				}
+			}
 			for _, r := range port.Routes {
 				switch r.Kind {
 				case router.RouteDefault:

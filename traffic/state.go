@@ -90,6 +90,8 @@ func StateFrom(objs Objects) (router.State, []Problem) {
 	}
 	strategies, strategyProblems := strategies(objs.Rollouts, objs.Deployments)
 	problems = append(problems, strategyProblems...)
+	consumers, consumerProblems := consumersOf(objs.Deployments)
+	problems = append(problems, consumerProblems...)
 
 	keys := make([]ServiceKey, 0, len(pods))
 	for k := range pods {
@@ -111,7 +113,7 @@ func StateFrom(objs Objects) (router.State, []Problem) {
 			ports, resolve, problems2 = podPorts(k, ps)
 		}
 		problems = append(problems, problems2...)
-		s := router.Service{Namespace: k.Namespace, Name: k.Name, Ports: ports, Strategy: strategies[k]}
+		s := router.Service{Namespace: k.Namespace, Name: k.Name, Ports: ports, Strategy: strategies[k], Consumers: consumers[k]}
 		for _, p := range ps {
 			e, ok, problem := endpoint(k, p, ports, resolve)
 			if problem != nil {

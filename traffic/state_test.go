@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +208,43 @@ func TestStateFrom(t *testing.T) {
 				t.Errorf("router.Build rejects the state: %v", err)
 			}
 		})
+	}
+}
+
+// TestStateFromConsumers: a service's consumers are the union of its
+// Deployments' sluice.dev/consumers; an invalid value grants nothing and is
+// a problem.
+func TestStateFromConsumers(t *testing.T) {
+	dep := func(name, svc, consumers string) appsv1.Deployment {
+		d := appsv1.Deployment{}
+		d.Name, d.Namespace = name, "shop"
+		d.Labels = map[string]string{v1alpha1.LabelService: svc}
+		d.Annotations = map[string]string{v1alpha1.AnnotationConsumers: consumers}
+		return d
+	}
+	objs := Objects{
+		Pods: []corev1.Pod{pod("checkout-1", "checkout", "127.100.0.1"), pod("cart-1", "cart", "127.100.0.2")},
+		Deployments: []appsv1.Deployment{
+			dep("checkout", "checkout", "frontend"), dep("checkout-canary", "checkout", "payments, frontend"),
+			dep("cart", "cart", "*,frontend"),
+		},
+	}
+	st, problems := StateFrom(objs)
+	got := map[string]router.Consumers{}
+	for _, s := range st.Services {
+		got[s.Name] = s.Consumers
+	}
+	want := map[string]router.Consumers{"checkout": {Namespaces: []string{"frontend", "payments"}}, "cart": {}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("consumers (-want +got):\n%s", diff)
+	}
+	var deploymentProblems []Problem
+	for _, p := range problems {
+		if strings.HasPrefix(p.Object, "deployment/") {
+			deploymentProblems = append(deploymentProblems, p)
+		}
+	}
+	if len(deploymentProblems) != 1 || deploymentProblems[0].Object != "deployment/cart" {
+		t.Errorf("problems %v, want one for deployment/cart", deploymentProblems)
 	}
 }

@@ -112,6 +112,11 @@ func ParseDelivery(annotations map[string]string, fld *field.Path) (Delivery, fi
 			d.Split = &s
 		}
 	}
+	if v, ok := annotations[AnnotationConsumers]; ok {
+		if _, err := ParseConsumers(v); err != nil {
+			errs = append(errs, invalid(path(AnnotationConsumers), v, err, syntaxConsumers))
+		}
+	}
 	errs = append(errs, requiredForMode(annotations, d.Mode, fld)...)
 	errs = append(errs, misspelledAnnotations(annotations, fld)...)
 	return d, errs

@@ -67,7 +67,37 @@ type DeploymentPolicySpec struct {
 	// RolloutDefaults apply where a Deployment's annotations are silent.
 	// +optional
 	RolloutDefaults *RolloutDefaults `json:"rolloutDefaults,omitempty"`
+	// Notifications lets the selected namespaces send rollout notifications
+	// to webhook receivers that this policy allows.
+	// +optional
+	Notifications *Notifications `json:"notifications,omitempty"`
 }
+
+// Notifications says where the namespaces a policy selects may send their
+// rollout notifications (started, step, held, rolled back, promoted). Each
+// namespace names its receiver in a Secret of its own; Sluice posts only to
+// URLs that start with an allowed prefix, and follows no redirect.
+type Notifications struct {
+	// AllowedURLPrefixes are the URL prefixes a namespace's receiver may
+	// start with, e.g. "https://hooks.slack.com/services/". A URL that
+	// starts with none of them is refused.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:items:MinLength=8
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^https?://[^/?#]+/`
+	AllowedURLPrefixes []string `json:"allowedURLPrefixes"`
+	// SecretName is the Secret in each selected namespace that holds the
+	// receiver: key "url", and optionally key "format", "json" (default) or
+	// "slack". Default "sluice-notifications".
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// NotificationSecretDefault is the Secret a namespace's notification
+// receiver is read from when the policy names none.
+const NotificationSecretDefault = "sluice-notifications"
 
 // PolicyRules are the built-in and CEL checks of a policy. Every rule is off
 // until set.

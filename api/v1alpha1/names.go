@@ -53,6 +53,10 @@ const (
 	// an RFC 3339 time, e.g. "2026-12-03T18:00:00Z". Required with
 	// AnnotationEmergencyBypass.
 	AnnotationEmergencyBypassExpires = "sluice.dev/emergency-bypass-expires"
+	// AnnotationConsumers lists the namespaces, besides its own, whose
+	// proxies may see and call the service over xDS: comma-separated
+	// namespaces, or "*" for every namespace. Absent: its own namespace only.
+	AnnotationConsumers = "sluice.dev/consumers"
 )
 
 // DeliveryAnnotations lists every annotation that ParseDelivery reads, in a

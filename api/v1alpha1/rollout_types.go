@@ -156,6 +156,55 @@ type AnalysisDecision struct {
 // MaxAnalysisDecisions is how many recent decisions status.analysis keeps.
 const MaxAnalysisDecisions = 10
 
+// AnalysisSources says where the load behind the last analysis came from and
+// how much of it could promote the canary. Only load from authenticated
+// reporters is promotion evidence, and no identity counts for more than all
+// the others together; every report, legacy included, counts for holding and
+// rolling back.
+type AnalysisSources struct {
+	// Canary describes the canary track's sample since the canary began.
+	Canary TrackSources `json:"canary"`
+	// Stable describes the stable track's sample over the same span.
+	Stable TrackSources `json:"stable"`
+	// Message says in a sentence what limits the evidence, e.g. "one
+	// identity (token:web/frontend) supplied 100% of the canary's
+	// authenticated sample".
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+// MaxSourcesMessage bounds AnalysisSources.Message, in bytes.
+const MaxSourcesMessage = 1024
+
+// TrackSources describes one track's sample by origin.
+type TrackSources struct {
+	// Requests is the whole sample: every report that counted.
+	Requests int64 `json:"requests"`
+	// LegacyRequests came through the plaintext legacy listener: they hold
+	// and roll back, never promote.
+	// +optional
+	LegacyRequests int64 `json:"legacyRequests,omitempty"`
+	// LegacyPercent is LegacyRequests as a share of Requests, e.g. "12%".
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	LegacyPercent string `json:"legacyPercent,omitempty"`
+	// Identities is the number of authenticated identities that reported.
+	// +optional
+	Identities int32 `json:"identities,omitempty"`
+	// TopIdentity reported the most authenticated requests, e.g.
+	// "token:web/frontend"; TopPercent is its share of them.
+	// +optional
+	// +kubebuilder:validation:MaxLength=330
+	TopIdentity string `json:"topIdentity,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	TopPercent string `json:"topPercent,omitempty"`
+	// EvidenceRequests is what counts as promotion evidence after the share
+	// bound.
+	EvidenceRequests int64 `json:"evidenceRequests"`
+}
+
 // Condition types of a Rollout.
 const (
 	// ConditionAvailable is True while the stable version serves.
@@ -222,6 +271,12 @@ type RolloutStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=10
 	Analysis []AnalysisDecision `json:"analysis,omitempty"`
+	// Sources says where the load behind the last analysis came from: the
+	// share reported through the legacy listener, and whether one identity
+	// dominates the sample. Unset when the metric source cannot tell
+	// reporters apart (Prometheus).
+	// +optional
+	Sources *AnalysisSources `json:"sources,omitempty"`
 	// Conditions include Available, Progressing and ConfigApplied.
 	// +optional
 	// +listType=map

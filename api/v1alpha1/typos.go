@@ -16,7 +16,7 @@ const annotationPrefix = "sluice.dev/"
 // sluice.dev/steps), so a typo is not silently ignored. Other unknown
 // sluice.dev/ keys are left alone: Sluice itself may write some.
 func misspelledAnnotations(annotations map[string]string, fld *field.Path) field.ErrorList {
-	known := append(append([]string(nil), DeliveryAnnotations...), AnnotationEmergencyBypass, AnnotationEmergencyBypassExpires)
+	known := append(append([]string(nil), DeliveryAnnotations...), AnnotationEmergencyBypass, AnnotationEmergencyBypassExpires, AnnotationConsumers)
 	var keys []string
 	for k := range annotations {
 		if strings.HasPrefix(k, annotationPrefix) {

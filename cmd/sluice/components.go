@@ -78,7 +78,7 @@ func addComponents(mgr manager.Manager, c components) error {
 	if _, err := rollout.New(mgr, opts); err != nil {
 		return fmt.Errorf("rollout controller: %w", err)
 	}
-	return nil
+	return addNotifier(mgr, c.log)
 }
 
 // samples is the analysis' source of per-track request and error counts:
@@ -91,15 +91,7 @@ func (c components) samples(mgr manager.Manager) (metrics.Source, error) {
 	if c.prometheus != nil {
 		return c.prometheus, nil
 	}
-	agg := c.loads.Aggregator()
-	reports, err := metrics.NewLoadReports(func() map[metrics.Key]metrics.Totals {
-		all := agg.Totals()
-		out := make(map[metrics.Key]metrics.Totals, len(all))
-		for k, t := range all {
-			out[metrics.Key{Namespace: k.Namespace, Service: k.Service, Track: k.Track, Revision: k.Revision}] = metrics.Totals{Requests: t.Requests, Errors: t.Errors}
-		}
-		return out
-	}, loadReportRetention)
+	reports, err := metrics.NewLoadReports(loadTotals(c.loads.Aggregator()), loadReportRetention)
 	if err != nil {
 		return nil, fmt.Errorf("load-report source: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/webhook"
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -54,6 +54,7 @@ type controllerOptions struct {
 	metricsAddr  string
 	healthAddr   string
 	pprofAddr    string
+	dashAddr     string // the dashboard for many people; empty: none
 	leaderElect  bool
 	namespace    string
 	certMode     string
@@ -71,8 +72,10 @@ type controllerOptions struct {
 	selfUsername string
 	metrics      metricsAuth
 	xdsAuth      xdsAuthOptions
+	peerPort     int
 
 	leaseDuration, renewDeadline, retryPeriod time.Duration
+	replicaName                               string
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -85,6 +88,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint (0 disables)")
 	f.StringVar(&o.healthAddr, "health-addr", ":8081", "address of the /healthz and /readyz endpoints")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "address of the Go profiler's /debug/pprof endpoints; empty (the default) serves none")
+	f.StringVar(&o.dashAddr, "dashboard-addr", "", "address of the web dashboard over HTTPS for many people (bearer token, TokenReview, SubjectAccessReview); empty (the default) serves none")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas: only it drives rollouts and rotates certificates; a replica that loses the lease keeps serving webhooks and xDS and campaigns again")
 	f.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", leaseFlags.duration, "how long a leader's lease lasts without renewal before another replica may take it")
 	f.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", leaseFlags.renew, "how long the leader keeps trying to renew before it stops its leader-only work (< lease duration)")
@@ -99,9 +103,10 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.promURL, "prometheus-url", "", "Prometheus base URL; when set, rollout analysis reads request and error rates there instead of from load reports")
 	f.StringVar(&o.promQueries, "prometheus-queries", "sluice", "built-in queries for --prometheus-url: sluice (sluice_route_* from load reports) or envoy (Envoy per-cluster stats)")
 	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
-	f.StringVar(&o.peers, "peers", "", "DNS name resolving to every replica (a headless Service); replicas forward their load reports to each other so the leader judges canaries on the sum")
+	f.StringVar(&o.peers, "peers", "", "the replicas, comma-separated: DNS names resolving to replicas (a headless Service; their --peer-port is dialled) or host:port addresses; replicas forward their load reports to each other so the leader judges canaries on the sum")
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
+	o.addPeerFlags(f)
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
 	o.metrics.addFlags(cmd)
 	o.xdsAuth.addFlags(f)
@@ -183,6 +188,9 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err := registerRolloutMetrics(mgr, campaign.Leading, log); err != nil {
 		return err
 	}
+	if err := addControllerDashboard(mgr, o.dashAddr, reloader.ConfigureTLS, log); err != nil {
+		return err
+	}
 	if o.certMode == certModeSelf {
 		rot, err := o.rotator(cs, log)
 		if err != nil {
@@ -202,20 +210,31 @@ func runController(ctx context.Context, o controllerOptions) error {
 		return err
 	}
 
+	// Load counts only for clusters the reporting identity acknowledged
+	// over ADS. The xDS server is built with the load server, so the check
+	// reaches it through this variable, set just below.
+	var xdsServer *server.Server
 	loads, err := lrs.NewServer(lrs.Options{
-		Interval:   o.lrsInterval,
-		Attribute:  lrs.AttributeCluster,
-		Registerer: ctrlmetrics.Registry,
-		Logger:     log.WithName("lrs"),
+		Acknowledged: func(id auth.Identity, cluster string) bool { return xdsServer.Acknowledged(id, cluster) },
+		Interval:     o.lrsInterval,
+		Attribute:    lrs.AttributeCluster,
+		Registerer:   ctrlmetrics.Registry,
+		Logger:       log.WithName("lrs"),
+		// Both xDS listeners authenticate every stream (xdsListeners).
+		RequireIdentity: true,
+		LegacyAllowed:   legacyRule(mgr.GetCache(), o.xdsAuth.legacyAll),
 	})
 	if err != nil {
 		return fmt.Errorf("load reporting: %w", err)
 	}
-	xdsServer := server.New(server.Options{
+	xdsServer = server.New(server.Options{
 		Logger:        log.WithName("xds"),
 		Registerer:    ctrlmetrics.Registry,
 		LoadReporting: loads,
 		StaleAfter:    o.staleAfter,
+		// Every listener authenticates (or, for the legacy listener, binds
+		// a namespace): a stream without an identity is a wiring bug.
+		RequireIdentity: true,
 	})
 	// A replica is ready once it has published a complete configuration:
 	// before that its ADS streams are held, never answered with less than
@@ -238,19 +257,12 @@ func runController(ctx context.Context, o controllerOptions) error {
 			return err
 		}
 	}
-	g := listeners[0].server
-	xdsServer.RegisterSync(g, replicaName())
-	lrs.RegisterForwarding(g, loads.Aggregator())
-	var fleet *server.PeerPool
-	if o.peers != "" {
-		resolve, self := o.resolvePeers()
-		fleet = &server.PeerPool{Resolve: resolve, Self: self}
-		defer fleet.Close()
+	fleet, err := o.peerChannel(mgr, reloader.GetCertificate, xdsServer, loads, log)
+	if err != nil {
+		return err
 	}
-	if o.peers != "" {
-		if err := mgr.Add(o.loadPeers(loads.Aggregator(), log)); err != nil {
-			return err
-		}
+	if fleet != nil {
+		defer fleet.Close()
 	}
 	prom, err := o.prometheus()
 	if err != nil {
@@ -321,14 +333,19 @@ func (o controllerOptions) rotator(cs kubernetes.Interface, log logr.Logger) (*c
 type grpcRunnable struct {
 	server *grpc.Server
 	addr   string
+	what   string // names the listener in errors; "xDS" when empty
 }
 
 func (r grpcRunnable) NeedLeaderElection() bool { return false }
 
 func (r grpcRunnable) Start(ctx context.Context) error {
+	what := r.what
+	if what == "" {
+		what = "xDS"
+	}
 	l, err := net.Listen("tcp", r.addr)
 	if err != nil {
-		return fmt.Errorf("listen for xDS on %s: %w", r.addr, err)
+		return fmt.Errorf("listen for %s on %s: %w", what, r.addr, err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.server.Serve(l) }()
@@ -345,7 +362,7 @@ func (r grpcRunnable) Start(ctx context.Context) error {
 		}
 		return nil
 	case err := <-errc:
-		return fmt.Errorf("serve xDS: %w", err)
+		return fmt.Errorf("serve %s: %w", what, err)
 	}
 }
 
@@ -391,42 +408,3 @@ func (o controllerOptions) prometheus() (*metrics.Prometheus, error) {
 // envoyClusterTemplate matches the Envoy clusters of one track of a service,
 // all ports (router.ClusterName: namespace/service/port/track).
 const envoyClusterTemplate = "{{.Namespace}}/{{.Service}}/[0-9]+/{{.Track}}"
-
-// resolvePeers returns the xDS addresses of every replica found under
-// --peers, and this replica's own.
-func (o controllerOptions) resolvePeers() (resolve func(ctx context.Context) ([]string, error), self string) {
-	port := strconv.Itoa(o.xdsPort)
-	return func(ctx context.Context) ([]string, error) {
-		ips, err := net.DefaultResolver.LookupHost(ctx, o.peers)
-		if err != nil {
-			return nil, err
-		}
-		addrs := make([]string, len(ips))
-		for i, ip := range ips {
-			addrs[i] = net.JoinHostPort(ip, port)
-		}
-		return addrs, nil
-	}, net.JoinHostPort(o.podIP, port)
-}
-
-// replicaName names this replica to its peers: its host (pod) name.
-func replicaName() string {
-	host, err := os.Hostname()
-	if err != nil {
-		return "sluice"
-	}
-	return host
-}
-
-// loadPeers forwards this replica's load reports to the other replicas
-// found under --peers.
-func (o controllerOptions) loadPeers(agg *lrs.Aggregator, log logr.Logger) *lrs.Peers {
-	resolve, self := o.resolvePeers()
-	return &lrs.Peers{
-		Aggregator: agg,
-		Resolve:    resolve,
-		Self:       self,
-		Source:     fmt.Sprintf("%s-%d", replicaName(), time.Now().UnixNano()),
-		Logger:     log.WithName("load-peers"),
-	}
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/cachedir"
 	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/demo"
 	"github.com/sluice-dev/sluice/xds/auth"
 )
 
@@ -28,6 +30,11 @@ type devOptions struct {
 	xdsPort     int
 	webhookPort int
 	metricsPort int
+	// dashboardPort serves the dashboard on 127.0.0.1 (0: any free port).
+	dashboardPort int
+	// replicas is how many controller processes run; 1 runs the controller
+	// in this process.
+	replicas int
 }
 
 func newDevCommand() *cobra.Command {
@@ -48,6 +55,8 @@ later runs start in seconds. Ctrl-C stops everything.`,
 	cmd.Flags().IntVar(&o.xdsPort, "xds-port", 18000, "xDS port of the controller (TLS; the plaintext listener for old clients is the port after the next)")
 	cmd.Flags().IntVar(&o.webhookPort, "webhook-port", 9443, "webhook port of the controller")
 	cmd.Flags().IntVar(&o.metricsPort, "metrics-port", 8080, "metrics port of the controller (health is the next port)")
+	cmd.Flags().IntVar(&o.dashboardPort, "dashboard-port", 3100, "port of the web dashboard on 127.0.0.1 (0: any free port)")
+	cmd.Flags().IntVar(&o.replicas, "replicas", 1, "controller replicas: above 1, each runs as a process of its own on free ports, electing a leader (the --*-port flags then do not apply)")
 	return cmd
 }
 
@@ -64,6 +73,13 @@ func runDev(ctx context.Context, o devOptions) error {
 		}
 		o.dir = filepath.Join(cache, "dev")
 	}
+	// Component logs (controller, pod runtime) go to a file, so the
+	// terminal keeps only progress and the live view.
+	logPath, closeLog, err := logToFile(o.dir)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	log := newLogger()
 	start := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{Dir: o.dir, Progress: progress, Log: log.WithName("pods")})
@@ -96,31 +112,37 @@ func runDev(ctx context.Context, o devOptions) error {
 			maxStreamsPerIdent: auth.DefaultMaxStreamsPerIdentity,
 		},
 	}
-	mutating, validating, err := localWebhookConfigurations(fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort), ctrlOpts.namespace)
-	if err != nil {
-		return err
-	}
-	if err := c.Install(ctx, ctrlOpts.namespace, mutating, validating); err != nil {
-		return fmt.Errorf("install sluice into the local cluster: %w", err)
-	}
-	ctrlCtx, stopCtrl := context.WithCancel(ctx)
 	ctrlDone := make(chan error, 1)
-	go func() { ctrlDone <- runController(ctrlCtx, ctrlOpts) }()
-	defer func() {
-		stopCtrl()
-		if err := <-ctrlDone; err != nil {
-			fmt.Fprintln(progress, "sluice: controller:", err)
+	var replicas []devReplica
+	if o.replicas > 1 {
+		f, rs, err := startDevFleet(ctx, c, o, ctrlOpts, progress)
+		if err != nil {
+			return err
 		}
-	}()
-	if err := waitHealthy(ctx, "http://"+ctrlOpts.healthAddr+"/readyz", ctrlDone); err != nil {
-		return err
+		defer f.Stop()
+		replicas = rs
+	} else {
+		stop, err := startDevController(ctx, c, o, ctrlOpts, ctrlDone)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		replicas = []devReplica{{name: "sluice", xds: fmt.Sprintf("127.0.0.1:%d", o.xdsPort), legacy: fmt.Sprintf("127.0.0.1:%d", ctrlOpts.xdsAuth.legacyPort)}}
+		fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d (TLS; plaintext for old clients on %d), metrics http://%s/metrics\n",
+			time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.xdsAuth.legacyPort, ctrlOpts.metricsAddr)
 	}
-	bootstraps, err := writeDevBootstraps(ctx, c, o, ctrlOpts, log)
+	bootstraps, err := writeDevBootstraps(ctx, c, o, ctrlOpts, replicas, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(progress, "sluice: ready in %s: webhooks https://127.0.0.1:%d, xDS 127.0.0.1:%d (TLS; plaintext for old clients on %d), metrics http://%s/metrics (logs in %s)\n",
-		time.Since(start).Round(time.Millisecond), o.webhookPort, o.xdsPort, ctrlOpts.xdsAuth.legacyPort, ctrlOpts.metricsAddr, filepath.Join(o.dir, "logs"))
+	dashboardURL, err := startDevDashboard(ctx, c, o.dashboardPort, log.WithName("dashboard"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "sluice: dashboard %s; component logs in %s\n", dashboardURL, logPath)
+	if o.demo {
+		fmt.Fprintf(progress, "sluice: follow the demo at %srollout/%s/%s\n", dashboardURL, demo.Namespace, demo.Service)
+	}
 	fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig())
 	printDevBootstraps(bootstraps, ctrlOpts.xdsAuth.tokenAudience)
 	if o.demo {
@@ -137,6 +159,31 @@ func runDev(ctx context.Context, o devOptions) error {
 		ctrlDone <- err // for the deferred stop
 		return fmt.Errorf("controller stopped: %w", err)
 	}
+}
+
+// startDevController runs the controller in this process, registered by
+// its own webhook port, and waits until it is ready. stop stops it.
+func startDevController(ctx context.Context, c *cluster.Cluster, o devOptions, ctrlOpts controllerOptions, ctrlDone chan error) (stop func(), err error) {
+	mutating, validating, err := localWebhookConfigurations(fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort), ctrlOpts.namespace)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Install(ctx, ctrlOpts.namespace, mutating, validating); err != nil {
+		return nil, fmt.Errorf("install sluice into the local cluster: %w", err)
+	}
+	ctrlCtx, stopCtrl := context.WithCancel(ctx)
+	go func() { ctrlDone <- runController(ctrlCtx, ctrlOpts) }()
+	stop = func() {
+		stopCtrl()
+		if err := <-ctrlDone; err != nil {
+			fmt.Fprintln(os.Stderr, "sluice: controller:", err)
+		}
+	}
+	if err := waitHealthy(ctx, "http://"+ctrlOpts.healthAddr+"/readyz", ctrlDone); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }
 
 // watchCluster closes the returned channel if a cluster component exits.
@@ -160,10 +207,14 @@ func watchCluster(ctx context.Context, c *cluster.Cluster) <-chan struct{} {
 	return ch
 }
 
-// newLogger returns the process logger (klog text format on stderr) and
+// logOutput receives the process' log lines; `sluice dev` points it at a
+// file.
+var logOutput io.Writer = os.Stderr
+
+// newLogger returns the process logger (klog text format on logOutput) and
 // makes it the logger of client-go and controller-runtime too.
 func newLogger() logr.Logger {
-	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(os.Stderr))
+	cfg := textlogger.NewConfig(textlogger.Verbosity(0), textlogger.Output(logOutput))
 	l := textlogger.NewLogger(cfg)
 	klog.SetLogger(l)
 	ctrl.SetLogger(l)

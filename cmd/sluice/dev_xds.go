@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/go-logr/logr"
 
@@ -24,19 +26,28 @@ const devClientAccount = "sluice-dev-client"
 // devBootstraps are the xDS bootstrap files `sluice dev` writes.
 type devBootstraps struct {
 	// TLS verifies Sluice's certificate and proves devClientAccount of
-	// Namespace with a token file kept fresh.
+	// Namespace with a token file kept fresh; it lists every replica.
 	TLS string
 	// Legacy points old clients at the plaintext legacy listener.
 	Legacy    string
 	Namespace string
+	// Replicas are, with several replicas, one TLS bootstrap per replica
+	// (pointing at it alone), by replica name.
+	Replicas map[string]string
+}
+
+// devReplica is where one controller replica listens for xDS.
+type devReplica struct {
+	name        string
+	xds, legacy string // host:port
 }
 
 // writeDevBootstraps writes the CA file, the token file (refreshed before
 // it expires until ctx ends) and both bootstraps into dir. The client's
 // namespace is "default", or the demo's with --demo (whose clients use the
 // same bootstrap).
-func writeDevBootstraps(ctx context.Context, c *cluster.Cluster, o devOptions, ctrl controllerOptions, log logr.Logger) (devBootstraps, error) {
-	b := devBootstraps{
+func writeDevBootstraps(ctx context.Context, c *cluster.Cluster, o devOptions, ctrl controllerOptions, replicas []devReplica, log logr.Logger) (devBootstraps, error) {
+	b := devBootstraps{Replicas: map[string]string{},
 		TLS:       filepath.Join(o.dir, "xds-bootstrap.json"),
 		Legacy:    filepath.Join(o.dir, "xds-bootstrap-legacy.json"),
 		Namespace: "default",
@@ -63,11 +74,24 @@ func writeDevBootstraps(ctx context.Context, c *cluster.Cluster, o devOptions, c
 		return b, err
 	}
 	go token.Refresh(ctx, exp, log.WithName("xds-token"))
+	var xds, legacy []string
+	for _, r := range replicas {
+		xds, legacy = append(xds, r.xds), append(legacy, r.legacy)
+	}
+	tls := auth.Bootstrap{Server: xds[0], Fallbacks: xds[1:], CAFile: caFile, TokenFile: token.Path, NodeID: "sluice-dev-client", Zone: "local"}
 	files := map[string]auth.Bootstrap{
-		b.TLS: {Server: fmt.Sprintf("127.0.0.1:%d", ctrl.xdsPort), CAFile: caFile, TokenFile: token.Path,
-			NodeID: "sluice-dev-client", Zone: "local"},
-		b.Legacy: {Server: fmt.Sprintf("127.0.0.1:%d", ctrl.xdsAuth.legacyPort),
+		b.TLS: tls,
+		b.Legacy: {Server: legacy[0], Fallbacks: legacy[1:],
 			NodeID: "sluice-dev-legacy-client", Zone: "local", Namespace: b.Namespace},
+	}
+	if len(replicas) > 1 {
+		for _, r := range replicas {
+			one := tls
+			one.Server, one.Fallbacks = r.xds, nil
+			path := filepath.Join(o.dir, "xds-bootstrap-"+r.name+".json")
+			b.Replicas[r.name] = path
+			files[path] = one
+		}
 	}
 	for path, bs := range files {
 		data, err := bs.JSON()
@@ -88,4 +112,7 @@ func printDevBootstraps(b devBootstraps, audience string) {
 	fmt.Printf("# the bootstrap proves ServiceAccount %s/%s with a token file refreshed while sluice dev runs;\n", b.Namespace, devClientAccount)
 	fmt.Printf("# for another namespace: kubectl create token SA -n NS --audience %s > FILE, and point call_creds at FILE\n", audience)
 	fmt.Printf("# old clients without TLS or call credentials: GRPC_XDS_BOOTSTRAP=%s (plaintext, node metadata names the namespace)\n", b.Legacy)
+	for _, name := range slices.Sorted(maps.Keys(b.Replicas)) {
+		fmt.Printf("# replica %s alone: GRPC_XDS_BOOTSTRAP=%s\n", name, b.Replicas[name])
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -33,12 +32,12 @@ func (o controllerOptions) campaign(cs kubernetes.Interface, log logr.Logger) (*
 	if !o.leaderElect {
 		return c, nil
 	}
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("leader election identity: %w", err)
+	name := o.replicaName
+	if name == "" {
+		name = hostname()
 	}
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.namespace, leaseName,
-		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())})
+		cs.CoreV1(), cs.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: name + "_" + string(uuid.NewUUID())})
 	if err != nil {
 		return nil, fmt.Errorf("leader lease: %w", err)
 	}

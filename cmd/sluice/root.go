@@ -18,6 +18,7 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(),
 		newControllerCommand(),
 		newDevCommand(),
+		newDashboardCommand(),
 		newPolicyCommand(),
 	)
 	root.AddCommand(newRolloutCommands()...)

@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
+
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 // result is what a client reports for a batch of RPCs.
@@ -51,7 +53,8 @@ type client interface {
 
 // bootstrapConfig is what an xDS bootstrap file says. Channel credentials
 // are a list so that TLS (and call credentials) can be added for clients
-// that support them; today the xDS port is plaintext.
+// that support them; here every client speaks to a legacy (plaintext)
+// listener and names its namespace in node metadata.
 type bootstrapConfig struct {
 	ServerURI    string
 	NodeID       string
@@ -70,7 +73,8 @@ func bootstrap(c bootstrapConfig) []byte {
 			"channel_creds":   creds,
 			"server_features": []string{"xds_v3"},
 		}},
-		"node": map[string]any{"id": c.NodeID, "locality": map[string]any{"zone": "interop"}},
+		"node": map[string]any{"id": c.NodeID, "locality": map[string]any{"zone": "interop"},
+			"metadata": map[string]any{auth.NodeNamespaceKey: namespace}},
 	})
 	if err != nil {
 		panic(err) // maps of strings always encode

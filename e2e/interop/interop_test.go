@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 	"github.com/sluice-dev/sluice/xds/translate"
@@ -82,7 +83,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: 5 * time.Second, LoadReporting: h.lrs})
-	h.addr = serve(t, h.srv.Register)
+	h.addr = serveLegacy(t, h.srv.Register)
 	for i, tr := range []router.Track{router.TrackStable, router.TrackCanary} {
 		b := &backend{track: tr, rng: rand.New(rand.NewPCG(uint64(i+1), 7))}
 		addr := serve(t, func(g grpc.ServiceRegistrar) { testgrpc.RegisterTestServiceServer(g, b) })
@@ -108,13 +109,31 @@ func attribute(cluster, subZone string) (lrs.Key, bool) {
 	return lrs.Key{Namespace: id.Namespace, Service: id.Service, Track: track}, true
 }
 
-func serve(t *testing.T, register func(grpc.ServiceRegistrar)) string {
+// serveLegacy serves the xDS server as Sluice's plaintext legacy listener
+// does, for namespace shop only: these clients predate call credentials
+// (or their versions here are tested without), so they name their
+// namespace in node metadata.
+func serveLegacy(t *testing.T, register func(grpc.ServiceRegistrar)) string {
+	t.Helper()
+	guard, err := auth.NewGuard(auth.GuardOptions{Legacy: true, Logger: testr.New(t), LegacyAllowed: func(_ context.Context, ns string) error {
+		if ns != namespace {
+			return fmt.Errorf("only %s is opted in", namespace)
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serve(t, register, guard.ServerOptions()...)
+}
+
+func serve(t *testing.T, register func(grpc.ServiceRegistrar), opts ...grpc.ServerOption) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	register(g)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(g.Stop)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -210,7 +211,20 @@ func (s *story) line(ro *v1alpha1.Rollout) string {
 	if ro.Status.Message != "" {
 		fmt.Fprintf(&b, " | %s", ro.Status.Message)
 	}
-	return b.String()
+	return fit(b.String(), ViewWidth)
+}
+
+// ViewWidth is the widest line of the live view, in columns: a line never
+// wraps in a terminal that wide. The dashboard shows the whole message.
+const ViewWidth = 200
+
+// fit cuts s to at most width runes, ending in "…" when it was cut.
+func fit(s string, width int) string {
+	if utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:width-1]) + "…"
 }
 
 func orDash(s string) string {

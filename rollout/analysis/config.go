@@ -172,6 +172,10 @@ func validateInput(in Input) error {
 	check("recent", "canary", in.Recent.Canary)
 	check("cumulative", "stable", in.Cumulative.Stable)
 	check("cumulative", "canary", in.Cumulative.Canary)
+	if in.Evidence != nil {
+		check("evidence", "stable", in.Evidence.Stable)
+		check("evidence", "canary", in.Evidence.Canary)
+	}
 	names := make([]string, 0, len(in.Custom))
 	seen := map[string]bool{}
 	for _, c := range in.Custom {

@@ -38,7 +38,8 @@ func (cfg Config) effectOf(d Decision) effect {
 // Evaluate judges one set of samples and returns the outcome and the state to persist for the next evaluation.
 //
 // The outcome is Rollback when any check fails (or lacks data under the Fail policy), Hold when a check is
-// inconclusive or lacks data under the Hold policy, and Continue only when every check passes. The
+// inconclusive or lacks data under the Hold policy, and Continue only when every check passes, on all load and,
+// when in.Evidence is set, on the promotion evidence too (which can hold, never roll back). The
 // error-controlled checks depend on the cumulative counts alone, so the outcome does not depend on state. It
 // returns an error, and no outcome, for a Config that fails Validate or samples that cannot be true (more errors
 // than requests, a non-finite custom value, a custom value without a check).
@@ -65,6 +66,15 @@ func Evaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State,
 	}
 
 	out := evaluate(in, cfg, true)
+	if out.Action == Continue && in.Evidence != nil {
+		// Only a hold can come of the evidence: the guarantee against false rollbacks rests on the checks of all
+		// load above, which alone may roll back.
+		ev := evaluate(Input{Recent: in.Recent, Cumulative: *in.Evidence, Custom: in.Custom}, cfg, true)
+		if ev.Action != Continue {
+			out.Action = Hold
+			out.Reason = "promotion evidence (authenticated load, no identity above half) does not pass yet: " + ev.Reason
+		}
+	}
 	next := State{LastEvaluated: state.LastEvaluated}
 	if now.After(state.LastEvaluated) {
 		next.LastEvaluated = now

@@ -100,6 +100,12 @@ type Input struct {
 	Cumulative Tracks
 	// Custom holds the values of the custom queries, in any order.
 	Custom []CustomSample
+	// Evidence, when set, holds per track the promotion evidence over the same span as Cumulative (see
+	// PromotionEvidence): load from authenticated reporters, no identity counting for more than the others
+	// together. Advancing then also needs the checks to pass on it; whatever it shows only holds, never rolls
+	// back: rollback is decided on all load (Cumulative, Recent) alone. Nil when the source cannot tell
+	// reporters apart, in which case all load is evidence.
+	Evidence *Tracks
 }
 
 // Decision records the judgement of one check, as shown on the Rollout's status.

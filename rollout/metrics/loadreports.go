@@ -8,11 +8,17 @@ import (
 	"time"
 )
 
-// Key names one revision of one track of one service in the load-report totals.
+// Key names one revision of one track of one service in the load-report totals, as reported by one origin.
 type Key struct {
 	Namespace, Service, Track string
 	// Revision is the pod template revision that served the requests; empty when the reports did not say.
 	Revision string
+	// Origin names who reported the requests (e.g. "token:shop/frontend", "legacy:shop"); empty when the
+	// reporter proved no identity (a server that does not authenticate). Samples sum every origin.
+	Origin string
+	// Legacy is true for requests reported through the plaintext legacy listener: they count for holding and
+	// rolling back, never as promotion evidence.
+	Legacy bool
 }
 
 // matches reports whether k holds requests q asks about.
@@ -26,12 +32,6 @@ type Totals struct {
 	Requests, Errors uint64
 }
 
-// snapshot is the totals of every key at one instant.
-type snapshot struct {
-	at     time.Time
-	totals map[Key]Totals
-}
-
 // LoadReports is a Source over the data plane's load reports. It reads cumulative per-track totals (summed over
 // every replica, see DESIGN §3) through a function, keeps timestamped snapshots for Retention, and answers a
 // Query with the increase between the newest snapshot and the newest one at least Window older. A counter that
@@ -43,6 +43,7 @@ type LoadReports struct {
 	retention time.Duration
 
 	mu    sync.Mutex
+	index keyIndex
 	snaps []snapshot // oldest first
 	// bases holds, per key and Query.Since, the totals at that instant, captured while the history still held
 	// it: a canary's analysis counts since the canary began, however long ago that is.
@@ -82,16 +83,12 @@ func NewLoadReports(totals func() map[Key]Totals, retention time.Duration) (*Loa
 // A now not after the newest snapshot is rejected, so the history stays ordered.
 func (l *LoadReports) Record(now time.Time) error {
 	current := l.totals()
-	copied := make(map[Key]Totals, len(current))
-	for k, v := range current {
-		copied[k] = v
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n := len(l.snaps); n > 0 && !now.After(l.snaps[n-1].at) {
 		return fmt.Errorf("load reports: snapshot at %v is not after the newest at %v", now, l.snaps[n-1].at)
 	}
-	l.snaps = append(l.snaps, snapshot{at: now, totals: copied})
+	l.snaps = append(l.snaps, newSnapshot(now, current, &l.index))
 	// Keep the newest snapshot at or before now-retention as the base for the longest window.
 	cut := 0
 	for i, s := range l.snaps {
@@ -165,68 +162,91 @@ func (l *LoadReports) Sample(_ context.Context, q Query) (Sample, error) {
 
 // window sums, over q's keys, the increase across the trailing q.Window; l.mu is held.
 func (l *LoadReports) window(q Query) (Sample, bool) {
+	per, span := l.windowByKey(q)
+	return sum(per, span), len(per) > 0
+}
+
+// windowByKey returns, per key of q, the increase across the trailing q.Window, and the span covered; l.mu is
+// held.
+func (l *LoadReports) windowByKey(q Query) (map[Key]Totals, time.Duration) {
 	newest := l.snaps[len(l.snaps)-1]
 	from := newest.at.Add(-q.Window)
 	// base is the newest snapshot at or before the window's start, or the oldest one.
 	base := sort.Search(len(l.snaps), func(i int) bool { return l.snaps[i].at.After(from) }) - 1
 	base = max(base, 0)
-	keys := map[Key]bool{}
-	for _, s := range l.snaps[base:] {
-		for k := range s.totals {
-			if k.matches(q) {
-				keys[k] = true
-			}
+	out := map[Key]Totals{}
+	for id, key := range l.index.keys {
+		if !key.matches(q) {
+			continue
 		}
-	}
-	var out Sample
-	for key := range keys {
-		prev, prevOK := l.snaps[base].totals[key]
+		var inc Totals
+		prev, prevOK := l.snaps[base].get(id)
+		seen := prevOK
 		for _, s := range l.snaps[base+1:] {
-			cur, ok := s.totals[key]
+			cur, ok := s.get(id)
 			if !ok {
 				continue
 			}
+			seen = true
 			if !prevOK || cur.Requests < prev.Requests || cur.Errors < prev.Errors {
 				// First appearance in the window, or a reset: the whole current value is new.
 				prev = Totals{}
 			}
-			out.Requests += cur.Requests - prev.Requests
-			out.Errors += cur.Errors - prev.Errors
+			inc.Requests += cur.Requests - prev.Requests
+			inc.Errors += cur.Errors - prev.Errors
 			prev, prevOK = cur, true
 		}
+		if seen {
+			out[key] = inc
+		}
 	}
-	out.Window = newest.at.Sub(l.snaps[base].at)
-	return out, len(keys) > 0
+	return out, newest.at.Sub(l.snaps[base].at)
 }
 
 // since sums, over q's keys in the newest snapshot, the increase since q.Since; l.mu is held.
 func (l *LoadReports) since(q Query) (Sample, bool) {
+	per, span := l.sinceByKey(q)
+	return sum(per, span), len(per) > 0
+}
+
+// sinceByKey returns, per key of q in the newest snapshot, the increase since q.Since, and the span covered;
+// l.mu is held.
+func (l *LoadReports) sinceByKey(q Query) (map[Key]Totals, time.Duration) {
 	newest := l.snaps[len(l.snaps)-1]
-	out := Sample{Window: newest.at.Sub(q.Since)}
-	seen := false
-	for key, cur := range newest.totals {
-		if !key.matches(q) {
+	span := newest.at.Sub(q.Since)
+	out := map[Key]Totals{}
+	for id, key := range l.index.keys {
+		cur, ok := newest.get(id)
+		if !ok || !key.matches(q) {
 			continue
 		}
-		seen = true
-		b := l.baseOf(key, q.Since, newest.at)
+		b := l.baseOf(id, key, q.Since, newest.at)
 		if !b.exact {
-			out.Window = min(out.Window, newest.at.Sub(b.at))
+			span = min(span, newest.at.Sub(b.at))
 		}
 		if cur.Requests < b.totals.Requests || cur.Errors < b.totals.Errors {
 			b.totals = Totals{} // the producer restarted: all it counted since is new
 		}
-		out.Requests += cur.Requests - b.totals.Requests
-		out.Errors += cur.Errors - b.totals.Errors
+		out[key] = Totals{Requests: cur.Requests - b.totals.Requests, Errors: cur.Errors - b.totals.Errors}
 	}
-	return out, seen
+	return out, span
+}
+
+// sum adds up per-key increases into a Sample covering span.
+func sum(per map[Key]Totals, span time.Duration) Sample {
+	out := Sample{Window: span}
+	for _, t := range per {
+		out.Requests += t.Requests
+		out.Errors += t.Errors
+	}
+	return out
 }
 
 // baseOf returns key's totals at since, captured the first time it is asked while the history covers since.
 // Keys are never dropped from the totals, so a key absent from the oldest snapshot had no counts before it; this
 // is what keeps a canary revision's counts exact after the history moved past its start (or on a replica that
 // started after it). l.mu is held.
-func (l *LoadReports) baseOf(key Key, since, now time.Time) base {
+func (l *LoadReports) baseOf(id int, key Key, since, now time.Time) base {
 	bk := baseKey{key: key, since: since}
 	if b, ok := l.bases[bk]; ok {
 		b.lastUsed = now
@@ -235,8 +255,9 @@ func (l *LoadReports) baseOf(key Key, since, now time.Time) base {
 	}
 	var b base
 	if i := sort.Search(len(l.snaps), func(i int) bool { return l.snaps[i].at.After(since) }) - 1; i >= 0 {
-		b = base{totals: l.snaps[i].totals[key], at: since, exact: true}
-	} else if t, had := l.snaps[0].totals[key]; had {
+		t, _ := l.snaps[i].get(id)
+		b = base{totals: t, at: since, exact: true}
+	} else if t, had := l.snaps[0].get(id); had {
 		b = base{totals: t, at: l.snaps[0].at}
 	} else {
 		b = base{at: since, exact: true}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 )
 
 // Bootstrap describes the grpc-go xDS bootstrap of a client of Sluice.
@@ -16,6 +17,9 @@ import (
 type Bootstrap struct {
 	// Server is host:port of the xDS listener.
 	Server string
+	// Fallbacks are more listeners of the same kind (other replicas), tried
+	// in order when the ones before are unreachable (gRFC A71).
+	Fallbacks []string
 	// CAFile verifies the serving certificate (Sluice's CA bundle).
 	CAFile string
 	// TokenFile holds a ServiceAccount token for Sluice's audience.
@@ -62,7 +66,13 @@ func (b Bootstrap) JSON() ([]byte, error) {
 	if b.Namespace != "" {
 		node["metadata"] = map[string]any{NodeNamespaceKey: b.Namespace}
 	}
-	out, err := json.MarshalIndent(map[string]any{"xds_servers": []any{server}, "node": node}, "", "  ")
+	servers := []any{server}
+	for _, f := range b.Fallbacks {
+		fallback := maps.Clone(server)
+		fallback["server_uri"] = f
+		servers = append(servers, fallback)
+	}
+	out, err := json.MarshalIndent(map[string]any{"xds_servers": servers, "node": node}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("xDS bootstrap: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
 
 	"golang.org/x/sync/singleflight"
@@ -41,9 +42,6 @@ const (
 	// server.
 	maxConcurrentReviews = 32
 )
-
-// serviceAccountPrefix starts the user name of a ServiceAccount.
-const serviceAccountPrefix = "system:serviceaccount:"
 
 // ErrUnauthenticated wraps every reason a token or certificate is refused.
 var ErrUnauthenticated = errors.New("unauthenticated")
@@ -127,6 +125,11 @@ func (v *TokenVerifier) Verify(ctx context.Context, token string) (Identity, err
 		return vd.id, vd.err
 	}
 	res, err, _ := v.flight.Do(key, func() (any, error) {
+		// A review of the same token may have finished between the
+		// lookup above and joining the flight.
+		if c, ok := v.cache.Get(key); ok {
+			return c, nil
+		}
 		// The review outlives a caller that gives up: others may be
 		// waiting for the same verdict.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
@@ -194,10 +197,9 @@ func (v *TokenVerifier) review(ctx context.Context, token string) (verdict, erro
 // system:serviceaccount:<namespace>:<name> to an identity proven by m.
 // Any other user is refused: only ServiceAccounts run proxies.
 func ServiceAccountIdentity(user string, m Method) (Identity, error) {
-	rest, ok := strings.CutPrefix(user, serviceAccountPrefix)
-	ns, name, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 || ns == "" || name == "" || strings.Contains(name, ":") {
-		return Identity{}, fmt.Errorf("%w: %q is not a ServiceAccount (want %s<namespace>:<name>)", ErrUnauthenticated, truncate(user, 100), serviceAccountPrefix)
+	ns, name, err := serviceaccount.SplitUsername(user)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %q is not a ServiceAccount (want %s)", ErrUnauthenticated, truncate(user, 100), serviceaccount.MakeUsername("<namespace>", "<name>"))
 	}
 	return Identity{Method: m, Namespace: ns, Name: name}, nil
 }

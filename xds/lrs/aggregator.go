@@ -114,19 +114,25 @@ type Mark struct {
 }
 
 // Aggregator holds the cumulative totals of this replica's own load reports
-// (local) and the latest totals forwarded by other replicas (remote). It is
-// safe for concurrent use.
+// (local) and the latest totals forwarded by other replicas (remote), per key
+// and per [Origin]. It is safe for concurrent use.
 type Aggregator struct {
 	mu sync.Mutex
 	// local counters; inFlight is tracked per stream, since it is a gauge that
 	// each client reports for itself.
-	local    map[Key]Totals
-	inFlight map[int64]map[Key]uint64
+	local    map[Key]ByOrigin
+	inFlight map[int64]streamInFlight
 	// remote holds per source the merged totals it forwarded, and seen when
 	// it last forwarded.
-	remote map[string]map[Key]Totals
+	remote map[string]map[Key]ByOrigin
 	seen   map[string]time.Time
 	now    func() time.Time
+}
+
+// streamInFlight is one stream's latest in-flight counts, per key.
+type streamInFlight struct {
+	origin Origin
+	keys   map[Key]uint64
 }
 
 // SourceStaleAfter is how long the in-flight counts of a source that stopped
@@ -136,26 +142,28 @@ const SourceStaleAfter = 10 * time.Second
 // NewAggregator returns an empty aggregator.
 func NewAggregator() *Aggregator {
 	return &Aggregator{
-		local:    map[Key]Totals{},
-		inFlight: map[int64]map[Key]uint64{},
-		remote:   map[string]map[Key]Totals{},
+		local:    map[Key]ByOrigin{},
+		inFlight: map[int64]streamInFlight{},
+		remote:   map[string]map[Key]ByOrigin{},
 		seen:     map[string]time.Time{},
 		now:      time.Now,
 	}
 }
 
-// add records completed counts of one report for key k from stream id, and
-// the stream's current in-flight count for k.
-func (a *Aggregator) add(stream int64, k Key, t Totals) {
+// add records completed counts of one report for key k from stream id, whose
+// reporter is o, and the stream's current in-flight count for k.
+func (a *Aggregator) add(stream int64, o Origin, k Key, t Totals) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.local[k] = a.local[k].Add(Totals{Requests: t.Requests, Errors: t.Errors, Issued: t.Issued})
-	m := a.inFlight[stream]
-	if m == nil {
-		m = map[Key]uint64{}
-		a.inFlight[stream] = m
+	m := originsOf(a.local, k)
+	o = m.admit(o)
+	m[o] = m[o].Add(Totals{Requests: t.Requests, Errors: t.Errors, Issued: t.Issued})
+	s, ok := a.inFlight[stream]
+	if !ok {
+		s = streamInFlight{origin: o, keys: map[Key]uint64{}}
+		a.inFlight[stream] = s
 	}
-	m[k] = t.InFlight
+	s.keys[k] = t.InFlight
 }
 
 // resetInFlight records that stream id reported no request in progress for any
@@ -164,8 +172,8 @@ func (a *Aggregator) add(stream int64, k Key, t Totals) {
 func (a *Aggregator) resetInFlight(stream int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for k := range a.inFlight[stream] {
-		a.inFlight[stream][k] = 0
+	for k := range a.inFlight[stream].keys {
+		a.inFlight[stream].keys[k] = 0
 	}
 }
 
@@ -176,14 +184,20 @@ func (a *Aggregator) dropStream(stream int64) {
 	delete(a.inFlight, stream)
 }
 
-// localLocked returns the local totals with in-flight sums; a.mu must be held.
-func (a *Aggregator) localLocked() map[Key]Totals {
-	out := maps.Clone(a.local)
-	for _, m := range a.inFlight {
-		for k, n := range m {
-			t := out[k]
+// localLocked returns the local totals per origin with in-flight sums; a.mu
+// must be held.
+func (a *Aggregator) localLocked() map[Key]ByOrigin {
+	out := make(map[Key]ByOrigin, len(a.local))
+	for k, m := range a.local {
+		out[k] = maps.Clone(m)
+	}
+	for _, s := range a.inFlight {
+		for k, n := range s.keys {
+			m := originsOf(out, k)
+			o := m.admit(s.origin)
+			t := m[o]
 			t.InFlight += n
-			out[k] = t
+			m[o] = t
 		}
 	}
 	return out
@@ -193,46 +207,91 @@ func (a *Aggregator) localLocked() map[Key]Totals {
 func (a *Aggregator) Local() map[Key]Totals {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return sumOrigins(a.localLocked())
+}
+
+// LocalOrigins returns the totals of the load reports this replica received
+// itself, per origin: what it forwards to its peers.
+func (a *Aggregator) LocalOrigins() map[Key]ByOrigin {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	return a.localLocked()
 }
 
 // Totals returns, per key, the sum of the local totals and the latest totals
-// of every source merged with [Aggregator.Merge]. On the leader this is the
-// fleet-wide load the analysis must judge. In-flight counts of a source not
-// heard from for SourceStaleAfter are left out.
+// of every source merged with [Aggregator.Merge], over every origin. On the
+// leader this is the fleet-wide load the analysis must judge. In-flight
+// counts of a source not heard from for SourceStaleAfter are left out.
 func (a *Aggregator) Totals() map[Key]Totals {
+	return sumOrigins(a.Origins())
+}
+
+// Origins is Totals per origin: what each reporting identity contributed,
+// summed over this replica and every merged source.
+func (a *Aggregator) Origins() map[Key]ByOrigin {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := a.localLocked()
 	now := a.now()
-	for source, m := range a.remote {
+	for source, keys := range a.remote {
 		stale := now.Sub(a.seen[source]) > SourceStaleAfter
-		for k, t := range m {
-			if stale {
-				t.InFlight = 0
+		for k, m := range keys {
+			dst := originsOf(out, k)
+			for o, t := range m {
+				if stale {
+					t.InFlight = 0
+				}
+				o = dst.admit(o)
+				dst[o] = dst[o].Add(t)
 			}
-			out[k] = out[k].Add(t)
 		}
 	}
 	return out
 }
 
+// originsOf returns k's origins in m, adding an empty entry if there is none.
+func originsOf(m map[Key]ByOrigin, k Key) ByOrigin {
+	o := m[k]
+	if o == nil {
+		o = ByOrigin{}
+		m[k] = o
+	}
+	return o
+}
+
+// sumOrigins sums each key's origins.
+func sumOrigins(in map[Key]ByOrigin) map[Key]Totals {
+	out := make(map[Key]Totals, len(in))
+	for k, m := range in {
+		var t Totals
+		for _, o := range m {
+			t = t.Add(o)
+		}
+		out[k] = t
+	}
+	return out
+}
+
 // Merge records the cumulative totals that another replica (source) reported
-// for its own clients. Merging is idempotent and order-insensitive for the
-// counters: for each key the element-wise maximum of what is known and what
-// arrived is kept, so a repeated or reordered forward never double counts.
-// A source must therefore send cumulative totals, and a restarted replica must
-// use a new source name.
-func (a *Aggregator) Merge(source string, totals map[Key]Totals) {
+// for its own clients, per key and origin. Merging is idempotent and
+// order-insensitive for the counters: for each key and origin the
+// element-wise maximum of what is known and what arrived is kept, so a
+// repeated or reordered forward never double counts. A source must therefore
+// send cumulative totals, and a restarted replica must use a new source name.
+func (a *Aggregator) Merge(source string, totals map[Key]ByOrigin) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	m := a.remote[source]
-	if m == nil {
-		m = map[Key]Totals{}
-		a.remote[source] = m
+	keys := a.remote[source]
+	if keys == nil {
+		keys = map[Key]ByOrigin{}
+		a.remote[source] = keys
 	}
-	for k, t := range totals {
-		m[k] = m[k].Max(t)
+	for k, in := range totals {
+		m := originsOf(keys, k)
+		for o, t := range in {
+			o = m.admit(o)
+			m[o] = m[o].Max(t)
+		}
 	}
 	a.seen[source] = a.now()
 }

@@ -15,9 +15,9 @@ var (
 
 func TestAggregatorInFlightPerStream(t *testing.T) {
 	a := NewAggregator()
-	a.add(1, stable, Totals{Requests: 10, Errors: 1, Issued: 11, InFlight: 3})
-	a.add(2, stable, Totals{Requests: 5, Issued: 5, InFlight: 2})
-	a.add(1, stable, Totals{Requests: 1, Issued: 1, InFlight: 1})
+	a.add(1, anyone, stable, Totals{Requests: 10, Errors: 1, Issued: 11, InFlight: 3})
+	a.add(2, anyone, stable, Totals{Requests: 5, Issued: 5, InFlight: 2})
+	a.add(1, anyone, stable, Totals{Requests: 1, Issued: 1, InFlight: 1})
 	want := map[Key]Totals{stable: {Requests: 16, Errors: 1, Issued: 17, InFlight: 3}}
 	if diff := cmp.Diff(want, a.Totals()); diff != "" {
 		t.Fatalf("totals (-want +got):\n%s", diff)
@@ -32,10 +32,10 @@ func TestAggregatorInFlightPerStream(t *testing.T) {
 
 func TestAggregatorSince(t *testing.T) {
 	a := NewAggregator()
-	a.add(1, stable, Totals{Requests: 100, Errors: 1})
+	a.add(1, anyone, stable, Totals{Requests: 100, Errors: 1})
 	m := a.Mark()
-	a.add(1, canary, Totals{Requests: 10, Errors: 5, InFlight: 2})
-	a.add(1, stable, Totals{Requests: 50})
+	a.add(1, anyone, canary, Totals{Requests: 10, Errors: 5, InFlight: 2})
+	a.add(1, anyone, stable, Totals{Requests: 50})
 	got := a.Since(m)
 	want := map[Key]Totals{
 		stable: {Requests: 50},
@@ -72,9 +72,9 @@ func TestMergeIdempotentAndOrderFree(t *testing.T) {
 		}
 		order := rapid.SliceOfN(rapid.IntRange(0, n-1), 1, 20).Draw(t, "order")
 		a := NewAggregator()
-		a.Merge("replica-b", snaps[n-1])
+		a.Merge("replica-b", unidentified(snaps[n-1]))
 		for _, i := range order {
-			a.Merge("replica-b", snaps[i])
+			a.Merge("replica-b", unidentified(snaps[i]))
 		}
 		got := a.Totals()[canary]
 		got.InFlight = 0
@@ -86,9 +86,9 @@ func TestMergeIdempotentAndOrderFree(t *testing.T) {
 
 func TestTotalsCombineLocalAndSources(t *testing.T) {
 	a := NewAggregator()
-	a.add(1, canary, Totals{Requests: 4, Errors: 1, InFlight: 1})
-	a.Merge("b", map[Key]Totals{canary: {Requests: 6, Errors: 1, InFlight: 2}})
-	a.Merge("c", map[Key]Totals{stable: {Requests: 9}})
+	a.add(1, anyone, canary, Totals{Requests: 4, Errors: 1, InFlight: 1})
+	a.Merge("b", unidentified(map[Key]Totals{canary: {Requests: 6, Errors: 1, InFlight: 2}}))
+	a.Merge("c", unidentified(map[Key]Totals{stable: {Requests: 9}}))
 	want := map[Key]Totals{canary: {Requests: 10, Errors: 2, InFlight: 3}, stable: {Requests: 9}}
 	if diff := cmp.Diff(want, a.Totals()); diff != "" {
 		t.Fatalf("totals (-want +got):\n%s", diff)
@@ -105,7 +105,7 @@ func TestStaleSourceInFlightIgnored(t *testing.T) {
 	a := NewAggregator()
 	now := time.Unix(1000, 0)
 	a.now = func() time.Time { return now }
-	a.Merge("dead-replica", map[Key]Totals{canary: {Requests: 7, Errors: 1, InFlight: 3}})
+	a.Merge("dead-replica", unidentified(map[Key]Totals{canary: {Requests: 7, Errors: 1, InFlight: 3}}))
 	if got := a.Totals()[canary]; got.InFlight != 3 {
 		t.Fatalf("fresh source in-flight = %d, want 3", got.InFlight)
 	}
@@ -113,4 +113,16 @@ func TestStaleSourceInFlightIgnored(t *testing.T) {
 	if got, want := a.Totals()[canary], (Totals{Requests: 7, Errors: 1}); got != want {
 		t.Fatalf("stale source totals = %+v, want counters kept and in-flight dropped: %+v", got, want)
 	}
+}
+
+// anyone is the origin of load in tests that do not tell reporters apart.
+var anyone = Origin{Class: ClassUnidentified}
+
+// unidentified returns totals as merged from reporters without identity.
+func unidentified(in map[Key]Totals) map[Key]ByOrigin {
+	out := make(map[Key]ByOrigin, len(in))
+	for k, t := range in {
+		out[k] = ByOrigin{anyone: t}
+	}
+	return out
 }

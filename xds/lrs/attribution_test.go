@@ -39,11 +39,11 @@ func TestAttributeCluster(t *testing.T) {
 // revision's requests into the next one's.
 func TestForwardKeepsRevisions(t *testing.T) {
 	leader, replica := NewAggregator(), NewAggregator()
-	conn := serve(t, func(g *grpc.Server) { RegisterForwarding(g, leader) })
+	conn := servePeer(t, func(g *grpc.Server) { RegisterForwarding(g, leader) })
 	bad := Key{"shop", "checkout", "canary", "r2"}
 	fix := Key{"shop", "checkout", "canary", "r3"}
-	replica.add(1, bad, Totals{Requests: 10, Errors: 5})
-	replica.add(1, fix, Totals{Requests: 7})
+	replica.add(1, anyone, bad, Totals{Requests: 10, Errors: 5})
+	replica.add(1, anyone, fix, Totals{Requests: 7})
 	f := &Forwarder{Aggregator: replica, Conn: conn, Source: "replica-b"}
 	if err := f.Forward(context.Background()); err != nil {
 		t.Fatal(err)

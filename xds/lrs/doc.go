@@ -8,4 +8,13 @@
 // [Forwarder] that periodically sends its local cumulative totals to the leader,
 // whose [Aggregator] merges them idempotently (element-wise maximum per source),
 // so a lost or repeated forward never double counts.
+//
+// Load counts only from whoever may report it: the stream's proven identity
+// (auth.FromContext), only for clusters that identity acknowledged, and for
+// the legacy listener only on namespaces that opted in. Totals are kept per
+// [Origin] (class and identity, bounded per key) so that the analysis can
+// let only authenticated load promote a canary, with no identity dominating,
+// while every report counts for holding and rolling back. Replicas forward to
+// each other only over the peer listener (mutual TLS with Sluice's own
+// certificate; see certs.PeerTLS).
 package lrs

@@ -9,14 +9,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 )
 
 // ExampleForwarder shows a non-leader forwarding its local totals to the
-// leader, whose totals then cover both replicas.
+// leader, whose totals then cover both replicas. The leader accepts forwards
+// only from callers proven to be replicas: in Sluice the peer listener's
+// mutual TLS (certs.PeerTLS) proves it and an interceptor records
+// auth.MethodPeer; here the interceptor alone stands for both.
 func ExampleForwarder() {
 	leader := lrs.NewAggregator()
-	g := grpc.NewServer()
+	asPeer := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(auth.NewContext(ctx, auth.Identity{Method: auth.MethodPeer, Name: "sluice"}), req)
+	}
+	g := grpc.NewServer(grpc.UnaryInterceptor(asPeer))
 	lrs.RegisterForwarding(g, leader)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

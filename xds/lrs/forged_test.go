@@ -61,7 +61,7 @@ func TestForgedReportsCreateNothing(t *testing.T) {
 	if diff := cmp.Diff(map[Key]Totals{real: {Requests: 100, Errors: 10, Issued: 100, InFlight: 2}}, s.Aggregator().Local()); diff != "" {
 		t.Fatalf("aggregated keys (-want +got):\n%s", diff)
 	}
-	if n := testutil.ToFloat64(s.metrics.rejected.WithLabelValues("implausible-counts")); n != 1 {
+	if n := testutil.ToFloat64(s.metrics.rejected.WithLabelValues(RejectOverflow)); n != 1 {
 		t.Fatalf("rejected implausible reports = %v, want 1", n)
 	}
 	if n, err := testutil.GatherAndCount(reg, "sluice_route_requests_total"); err != nil || n != 1 {

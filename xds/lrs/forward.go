@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,16 +17,19 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/sluice-dev/sluice/router"
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 // ForwardMethod is the full gRPC method name by which a replica forwards its
 // local totals to the leader. The request is a LoadStatsRequest whose node.id
 // names the source replica and whose cluster_stats carry one entry per key:
-// cluster_name is the service, cluster_service_name the namespace, and a single
-// upstream_locality_stats entry has the track and revision as locality.sub_zone
-// (router.LocalitySubZone, as on the data plane). Unlike LRS,
-// the counts are cumulative since the source started, which makes forwarding
-// idempotent (see [Aggregator.Merge]).
+// cluster_name is the service, cluster_service_name the namespace, and one
+// upstream_locality_stats entry per origin has the origin's class as
+// locality.region, its identity as locality.zone, and the track and revision
+// as locality.sub_zone (router.LocalitySubZone, as on the data plane). Unlike
+// LRS, the counts are cumulative since the source started, which makes
+// forwarding idempotent (see [Aggregator.Merge]). It is served on the peer
+// listener only, to callers that proved to be Sluice (auth.MethodPeer).
 const ForwardMethod = "/sluice.lrs.v1alpha1.LoadForwarding/Forward"
 
 // forwardingService is the handler type of the forwarding service.
@@ -71,8 +75,12 @@ func RegisterForwarding(g grpc.ServiceRegistrar, a *Aggregator) {
 	g.RegisterService(&forwardingDesc, leaderEndpoint{agg: a})
 }
 
-// Forward merges one forwarded snapshot.
-func (e leaderEndpoint) Forward(_ context.Context, req *lrsv3.LoadStatsRequest) (*emptypb.Empty, error) {
+// Forward merges one forwarded snapshot from a caller that proved to be a
+// replica of Sluice.
+func (e leaderEndpoint) Forward(ctx context.Context, req *lrsv3.LoadStatsRequest) (*emptypb.Empty, error) {
+	if id, ok := auth.FromContext(ctx); !ok || id.Method != auth.MethodPeer {
+		return nil, status.Error(codes.PermissionDenied, "forwarded load is accepted only from Sluice's own replicas, on the peer listener")
+	}
 	source, totals, err := decodeForward(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -82,54 +90,93 @@ func (e leaderEndpoint) Forward(_ context.Context, req *lrsv3.LoadStatsRequest) 
 }
 
 // encodeForward builds the wire form of a replica's local totals.
-func encodeForward(source string, totals map[Key]Totals) *lrsv3.LoadStatsRequest {
+func encodeForward(source string, totals map[Key]ByOrigin) *lrsv3.LoadStatsRequest {
 	req := &lrsv3.LoadStatsRequest{Node: &corev3.Node{Id: source}}
-	for _, k := range SortedKeys(totals) {
-		t := totals[k]
-		req.ClusterStats = append(req.ClusterStats, &endpointv3.ClusterStats{
-			ClusterName:        k.Service,
-			ClusterServiceName: k.Namespace,
-			UpstreamLocalityStats: []*endpointv3.UpstreamLocalityStats{{
-				Locality:                &corev3.Locality{SubZone: router.LocalitySubZone(router.Track(k.Track), k.Revision)},
+	keys := make(map[Key]Totals, len(totals))
+	for k := range totals {
+		keys[k] = Totals{}
+	}
+	for _, k := range SortedKeys(keys) {
+		cs := &endpointv3.ClusterStats{ClusterName: k.Service, ClusterServiceName: k.Namespace}
+		subZone := router.LocalitySubZone(router.Track(k.Track), k.Revision)
+		for _, o := range sortedOrigins(totals[k]) {
+			t := totals[k][o]
+			cs.UpstreamLocalityStats = append(cs.UpstreamLocalityStats, &endpointv3.UpstreamLocalityStats{
+				Locality:                &corev3.Locality{Region: string(o.Class), Zone: o.Identity, SubZone: subZone},
 				TotalSuccessfulRequests: t.Requests - t.Errors,
 				TotalErrorRequests:      t.Errors,
 				TotalIssuedRequests:     t.Issued,
 				TotalRequestsInProgress: t.InFlight,
-			}},
-		})
+			})
+		}
+		req.ClusterStats = append(req.ClusterStats, cs)
 	}
 	return req
 }
 
+// sortedOrigins returns m's origins by class, then identity.
+func sortedOrigins(m ByOrigin) []Origin {
+	out := make([]Origin, 0, len(m))
+	for o := range m {
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Class != out[j].Class {
+			return out[i].Class < out[j].Class
+		}
+		return out[i].Identity < out[j].Identity
+	})
+	return out
+}
+
+// maxForwardedOrigins bounds the origins of one forwarded key: the named
+// ones a replica keeps, and each class's folded rest.
+const maxForwardedOrigins = MaxOriginsPerKey + 3
+
 // decodeForward checks and reads a forwarded snapshot.
-func decodeForward(req *lrsv3.LoadStatsRequest) (string, map[Key]Totals, error) {
+func decodeForward(req *lrsv3.LoadStatsRequest) (string, map[Key]ByOrigin, error) {
 	source := req.GetNode().GetId()
 	if source == "" {
 		return "", nil, errors.New("forwarded load: node.id must name the source replica")
 	}
-	out := map[Key]Totals{}
+	out := map[Key]ByOrigin{}
 	for i, cs := range req.GetClusterStats() {
 		if cs.GetClusterName() == "" || cs.GetClusterServiceName() == "" {
 			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: cluster_name (service) and cluster_service_name (namespace) are required", i)
 		}
-		if len(cs.GetUpstreamLocalityStats()) != 1 {
-			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: want exactly one upstream_locality_stats entry, got %d", i, len(cs.GetUpstreamLocalityStats()))
+		stats := cs.GetUpstreamLocalityStats()
+		if n := len(stats); n == 0 || n > maxForwardedOrigins {
+			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: %d upstream_locality_stats entries (one per origin), want 1..%d", i, n, maxForwardedOrigins)
 		}
-		ls := cs.GetUpstreamLocalityStats()[0]
-		track, revision, err := router.ParseLocalitySubZone(ls.GetLocality().GetSubZone())
-		if err != nil {
-			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: %w", i, err)
+		var k Key
+		origins := ByOrigin{}
+		for j, ls := range stats {
+			track, revision, err := router.ParseLocalitySubZone(ls.GetLocality().GetSubZone())
+			if err != nil {
+				return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d][%d]: %w", i, j, err)
+			}
+			kj := Key{Namespace: cs.GetClusterServiceName(), Service: cs.GetClusterName(), Track: string(track), Revision: revision}
+			if j > 0 && kj != k {
+				return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d][%d]: sub_zone %q differs from the entry's first", i, j, ls.GetLocality().GetSubZone())
+			}
+			k = kj
+			o := Origin{Class: Class(ls.GetLocality().GetRegion()), Identity: ls.GetLocality().GetZone()}
+			if !o.Class.Valid() {
+				return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d][%d]: region %q: want an origin class (%s, %s or %s)", i, j, o.Class, ClassAuthenticated, ClassLegacy, ClassUnidentified)
+			}
+			if _, dup := origins[o]; dup {
+				return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d][%d]: duplicate origin %s", i, j, o)
+			}
+			ok, errs := ls.GetTotalSuccessfulRequests(), ls.GetTotalErrorRequests()
+			if ok+errs < ok {
+				return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d][%d]: %d successful and %d failed requests overflow a counter", i, j, ok, errs)
+			}
+			origins[o] = Totals{Requests: ok + errs, Errors: errs, Issued: ls.GetTotalIssuedRequests(), InFlight: ls.GetTotalRequestsInProgress()}
 		}
-		k := Key{Namespace: cs.GetClusterServiceName(), Service: cs.GetClusterName(), Track: string(track), Revision: revision}
 		if _, dup := out[k]; dup {
 			return "", nil, fmt.Errorf("forwarded load: cluster_stats[%d]: duplicate key %s", i, k)
 		}
-		out[k] = Totals{
-			Requests: ls.GetTotalSuccessfulRequests() + ls.GetTotalErrorRequests(),
-			Errors:   ls.GetTotalErrorRequests(),
-			Issued:   ls.GetTotalIssuedRequests(),
-			InFlight: ls.GetTotalRequestsInProgress(),
-		}
+		out[k] = origins
 	}
 	return source, out, nil
 }
@@ -155,7 +202,7 @@ func (f *Forwarder) Forward(ctx context.Context) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	req := encodeForward(f.Source, f.Aggregator.Local())
+	req := encodeForward(f.Source, f.Aggregator.LocalOrigins())
 	if err := f.Conn.Invoke(ctx, ForwardMethod, req, &emptypb.Empty{}); err != nil {
 		return fmt.Errorf("forward load of %d keys to the leader: %w", len(req.GetClusterStats()), err)
 	}

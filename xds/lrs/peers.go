@@ -9,7 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 )
 
 // Peers forwards this replica's own load-report totals to every other
@@ -24,9 +24,9 @@ type Peers struct {
 	// Aggregator whose local totals are forwarded; it also receives the
 	// peers' totals through RegisterForwarding. Required.
 	Aggregator *Aggregator
-	// Resolve returns the forwarding addresses (host:port) of every replica,
-	// this one included, e.g. from the DNS name of a headless Service.
-	// Required.
+	// Resolve returns the peer listener addresses (host:port) of every
+	// replica, this one included, e.g. from the DNS name of a headless
+	// Service. Required.
 	Resolve func(ctx context.Context) ([]string, error)
 	// Self is this replica's own address as Resolve returns it; it is
 	// skipped.
@@ -34,6 +34,10 @@ type Peers struct {
 	// Source names this replica; it must change when the replica restarts.
 	// Required.
 	Source string
+	// Credentials secure the connections to the peers: Sluice's own
+	// certificate, and only a peer presenting it is trusted
+	// (certs.PeerTLS.ClientCredentials). Required.
+	Credentials credentials.TransportCredentials
 	// Interval between rounds; zero means DefaultInterval.
 	Interval time.Duration
 	// Logger reports failed rounds.
@@ -53,6 +57,8 @@ func (p *Peers) Start(ctx context.Context) error {
 		return errors.New("load peers: Resolve is required")
 	case p.Source == "":
 		return errors.New("load peers: Source is required")
+	case p.Credentials == nil:
+		return errors.New("load peers: Credentials are required (the peer channel is mutual TLS)")
 	case p.Interval < 0:
 		return fmt.Errorf("load peers: interval %s must not be negative", p.Interval)
 	}
@@ -98,7 +104,7 @@ func (p *Peers) round(ctx context.Context, conns map[string]*grpc.ClientConn, ti
 	for _, a := range addrs {
 		c, ok := conns[a]
 		if !ok {
-			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(p.Credentials))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("peer %s: %w", a, err))
 				continue

@@ -1,6 +1,7 @@
 package lrs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 // DefaultInterval is the load reporting interval sent to clients when
@@ -40,7 +43,35 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger logs unknown clusters and stream errors.
 	Logger logr.Logger
+	// RequireIdentity refuses (codes.Unauthenticated) every stream whose
+	// context carries no auth.Identity once its first request is read. Set
+	// it whenever the listeners authenticate; without it such streams are
+	// served and their load counts as ClassUnidentified.
+	RequireIdentity bool
+	// Acknowledged reports whether a stream of exactly identity id
+	// acknowledged cluster. Load for a cluster its reporter never
+	// acknowledged is not counted (reason "unacknowledged"). Nil counts every
+	// cluster (for tests and servers without ADS).
+	Acknowledged func(id auth.Identity, cluster string) bool
+	// LegacyAllowed returns nil when a service's namespace may be reported on
+	// over the legacy listener, else why not. Load from a legacy identity for
+	// another namespace is not counted (reason "legacy-not-allowed"); nil
+	// allows none. It is called for every locality of a legacy report: keep
+	// it cheap (a cached read).
+	LegacyAllowed func(ctx context.Context, namespace string) error
 }
+
+// Reasons a locality of a load report is not counted, the values of the
+// reason label of sluice_lrs_rejected_reports_total. The set is closed.
+const (
+	// RejectOverflow: counts above MaxRequestsPerReport in one report.
+	RejectOverflow = "overflow"
+	// RejectUnacknowledged: the reporter never acknowledged the cluster.
+	RejectUnacknowledged = "unacknowledged"
+	// RejectLegacyNotAllowed: a legacy reporter reported on a namespace
+	// that did not opt in to the legacy listener.
+	RejectLegacyNotAllowed = "legacy-not-allowed"
+)
 
 // Server is a Load Reporting Service: it asks every client to report the load
 // of all its clusters every Interval and feeds the reports into an
@@ -54,6 +85,10 @@ type Server struct {
 	metrics   *metrics
 	log       logr.Logger
 	streams   atomic.Int64
+	// requireIdentity, acknowledged and legacyAllowed: see Options.
+	requireIdentity bool
+	acknowledged    func(auth.Identity, string) bool
+	legacyAllowed   func(context.Context, string) error
 
 	mu      sync.Mutex
 	unknown map[string]struct{}
@@ -104,6 +139,10 @@ func NewServer(opts Options) (*Server, error) {
 		metrics:   m,
 		log:       opts.Logger,
 		unknown:   map[string]struct{}{},
+
+		requireIdentity: opts.RequireIdentity,
+		acknowledged:    opts.Acknowledged,
+		legacyAllowed:   opts.LegacyAllowed,
 	}, nil
 }
 
@@ -119,8 +158,10 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 }
 
 // StreamLoadStats serves one client: it reads the first request (which
-// carries the node), answers once with send_all_clusters and the interval,
-// then aggregates every report until the client goes away.
+// carries the node), reads the identity the connection proved, answers once
+// with send_all_clusters and the interval, then aggregates every report until
+// the client goes away. Without an identity it refuses the stream when
+// Options.RequireIdentity is set.
 func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStatsRequest, lrsv3.LoadStatsResponse]) error {
 	id := s.streams.Add(1)
 	defer s.agg.dropStream(id)
@@ -134,7 +175,12 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 		return err
 	}
 	node := first.GetNode().GetId()
-	log := s.log.WithValues("node", node, "stream", id)
+	who, _ := auth.FromContext(stream.Context())
+	r := reporter{origin: OriginOf(who), id: who}
+	if r.origin.Class == ClassUnidentified && s.requireIdentity {
+		return status.Error(codes.Unauthenticated, "load reporting needs an authenticated connection: a ServiceAccount token or a client certificate")
+	}
+	log := s.log.WithValues("node", node, "stream", id, "identity", r.origin.String())
 	resp := &lrsv3.LoadStatsResponse{
 		SendAllClusters:       true,
 		LoadReportingInterval: durationpb.New(s.interval),
@@ -144,7 +190,7 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 		return err
 	}
 	log.V(1).Info("load reporting stream open", "interval", s.interval)
-	s.record(log, id, first)
+	s.record(stream.Context(), log, id, r, first)
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -155,48 +201,71 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 			log.V(1).Info("load reporting stream ended", "error", err.Error())
 			return err
 		}
-		s.record(log, id, req)
+		s.record(stream.Context(), log, id, r, req)
 	}
 }
 
+// reporter is who reports on one stream.
+type reporter struct {
+	id     auth.Identity
+	origin Origin
+}
+
 // record attributes one report and updates the aggregator and metrics.
-func (s *Server) record(log logr.Logger, stream int64, req *lrsv3.LoadStatsRequest) {
+func (s *Server) record(ctx context.Context, log logr.Logger, stream int64, r reporter, req *lrsv3.LoadStatsRequest) {
 	s.agg.resetInFlight(stream)
 	perKey := map[Key]Totals{}
 	serves := s.serves.Load()
 	for _, cs := range req.GetClusterStats() {
+		cluster := cs.GetClusterName()
+		acked := s.acknowledged == nil || s.acknowledged(r.id, cluster)
 		for _, ls := range cs.GetUpstreamLocalityStats() {
 			sub := ls.GetLocality().GetSubZone()
 			ok, errs := ls.GetTotalSuccessfulRequests(), ls.GetTotalErrorRequests()
 			if ok > MaxRequestsPerReport || errs > MaxRequestsPerReport || ls.GetTotalIssuedRequests() > MaxRequestsPerReport ||
 				ls.GetTotalRequestsInProgress() > MaxRequestsPerReport {
-				s.metrics.rejected.WithLabelValues("implausible-counts").Inc()
-				log.Info("load report dropped: counts above what one report can hold", "cluster", cs.GetClusterName(),
-					"subZone", sub, "successful", ok, "errors", errs)
+				s.reject(log, RejectOverflow, cluster, sub, ok, errs)
 				continue
 			}
-			k, attributed := s.attribute(cs.GetClusterName(), sub)
-			if attributed && serves != nil && !(*serves)(cs.GetClusterName(), sub) {
+			k, attributed := s.attribute(cluster, sub)
+			if attributed && serves != nil && !(*serves)(cluster, sub) {
 				attributed = false
 			}
-			if !attributed {
-				s.unknownCluster(log, cs.GetClusterName(), sub, ok+errs)
+			switch {
+			case !attributed:
+				s.unknownCluster(log, cluster, sub, ok+errs)
+				continue
+			case !acked:
+				s.reject(log, RejectUnacknowledged, cluster, sub, ok, errs)
+				continue
+			case r.origin.Class == ClassLegacy && !s.legacyMayReport(ctx, k.Namespace):
+				s.reject(log, RejectLegacyNotAllowed, cluster, sub, ok, errs)
 				continue
 			}
-			t := perKey[k]
-			t.Requests += ok + errs
-			t.Errors += errs
-			t.Issued += ls.GetTotalIssuedRequests()
-			t.InFlight += ls.GetTotalRequestsInProgress()
-			perKey[k] = t
+			perKey[k] = perKey[k].Add(Totals{Requests: ok + errs, Errors: errs,
+				Issued: ls.GetTotalIssuedRequests(), InFlight: ls.GetTotalRequestsInProgress()})
 		}
 	}
 	for k, t := range perKey {
-		s.agg.add(stream, k, t)
+		s.agg.add(stream, r.origin, k, t)
 		s.metrics.requests.WithLabelValues(k.Namespace, k.Service, k.Track).Add(float64(t.Requests))
 		s.metrics.errors.WithLabelValues(k.Namespace, k.Service, k.Track).Add(float64(t.Errors))
 	}
 	s.refreshInFlight()
+}
+
+// legacyMayReport reports whether a legacy identity may report on
+// namespace.
+func (s *Server) legacyMayReport(ctx context.Context, namespace string) bool {
+	return s.legacyAllowed != nil && s.legacyAllowed(ctx, namespace) == nil
+}
+
+// reject counts a locality entry that is not counted, by reason, and logs it
+// at a verbose level (a forger could otherwise flood the log).
+func (s *Server) reject(log logr.Logger, reason, cluster, subZone string, ok, errs uint64) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	log.V(1).Info("load report locality not counted", "reason", reason, "cluster", cluster, "subZone", subZone,
+		"successful", ok, "errors", errs)
 }
 
 // refreshInFlight sets the in-flight gauge of every local track, summed over

@@ -66,11 +66,17 @@ func TestNewServerInterval(t *testing.T) {
 // serve starts g on a loopback port and returns a client connection to it.
 func serve(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 	t.Helper()
+	return serveWith(t, register)
+}
+
+// serveWith is serve with server options.
+func serveWith(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	register(g)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(g.Stop)

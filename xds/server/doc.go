@@ -26,4 +26,13 @@
 // clusters and endpoints that are no longer wanted only after every proxy
 // subscribed to the listeners and routes acknowledged them (bounded by
 // Options.AckTimeout).
+// # Who sees what
+//
+// [Server.Publish] takes, with the resources, their [Grants]: a stream whose
+// context carries an auth.Identity sees only what its namespace is granted
+// (see scope.go); a stream without one sees everything, unless
+// Options.RequireIdentity refuses it. [Server.Acknowledged] tells load
+// reporting which clusters an identity was sent and acknowledged. A stream
+// may subscribe to at most Options.MaxSubscribedNames names, and only to the
+// types in [Types].
 package server

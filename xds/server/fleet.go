@@ -10,9 +10,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 // Several replicas serve xDS, each to its own proxies; a step counts only
@@ -34,6 +36,9 @@ type SyncTarget struct {
 	TypeURL string `json:"typeUrl"`
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// Owner is the namespace of the service waiting (see
+	// Server.WaitSyncedFor); empty: every rejection holds.
+	Owner string `json:"owner,omitempty"`
 }
 
 // SyncRequest asks a replica where its proxies stand on Targets.
@@ -56,6 +61,7 @@ func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
 	ts := make([]target, len(targets))
 	for i, t := range targets {
 		ts[i] = s.targetOf(t.TypeURL, t.Name, t.Version)
+		ts[i].owner = t.Owner
 	}
 	t := s.tracker
 	t.mu.Lock()
@@ -73,12 +79,18 @@ var proxySyncDesc = grpc.ServiceDesc{
 	HandlerType: (*proxySync)(nil),
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Synced",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 			in := new(wrapperspb.BytesValue)
 			if err := dec(in); err != nil {
 				return nil, err
 			}
-			return srv.(proxySync).Synced(ctx, in)
+			if interceptor == nil {
+				return srv.(proxySync).Synced(ctx, in)
+			}
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: SyncMethod}
+			return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+				return srv.(proxySync).Synced(ctx, req.(*wrapperspb.BytesValue))
+			})
 		},
 	}},
 	Metadata: "sluice/xds/proxysync",
@@ -90,8 +102,12 @@ type syncEndpoint struct {
 	replica string
 }
 
-// Synced answers one SyncRequest.
-func (e syncEndpoint) Synced(_ context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+// Synced answers one SyncRequest from a caller that proved to be a replica
+// of Sluice (auth.MethodPeer: the peer listener).
+func (e syncEndpoint) Synced(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+	if id, ok := auth.FromContext(ctx); !ok || id.Method != auth.MethodPeer {
+		return nil, status.Error(codes.PermissionDenied, "proxy sync is answered only to Sluice's own replicas, on the peer listener")
+	}
 	var req SyncRequest
 	if err := json.Unmarshal(in.GetValue(), &req); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %v", err)
@@ -109,7 +125,8 @@ func (e syncEndpoint) Synced(_ context.Context, in *wrapperspb.BytesValue) (*wra
 }
 
 // RegisterSync adds the ProxySync service to g: peers ask this replica,
-// named replica in answers, where its proxies stand.
+// named replica in answers, where its proxies stand. Register it on the peer
+// listener, whose callers are proven replicas.
 func (s *Server) RegisterSync(g grpc.ServiceRegistrar, replica string) {
 	g.RegisterService(&proxySyncDesc, syncEndpoint{s: s, replica: replica})
 }
@@ -138,6 +155,10 @@ type PeerPool struct {
 	Resolve func(ctx context.Context) ([]string, error)
 	// Self is this replica's own address as Resolve returns it.
 	Self string
+	// Credentials secure the connections to the peers: Sluice's own
+	// certificate, and only a peer presenting it is trusted
+	// (certs.PeerTLS.ClientCredentials). Required.
+	Credentials credentials.TransportCredentials
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -152,8 +173,11 @@ type Peer struct {
 // Peers returns the other replicas, opening connections to new ones and
 // closing those to replicas that are gone.
 func (p *PeerPool) Peers(ctx context.Context) ([]Peer, error) {
-	if p.Resolve == nil {
+	switch {
+	case p.Resolve == nil:
 		return nil, errors.New("peer pool: Resolve is required")
+	case p.Credentials == nil:
+		return nil, errors.New("peer pool: Credentials are required (the peer channel is mutual TLS)")
 	}
 	addrs, err := p.Resolve(ctx)
 	if err != nil {
@@ -176,7 +200,7 @@ func (p *PeerPool) Peers(ctx context.Context) ([]Peer, error) {
 	for _, a := range addrs {
 		c, ok := p.conns[a]
 		if !ok {
-			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(p.Credentials))
 			if err != nil {
 				return nil, fmt.Errorf("peer %s: %w", a, err)
 			}

@@ -27,8 +27,8 @@ import (
 )
 
 // testServer starts a Server with ADS (and opts.LoadReporting) on a loopback
-// port and returns it with the address.
-func testServer(t testing.TB, opts Options) (*Server, string) {
+// port and returns it with the address; gopts configure the gRPC server.
+func testServer(t testing.TB, opts Options, gopts ...grpc.ServerOption) (*Server, string) {
 	t.Helper()
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
@@ -42,7 +42,7 @@ func testServer(t testing.TB, opts Options) (*Server, string) {
 		t.Fatal(err)
 	}
 	// Stop waits for the handlers, so nothing logs after the test ended.
-	g := grpc.NewServer(grpc.WaitForHandlers(true))
+	g := grpc.NewServer(append([]grpc.ServerOption{grpc.WaitForHandlers(true)}, gopts...)...)
 	s.Register(g)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(g.Stop)

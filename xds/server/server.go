@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 )
 
@@ -61,7 +63,20 @@ type Options struct {
 	// both Forms and FormOf are unset, the server serves ClientForms chosen
 	// by ClientForm.
 	FormOf func(*corev3.Node) (form, reason string)
+	// RequireIdentity refuses (codes.Unauthenticated) every ADS stream whose
+	// context carries no auth.Identity. When false, such a stream is served
+	// and sees every resource; a stream with an identity always sees only
+	// what its namespace is granted (see Grants).
+	RequireIdentity bool
+	// MaxSubscribedNames bounds the resource names one stream may subscribe
+	// to, all types together; a request beyond it ends the stream with
+	// codes.InvalidArgument. Zero means DefaultMaxSubscribedNames.
+	MaxSubscribedNames int
 }
+
+// DefaultMaxSubscribedNames is the default Options.MaxSubscribedNames: far
+// above what a proxy of a large mesh subscribes to by name.
+const DefaultMaxSubscribedNames = 5000
 
 // DefaultStaleAfter is how long a proxy may take to answer a response before
 // it is stale: far above a healthy proxy's milliseconds, well below a step.
@@ -82,10 +97,13 @@ type Server struct {
 	formLimits    map[string]map[string][]string
 	defaultLimits map[string][]string
 
-	caches  map[string]*cache.LinearCache
-	xds     serverv3.Server
-	tracker *tracker
-	hist    *history
+	caches map[string]*cache.LinearCache
+	xds    serverv3.Server
+	// grants is the current publication's visibility; never nil.
+	grants          atomic.Pointer[grantIndex]
+	requireIdentity bool
+	tracker         *tracker
+	hist            *history
 
 	// firstPublished is closed by the first complete Update: until then no
 	// stream is served, so a proxy that connects to a fresh replica is
@@ -106,6 +124,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
+	}
+	if opts.MaxSubscribedNames <= 0 {
+		opts.MaxSubscribedNames = DefaultMaxSubscribedNames
 	}
 	if opts.Instance == "" {
 		opts.Instance = strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -136,7 +157,10 @@ func New(opts Options) *Server {
 		formCaches:     map[string]*cache.LinearCache{},
 		formPublished:  map[string]map[string]string{},
 		formLimits:     map[string]map[string][]string{},
+
+		requireIdentity: opts.RequireIdentity,
 	}
+	s.grants.Store(newGrantIndex(Grants{}))
 	mux := &cache.MuxCache{
 		Classify: func(r *cache.Request) string {
 			f, _ := s.formOf(r.GetNode())
@@ -174,9 +198,12 @@ func New(opts Options) *Server {
 	}
 	s.tracker = newTracker(opts.Logger, m, s.hist, prefix, staleAfter)
 	s.tracker.formOf = s.formOf
+	s.tracker.grants = &s.grants
+	s.tracker.maxNames = opts.MaxSubscribedNames
+	scoped := &scopedCache{inner: mux, scopes: s.tracker.scopes, grants: &s.grants}
 	// The go-control-plane server's context only bounds its stream loops;
 	// streams end when their gRPC server stops, so it is never cancelled.
-	s.xds = serverv3.NewServer(context.Background(), mux, s.tracker,
+	s.xds = serverv3.NewServer(context.Background(), scoped, s.tracker,
 		sotw.WithOrderedADS(),
 		sotw.WithLogger(cpLogger{opts.Logger.WithName("ads")}),
 		sotw.DeactivateLegacyWildcardForTypes([]string{resource.RouteType, resource.EndpointType}),
@@ -188,7 +215,8 @@ func New(opts Options) *Server {
 // the Load Reporting Service when Options.LoadReporting is set.
 //
 // A stream opened before the first complete publication is held, unanswered,
-// until that publication (or until the client gives up).
+// until that publication (or until the client gives up). With
+// Options.RequireIdentity, a stream without an identity is refused first.
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, gatedADS{Server: s.xds, s: s})
 	if s.lrs != nil {
@@ -214,6 +242,9 @@ type gatedADS struct {
 }
 
 func (g gatedADS) wait(ctx context.Context) error {
+	if _, ok := auth.FromContext(ctx); !ok && g.s.requireIdentity {
+		return status.Error(codes.Unauthenticated, "xDS stream without an identity: present a ServiceAccount token or a client certificate")
+	}
 	select {
 	case <-g.s.firstPublished:
 		return nil

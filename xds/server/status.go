@@ -66,6 +66,11 @@ type ProxyStatus struct {
 	// Limits lists what this proxy cannot express in the route
 	// configurations it subscribed to, and what it gets instead, sorted.
 	Limits []string
+	// Identity names who the stream proved to be (auth.Identity.String),
+	// empty for a stream without an identity; Namespace is the identity's
+	// namespace, whose grants decide what the stream sees.
+	Identity  string
+	Namespace string
 }
 
 // Proxies returns the status of every connected stream, sorted by node id,
@@ -87,6 +92,9 @@ func (s *Server) Proxies() []ProxyStatus {
 			ConnectedAt:      st.connected,
 			Form:             st.form,
 			FormReason:       st.formWhy,
+		}
+		if st.scope.restricted {
+			p.Identity, p.Namespace = st.scope.id.String(), st.scope.namespace
 		}
 		for url, ts := range st.types {
 			tsOut := TypeStatus{
@@ -111,7 +119,7 @@ func (s *Server) Proxies() []ProxyStatus {
 				limits = s.defaultLimits
 			}
 			for name, ls := range limits {
-				if rt.subscribed(name) {
+				if rt.subscribed(name) && t.sees(st, resource.RouteType, name) {
 					p.Limits = append(p.Limits, ls...)
 				}
 			}
@@ -134,10 +142,14 @@ func (s *Server) Proxies() []ProxyStatus {
 }
 
 // target is one resource content to be carried by its subscribers; byForm
-// names, for streams of a form, the content they carry instead.
+// names, for streams of a form, the content they carry instead. owner, when
+// set, is the namespace of the service whose step waits on the target: a
+// rejection by a proxy of another namespace (a consumer) holds the wait's
+// result only up to the stale bound.
 type target struct {
 	typeURL, name, version string
 	byForm                 map[string]string
+	owner                  string
 }
 
 // want returns the content a stream of form f must carry.
@@ -181,15 +193,51 @@ func proxyName(st *streamState) string {
 	return fmt.Sprintf("<%s stream %d>", kind, st.key.id)
 }
 
-// classify tells whether st subscribed to any target and, if so, whether it
-// carries every target (acked), rejected one and waits on none (nacked), or
-// still lacks one (pending).
+// classify tells whether st subscribed to any target it may see and, if so,
+// whether it carries every target (acked), rejected one and waits on none
+// (nacked), or still lacks one (pending). A pending stream silent for longer
+// than the stale bound is stale; so is a stream of a consumer namespace whose
+// only rejections are older than that bound.
 func (t *tracker) classify(st *streamState, targets []target) (syncState, bool) {
-	s, ok := classify(st, targets)
-	if s == statePending && t.staleAfter > 0 && st.silentSince(t.now()) > t.staleAfter {
-		s = stateStale
+	now := t.now()
+	state, involved, consumerNack := stateAcked, false, false
+	for _, tg := range targets {
+		ts := st.types[tg.typeURL]
+		if ts == nil || !ts.subscribed(tg.name) || !t.sees(st, tg.typeURL, tg.name) {
+			continue
+		}
+		involved = true
+		want := tg.want(st.form)
+		switch {
+		case ts.acked[tg.name] == want:
+		case ts.nacked[tg.name] == want:
+			if t.consumerNackExpired(st, tg, ts, now) {
+				consumerNack = true
+				continue
+			}
+			state = max(state, stateNacked)
+		default:
+			state = statePending
+		}
 	}
-	return s, ok
+	switch {
+	case state == statePending && t.staleAfter > 0 && st.silentSince(now) > t.staleAfter:
+		state = stateStale
+	case state == stateAcked && consumerNack:
+		state = stateStale
+	}
+	return state, involved
+}
+
+// consumerNackExpired reports whether st's rejection of tg comes from a
+// consumer namespace (a proxy with an identity outside tg.owner) and is
+// older than the stale bound: it no longer holds the owner's step.
+func (t *tracker) consumerNackExpired(st *streamState, tg target, ts *typeState, now time.Time) bool {
+	if tg.owner == "" || !st.scope.restricted || st.scope.namespace == tg.owner || t.staleAfter <= 0 {
+		return false
+	}
+	at, ok := ts.nackedAt[tg.name]
+	return ok && now.Sub(at) > t.staleAfter
 }
 
 // silentSince is how long the oldest response the stream has not answered
@@ -205,26 +253,6 @@ func (s *streamState) silentSince(now time.Time) time.Duration {
 		return 0
 	}
 	return now.Sub(oldest)
-}
-
-func classify(st *streamState, targets []target) (syncState, bool) {
-	state, involved := stateAcked, false
-	for _, tg := range targets {
-		ts := st.types[tg.typeURL]
-		if ts == nil || !ts.subscribed(tg.name) {
-			continue
-		}
-		involved = true
-		want := tg.want(st.form)
-		switch {
-		case ts.acked[tg.name] == want:
-		case ts.nacked[tg.name] == want:
-			state = max(state, stateNacked)
-		default:
-			state = statePending
-		}
-	}
-	return state, involved
 }
 
 // progressOf names the streams of states by state; t.mu must be held.
@@ -303,13 +331,25 @@ type Sync struct {
 // Options.StaleAfter (a hung process, a half-open connection) never holds a
 // wait longer than that bound.
 func (s *Server) WaitSynced(ctx context.Context, typeURL, name, version string) (Sync, error) {
+	return s.WaitSyncedFor(ctx, "", typeURL, name, version)
+}
+
+// WaitSyncedFor is WaitSynced on behalf of a service of namespace owner: a
+// proxy of another namespace (a consumer granted the service) that rejected
+// the content is Nacked only until its rejection is older than
+// Options.StaleAfter; then it is named Stale instead, and no longer holds
+// the service's step. Proxies of owner's namespace, and proxies without an
+// identity, stay Nacked. An empty owner is WaitSynced.
+func (s *Server) WaitSyncedFor(ctx context.Context, owner, typeURL, name, version string) (Sync, error) {
 	current := func() error {
 		if v, ok := s.Version(typeURL, name); !ok || v != version {
 			return ErrSuperseded
 		}
 		return nil
 	}
-	p, err := s.tracker.wait(ctx, []target{s.targetOf(typeURL, name, version)}, true, current)
+	tg := s.targetOf(typeURL, name, version)
+	tg.owner = owner
+	p, err := s.tracker.wait(ctx, []target{tg}, true, current)
 	if err != nil {
 		err = fmt.Errorf("wait for %s %q content %s: %w", typeLabel(typeURL), name, shortVersion(version), err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -14,9 +15,12 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/go-logr/logr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/sluice-dev/sluice/internal/text"
+	"github.com/sluice-dev/sluice/xds/auth"
 )
 
 // streamKey identifies a stream; sotw and delta streams are numbered
@@ -46,14 +50,16 @@ type typeState struct {
 	// acked maps each resource the proxy carries to its content version.
 	acked        map[string]string
 	ackedVersion string
-	// nacked maps resources of a rejected response to the rejected content.
+	// nacked maps resources of a rejected response to the rejected content,
+	// and nackedAt to when that rejection arrived.
 	nacked   map[string]string
+	nackedAt map[string]time.Time
 	lastNack *Nack
 	inflight []sent
 }
 
 func newTypeState() *typeState {
-	return &typeState{names: map[string]struct{}{}, acked: map[string]string{}, nacked: map[string]string{}}
+	return &typeState{names: map[string]struct{}{}, acked: map[string]string{}, nacked: map[string]string{}, nackedAt: map[string]time.Time{}}
 }
 
 func (t *typeState) subscribed(name string) bool {
@@ -86,6 +92,30 @@ type streamState struct {
 	// fixed by the first node the stream sent.
 	form, formWhy string
 	formSet       bool
+	// scope is what the stream may see: the identity its context carries
+	// at its first request (authentication binds a node's identity there),
+	// fixed from then on. ctx is the stream's context until then.
+	scope    scope
+	scopeSet bool
+	ctx      context.Context
+	// lastReq is the stream's last request, whose scope may still be
+	// registered for its watch.
+	lastReq any
+	// ackedClusters are the clusters and endpoint assignments the stream
+	// acknowledged at some version, indexed for Acknowledged.
+	ackedClusters map[string]struct{}
+}
+
+// names counts the resource names the stream subscribed to by name, all
+// types but skip.
+func (s *streamState) names(skip string) int {
+	n := 0
+	for url, ts := range s.types {
+		if url != skip {
+			n += len(ts.names)
+		}
+	}
+	return n
 }
 
 func (s *streamState) typ(url string) *typeState {
@@ -110,6 +140,18 @@ type tracker struct {
 	staleAfter time.Duration
 	// formOf classifies a node; nil means every stream has the default form.
 	formOf func(*corev3.Node) (string, string)
+	// grants is the server's current visibility; nil means everything is
+	// visible (tests of the tracker alone).
+	grants *atomic.Pointer[grantIndex]
+	// maxNames bounds the names a stream may subscribe to; zero none.
+	maxNames int
+	// scopes hands each request's scope to the watch it opens.
+	scopes *requestScopes
+
+	// ackMu guards acks: per identity, how many live streams acknowledged
+	// each cluster (CDS or EDS name).
+	ackMu sync.RWMutex
+	acks  map[auth.Identity]map[string]int
 
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
@@ -124,7 +166,17 @@ func newTracker(log logr.Logger, m *metrics, h *history, prefix string, staleAft
 		log: log, metrics: m, hist: h, prefix: prefix, now: time.Now, staleAfter: staleAfter,
 		streams: map[streamKey]*streamState{},
 		waiters: map[*waiter]struct{}{},
+		scopes:  &requestScopes{m: map[any]scope{}},
+		acks:    map[auth.Identity]map[string]int{},
 	}
+}
+
+// sees reports whether stream st may see typeURL/name.
+func (t *tracker) sees(st *streamState, typeURL, name string) bool {
+	if !st.scope.restricted || t.grants == nil {
+		return true
+	}
+	return t.grants.Load().allows(typeURL, name, st.scope.namespace)
 }
 
 // notifyLocked tells every waiter that stream k changed; t.mu must be held.
@@ -135,10 +187,10 @@ func (t *tracker) notifyLocked(k streamKey) {
 	}
 }
 
-func (t *tracker) open(k streamKey) {
+func (t *tracker) open(ctx context.Context, k streamKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[k] = &streamState{key: k, connected: t.now(), types: map[string]*typeState{}}
+	t.streams[k] = &streamState{key: k, connected: t.now(), types: map[string]*typeState{}, ctx: ctx, ackedClusters: map[string]struct{}{}}
 	t.metrics.connected.Inc()
 	t.notifyLocked(k)
 }
@@ -149,14 +201,16 @@ func (t *tracker) close(k streamKey) {
 	if s, ok := t.streams[k]; ok {
 		t.log.V(1).Info("xDS stream closed", "node", s.node.GetId(), "stream", k.id, "delta", k.delta)
 		delete(t.streams, k)
+		t.scopes.drop(s.lastReq)
+		t.forgetAcksLocked(s)
 		t.metrics.connected.Dec()
 		t.notifyLocked(k)
 	}
 }
 
 // OnStreamOpen records a new state-of-the-world stream.
-func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	t.open(streamKey{id: id})
+func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	t.open(ctx, streamKey{id: id})
 	return nil
 }
 
@@ -164,8 +218,8 @@ func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
 func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{id: id}) }
 
 // OnDeltaStreamOpen records a new delta stream.
-func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	t.open(streamKey{delta: true, id: id})
+func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	t.open(ctx, streamKey{delta: true, id: id})
 	return nil
 }
 
@@ -238,9 +292,15 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 	if s == nil {
 		return nil
 	}
+	t.scopeLocked(s)
+	names := req.GetResourceNames()
+	if err := t.admitLocked(s, req.GetTypeUrl(), len(names)); err != nil {
+		return err
+	}
+	t.scopes.put(req, s.scope, s.lastReq)
+	s.lastReq = req
 	t.setNodeLocked(s, req.GetNode())
 	ts := s.typ(req.GetTypeUrl())
-	names := req.GetResourceNames()
 	ts.names = make(map[string]struct{}, len(names))
 	ts.wildcard = len(names) == 0 && cache.ResourceRequiresFullStateInSotw(req.GetTypeUrl())
 	for _, n := range names {
@@ -271,6 +331,16 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	if s == nil {
 		return nil
 	}
+	t.scopeLocked(s)
+	adding := len(req.GetResourceNamesSubscribe()) + len(req.GetInitialResourceVersions())
+	if ts := s.types[req.GetTypeUrl()]; ts != nil {
+		adding += len(ts.names)
+	}
+	if err := t.admitLocked(s, req.GetTypeUrl(), adding); err != nil {
+		return err
+	}
+	t.scopes.put(req, s.scope, s.lastReq)
+	s.lastReq = req
 	t.setNodeLocked(s, req.GetNode())
 	_, seen := s.types[req.GetTypeUrl()]
 	ts := s.typ(req.GetTypeUrl())
@@ -298,6 +368,40 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	}
 	t.notifyLocked(s.key)
 	return nil
+}
+
+// scopeLocked fixes the stream's scope at its first request; t.mu must be
+// held.
+func (t *tracker) scopeLocked(s *streamState) {
+	if s.scopeSet {
+		return
+	}
+	s.scope = scopeOf(auth.FromContext(s.ctx))
+	s.scopeSet, s.ctx = true, nil
+}
+
+// admitLocked refuses a request of a type the server does not serve, or
+// that would take the stream's subscribed names beyond the bound (names of
+// typeURL after the request); t.mu must be held. Nothing is recorded for a
+// refused request, and the stream ends with the error.
+func (t *tracker) admitLocked(s *streamState, typeURL string, names int) error {
+	if !served(typeURL) {
+		return status.Errorf(codes.InvalidArgument, "type %q is not served (want one of %v)", text.Truncate(typeURL, 128), Types)
+	}
+	if t.maxNames > 0 && s.names(typeURL)+names > t.maxNames {
+		return status.Errorf(codes.InvalidArgument, "%d resource names subscribed on one stream, at most %d", s.names(typeURL)+names, t.maxNames)
+	}
+	return nil
+}
+
+// served reports whether the server serves a type URL.
+func served(typeURL string) bool {
+	for _, t := range Types {
+		if t == typeURL {
+			return true
+		}
+	}
+	return false
 }
 
 // setNodeLocked records the node of a stream and, on the first one, its
@@ -328,9 +432,11 @@ func (t *tracker) answerLocked(s *streamState, typeURL string, ts *typeState, no
 		// A client may send megabytes of detail; what is kept (and shown on
 		// Rollouts, Events and logs) is bounded.
 		detail = text.Truncate(detail, text.MaxMessage)
-		ts.lastNack = &Nack{TypeURL: typeURL, Version: resp.version, Message: detail, At: t.now(), Resources: sortedKeys(resp.contents)}
+		now := t.now()
+		ts.lastNack = &Nack{TypeURL: typeURL, Version: resp.version, Message: detail, At: now, Resources: sortedKeys(resp.contents)}
 		for name, c := range resp.contents {
 			ts.nacked[name] = c
+			ts.nackedAt[name] = now
 		}
 		t.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		t.log.Info("proxy rejected xDS config; it keeps its last acknowledged config",
@@ -344,10 +450,15 @@ func (t *tracker) answerLocked(s *streamState, typeURL string, ts *typeState, no
 	for name, c := range resp.contents {
 		ts.acked[name] = c
 		delete(ts.nacked, name)
+		delete(ts.nackedAt, name)
 	}
 	for _, name := range resp.removed {
 		delete(ts.acked, name)
 		delete(ts.nacked, name)
+		delete(ts.nackedAt, name)
+	}
+	if typeURL == resource.ClusterType || typeURL == resource.EndpointType {
+		t.indexAcksLocked(s, resp.contents)
 	}
 	ts.ackedVersion = resp.version
 	t.metrics.ackLatency.WithLabelValues(typeLabel(typeURL)).Observe(t.now().Sub(resp.at).Seconds())

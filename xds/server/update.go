@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -43,6 +44,17 @@ func (s *Server) Update(ctx context.Context, r Resources) error {
 // next to the default ones; ACKs of a form's content count as ACKs of the
 // default content for every wait.
 func (s *Server) UpdateVariants(ctx context.Context, r Resources, variants map[string]Variant) error {
+	return s.Publish(ctx, r, variants, nil)
+}
+
+// Publish is [Server.UpdateVariants] with who may see each resource:
+// grants must name every resource of r, and nothing else. Streams with an
+// identity see only what their namespace is granted; a grant that changes
+// without the resource changing is pushed too (the namespaces that gain a
+// resource are sent it, those that lose a listener or cluster are sent the
+// set without it). Nil grants grant nothing: only streams without an
+// identity see anything.
+func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]Variant, grants Grants) error {
 	if s.metricsErr != nil {
 		return fmt.Errorf("xDS server metrics could not be registered, refusing to serve blind: %w", s.metricsErr)
 	}
@@ -57,8 +69,21 @@ func (s *Server) UpdateVariants(ctx context.Context, r Resources, variants map[s
 	if err != nil {
 		return err
 	}
+	if grants == nil {
+		grants = Grants{}
+	} else if err := checkGrants(r, grants); err != nil {
+		return err
+	}
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
+	// The new grants hold from now on; each type's first change below
+	// touches the sentinels of the namespaces whose view changed, so their
+	// watches are answered by the new grants.
+	touch := touched(s.grants.Load().grants, grants)
+	if changed := slices.ContainsFunc(Types, func(t string) bool { return len(touch[t]) > 0 }); changed {
+		// Unchanged grants keep their index, and the visible sets it built.
+		s.grants.Store(newGrantIndex(grants))
+	}
 
 	var fresh []target
 	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
@@ -68,7 +93,7 @@ func (s *Server) UpdateVariants(ctx context.Context, r Resources, variants map[s
 				fresh = append(fresh, target{typeURL: t, name: name, version: c.versions[t][name]})
 			}
 		}
-		if err := s.apply(t, up, c.versions[t], nil); err != nil {
+		if err := s.apply(t, up, c.versions[t], nil, touch[t]); err != nil {
 			return err
 		}
 	}
@@ -78,12 +103,12 @@ func (s *Server) UpdateVariants(ctx context.Context, r Resources, variants map[s
 
 	for _, t := range []string{resource.ListenerType, resource.RouteType} {
 		up, del := s.diff(t, c)
-		if err := s.apply(t, up, c.versions[t], del); err != nil {
+		if err := s.apply(t, up, c.versions[t], del, touch[t]); err != nil {
 			return err
 		}
 	}
 	for _, f := range sortedKeys(fcs) {
-		if err := s.applyForm(f, fcs[f]); err != nil {
+		if err := s.applyForm(f, fcs[f], touch[resource.RouteType]); err != nil {
 			return err
 		}
 	}
@@ -125,7 +150,7 @@ func (s *Server) UpdateVariants(ctx context.Context, r Resources, variants map[s
 		return nil
 	}
 	for _, t := range []string{resource.ClusterType, resource.EndpointType} {
-		if err := s.apply(t, nil, nil, stale[t]); err != nil {
+		if err := s.apply(t, nil, nil, stale[t], nil); err != nil {
 			return err
 		}
 	}
@@ -161,13 +186,14 @@ func (s *Server) publishedVersion(t, name string) (string, bool) {
 
 // apply publishes one change of type t to its cache: one new cache version,
 // recorded in the history before the cache can answer with it. versions holds
-// the content version of every upserted resource.
-func (s *Server) apply(t string, up map[string]proto.Message, versions map[string]string, del []string) error {
-	return s.applyTo(t, t, s.caches[t], s.published[t], up, versions, del)
+// the content version of every upserted resource; touch names the sentinels
+// whose watches must look again (see scope.go).
+func (s *Server) apply(t string, up map[string]proto.Message, versions map[string]string, del, touch []string) error {
+	return s.applyTo(t, t, s.caches[t], s.published[t], up, versions, del, touch)
 }
 
 // applyForm publishes the changes of one form's route set to its cache.
-func (s *Server) applyForm(f string, fc formChecked) error {
+func (s *Server) applyForm(f string, fc formChecked, touch []string) error {
 	s.pubMu.RLock()
 	up := map[string]proto.Message{}
 	for name, v := range fc.versions {
@@ -185,13 +211,13 @@ func (s *Server) applyForm(f string, fc formChecked) error {
 	s.pubMu.Lock()
 	s.formLimits[f] = fc.limits
 	s.pubMu.Unlock()
-	return s.applyTo(resource.RouteType, histKey(resource.RouteType, f), s.formCaches[f], s.formPublished[f], up, fc.versions, del)
+	return s.applyTo(resource.RouteType, histKey(resource.RouteType, f), s.formCaches[f], s.formPublished[f], up, fc.versions, del, touch)
 }
 
 // applyTo publishes one change of type t to cache lc, whose versions are
 // counted and remembered under key hk and whose published contents are pub.
-func (s *Server) applyTo(t, hk string, lc *cache.LinearCache, pub map[string]string, up map[string]proto.Message, versions map[string]string, del []string) error {
-	if len(up) == 0 && len(del) == 0 {
+func (s *Server) applyTo(t, hk string, lc *cache.LinearCache, pub map[string]string, up map[string]proto.Message, versions map[string]string, del, touch []string) error {
+	if len(up) == 0 && len(del) == 0 && len(touch) == 0 {
 		return nil
 	}
 	contents := make(map[string]string, len(up)+len(del))
@@ -215,7 +241,8 @@ func (s *Server) applyTo(t, hk string, lc *cache.LinearCache, pub map[string]str
 	}
 	s.pubMu.Unlock()
 	defer s.tracker.poke()
-	if err := lc.UpdateResources(toUpdate, del); err != nil {
+	// A sentinel never exists: deleting it only wakes the watches on it.
+	if err := lc.UpdateResources(toUpdate, append(slices.Clone(del), touch...)); err != nil {
 		return fmt.Errorf("publish %d %s resources (%s): %w", len(contents), typeLabel(t), hk, err)
 	}
 	s.log.V(1).Info("published xDS resources", "type", typeLabel(t), "cache", hk, "version", s.versions[hk], "upserted", len(up), "removed", len(del))

@@ -5,9 +5,17 @@
 // by type URL and name) for both client flavours Sluice serves from the same
 // plan: proxyless gRPC clients, which look up a Listener named after their
 // target and read its api_listener, and Envoy sidecars, which get one
-// outbound HTTP listener per port. Every resource passes go-control-plane's
-// ValidateAll, and [Resources.Version] is a content hash, so equal plans give
-// equal versions and the xDS server never pushes a change that is not one.
+// outbound HTTP listener per namespace and port. Every resource passes
+// go-control-plane's ValidateAll, and [Resources.Version] is a content hash
+// (of the resources and their [Access]), so equal plans give equal versions
+// and the xDS server never pushes a change that is not one.
+//
+// Every resource carries its [Access]: the namespace that owns it and the
+// consumers it is granted to (router.Consumers, from sluice.dev/consumers).
+// The xDS server shows a proxy only what its namespace may see, so a
+// sidecar's route configuration is built per namespace from the services
+// that namespace may see, and only its own services answer to their bare
+// name.
 //
 // # Compatibility
 //

@@ -165,6 +165,7 @@ func render(t *testing.T, res Resources) []byte {
 	type entry struct {
 		Type     string          `json:"type"`
 		Name     string          `json:"name"`
+		Access   Access          `json:"access"`
 		Resource json.RawMessage `json:"resource"`
 	}
 	doc := struct {
@@ -181,7 +182,11 @@ func render(t *testing.T, res Resources) []byte {
 			if err != nil {
 				t.Fatalf("render %s %q: %v", typ, name, err)
 			}
-			doc.Resources = append(doc.Resources, entry{Type: shortType(typ), Name: name, Resource: b})
+			a, ok := res.Access(typ, name)
+			if !ok {
+				t.Fatalf("%s %q has no access", typ, name)
+			}
+			doc.Resources = append(doc.Resources, entry{Type: shortType(typ), Name: name, Access: a, Resource: b})
 		}
 	}
 	j, err := json.Marshal(doc)

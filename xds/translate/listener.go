@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -23,6 +24,7 @@ import (
 type named struct {
 	typeURL, name string
 	msg           proto.Message
+	access        Access
 }
 
 // GRPCListenerName returns the Listener name a proxyless gRPC client asks for
@@ -36,9 +38,11 @@ func GRPCListenerName(namespace, service string, port uint32) string {
 }
 
 // SidecarListenerName returns the name of the Envoy outbound listener, and
-// of its route configuration, for a port number.
-func SidecarListenerName(port uint32) string {
-	return "outbound_" + strconv.FormatUint(uint64(port), 10)
+// of its route configuration, that the sidecars of a namespace get for a
+// port number: "outbound_<port>/<namespace>". Each namespace has its own,
+// so a bare service name resolves within the caller's namespace.
+func SidecarListenerName(namespace string, port uint32) string {
+	return "outbound_" + strconv.FormatUint(uint64(port), 10) + "/" + namespace
 }
 
 // httpConnectionManager returns an HCM that fetches its routes over ADS
@@ -72,6 +76,7 @@ func httpConnectionManager(statPrefix, routeConfig string) (*anypb.Any, error) {
 func grpcResources(s router.ServicePlan, form Form) ([]named, []Limit, error) {
 	var out []named
 	var limits []Limit
+	access := Access{Namespace: s.Namespace, Consumers: s.Consumers}
 	first := true
 	for _, p := range s.Ports {
 		if p.Protocol != router.ProtocolGRPC {
@@ -87,7 +92,7 @@ func grpcResources(s router.ServicePlan, form Form) ([]named, []Limit, error) {
 		}
 		// The route configuration belongs to this one service, so its
 		// virtual host matches whatever authority the client uses.
-		out = append(out, named{resource.RouteType, rcName, &routev3.RouteConfiguration{
+		out = append(out, named{typeURL: resource.RouteType, name: rcName, access: access, msg: &routev3.RouteConfiguration{
 			Name: rcName,
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name:    GRPCListenerName(s.Namespace, s.Name, 0),
@@ -105,7 +110,7 @@ func grpcResources(s router.ServicePlan, form Form) ([]named, []Limit, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("listener %q: %w", ln, err)
 			}
-			out = append(out, named{resource.ListenerType, ln, &listenerv3.Listener{
+			out = append(out, named{typeURL: resource.ListenerType, name: ln, access: access, msg: &listenerv3.Listener{
 				Name:        ln,
 				ApiListener: &listenerv3.ApiListener{ApiListener: hcm},
 			}})
@@ -114,85 +119,98 @@ func grpcResources(s router.ServicePlan, form Form) ([]named, []Limit, error) {
 	return out, limits, nil
 }
 
-// sidecarResources returns, for every port number any service uses, the
-// Envoy outbound listener and its route configuration, with one virtual host
-// per service on that port.
+// sidecarResources returns, for every namespace whose sidecars may call a
+// service (the namespaces of the plan's services and the consumers they
+// name), and every port number those services use, the Envoy outbound
+// listener and its route configuration, with one virtual host per service
+// the namespace may see on that port. Only the namespace's own services
+// answer to their bare name, so no namespace can capture another's. A
+// namespace that only a "*" grant reaches has no sidecar resources: name it
+// in sluice.dev/consumers to give its sidecars routes.
 func sidecarResources(plan router.Plan, opts Options, form Form) ([]named, error) {
 	type svcPort struct {
 		svc  router.ServicePlan
 		port router.PortPlan
 	}
-	byPort := map[uint32][]svcPort{}
-	shortNames := map[uint32]map[string]int{}
-	for _, s := range plan.Services {
-		for _, p := range s.Ports {
-			byPort[p.Number] = append(byPort[p.Number], svcPort{s, p})
-			if shortNames[p.Number] == nil {
-				shortNames[p.Number] = map[string]int{}
-			}
-			shortNames[p.Number][s.Name]++
-		}
-	}
-	ports := make([]uint32, 0, len(byPort))
-	for n := range byPort {
-		ports = append(ports, n)
-	}
-	slices.Sort(ports)
 	var out []named
-	for _, n := range ports {
-		name := SidecarListenerName(n)
-		rc := &routev3.RouteConfiguration{Name: name}
-		entries := byPort[n]
-		slices.SortFunc(entries, func(a, b svcPort) int {
-			return cmp.Or(cmp.Compare(a.svc.Namespace, b.svc.Namespace), cmp.Compare(a.svc.Name, b.svc.Name))
-		})
-		for _, e := range entries {
-			rs, _, err := routes(e.port, form, false)
-			if err != nil {
-				return nil, fmt.Errorf("service %s/%s port %d: %w", e.svc.Namespace, e.svc.Name, n, err)
+	for _, ns := range SidecarNamespaces(plan) {
+		byPort := map[uint32][]svcPort{}
+		for _, s := range plan.Services {
+			if !s.Consumers.Allows(s.Namespace, ns) {
+				continue
 			}
-			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-				Name:    GRPCListenerName(e.svc.Namespace, e.svc.Name, 0),
-				Domains: virtualHostDomains(e.svc.Namespace, e.svc.Name, n, opts.ClusterDomain, shortNames[n][e.svc.Name] == 1),
-				Routes:  rs,
+			for _, p := range s.Ports {
+				byPort[p.Number] = append(byPort[p.Number], svcPort{s, p})
+			}
+		}
+		access := Access{Namespace: ns}
+		for _, n := range slices.Sorted(maps.Keys(byPort)) {
+			name := SidecarListenerName(ns, n)
+			rc := &routev3.RouteConfiguration{Name: name}
+			entries := byPort[n]
+			slices.SortFunc(entries, func(a, b svcPort) int {
+				return cmp.Or(cmp.Compare(a.svc.Namespace, b.svc.Namespace), cmp.Compare(a.svc.Name, b.svc.Name))
 			})
-		}
-		hcm, err := httpConnectionManager(name, name)
-		if err != nil {
-			return nil, fmt.Errorf("listener %q: %w", name, err)
-		}
-		out = append(out,
-			named{resource.RouteType, name, rc},
-			named{resource.ListenerType, name, &listenerv3.Listener{
-				Name: name,
-				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-					Protocol:      corev3.SocketAddress_TCP,
-					Address:       opts.SidecarAddress,
-					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: n},
-				}}},
-				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-				FilterChains: []*listenerv3.FilterChain{{
-					Filters: []*listenerv3.Filter{{
-						Name:       wellknown.HTTPConnectionManager,
-						ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+			for _, e := range entries {
+				rs, _, err := routes(e.port, form, false)
+				if err != nil {
+					return nil, fmt.Errorf("service %s/%s port %d: %w", e.svc.Namespace, e.svc.Name, n, err)
+				}
+				rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+					Name:    GRPCListenerName(e.svc.Namespace, e.svc.Name, 0),
+					Domains: virtualHostDomains(e.svc.Namespace, e.svc.Name, n, opts.ClusterDomain, e.svc.Namespace == ns),
+					Routes:  rs,
+				})
+			}
+			hcm, err := httpConnectionManager("outbound_"+strconv.FormatUint(uint64(n), 10), name)
+			if err != nil {
+				return nil, fmt.Errorf("listener %q: %w", name, err)
+			}
+			out = append(out,
+				named{typeURL: resource.RouteType, name: name, msg: rc, access: access},
+				named{typeURL: resource.ListenerType, name: name, access: access, msg: &listenerv3.Listener{
+					Name: name,
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Protocol:      corev3.SocketAddress_TCP,
+						Address:       opts.SidecarAddress,
+						PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: n},
+					}}},
+					TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+					FilterChains: []*listenerv3.FilterChain{{
+						Filters: []*listenerv3.Filter{{
+							Name:       wellknown.HTTPConnectionManager,
+							ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+						}},
 					}},
 				}},
-			}},
-		)
+			)
+		}
 	}
 	return out, nil
+}
+
+// SidecarNamespaces returns, sorted, the namespaces whose sidecars get
+// outbound listeners and route configurations: those of the plan's services
+// and those the services name as consumers.
+func SidecarNamespaces(plan router.Plan) []string {
+	namespaces := map[string]bool{}
+	for _, s := range plan.Services {
+		namespaces[s.Namespace] = true
+		for _, ns := range s.Consumers.Namespaces {
+			namespaces[ns] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(namespaces))
 }
 
 // virtualHostDomains returns the authorities a sidecar client may use for a
 // service, each with and without the port: "<service>.<namespace>" and
 // "<service>.<namespace>.svc.<cluster domain>", and the bare "<service>"
-// when no other namespace has a service of that name on the same port. Envoy
-// rejects a route configuration in which two virtual hosts share a domain,
-// and a sidecar cannot tell which namespace a bare name meant, so an
-// ambiguous bare name is left out and clients must qualify it.
-func virtualHostDomains(namespace, service string, port uint32, clusterDomain string, shortUnique bool) []string {
+// when the sidecar is in the service's own namespace (bare), as Kubernetes
+// DNS resolves a bare name. Names of other namespaces must be qualified.
+func virtualHostDomains(namespace, service string, port uint32, clusterDomain string, bare bool) []string {
 	var hosts []string
-	if shortUnique {
+	if bare {
 		hosts = append(hosts, service)
 	}
 	hosts = append(hosts, service+"."+namespace, service+"."+namespace+".svc."+clusterDomain)

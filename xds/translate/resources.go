@@ -23,6 +23,8 @@ type Resources struct {
 	// configurations whose content differs in that form.
 	variants map[Form]map[string]proto.Message
 	limits   map[Form][]Limit
+	// access says, per type URL and name, whose proxies may see each resource.
+	access map[string]map[string]Access
 }
 
 // Variant returns the route configurations (by name) that clients of form
@@ -75,22 +77,27 @@ func (r Resources) Version() string { return r.version }
 
 // add stores a resource; a name used twice within a type is a translator
 // bug that Translate reports.
-func (r *Resources) add(typeURL, name string, m proto.Message) error {
+func (r *Resources) add(typeURL, name string, m proto.Message, a Access) error {
 	if r.byType == nil {
 		r.byType = map[string]map[string]proto.Message{}
+		r.access = map[string]map[string]Access{}
 	}
 	if r.byType[typeURL] == nil {
 		r.byType[typeURL] = map[string]proto.Message{}
+		r.access[typeURL] = map[string]Access{}
 	}
 	if _, dup := r.byType[typeURL][name]; dup {
 		return fmt.Errorf("%s %q generated twice", shortType(typeURL), name)
 	}
 	r.byType[typeURL][name] = m
+	r.access[typeURL][name] = a
 	return nil
 }
 
 // seal computes the version. Lengths are written before each field so that
-// no two different sets of resources hash the same byte stream.
+// no two different sets of resources hash the same byte stream. Access is
+// part of the version: a grant that changes no resource still changes what
+// proxies may see, so it must be published.
 func (r *Resources) seal() error {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
@@ -109,6 +116,15 @@ func (r *Resources) seal() error {
 			field([]byte(t))
 			field([]byte(name))
 			field(b)
+			a := r.access[t][name]
+			field([]byte(a.Namespace))
+			if a.Consumers.All {
+				field([]byte("*"))
+			}
+			for _, ns := range a.Consumers.Namespaces {
+				field([]byte(ns))
+			}
+			field(nil)
 		}
 	}
 	for _, f := range Forms[1:] {

@@ -65,14 +65,17 @@ func (o Options) withDefaults() (Options, error) {
 //     for each gRPC port, each with an api_listener whose route configuration
 //     "<service>.<namespace>:<port>" has one virtual host matching any
 //     authority;
-//   - Envoy sidecars: for every port number in use, a Listener
-//     "outbound_<port>" on SidecarAddress:<port> and its RouteConfiguration
-//     of the same name, with one virtual host per service that has that
-//     port, answering "<service>.<namespace>" and
-//     "<service>.<namespace>.svc.<cluster domain>", with and without
-//     ":<port>", and the bare "<service>" unless two namespaces share that
-//     service name on the port (Envoy rejects a domain claimed twice);
+//   - Envoy sidecars: for every namespace that has services or is named a
+//     consumer, and every port number its visible services use, a Listener
+//     "outbound_<port>/<namespace>" on SidecarAddress:<port> and its
+//     RouteConfiguration of the same name, with one virtual host per
+//     service that namespace may see on that port, answering
+//     "<service>.<namespace>" and "<service>.<namespace>.svc.<cluster
+//     domain>", with and without ":<port>", and the bare "<service>" only
+//     for the namespace's own services;
 //   - for every plan cluster, an EDS Cluster and its ClusterLoadAssignment.
+//
+// Every resource carries its [Access]: who may see it.
 //
 // It refuses a plan that fails [router.Plan.Validate], and it checks every
 // resource with ValidateAll, so what it returns can be published as is.
@@ -89,19 +92,24 @@ func Translate(plan router.Plan, opts Options) (Resources, error) {
 		res.variants[f] = map[string]proto.Message{}
 	}
 	var errs []error
-	add := func(typeURL, name string, m proto.Message) {
-		if err := res.add(typeURL, name, m); err != nil {
+	add := func(typeURL, name string, m proto.Message, a Access) {
+		if err := res.add(typeURL, name, m, a); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	consumers := map[[2]string]router.Consumers{}
+	for _, s := range plan.Services {
+		consumers[[2]string{s.Namespace, s.Name}] = s.Consumers
+	}
 	for _, c := range plan.Clusters {
+		a := Access{Namespace: c.ID.Namespace, Consumers: consumers[[2]string{c.ID.Namespace, c.ID.Service}]}
 		cl, err := cluster(c, opts)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		add(resource.ClusterType, c.Name, cl)
-		add(resource.EndpointType, c.Name, loadAssignment(c))
+		add(resource.ClusterType, c.Name, cl, a)
+		add(resource.EndpointType, c.Name, loadAssignment(c), a)
 	}
 	for _, form := range Forms {
 		rs, limits, err := formResources(plan, opts, form)
@@ -113,7 +121,7 @@ func Translate(plan router.Plan, opts Options) (Resources, error) {
 		res.limits[form] = limits
 		for _, r := range rs {
 			if form == FormCurrent {
-				add(r.typeURL, r.name, r.msg)
+				add(r.typeURL, r.name, r.msg, r.access)
 				continue
 			}
 			if r.typeURL != resource.RouteType {

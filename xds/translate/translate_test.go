@@ -78,11 +78,11 @@ func TestTranslateOptionsApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := get[*listenerv3.Listener](t, res, resource.ListenerType, "outbound_9090")
+	l := get[*listenerv3.Listener](t, res, resource.ListenerType, "outbound_9090/shop")
 	if got := l.GetAddress().GetSocketAddress().GetAddress(); got != "127.0.0.1" {
 		t.Errorf("listener address %q, want 127.0.0.1", got)
 	}
-	rc := get[*routev3.RouteConfiguration](t, res, resource.RouteType, "outbound_9090")
+	rc := get[*routev3.RouteConfiguration](t, res, resource.RouteType, "outbound_9090/shop")
 	if d := rc.VirtualHosts[0].Domains; !contains(d, "checkout.shop.svc.example.internal:9090") {
 		t.Errorf("domains %q lack the configured cluster domain", d)
 	}
@@ -128,7 +128,7 @@ func TestProxylessListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantListeners := []string{"checkout.shop", "checkout.shop:9090", "checkout.shop:9091", "outbound_8080", "outbound_9090", "outbound_9091"}
+	wantListeners := []string{"checkout.shop", "checkout.shop:9090", "checkout.shop:9091", "outbound_8080/shop", "outbound_9090/shop", "outbound_9091/shop"}
 	if diff := cmp.Diff(wantListeners, res.Names(resource.ListenerType)); diff != "" {
 		t.Errorf("listeners (-want +got):\n%s", diff)
 	}
@@ -240,18 +240,35 @@ func checkReferences(t interface {
 	}
 }
 
-func TestGoldenReferencesResolve(t *testing.T) {
+// TestBareNamesScopedByNamespace: two namespaces each have a service "a";
+// each namespace's sidecars answer the bare name with their own service and
+// never see the other's (no grant).
+func TestBareNamesScopedByNamespace(t *testing.T) {
 	res, err := Translate(build(t, service("shop", "a", 500), service("web", "a", 0)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkReferences(t, res)
-	rc := get[*routev3.RouteConfiguration](t, res, resource.RouteType, "outbound_9090")
-	for _, vh := range rc.GetVirtualHosts() {
-		if contains(vh.GetDomains(), "a") || contains(vh.GetDomains(), "a:9090") {
-			t.Errorf("virtual host %q claims the bare name shared by two namespaces: %q", vh.GetName(), vh.GetDomains())
+	for _, ns := range []string{"shop", "web"} {
+		rc := get[*routev3.RouteConfiguration](t, res, resource.RouteType, "outbound_9090/"+ns)
+		if len(rc.GetVirtualHosts()) != 1 {
+			t.Fatalf("%s: %d virtual hosts, want its own service only", ns, len(rc.GetVirtualHosts()))
+		}
+		vh := rc.GetVirtualHosts()[0]
+		if vh.GetName() != "a."+ns || !contains(vh.GetDomains(), "a") || !contains(vh.GetDomains(), "a:9090") {
+			t.Errorf("%s: virtual host %q domains %q, want its own a answering the bare name", ns, vh.GetName(), vh.GetDomains())
+		}
+		if a, ok := res.Access(resource.RouteType, rc.GetName()); !ok || a.Namespace != ns || a.Allows(otherOf(ns)) {
+			t.Errorf("%s: route configuration access %+v, want its namespace only", ns, a)
 		}
 	}
+}
+
+func otherOf(ns string) string {
+	if ns == "shop" {
+		return "web"
+	}
+	return "shop"
 }
 
 // genState draws a small valid state for the translator's properties.
@@ -266,6 +283,12 @@ func genState(t *rapid.T) router.State {
 		}
 		seen[ns+"/"+name] = true
 		s := router.Service{Namespace: ns, Name: name}
+		switch rapid.IntRange(0, 2).Draw(t, "consumers") {
+		case 1:
+			s.Consumers = router.Consumers{Namespaces: []string{rapid.SampledFrom([]string{"a", "b", "c"}).Draw(t, "consumer")}}
+		case 2:
+			s.Consumers = router.Consumers{All: true}
+		}
 		for _, n := range rapid.SliceOfNDistinct(rapid.SampledFrom([]uint32{80, 9090, 9091}), 1, 3, rapid.ID[uint32]).Draw(t, "ports") {
 			s.Ports = append(s.Ports, router.Port{Name: fmt.Sprint("p", n), Number: n,
 				Protocol: rapid.SampledFrom([]router.Protocol{router.ProtocolGRPC, router.ProtocolHTTP}).Draw(t, "protocol")})
@@ -311,6 +334,7 @@ func TestPropertyTranslate(t *testing.T) {
 			t.Fatalf("Translate: %v", err)
 		}
 		checkReferences(t, res)
+		checkScoping(t, p, res)
 
 		shuffled := router.State{Services: rapid.Permutation(st.Services).Draw(t, "order")}
 		for i := range shuffled.Services {
@@ -334,4 +358,60 @@ func TestPropertyTranslate(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkScoping asserts the visibility rules of the translator: every
+// resource has an access; a sidecar route configuration of namespace ns
+// holds exactly the virtual hosts of the services ns may see on its port,
+// answers bare names only for ns's own services, and references only
+// clusters ns may see.
+func checkScoping(t interface{ Fatalf(string, ...any) }, p router.Plan, res Resources) {
+	for _, typ := range res.Types() {
+		for _, name := range res.Names(typ) {
+			if _, ok := res.Access(typ, name); !ok {
+				t.Fatalf("%s %q has no access", shortType(typ), name)
+			}
+		}
+	}
+	for _, name := range res.Names(resource.RouteType) {
+		head, ns, isSidecar := strings.Cut(name, "/")
+		if !isSidecar {
+			continue
+		}
+		a, _ := res.Access(resource.RouteType, name)
+		if a.Namespace != ns || a.Consumers.All || len(a.Consumers.Namespaces) > 0 {
+			t.Fatalf("sidecar route %q access %+v, want namespace %q only", name, a, ns)
+		}
+		m, _ := res.Get(resource.RouteType, name)
+		rc := m.(*routev3.RouteConfiguration)
+		want := map[string]bool{}
+		port := strings.TrimPrefix(head, "outbound_")
+		for _, s := range p.Services {
+			for _, pp := range s.Ports {
+				if fmt.Sprint(pp.Number) == port && s.Consumers.Allows(s.Namespace, ns) {
+					want[GRPCListenerName(s.Namespace, s.Name, 0)] = true
+				}
+			}
+		}
+		if len(rc.GetVirtualHosts()) != len(want) {
+			t.Fatalf("sidecar route %q has %d virtual hosts, want %d", name, len(rc.GetVirtualHosts()), len(want))
+		}
+		for _, vh := range rc.GetVirtualHosts() {
+			if !want[vh.GetName()] {
+				t.Fatalf("sidecar route %q of %s shows %q, which %s may not see", name, ns, vh.GetName(), ns)
+			}
+			own := strings.HasSuffix(vh.GetName(), "."+ns)
+			bare := !strings.Contains(vh.GetDomains()[0], ".")
+			if bare != own {
+				t.Fatalf("sidecar route %q: virtual host %q domains %q (bare name only for %s's own services)", name, vh.GetName(), vh.GetDomains(), ns)
+			}
+			for _, r := range vh.GetRoutes() {
+				for _, c := range r.GetRoute().GetWeightedClusters().GetClusters() {
+					if ca, _ := res.Access(resource.ClusterType, c.GetName()); !ca.Allows(ns) {
+						t.Fatalf("sidecar route %q of %s names cluster %q it may not see", name, ns, c.GetName())
+					}
+				}
+			}
+		}
+	}
 }

@@ -1,0 +1,240 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// source reads namespaces from the API server and keeps each answer for a
+// short while, so that many open pages cost the API server one read per
+// namespace per freshness interval.
+type source struct {
+	client    client.Client
+	fixed     []string
+	freshness time.Duration
+
+	mu      sync.Mutex
+	teams   *cachedTeams
+	data    map[string]*cachedNamespace
+	history map[types.NamespacedName][]Point
+}
+
+type cachedTeams struct {
+	at    time.Time
+	teams map[string][]string // team → namespaces, all of them (before access)
+}
+
+type cachedNamespace struct {
+	mu   sync.Mutex // one read at a time per namespace
+	at   time.Time
+	data namespaceData
+	err  error
+}
+
+// teamNamespaces returns every team with the namespaces access allows,
+// leaving out teams with none.
+func (s *source) teamNamespaces(ctx context.Context, access Access) (map[string][]string, error) {
+	all, err := s.allTeams(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for team, nss := range all {
+		for _, ns := range nss {
+			ok, err := access.Allowed(ctx, ns)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out[team] = append(out[team], ns)
+			}
+		}
+	}
+	return out, nil
+}
+
+// allTeams groups namespaces by their sluice.dev/team label. A reader who
+// may not list namespaces sees the fixed ones.
+func (s *source) allTeams(ctx context.Context) (map[string][]string, error) {
+	s.mu.Lock()
+	cached := s.teams
+	s.mu.Unlock()
+	if cached != nil && time.Since(cached.at) < 5*s.freshness {
+		return cached.teams, nil
+	}
+	var nss []corev1.Namespace
+	var list corev1.NamespaceList
+	switch err := s.client.List(ctx, &list); {
+	case err == nil:
+		nss = list.Items
+	case apierrors.IsForbidden(err) && len(s.fixed) > 0:
+		for _, name := range s.fixed {
+			ns := corev1.Namespace{}
+			if err := s.client.Get(ctx, types.NamespacedName{Name: name}, &ns); err != nil {
+				if !apierrors.IsForbidden(err) {
+					return nil, fmt.Errorf("get namespace: %w", err)
+				}
+				ns.Name = name
+			}
+			nss = append(nss, ns)
+		}
+	default:
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	teams := map[string][]string{}
+	for _, ns := range nss {
+		team := ns.Labels[v1alpha1.LabelTeam]
+		if team == "" {
+			team = NoTeam
+		}
+		teams[team] = append(teams[team], ns.Name)
+	}
+	for _, v := range teams {
+		sort.Strings(v)
+	}
+	s.mu.Lock()
+	s.teams = &cachedTeams{at: time.Now(), teams: teams}
+	s.mu.Unlock()
+	return teams, nil
+}
+
+// readers bounds how many namespaces one page reads at once.
+const readers = 4
+
+// reading is one namespace's data or why it could not be read.
+type reading struct {
+	namespaceData
+	err error
+}
+
+// namespaces reads several namespaces, a few at a time, in the order given.
+func (s *source) namespaces(ctx context.Context, nss []string) []reading {
+	out := make([]reading, len(nss))
+	slots := make(chan struct{}, readers)
+	var wg sync.WaitGroup
+	for i, ns := range nss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			out[i].namespaceData, out[i].err = s.namespace(ctx, ns)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// namespace returns what the API server holds about ns, read at most
+// freshness ago. The caller has checked access.
+func (s *source) namespace(ctx context.Context, ns string) (namespaceData, error) {
+	s.mu.Lock()
+	c, ok := s.data[ns]
+	if !ok {
+		c = &cachedNamespace{}
+		s.data[ns] = c
+	}
+	s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < s.freshness {
+		return c.data, c.err
+	}
+	c.data, c.err = s.read(ctx, ns)
+	c.at = time.Now()
+	if c.err == nil {
+		s.remember(c.data)
+	}
+	return c.data, c.err
+}
+
+// remember keeps the chart points of every Rollout of d, so a rollout's
+// chart outlives the few decisions its status holds; it forgets Rollouts
+// that are gone.
+func (s *source) remember(d namespaceData) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	present := map[types.NamespacedName]bool{}
+	for i := range d.Rollouts {
+		ro := &d.Rollouts[i]
+		key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
+		present[key] = true
+		var since time.Time
+		if ro.Status.CanaryStartedAt != nil {
+			since = ro.Status.CanaryStartedAt.Time
+		}
+		s.history[key] = mergePoints(s.history[key], ro.Status.Analysis, since)
+	}
+	for key := range s.history {
+		if key.Namespace == d.Namespace && !present[key] {
+			delete(s.history, key)
+		}
+	}
+}
+
+// seen returns the chart points remembered for a Rollout.
+func (s *source) seen(key types.NamespacedName) []Point {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.history[key]
+}
+
+func (s *source) read(ctx context.Context, ns string) (namespaceData, error) {
+	d := namespaceData{Namespace: ns}
+	var ros v1alpha1.RolloutList
+	if err := s.client.List(ctx, &ros, client.InNamespace(ns)); err != nil {
+		return d, fmt.Errorf("list rollouts: %w", err)
+	}
+	d.Rollouts = ros.Items
+	if len(d.Rollouts) == 0 {
+		return d, nil
+	}
+	// What a reader may not list is left out and said; the Rollouts show.
+	var deps appsv1.DeploymentList
+	if err := s.list(ctx, ns, &deps, "deployments: versions unknown", &d.Problems, client.HasLabels{v1alpha1.LabelService}); err != nil {
+		return d, err
+	}
+	d.Deployments = deps.Items
+	var rss appsv1.ReplicaSetList
+	if err := s.list(ctx, ns, &rss, "replicasets: the stable version may be unknown", &d.Problems, client.HasLabels{v1alpha1.LabelRevision}); err != nil {
+		return d, err
+	}
+	d.ReplicaSets = rss.Items
+	var events eventsv1.EventList
+	if err := s.list(ctx, ns, &events, "events: no timeline, recent rollouts or warnings", &d.Problems); err != nil {
+		return d, err
+	}
+	for _, e := range events.Items {
+		if e.Regarding.Kind == "Rollout" || e.Regarding.Kind == "Deployment" {
+			d.Events = append(d.Events, e)
+		}
+	}
+	return d, nil
+}
+
+// list lists into list; a Forbidden answer adds "may not list <what>" to
+// problems instead of failing.
+func (s *source) list(ctx context.Context, ns string, list client.ObjectList, what string, problems *[]string, opts ...client.ListOption) error {
+	err := s.client.List(ctx, list, append(opts, client.InNamespace(ns))...)
+	switch {
+	case apierrors.IsForbidden(err):
+		*problems = append(*problems, ns+": you may not list "+what)
+		return nil
+	case err != nil:
+		return fmt.Errorf("list %s: %w", strings.Fields(what)[0], err)
+	}
+	return nil
+}
