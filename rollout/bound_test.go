@@ -69,3 +69,24 @@ func TestStaleProxiesAreNamedNotWaitedFor(t *testing.T) {
 		t.Fatalf("events %+v, want a StaleProxies warning", r.Events)
 	}
 }
+
+// TestProxiesPerReplicaAreBounded: the per-replica counts reach the status,
+// at most MaxReplicaProxies of them, names cut to 253 bytes.
+func TestProxiesPerReplicaAreBounded(t *testing.T) {
+	var replicas []v1alpha1.ReplicaProxies
+	for i := range v1alpha1.MaxReplicaProxies + 4 {
+		replicas = append(replicas, v1alpha1.ReplicaProxies{Replica: strings.Repeat("r", 300) + string(rune('a'+i)), Acked: 1})
+	}
+	o := Observed{Deployment: pausedFor("b"), Spec: testSpec(v1alpha1.ModeCanary), Canary: readyCanary("b", 1),
+		Status: progressingAt(0, 100, nil), Now: t0,
+		Confirmed: &Confirmed{Weight: 100, Confirmation: Confirmation{Acked: len(replicas), Replicas: replicas}}}
+	got := Step(o).Status.Proxies.Replicas
+	if len(got) != v1alpha1.MaxReplicaProxies {
+		t.Fatalf("%d replicas on the status, want %d", len(got), v1alpha1.MaxReplicaProxies)
+	}
+	for _, r := range got {
+		if len(r.Replica) > 253 || r.Acked != 1 {
+			t.Fatalf("replica %q (%d bytes) acked %d", r.Replica, len(r.Replica), r.Acked)
+		}
+	}
+}

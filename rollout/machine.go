@@ -63,6 +63,8 @@ type Confirmation struct {
 	// Stale names the proxies not waited for: they left the routes
 	// unanswered for longer than the stale bound.
 	Stale []string
+	// Replicas counts the proxies by the Sluice replica they connect to.
+	Replicas []v1alpha1.ReplicaProxies
 }
 
 // Confirmed is the result of asking the traffic controller to confirm Weight.

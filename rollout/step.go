@@ -339,6 +339,11 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	st.Proxies.Acked = int32(c.Acked)
 	st.Proxies.Nacked = int32(c.Nacked)
 	st.Proxies.Stale = int32(len(c.Stale))
+	st.Proxies.Replicas = nil
+	for _, r := range c.Replicas[:min(len(c.Replicas), v1alpha1.MaxReplicaProxies)] {
+		r.Replica = text.Truncate(r.Replica, 253)
+		st.Proxies.Replicas = append(st.Proxies.Replicas, r)
+	}
 	st.Proxies.StaleNodes = nil
 	if len(c.Stale) > 0 {
 		st.Proxies.StaleNodes = slices.Clone(c.Stale[:min(len(c.Stale), v1alpha1.MaxStaleNodes)])

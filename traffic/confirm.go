@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/text"
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/server"
@@ -27,6 +29,9 @@ type Confirmation struct {
 	// Stale names the proxies not waited for, sorted: they left the routes
 	// unanswered for longer than the xDS server's stale bound.
 	Stale []string
+	// Replicas counts the proxies by the replica they are connected to,
+	// this one first, then the others by name.
+	Replicas []v1alpha1.ReplicaProxies
 }
 
 // Confirm blocks until the routes of the service namespace/service that carry
@@ -141,8 +146,11 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 		delete(acked, id)
 	}
 	conf := Confirmation{Acked: len(acked), Nacked: len(nacked)}
+	local := v1alpha1.ReplicaProxies{Replica: c.replica, Acked: int32(len(acked)), Nacked: int32(len(nacked)), Stale: int32(len(stale))}
+	var others []v1alpha1.ReplicaProxies
 	if c.peers != nil {
-		if err := c.waitPeers(wctx, owner, routes, acked, nacked, stale); err != nil {
+		var err error
+		if others, err = c.waitPeers(wctx, owner, routes, acked, nacked, stale); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -161,6 +169,7 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 		conf.Stale = append(conf.Stale, id)
 	}
 	slices.Sort(conf.Stale)
+	conf.Replicas = append([]v1alpha1.ReplicaProxies{local}, others...)
 	if len(nacked) > 0 {
 		for _, p := range c.srv.Proxies() {
 			if !nacked[p.NodeID] {
@@ -248,7 +257,10 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 // failure delays one step, not every one) and then named stale
 // ("replica <addr>", "peers (<error>)") and not waited for: proxies of a
 // dead replica reconnect to a live one.
-func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, acked, nacked, stale map[string]bool) error {
+//
+// It returns the counts of each other replica as it last answered,
+// sorted by replica name.
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, acked, nacked, stale map[string]bool) ([]v1alpha1.ReplicaProxies, error) {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
@@ -258,10 +270,11 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 	defer tick.Stop()
 	for {
 		var waiting []string
+		var counts []v1alpha1.ReplicaProxies
 		peers, err := c.peers(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
+			return nil, ctx.Err()
 		case err != nil:
 			if c.unreachable("peers", true) {
 				stale[text.Truncate("peers ("+err.Error()+")", 253)] = true
@@ -277,16 +290,19 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil, ctx.Err()
 				}
 				if c.unreachable(p.Addr, true) {
 					stale["replica "+p.Addr] = true
+					counts = append(counts, v1alpha1.ReplicaProxies{Replica: p.Addr, Stale: 1})
 				} else {
 					waiting = append(waiting, "replica "+p.Addr+" ("+err.Error()+")")
 				}
 				continue
 			}
 			c.unreachable(p.Addr, false)
+			counts = append(counts, v1alpha1.ReplicaProxies{Replica: cmp.Or(ps.Replica, p.Addr),
+				Acked: int32(len(ps.Acked)), Nacked: int32(len(ps.Nacked)), Stale: int32(len(ps.Stale))})
 			for _, id := range ps.Acked {
 				acked[id] = true
 			}
@@ -301,11 +317,12 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			}
 		}
 		if len(waiting) == 0 {
-			return nil
+			slices.SortFunc(counts, func(a, b v1alpha1.ReplicaProxies) int { return cmp.Compare(a.Replica, b.Replica) })
+			return counts, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w", strings.Join(waiting, ", "), ctx.Err())
+			return nil, fmt.Errorf("waiting for %s: %w", strings.Join(waiting, ", "), ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ type Options struct {
 	// it names the replica as stale and stops waiting for it; zero means
 	// DefaultPeerGrace.
 	PeerGrace time.Duration
+	// Replica names this replica in Confirmation.Replicas; empty means
+	// "this replica".
+	Replica string
 }
 
 // DefaultPeerGrace is Options.PeerGrace's default.
@@ -61,6 +65,7 @@ const DefaultPeerGrace = 10 * time.Second
 // replica.
 type Controller struct {
 	peers     func(ctx context.Context) ([]server.Peer, error)
+	replica   string
 	peerGrace time.Duration
 	// peerDown holds, under mu, since when each unreachable peer (or the
 	// peers' resolution, "peers") has been failing.
@@ -151,6 +156,7 @@ func newController(srv *server.Server, src source, opts Options) (*Controller, e
 		changed:   make(chan struct{}),
 		lastGood:  map[ServiceKey]router.Service{},
 		peers:     opts.Peers,
+		replica:   cmp.Or(opts.Replica, "this replica"),
 		peerGrace: opts.PeerGrace,
 	}
 	if c.peerGrace <= 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,7 +86,7 @@ func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
 		return []server.Peer{{Addr: other.addr, Conn: conn}}, nil
 	}
 	srcL, srcO := newFakeSource(canaryObjects(0)), newFakeSource(canaryObjects(0))
-	c := startController(t, leader.srv, srcL, Options{Logger: testr.New(t), Peers: peers, PeerGrace: 300 * time.Millisecond})
+	c := startController(t, leader.srv, srcL, Options{Logger: testr.New(t), Peers: peers, PeerGrace: 300 * time.Millisecond, Replica: "leader"})
 	startController(t, other.srv, srcO, Options{Logger: testr.New(t)})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,6 +150,10 @@ func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
 	if got.Acked != 2 || got.Nacked != 0 || len(got.Stale) != 0 {
 		t.Fatalf("confirmation %+v, want both proxies acked", got)
 	}
+	perReplica := []v1alpha1.ReplicaProxies{{Replica: "leader", Acked: 1}, {Replica: "other", Acked: 1}}
+	if !slices.Equal(got.Replicas, perReplica) {
+		t.Fatalf("per replica %+v, want %+v", got.Replicas, perReplica)
+	}
 
 	// The other replica dies: after the grace it is named, not waited for.
 	other.stop()
@@ -156,6 +161,10 @@ func TestConfirmWaitsForEveryReplicasProxies(t *testing.T) {
 	got = confirm(t, c, router.Weight(10000))
 	if got.Acked != 1 || len(got.Stale) != 1 || got.Stale[0] != "replica "+other.addr {
 		t.Fatalf("confirmation %+v, want the leader's proxy acked and the dead replica named stale", got)
+	}
+	perReplica = []v1alpha1.ReplicaProxies{{Replica: "leader", Acked: 1}, {Replica: other.addr, Stale: 1}}
+	if !slices.Equal(got.Replicas, perReplica) {
+		t.Fatalf("per replica %+v, want %+v", got.Replicas, perReplica)
 	}
 }
 

@@ -129,10 +129,33 @@ type ProxyStatus struct {
 	// StaleNodes names some of them (at most MaxStaleNodes), sorted.
 	// +optional
 	StaleNodes []string `json:"staleNodes,omitempty"`
+	// Replicas breaks the counts down by the Sluice replica the proxies are
+	// connected to (at most MaxReplicaProxies, by name).
+	// +optional
+	// +listType=map
+	// +listMapKey=replica
+	Replicas []ReplicaProxies `json:"replicas,omitempty"`
+}
+
+// ReplicaProxies counts the proxies connected to one Sluice replica.
+type ReplicaProxies struct {
+	// Replica is the replica's name (--replica-name, its pod name) or, for
+	// one that could not be asked, its address.
+	Replica string `json:"replica"`
+	// Acked, Nacked and Stale count its proxies as ProxyStatus does.
+	// +optional
+	Acked int32 `json:"acked"`
+	// +optional
+	Nacked int32 `json:"nacked"`
+	// +optional
+	Stale int32 `json:"stale,omitempty"`
 }
 
 // MaxStaleNodes is how many stale proxies status.proxies.staleNodes names.
 const MaxStaleNodes = 10
+
+// MaxReplicaProxies is how many replicas status.proxies.replicas lists.
+const MaxReplicaProxies = 16
 
 // AnalysisDecision is one verdict on one metric.
 type AnalysisDecision struct {

@@ -30,6 +30,7 @@ type components struct {
 	fleet      *server.PeerPool
 	namespace  string
 	self       string              // Sluice's own user name, for the webhooks
+	replica    string              // this replica's name
 	prometheus *metrics.Prometheus // nil: load reports only
 	log        logr.Logger
 }
@@ -48,7 +49,7 @@ func addComponents(mgr manager.Manager, c components) error {
 		return err
 	}
 
-	topts := traffic.Options{Logger: c.log.WithName("traffic")}
+	topts := traffic.Options{Logger: c.log.WithName("traffic"), Replica: c.replica}
 	if c.fleet != nil {
 		// A step counts when the proxies of every replica carry it.
 		topts.Peers = c.fleet.Peers
@@ -68,7 +69,7 @@ func addComponents(mgr manager.Manager, c components) error {
 	opts := rollout.Options{
 		Traffic: rollout.TrafficFunc(func(ctx context.Context, namespace, service string, w router.Weight) (rollout.Confirmation, error) {
 			got, err := steer.Confirm(ctx, namespace, service, w)
-			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale}, err
+			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale, Replicas: got.Replicas}, err
 		}),
 		Samples: samples,
 	}

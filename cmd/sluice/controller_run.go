@@ -275,7 +275,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 		}
 	}
 	log.Info("admission trusts canaries written by Sluice's own identity", "user", self)
-	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, prometheus: prom, log: log}); err != nil {
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, replica: o.replicaName, prometheus: prom, log: log}); err != nil {
 		return err
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)

@@ -414,6 +414,13 @@ func TestChaosSlowProxyOnTheFollowerDelaysTheStep(t *testing.T) {
 	if started.Add(time.Second).Before(after[0]) {
 		t.Errorf("the step started at %s, before the follower's slow proxy acknowledged at %s", started.Format(time.RFC3339Nano), after[0].Format(time.RFC3339Nano))
 	}
+	per := map[string]v1alpha1.ReplicaProxies{}
+	for _, r := range ro.Status.Proxies.Replicas {
+		per[r.Replica] = r
+	}
+	if _, ok := per[lead.Name]; !ok || per[follower.Name].Acked < 1 {
+		t.Errorf("status.proxies.replicas %+v, want both replicas, %s with the slow proxy acknowledged", ro.Status.Proxies.Replicas, follower.Name)
+	}
 	t.Logf("step confirmed %s after the update; the follower's slow proxy acknowledged %s after it (it waits %s)",
 		started.Sub(updated).Round(time.Second), after[0].Sub(updated).Round(time.Millisecond), slowAck)
 	s.wait(4*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
