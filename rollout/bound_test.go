@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -79,8 +80,13 @@ func TestProxiesPerReplicaAreBounded(t *testing.T) {
 	}
 	o := Observed{Deployment: pausedFor("b"), Spec: testSpec(v1alpha1.ModeCanary), Canary: readyCanary("b", 1),
 		Status: progressingAt(0, 100, nil), Now: t0,
-		Confirmed: &Confirmed{Weight: 100, Confirmation: Confirmation{Acked: len(replicas), Replicas: replicas}}}
-	got := Step(o).Status.Proxies.Replicas
+		Confirmed: &Confirmed{Weight: 100, Confirmation: Confirmation{Acked: len(replicas), Replicas: replicas,
+			Limits: slices.Repeat([]string{strings.Repeat("x", 600)}, v1alpha1.MaxProxyLimits+2)}}}
+	status := Step(o).Status
+	if n := len(status.Proxies.Limits); n != v1alpha1.MaxProxyLimits || len(status.Proxies.Limits[0]) > 512 {
+		t.Fatalf("%d limit lines on the status, the first %d bytes", n, len(status.Proxies.Limits[0]))
+	}
+	got := status.Proxies.Replicas
 	if len(got) != v1alpha1.MaxReplicaProxies {
 		t.Fatalf("%d replicas on the status, want %d", len(got), v1alpha1.MaxReplicaProxies)
 	}

@@ -65,6 +65,8 @@ type Confirmation struct {
 	Stale []string
 	// Replicas counts the proxies by the Sluice replica they connect to.
 	Replicas []v1alpha1.ReplicaProxies
+	// Limits says which proxies cannot follow part of the strategy.
+	Limits []string
 }
 
 // Confirmed is the result of asking the traffic controller to confirm Weight.

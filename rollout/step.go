@@ -344,6 +344,10 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 		r.Replica = text.Truncate(r.Replica, 253)
 		st.Proxies.Replicas = append(st.Proxies.Replicas, r)
 	}
+	st.Proxies.Limits = nil
+	for _, l := range c.Limits[:min(len(c.Limits), v1alpha1.MaxProxyLimits)] {
+		st.Proxies.Limits = append(st.Proxies.Limits, text.Truncate(l, text.MaxMessage))
+	}
 	st.Proxies.StaleNodes = nil
 	if len(c.Stale) > 0 {
 		st.Proxies.StaleNodes = slices.Clone(c.Stale[:min(len(c.Stale), v1alpha1.MaxStaleNodes)])

@@ -32,6 +32,10 @@ type Confirmation struct {
 	// Replicas counts the proxies by the replica they are connected to,
 	// this one first, then the others by name.
 	Replicas []v1alpha1.ReplicaProxies
+	// Limits says, sorted, how many proxies of every replica cannot follow
+	// part of the service's strategy and what they get instead, as
+	// "<n> proxies: <limit>" (xds/translate.Limit).
+	Limits []string
 }
 
 // Confirm blocks until the routes of the service namespace/service that carry
@@ -148,9 +152,10 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 	conf := Confirmation{Acked: len(acked), Nacked: len(nacked)}
 	local := v1alpha1.ReplicaProxies{Replica: c.replica, Acked: int32(len(acked)), Nacked: int32(len(nacked)), Stale: int32(len(stale))}
 	var others []v1alpha1.ReplicaProxies
+	limits := c.srv.RouteLimits(names)
 	if c.peers != nil {
 		var err error
-		if others, err = c.waitPeers(wctx, owner, routes, acked, nacked, stale); err != nil {
+		if others, err = c.waitPeers(wctx, owner, routes, acked, nacked, stale, limits); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -170,6 +175,10 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 	}
 	slices.Sort(conf.Stale)
 	conf.Replicas = append([]v1alpha1.ReplicaProxies{local}, others...)
+	for l, n := range limits {
+		conf.Limits = append(conf.Limits, fmt.Sprintf("%d %s: %s", n, plural(n, "proxy", "proxies"), l))
+	}
+	slices.Sort(conf.Limits)
 	if len(nacked) > 0 {
 		for _, p := range c.srv.Proxies() {
 			if !nacked[p.NodeID] {
@@ -260,7 +269,7 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 //
 // It returns the counts of each other replica as it last answered,
 // sorted by replica name.
-func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, acked, nacked, stale map[string]bool) ([]v1alpha1.ReplicaProxies, error) {
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, acked, nacked, stale map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, error) {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
@@ -271,6 +280,7 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 	for {
 		var waiting []string
 		var counts []v1alpha1.ReplicaProxies
+		peerLimits := map[string]int{}
 		peers, err := c.peers(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -303,6 +313,9 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			c.unreachable(p.Addr, false)
 			counts = append(counts, v1alpha1.ReplicaProxies{Replica: cmp.Or(ps.Replica, p.Addr),
 				Acked: int32(len(ps.Acked)), Nacked: int32(len(ps.Nacked)), Stale: int32(len(ps.Stale))})
+			for l, n := range ps.Limits {
+				peerLimits[l] += n
+			}
 			for _, id := range ps.Acked {
 				acked[id] = true
 			}
@@ -317,6 +330,9 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			}
 		}
 		if len(waiting) == 0 {
+			for l, n := range peerLimits {
+				limits[l] += n
+			}
 			slices.SortFunc(counts, func(a, b v1alpha1.ReplicaProxies) int { return cmp.Compare(a.Replica, b.Replica) })
 			return counts, nil
 		}
@@ -347,4 +363,12 @@ func (c *Controller) unreachable(key string, failed bool) bool {
 		return false
 	}
 	return time.Since(since) >= c.peerGrace
+}
+
+// plural is one or many by n.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -135,6 +135,13 @@ type ProxyStatus struct {
 	// +listType=map
 	// +listMapKey=replica
 	Replicas []ReplicaProxies `json:"replicas,omitempty"`
+	// Limits says which proxies cannot follow part of the strategy (an
+	// older client that cannot express a cohort match or a sticky split,
+	// say) and what they get instead, as "<n> proxies: <what>": at most
+	// MaxProxyLimits lines of at most 512 bytes. Such proxies send those
+	// requests to the stable version; they never fail them.
+	// +optional
+	Limits []string `json:"limits,omitempty"`
 }
 
 // ReplicaProxies counts the proxies connected to one Sluice replica.
@@ -156,6 +163,9 @@ const MaxStaleNodes = 10
 
 // MaxReplicaProxies is how many replicas status.proxies.replicas lists.
 const MaxReplicaProxies = 16
+
+// MaxProxyLimits is how many lines status.proxies.limits holds.
+const MaxProxyLimits = 5
 
 // AnalysisDecision is one verdict on one metric.
 type AnalysisDecision struct {

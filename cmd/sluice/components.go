@@ -69,7 +69,7 @@ func addComponents(mgr manager.Manager, c components) error {
 	opts := rollout.Options{
 		Traffic: rollout.TrafficFunc(func(ctx context.Context, namespace, service string, w router.Weight) (rollout.Confirmation, error) {
 			got, err := steer.Confirm(ctx, namespace, service, w)
-			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale, Replicas: got.Replicas}, err
+			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale, Replicas: got.Replicas, Limits: got.Limits}, err
 		}),
 		Samples: samples,
 	}

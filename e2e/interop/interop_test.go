@@ -491,6 +491,16 @@ func abRollout(t *testing.T, start func(h *harness, bs []byte) client, wantForm 
 	if p := h.proxy(); !slices.ContainsFunc(p.Limits, func(l string) bool { return strings.Contains(l, `sticky split by cookie "session"`) }) {
 		t.Errorf("proxy status limits %q do not name the cookie split", p.Limits)
 	}
+	// What the Rollout's status.proxies.limits counts: this one client.
+	counted := 0
+	for l, n := range h.srv.RouteLimits([]string{routeName}) {
+		if strings.Contains(l, `sticky split by cookie "session"`) {
+			counted += n
+		}
+	}
+	if counted != 1 {
+		t.Errorf("RouteLimits counts %d clients that cannot split by cookie, want this one", counted)
+	}
 }
 
 func cacheDir(t *testing.T) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"slices"
 	"sync"
 
@@ -54,6 +55,9 @@ type PeerSync struct {
 	Nacked  []string `json:"nacked,omitempty"`
 	Pending []string `json:"pending,omitempty"`
 	Stale   []string `json:"stale,omitempty"`
+	// Limits counts this replica's proxies of the targets' route
+	// configurations by what their form cannot express (RouteLimits).
+	Limits map[string]int `json:"limits,omitempty"`
 }
 
 // SyncedNow classifies this replica's proxies on targets without waiting.
@@ -67,7 +71,13 @@ func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
 	t.mu.Lock()
 	p := t.progressLocked(ts)
 	t.mu.Unlock()
-	return PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale}
+	var routes []string
+	for _, t := range targets {
+		if t.TypeURL == resource.RouteType {
+			routes = append(routes, t.Name)
+		}
+	}
+	return PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale, Limits: s.RouteLimits(routes)}
 }
 
 type proxySync interface {

@@ -81,6 +81,14 @@ func TestFormsServeVariants(t *testing.T) {
 			}
 		}
 	}
+	// Only the old proxy is limited on checkout; nobody subscribed to
+	// "other", whose default-form limit therefore counts no proxy.
+	if got := s.RouteLimits([]string{"checkout", "other"}); len(got) != 1 || got["cookie stickiness: stable"] != 1 {
+		t.Errorf("RouteLimits = %v, want the old proxy's one limit", got)
+	}
+	if got := s.RouteLimits([]string{"other"}); len(got) != 0 {
+		t.Errorf("RouteLimits(other) = %v, want none", got)
+	}
 }
 
 func TestFormsRejectBadVariants(t *testing.T) {

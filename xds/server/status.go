@@ -483,3 +483,39 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// RouteLimits counts, per limit (what a client form cannot express and what
+// it gets instead), this replica's streams subscribed to one of the route
+// configurations names whose form has that limit there: the clients that
+// cannot follow all of a service's strategy.
+func (s *Server) RouteLimits(names []string) map[string]int {
+	t := s.tracker
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	out := map[string]int{}
+	for _, st := range t.streams {
+		rt := st.types[resource.RouteType]
+		if rt == nil {
+			continue
+		}
+		limits := s.formLimits[st.form]
+		if st.form == "" {
+			limits = s.defaultLimits
+		}
+		seen := map[string]bool{}
+		for _, name := range names {
+			if !rt.subscribed(name) || !t.sees(st, resource.RouteType, name) {
+				continue
+			}
+			for _, l := range limits[name] {
+				if !seen[l] {
+					seen[l] = true
+					out[l]++
+				}
+			}
+		}
+	}
+	return out
+}
