@@ -78,11 +78,23 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, backends: map[router.Track]*backend{}}
 	// Default options: the forms and the choice by user agent production uses.
 	var err error
-	h.lrs, err = lrs.NewServer(lrs.Options{Interval: 200 * time.Millisecond, Attribute: attribute, Logger: testr.New(t)})
+	// As the controller wires them: every stream has an identity (here the
+	// legacy listener's, for the service's namespace, which opted in), and
+	// load counts only for clusters the reporter acknowledged.
+	h.lrs, err = lrs.NewServer(lrs.Options{Interval: 200 * time.Millisecond, Attribute: attribute, Logger: testr.New(t),
+		RequireIdentity: true,
+		LegacyAllowed: func(_ context.Context, ns string) error {
+			if ns != namespace {
+				return fmt.Errorf("namespace %s did not opt in to the legacy listener", ns)
+			}
+			return nil
+		},
+		Acknowledged: func(id auth.Identity, cluster string) bool { return h.srv.Acknowledged(id, cluster) },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: 5 * time.Second, LoadReporting: h.lrs})
+	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: 5 * time.Second, LoadReporting: h.lrs, RequireIdentity: true})
 	h.addr = serveLegacy(t, h.srv.Register)
 	for i, tr := range []router.Track{router.TrackStable, router.TrackCanary} {
 		b := &backend{track: tr, rng: rand.New(rand.NewPCG(uint64(i+1), 7))}
@@ -184,7 +196,7 @@ func (h *harness) publish(st router.Strategy) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := h.srv.UpdateVariants(ctx, desired, server.VariantsOf(res)); err != nil {
+	if err := h.srv.Publish(ctx, desired, server.VariantsOf(res), server.GrantsOf(res)); err != nil {
 		h.t.Fatalf("publish: %v", err)
 	}
 	v, ok := h.srv.Version(resource.RouteType, routeName)
