@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -130,7 +130,7 @@ func holdLease(ctx context.Context, f *deliveryFixture, holder string) error {
 		return f.kube.Update(ctx, &l)
 	}
 	for ctx.Err() == nil {
-		if err := update(ctx, true); err != nil && ctx.Err() == nil && !isConflict(err) {
+		if err := update(ctx, true); err != nil && ctx.Err() == nil && !apierrors.IsConflict(err) {
 			return err
 		}
 		select {
@@ -140,15 +140,10 @@ func holdLease(ctx context.Context, f *deliveryFixture, holder string) error {
 	}
 	for {
 		err := update(context.Background(), false)
-		if !isConflict(err) {
+		if !apierrors.IsConflict(err) {
 			return err
 		}
 	}
-}
-
-func isConflict(err error) bool {
-	var s interface{ Status() metav1.Status }
-	return errors.As(err, &s) && s.Status().Code == http.StatusConflict
 }
 
 // get fails unless url answers 200.

@@ -71,13 +71,20 @@ func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
 	t.mu.Lock()
 	p := t.progressLocked(ts)
 	t.mu.Unlock()
+	ps := PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale}
+	if len(ps.Pending) > 0 {
+		// The leader polls until nothing is pending and keeps only that
+		// answer's limits: do not walk every stream on each poll.
+		return ps
+	}
 	var routes []string
 	for _, t := range targets {
 		if t.TypeURL == resource.RouteType {
 			routes = append(routes, t.Name)
 		}
 	}
-	return PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale, Limits: s.RouteLimits(routes)}
+	ps.Limits = s.RouteLimits(routes)
+	return ps
 }
 
 type proxySync interface {
