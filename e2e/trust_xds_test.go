@@ -172,8 +172,13 @@ func TestTrustXDSProbes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The controller's cache sees the label a moment later: the
-		// client retries until it is served.
+		// The controller's cache sees the label a moment later. Until then
+		// the stream is refused, and grpc-go fails RPCs at once (even
+		// wait-for-ready ones) while its listener is in error, so the
+		// client dials only once a probe is served.
+		eventually(t, time.Minute, "the legacy listener serves "+f.ns, func(context.Context) error {
+			return adsProbe(t, sluice.LegacyAddr, insecure.NewCredentials(), "", listenerRequest(f.ns, "checkout."+f.ns))
+		})
 		call(t, dialXDS(t, target, bs))
 	})
 
