@@ -3,10 +3,13 @@ package traffic
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -80,7 +83,7 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 			return Confirmation{}, nil
 		case ok && ps.weight == weight && !ps.cohortPending:
 			reached = true
-			conf, done, err := c.waitRoutes(ctx, k.Namespace, changed, ps.routes)
+			conf, done, err := c.waitRoutes(ctx, k.Namespace, changed, ps.routes, weight == 0)
 			if done || err != nil {
 				return conf, err
 			}
@@ -107,8 +110,10 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 // versions of a service of namespace owner. done is false when a new
 // publication came first. A rejection by a proxy of a consumer namespace
 // holds only up to the xDS server's stale bound; then that proxy is named
-// stale and skipped (see server.WaitSyncedFor).
-func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-chan struct{}, routes map[string]string) (Confirmation, bool, error) {
+// stale and skipped (see server.WaitSyncedFor). draining says the routes
+// send nothing to the canary, which is deleted once they are confirmed (see
+// waitPeers).
+func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-chan struct{}, routes map[string]string, draining bool) (Confirmation, bool, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -155,7 +160,7 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 	limits := c.srv.RouteLimits(names)
 	if c.peers != nil {
 		var err error
-		if others, err = c.waitPeers(wctx, owner, routes, acked, nacked, stale, limits); err != nil {
+		if others, err = c.waitPeers(wctx, owner, routes, draining, acked, nacked, stale, limits); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -267,9 +272,14 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 // ("replica <addr>", "peers (<error>)") and not waited for: proxies of a
 // dead replica reconnect to a live one.
 //
+// A replica whose address refuses connections (nothing listens there: its
+// process is gone, so it holds no stream) is skipped at once, unless the
+// routes are draining the canary before its deletion: then the grace still
+// gives its proxies time to reconnect to a live replica first.
+//
 // It returns the counts of each other replica as it last answered,
 // sorted by replica name.
-func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, acked, nacked, stale map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, error) {
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, draining bool, acked, nacked, stale map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, error) {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
@@ -300,9 +310,9 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return nil, fmt.Errorf("waiting for replica %s: %w", p.Addr, ctx.Err())
 				}
-				if c.unreachable(p.Addr, true) {
+				if c.unreachable(p.Addr, true) || (!draining && refusesConnections(ctx, p.Addr)) {
 					stale["replica "+p.Addr] = true
 					counts = append(counts, v1alpha1.ReplicaProxies{Replica: p.Addr, Stale: 1})
 				} else {
@@ -363,6 +373,20 @@ func (c *Controller) unreachable(key string, failed bool) bool {
 		return false
 	}
 	return time.Since(since) >= c.peerGrace
+}
+
+// refusesConnections reports whether nothing listens at addr (host:port):
+// the connection is refused. Any other outcome (accepted, timed out,
+// unresolvable, no route) could be a live replica out of reach, and is not.
+func refusesConnections(ctx context.Context, addr string) bool {
+	dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	if err == nil {
+		conn.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // plural is one or many by n.

@@ -192,3 +192,55 @@ func TestConfirmGoesOnWhenPeersCannotBeFound(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmSkipsAReplicaThatIsGone: a replica whose address refuses
+// connections holds no proxy, so a weight step does not wait the grace for
+// it; the drain before a canary's deletion still does, giving that replica's
+// proxies time to reconnect to a live one first.
+func TestConfirmSkipsAReplicaThatIsGone(t *testing.T) {
+	leader := startReplica(t, "leader")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := lis.Addr().String()
+	lis.Close() // nothing listens there any more
+	conn, err := grpc.NewClient(gone, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	peers := func(context.Context) ([]server.Peer, error) {
+		return []server.Peer{{Addr: gone, Conn: conn}}, nil
+	}
+	src := newFakeSource(canaryObjects(0))
+	c := startController(t, leader.srv, src, Options{Logger: testr.New(t), Peers: peers, PeerGrace: time.Hour, Replica: "leader"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := startProxy(ctx, dialADS(t, leader.addr), "proxy", resource.RouteType, []string{checkoutRoute}, ackAll); err != nil {
+		t.Fatal(err)
+	}
+
+	// Wait until the proxy carries the service's routes at all.
+	src.set(canaryObjects(1000), true)
+	deadline := time.Now().Add(20 * time.Second)
+	for confirm(t, c, router.Weight(1000)).Acked != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy never carried weight 10%")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	src.set(canaryObjects(2000), true)
+	got := confirm(t, c, router.Weight(2000))
+	if got.Acked != 1 || !slices.Equal(got.Stale, []string{"replica " + gone}) {
+		t.Fatalf("weight 20%%: confirmation %+v, want the leader's proxy acked and the gone replica named, within an hour's grace", got)
+	}
+
+	src.set(canaryObjects(0), true)
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer wcancel()
+	if conf, err := c.Confirm(wctx, "shop", "checkout", 0); err == nil || !strings.Contains(err.Error(), "replica "+gone) {
+		t.Fatalf("draining to weight 0: %+v, %v; want it still waiting for replica %s within the grace", conf, err, gone)
+	}
+}
