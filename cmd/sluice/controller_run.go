@@ -34,7 +34,6 @@ import (
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/webhook"
-	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
 )
@@ -211,11 +210,13 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 
 	// Load counts only for clusters the reporting identity acknowledged
-	// over ADS. The xDS server is built with the load server, so the check
-	// reaches it through this variable, set just below.
-	var xdsServer *server.Server
+	// over ADS, on this replica or another (a client's load reports may
+	// reach another replica than its ADS stream). The xDS server is built
+	// with the load server, so the check reaches it through this value,
+	// completed just below.
+	acks := &server.FleetAcks{}
 	loads, err := lrs.NewServer(lrs.Options{
-		Acknowledged: func(id auth.Identity, cluster string) bool { return xdsServer.Acknowledged(id, cluster) },
+		Acknowledged: acks.Acknowledged,
 		Interval:     o.lrsInterval,
 		Attribute:    lrs.AttributeCluster,
 		Registerer:   ctrlmetrics.Registry,
@@ -227,7 +228,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load reporting: %w", err)
 	}
-	xdsServer = server.New(server.Options{
+	xdsServer := server.New(server.Options{
 		Logger:        log.WithName("xds"),
 		Registerer:    ctrlmetrics.Registry,
 		LoadReporting: loads,
@@ -236,6 +237,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 		// a namespace): a stream without an identity is a wiring bug.
 		RequireIdentity: true,
 	})
+	acks.Local = xdsServer
 	// A replica is ready once it has published a complete configuration:
 	// before that its ADS streams are held, never answered with less than
 	// the truth.
@@ -263,6 +265,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	}
 	if fleet != nil {
 		defer fleet.Close()
+		acks.Peers = fleet.Peers
 	}
 	prom, err := o.prometheus()
 	if err != nil {

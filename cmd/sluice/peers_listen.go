@@ -63,11 +63,12 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 }
 
 // peerServer is the gRPC server of the peer listener: mutual TLS with
-// Sluice's own certificate, then proxy sync and load forwarding for callers
+// Sluice's own certificate, then proxy sync, acknowledgements and load forwarding for callers
 // that are therefore replicas.
 func peerServer(own *certs.PeerTLS, name string, xds *server.Server, agg *lrs.Aggregator) *grpc.Server {
 	g := grpc.NewServer(append(xdsKeepalive(), grpc.Creds(own.ServerCredentials()), grpc.UnaryInterceptor(asPeer))...)
 	xds.RegisterSync(g, name)
+	xds.RegisterAcks(g)
 	lrs.RegisterForwarding(g, agg)
 	return g
 }
