@@ -115,6 +115,7 @@ func newHarness(t *testing.T, samples metrics.Source, ns ...string) *harness {
 	}
 	_, err = New(mgr, Options{
 		Traffic:    TrafficFunc(h.confirm),
+		Reports:    TrafficReporterFunc(func(string, string) TrafficReport { return TrafficReport{} }),
 		Samples:    samples,
 		Registerer: prometheus.NewRegistry(),
 	})

@@ -90,6 +90,9 @@ type Observed struct {
 	// Confirmed is the traffic controller's answer for the weight Needs
 	// asked to confirm; nil when not asked or not answered in time.
 	Confirmed *Confirmed
+	// Traffic is the traffic side's report on the service; nil when not
+	// asked, which leaves the TrafficReady condition as it is.
+	Traffic *TrafficReport
 	// Samples are the metric samples when Needs asked for analysis.
 	Samples *analysis.Input
 	// Provenance says where the cumulative samples came from, when the

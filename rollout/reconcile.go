@@ -121,6 +121,8 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 	}
 	n := NeedsOf(o)
 	svc := ro.Spec.Delivery.Service
+	report := c.opts.Reports.Report(d.Namespace, svc)
+	o.Traffic = &report
 	if n.Confirm != nil {
 		cctx, cancel := context.WithTimeout(ctx, c.opts.ConfirmTimeout)
 		conf, err := c.opts.Traffic.Confirm(cctx, d.Namespace, svc, router.Weight(*n.Confirm))

@@ -158,6 +158,7 @@ func (m *stepper) finish() {
 	default:
 		cond(v1alpha1.ConditionConfigApplied, false, "Pending", "waiting for proxies to acknowledge "+st.CurrentWeight.String())
 	}
+	m.setTrafficReady(now)
 	m.res.Status = *st
 }
 
@@ -333,7 +334,7 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	st := &m.st
 	c := m.o.Confirmed
 	if c == nil || c.Weight != w {
-		st.Message = "waiting for proxies to acknowledge weight " + w.String()
+		st.Message = "waiting for proxies to acknowledge weight " + w.String() + m.trafficHold()
 		return false
 	}
 	st.Proxies.Acked = int32(c.Acked)

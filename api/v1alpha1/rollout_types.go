@@ -246,6 +246,11 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionConfigApplied is True when every proxy acknowledged the routes.
 	ConditionConfigApplied = "ConfigApplied"
+	// ConditionTrafficReady is False while the traffic side cannot publish
+	// the service's routes as its objects ask (reason TrafficProblem) or a
+	// proxy rejects what is published (reason ProxiesRejected), with the
+	// reasons in its message; True otherwise.
+	ConditionTrafficReady = "TrafficReady"
 )
 
 // RolloutStatus is the observed state of a delivery.
@@ -310,7 +315,8 @@ type RolloutStatus struct {
 	// reporters apart (Prometheus).
 	// +optional
 	Sources *AnalysisSources `json:"sources,omitempty"`
-	// Conditions include Available, Progressing and ConfigApplied.
+	// Conditions include Available, Progressing, ConfigApplied and
+	// TrafficReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
