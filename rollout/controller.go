@@ -69,7 +69,9 @@ type TrafficReporter interface {
 type TrafficReporterFunc func(namespace, service string) TrafficReport
 
 // Report calls f.
-func (f TrafficReporterFunc) Report(namespace, service string) TrafficReport { return f(namespace, service) }
+func (f TrafficReporterFunc) Report(namespace, service string) TrafficReport {
+	return f(namespace, service)
+}
 
 var _ TrafficReporter = TrafficReporterFunc(nil)
 
