@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/rollout"
 )
 
 // These tests drive whole deliveries through the `sluice controller` under
@@ -217,7 +216,7 @@ func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {
 
 func (f *deliveryFixture) canaryGone(ctx context.Context) error {
 	var d appsv1.Deployment
-	err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: rollout.CanaryName(f.name)}, &d)
+	err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: v1alpha1.CanaryName(f.name)}, &d)
 	if err == nil {
 		return fmt.Errorf("canary %s still exists", d.Name)
 	}

@@ -195,7 +195,7 @@ func sameName(_ context.Context, o client.Object) []reconcile.Request {
 // other Deployment to itself.
 func deploymentKey(_ context.Context, o client.Object) []reconcile.Request {
 	name := o.GetName()
-	if stable, ok := IsCanary(o); ok {
+	if stable, ok := v1alpha1.CanaryOwner(o); ok {
 		name = stable
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}

@@ -18,7 +18,7 @@ func teamDeployment() *appsv1.Deployment {
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout", UID: "d-uid", Generation: 3,
 			Labels:      map[string]string{"app": "checkout", v1alpha1.LabelTrack: v1alpha1.TrackStable},
-			Annotations: map[string]string{v1alpha1.AnnotationRollout: "canary", AnnotationPendingRevision: "r2"}},
+			Annotations: map[string]string{v1alpha1.AnnotationRollout: "canary", v1alpha1.AnnotationPendingRevision: "r2"}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](4),
 			Paused:   true,
@@ -37,7 +37,7 @@ func TestCanaryDeployment(t *testing.T) {
 	if c.Name != "checkout-canary" || c.Namespace != "shop" || *c.Spec.Replicas != 2 {
 		t.Fatalf("canary %s/%s with %d replicas", c.Namespace, c.Name, *c.Spec.Replicas)
 	}
-	owner, ok := IsCanary(c)
+	owner, ok := v1alpha1.CanaryOwner(c)
 	if !ok || owner != "checkout" || c.OwnerReferences[0].UID != "ro-uid" {
 		t.Fatalf("owner references %+v", c.OwnerReferences)
 	}
@@ -58,7 +58,7 @@ func TestCanaryDeployment(t *testing.T) {
 	if d.Spec.Template.Labels[v1alpha1.LabelTrack] != v1alpha1.TrackStable || d.Spec.Selector.MatchLabels[v1alpha1.LabelTrack] != "" {
 		t.Errorf("CanaryDeployment modified the team's Deployment")
 	}
-	if _, ok := IsCanary(d); ok {
+	if _, ok := v1alpha1.CanaryOwner(d); ok {
 		t.Errorf("the team's Deployment is taken for a canary")
 	}
 }
@@ -70,7 +70,7 @@ func TestViews(t *testing.T) {
 		t.Errorf("paused view (-want +got):\n%s", diff)
 	}
 	d.Spec.Paused = false
-	delete(d.Annotations, AnnotationPendingRevision)
+	delete(d.Annotations, v1alpha1.AnnotationPendingRevision)
 	if v := ViewDeployment(d); !v.RolledOut {
 		t.Errorf("a fully updated and available Deployment is not rolled out: %+v", v)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
-	"github.com/sluice-dev/sluice/router"
 )
 
 // Reconcile observes one Deployment's delivery, steps the state machine,
@@ -37,7 +36,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, fmt.Errorf("get deployment: %w", err)
 	}
-	if _, canary := IsCanary(&d); canary || !d.DeletionTimestamp.IsZero() {
+	if _, canary := v1alpha1.CanaryOwner(&d); canary || !d.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
 	var ro v1alpha1.Rollout
@@ -71,9 +70,9 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	var canary *appsv1.Deployment
 	var cd appsv1.Deployment
-	switch err := c.client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: CanaryName(d.Name)}, &cd); {
+	switch err := c.client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: v1alpha1.CanaryName(d.Name)}, &cd); {
 	case err == nil:
-		if owner, ok := IsCanary(&cd); !ok || owner != d.Name {
+		if owner, ok := v1alpha1.CanaryOwner(&cd); !ok || owner != d.Name {
 			return c.invalid(ctx, &d, &ro, true, fmt.Errorf(
 				"deployment %s already exists and is not this rollout's canary; rename or delete it", cd.Name))
 		}
@@ -124,9 +123,13 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 	report := c.opts.Reports.Report(d.Namespace, svc)
 	o.Traffic = &report
 	if n.Confirm != nil {
-		cctx, cancel := context.WithTimeout(ctx, c.opts.ConfirmTimeout)
-		conf, err := c.opts.Traffic.Confirm(cctx, d.Namespace, svc, router.Weight(*n.Confirm))
-		cancel()
+		w, err := n.Confirm.Weight()
+		var conf Confirmation
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, c.opts.ConfirmTimeout)
+			conf, err = c.opts.Traffic.Confirm(cctx, d.Namespace, svc, w)
+			cancel()
+		}
 		switch {
 		case err == nil:
 			o.Confirmed = &Confirmed{Weight: *n.Confirm, Confirmation: conf}
@@ -276,7 +279,7 @@ func (c *Controller) do(ctx context.Context, a Action, d, canary *appsv1.Deploym
 		return client.IgnoreNotFound(c.client.Delete(ctx, canary, client.Preconditions{UID: &canary.UID},
 			client.PropagationPolicy(metav1.DeletePropagationBackground)))
 	case UnpauseDeployment:
-		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"paused":false}}`, AnnotationPendingRevision))
+		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"paused":false}}`, v1alpha1.AnnotationPendingRevision))
 		return c.client.Patch(ctx, d, client.RawPatch(types.MergePatchType, patch))
 	case ClearRequests:
 		if ro.Spec.Promote == nil && ro.Spec.Abort == nil && ro.Spec.RetryRevision == "" {

@@ -54,16 +54,27 @@ func summarize(prefix string, items []string) string {
 	return text.Truncate(prefix+strings.Join(shown, "; "), maxStatusMessage)
 }
 
+// trafficSeparator starts the part of status.message that says why the
+// traffic is not ready; it is replaced at every step, so it goes once the
+// cause is fixed.
+const trafficSeparator = " | traffic: "
+
 // setTrafficReady writes the TrafficReady condition from the traffic
 // side's report, with a Warning event when a new reason appears, and looks
-// again soon while the traffic is not ready.
+// again soon while the traffic is not ready. While it is not, status.message
+// ends with the reason too: a Rollout whose weight cannot be published says
+// why, not only that it waits.
 func (m *stepper) setTrafficReady(now metav1.Time) {
 	if m.o.Traffic == nil {
 		return
 	}
 	ready, reason, msg := trafficCondition(*m.o.Traffic)
+	base, _, _ := strings.Cut(m.st.Message, trafficSeparator)
+	m.st.Message = base
 	status := metav1.ConditionTrue
 	if !ready {
+		m.st.Message = text.Truncate(base, text.MaxMessage) + trafficSeparator + msg
+		m.st.Message = text.Truncate(m.st.Message, maxStatusMessage)
 		status = metav1.ConditionFalse
 		m.requeue(trafficRecheck)
 		if old := meta.FindStatusCondition(m.o.Status.Conditions, v1alpha1.ConditionTrafficReady); old == nil || old.Message != msg {
@@ -72,17 +83,4 @@ func (m *stepper) setTrafficReady(now metav1.Time) {
 	}
 	meta.SetStatusCondition(&m.st.Conditions, metav1.Condition{Type: v1alpha1.ConditionTrafficReady, Status: status,
 		Reason: reason, Message: msg, LastTransitionTime: now})
-}
-
-// trafficHold is what status.message adds while a weight waits for the
-// proxies and the traffic side reports why it may never come; "" when it
-// reports nothing.
-func (m *stepper) trafficHold() string {
-	if m.o.Traffic == nil {
-		return ""
-	}
-	if ready, _, msg := trafficCondition(*m.o.Traffic); !ready {
-		return "; " + msg
-	}
-	return ""
 }

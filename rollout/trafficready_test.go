@@ -33,7 +33,7 @@ func TestTrafficReady(t *testing.T) {
 		"a problem holds with its reason": {
 			report: &TrafficReport{Problems: []string{`rollout/b: rollouts "a" and "b" are both active for this service; "a" steers it`}},
 			status: metav1.ConditionFalse, reason: ReasonTrafficProblem, contains: `"a" steers it`,
-			messageHas: `waiting for proxies to acknowledge weight 1%; the routes are not published as asked: rollout/b`,
+			messageHas: `waiting for proxies to acknowledge weight 1% | traffic: the routes are not published as asked: rollout/b`,
 			event:      true, wantRecheck: true,
 		},
 		"a rejection in force is shown": {
@@ -85,6 +85,22 @@ func TestTrafficReady(t *testing.T) {
 	}
 	if n := len(text.Truncate(huge, text.MaxMessage)); n > text.MaxMessage {
 		t.Fatalf("truncate bound broken: %d", n)
+	}
+}
+
+// TestTrafficProblemOnAConfirmedStep: a problem that arises while a step is
+// held (its weight already confirmed) is in status.message too.
+func TestTrafficProblemOnAConfirmedStep(t *testing.T) {
+	o := Observed{Deployment: pausedFor("b"), Spec: testSpec(v1alpha1.ModeCanary), Canary: readyCanary("b", 1),
+		Status: progressingAt(0, 100, at(0)), Now: t0, Traffic: &TrafficReport{Problems: []string{"service: bad port"}}}
+	r := Step(o)
+	if !strings.Contains(r.Status.Message, trafficSeparator+"the routes are not published as asked: service: bad port") {
+		t.Fatalf("status.message %q does not carry the problem", r.Status.Message)
+	}
+	o.Status = r.Status
+	o.Traffic = &TrafficReport{}
+	if again := Step(o); strings.Contains(again.Status.Message, trafficSeparator) {
+		t.Fatalf("status.message %q keeps the fixed problem", again.Status.Message)
 	}
 }
 

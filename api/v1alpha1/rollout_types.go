@@ -24,6 +24,14 @@ const (
 	PhaseRolledBack RolloutPhase = "RolledBack"
 )
 
+// Active reports whether the phase has a canary in flight whose traffic
+// Sluice steers (Progressing, Paused, Promoting): the Rollout's strategy is
+// published and its weights are confirmed with the proxies. In every other
+// phase all traffic goes to stable.
+func (p RolloutPhase) Active() bool {
+	return p == PhaseProgressing || p == PhasePaused || p == PhasePromoting
+}
+
 // Verdict is the outcome of one analysis of one metric.
 // +kubebuilder:validation:Enum=Pass;Fail;Inconclusive
 type Verdict string
