@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/router"
@@ -75,6 +76,21 @@ func (f TrafficReporterFunc) Report(namespace, service string) TrafficReport {
 
 var _ TrafficReporter = TrafficReporterFunc(nil)
 
+// PolicySource gives the compiled DeploymentPolicies, the same that
+// admission applies (the webhooks' store implements it), so that the
+// controller resolves a delivery exactly as admission did.
+type PolicySource interface {
+	Policies() ([]*policies.Compiled, error)
+}
+
+// PolicySourceFunc adapts a function to PolicySource.
+type PolicySourceFunc func() ([]*policies.Compiled, error)
+
+// Policies calls f.
+func (f PolicySourceFunc) Policies() ([]*policies.Compiled, error) { return f() }
+
+var _ PolicySource = PolicySourceFunc(nil)
+
 // CustomSource runs a team's custom analysis queries; *metrics.Prometheus
 // implements it.
 type CustomSource interface {
@@ -89,6 +105,9 @@ type Options struct {
 	// which proxies reject it; the Rollout's TrafficReady condition and
 	// message show it. Required.
 	Reports TrafficReporter
+	// Policies gives the DeploymentPolicies whose rollout defaults a
+	// delivery takes. Required.
+	Policies PolicySource
 	// Samples delivers per-track request and error counts: the load-report
 	// source normally, or a Prometheus source. Required.
 	Samples metrics.Source
@@ -125,6 +144,9 @@ func New(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	if opts.Reports == nil {
 		return nil, errors.New("rollout controller: Options.Reports is required (the traffic controller's problems and NACKs)")
+	}
+	if opts.Policies == nil {
+		return nil, errors.New("rollout controller: Options.Policies is required (the admission webhooks' policy store)")
 	}
 	if opts.Samples == nil {
 		return nil, errors.New("rollout controller: Options.Samples is required (a load-report or Prometheus source)")

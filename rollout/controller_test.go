@@ -26,6 +26,7 @@ import (
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/router"
 )
@@ -116,6 +117,7 @@ func newHarness(t *testing.T, samples metrics.Source, ns ...string) *harness {
 	_, err = New(mgr, Options{
 		Traffic:    TrafficFunc(h.confirm),
 		Reports:    TrafficReporterFunc(func(string, string) TrafficReport { return TrafficReport{} }),
+		Policies:   PolicySourceFunc(func() ([]*policies.Compiled, error) { return nil, nil }),
 		Samples:    samples,
 		Registerer: prometheus.NewRegistry(),
 	})

@@ -94,48 +94,6 @@ func TestViews(t *testing.T) {
 	}
 }
 
-func TestResolveDelivery(t *testing.T) {
-	d := teamDeployment()
-	d.Annotations[v1alpha1.AnnotationSteps] = "2,20"
-	policy := func(name, team, steps, interval string) v1alpha1.DeploymentPolicy {
-		p := v1alpha1.DeploymentPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		p.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"sluice.dev/team": team}}
-		p.Spec.RolloutDefaults = &v1alpha1.RolloutDefaults{Steps: steps}
-		if interval != "" {
-			p.Spec.RolloutDefaults.StepInterval = &metav1.Duration{}
-			if err := p.Spec.RolloutDefaults.StepInterval.UnmarshalJSON([]byte(`"` + interval + `"`)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return p
-	}
-	got, err := ResolveDelivery(d, map[string]string{"sluice.dev/team": "shop"}, []v1alpha1.DeploymentPolicy{
-		policy("b-shop", "shop", "10,20", "1m"),
-		policy("a-shop", "shop", "", "2m"),
-		policy("other", "pay", "50", "5m"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Mode != v1alpha1.ModeCanary || got.Service != "checkout" {
-		t.Errorf("mode %s, service %s", got.Mode, got.Service)
-	}
-	if diff := cmp.Diff([]v1alpha1.BasisPoints{200, 2000}, got.Steps); diff != "" {
-		t.Errorf("annotation steps must win (-want +got):\n%s", diff)
-	}
-	if got.StepInterval.Duration.String() != "2m0s" {
-		t.Errorf("interval %s, want the first policy by name (a-shop, 2m)", got.StepInterval.Duration)
-	}
-	if got.MaxErrorRate == nil || got.Analysis == nil {
-		t.Errorf("built-in defaults not applied: %+v", got)
-	}
-
-	d.Annotations[v1alpha1.AnnotationSteps] = "50,5"
-	if _, err := ResolveDelivery(d, nil, nil); err == nil || !strings.Contains(err.Error(), "sluice.dev/steps") {
-		t.Errorf("bad steps annotation: error %v, want one naming the annotation", err)
-	}
-}
-
 func TestAnalysisConfig(t *testing.T) {
 	d := v1alpha1.DefaultDelivery()
 	d.Analysis.Queries = []v1alpha1.MetricQuery{

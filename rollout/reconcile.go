@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 )
@@ -223,17 +224,23 @@ func (c *Controller) custom(ctx context.Context, q v1alpha1.MetricQuery, mq metr
 	return c.opts.Custom.Custom(ctx, cq, mq)
 }
 
-// resolve reads the namespace and the policies and resolves d's delivery.
+// resolve reads the namespace and resolves d's delivery as admission does,
+// with the same compiled policies (policies.ResolveDelivery). A policy that
+// does not compile gives no defaults here as there, and holds no rollout.
 func (c *Controller) resolve(ctx context.Context, d *appsv1.Deployment) (v1alpha1.Delivery, error) {
 	var ns corev1.Namespace
 	if err := c.client.Get(ctx, types.NamespacedName{Name: d.Namespace}, &ns); err != nil {
 		return v1alpha1.Delivery{}, fmt.Errorf("get namespace: %w", err)
 	}
-	var ps v1alpha1.DeploymentPolicyList
-	if err := c.client.List(ctx, &ps); err != nil {
-		return v1alpha1.Delivery{}, fmt.Errorf("list deployment policies: %w", err)
+	compiled, err := c.opts.Policies.Policies()
+	if err != nil {
+		return v1alpha1.Delivery{}, fmt.Errorf("deployment policies: %w", err)
 	}
-	return ResolveDelivery(d, ns.Labels, ps.Items)
+	delivery, errs := policies.ResolveDelivery(compiled, d, ns.Labels)
+	if len(errs) > 0 {
+		return v1alpha1.Delivery{}, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, errs.ToAggregate())
+	}
+	return delivery, nil
 }
 
 // invalid reports a delivery that cannot proceed on the Rollout and as a

@@ -82,7 +82,8 @@ func addComponents(mgr manager.Manager, c components) error {
 			}
 			return r
 		}),
-		Samples: samples,
+		Policies: hooks,
+		Samples:  samples,
 	}
 	if c.prometheus != nil {
 		opts.Custom = c.prometheus
