@@ -162,12 +162,7 @@ func newDelivery(t testing.TB, image string, annotations map[string]string, podE
 	if err := f.kube.Create(context.Background(), d); err != nil {
 		t.Fatalf("create deployment: %v", err)
 	}
-	f.wait(2*time.Minute, "first deployment stable", func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
-			return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
-		}
-		return nil
-	})
+	f.wait(2*time.Minute, "first deployment stable", idleWithStable)
 	rolloutPoll(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
 		_, err := runningPods(ctx, f.ns, map[string]string{"app": f.name}, 3)
 		return err
@@ -203,6 +198,14 @@ func (f *deliveryFixture) wait(timeout time.Duration, what string, cond func(*v1
 		return nil
 	})
 	return &ro
+}
+
+// idleWithStable holds once the Rollout is Idle with a stable revision.
+func idleWithStable(ro *v1alpha1.Rollout) error {
+	if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
+		return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
+	}
+	return nil
 }
 
 func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {

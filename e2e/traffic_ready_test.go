@@ -36,12 +36,7 @@ func TestRolloutShowsWhatTrafficCannotPublish(t *testing.T) {
 	if err := second.kube.Create(context.Background(), d); err != nil {
 		t.Fatalf("create the second deployment of service checkout (admission must accept it): %v", err)
 	}
-	second.wait(2*time.Minute, "second deployment stable", func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
-			return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
-		}
-		return nil
-	})
+	second.wait(2*time.Minute, "second deployment stable", idleWithStable)
 
 	first.update("example.com/checkout:v2")
 	first.wait(time.Minute, "first canary carries weight", func(ro *v1alpha1.Rollout) error {
