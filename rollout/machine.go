@@ -82,6 +82,9 @@ type Observed struct {
 	// Confirmed is the traffic controller's answer for the weight Needs
 	// asked to confirm; nil when not asked or not answered in time.
 	Confirmed *Confirmed
+	// Unconfirmed is, when the traffic controller did not confirm the weight
+	// Needs asked for, what it says it still waits for or why it failed.
+	Unconfirmed string
 	// Traffic is the traffic side's report on the service; nil when not
 	// asked, which leaves the TrafficReady condition as it is.
 	Traffic *TrafficReport

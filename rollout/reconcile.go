@@ -135,9 +135,11 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 		case err == nil:
 			o.Confirmed = &Confirmed{Weight: *n.Confirm, Confirmation: conf}
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-			// Not yet acknowledged; the status says it is waiting.
+			// Not yet acknowledged; the status says what it waits for.
+			o.Unconfirmed = strings.TrimSuffix(err.Error(), ": "+context.DeadlineExceeded.Error())
 		default:
 			ctrl.LoggerFrom(ctx).Error(err, "confirm weight", "service", svc, "weight", *n.Confirm)
+			o.Unconfirmed = err.Error()
 		}
 	}
 	if n.Analyse {

@@ -335,6 +335,9 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	c := m.o.Confirmed
 	if c == nil || c.Weight != w {
 		st.Message = "waiting for proxies to acknowledge weight " + w.String()
+		if m.o.Unconfirmed != "" {
+			st.Message += ": " + text.Truncate(m.o.Unconfirmed, text.MaxMessage)
+		}
 		return false
 	}
 	st.Proxies.Acked = int32(c.Acked)

@@ -104,6 +104,21 @@ func TestTrafficProblemOnAConfirmedStep(t *testing.T) {
 	}
 }
 
+// TestUnconfirmedSaysWhy: a weight the traffic controller did not confirm
+// shows what it still waits for, bounded, not only that it waits.
+func TestUnconfirmedSaysWhy(t *testing.T) {
+	o := Observed{Deployment: pausedFor("b"), Spec: testSpec(v1alpha1.ModeCanary), Canary: readyCanary("b", 1),
+		Status: progressingAt(0, 100, nil), Now: t0,
+		Unconfirmed: "service checkout.shop is published with canary weight 5%, still waiting for 1%" + strings.Repeat("!", 1<<20)}
+	r := Step(o)
+	if !strings.Contains(r.Status.Message, "waiting for proxies to acknowledge weight 1%: service checkout.shop is published with canary weight 5%") {
+		t.Fatalf("status.message %q does not say what it waits for", r.Status.Message)
+	}
+	if len(r.Status.Message) > maxStatusMessage {
+		t.Fatalf("status.message is %d bytes", len(r.Status.Message))
+	}
+}
+
 // TestTrafficReadyClearsAndWarnsOnce: the condition clears once the problem
 // is fixed, and a problem that stays is warned about once, not at every
 // reconcile.
