@@ -14,9 +14,10 @@ import (
 
 // Reasons of the TrafficReady condition.
 const (
-	// ReasonTrafficPublished: the routes are published as the objects ask
-	// and no proxy rejects them.
-	ReasonTrafficPublished = "Published"
+	// ReasonTrafficNoProblem: the traffic side reports no problem with the
+	// service's objects and no proxy rejects its routes. (A service with no
+	// pods has nothing to publish, and no problem either.)
+	ReasonTrafficNoProblem = "NoProblem"
 	// ReasonTrafficProblem: the traffic side cannot publish the routes as
 	// the objects ask; the message says why and what it does instead.
 	ReasonTrafficProblem = "TrafficProblem"
@@ -39,7 +40,7 @@ func trafficCondition(r TrafficReport) (ready bool, reason, msg string) {
 	case len(r.Nacks) > 0:
 		return false, ReasonProxiesRejected, summarize("proxies reject the published routes: ", r.Nacks)
 	}
-	return true, ReasonTrafficPublished, "the routes are published as asked and no proxy rejects them"
+	return true, ReasonTrafficNoProblem, "the traffic side reports no problem with the service's objects and no proxy rejects its routes"
 }
 
 // summarize joins the first few items, each bounded, under a bounded total.

@@ -51,7 +51,7 @@ func TestTrafficReady(t *testing.T) {
 			status: metav1.ConditionFalse, reason: ReasonTrafficProblem, contains: "bytes cut", event: true, wantRecheck: true,
 		},
 		"a clean report is ready": {
-			report: &TrafficReport{}, status: metav1.ConditionTrue, reason: ReasonTrafficPublished,
+			report: &TrafficReport{}, status: metav1.ConditionTrue, reason: ReasonTrafficNoProblem,
 			messageHas: "waiting for proxies to acknowledge weight 1%",
 		},
 		"no report leaves no condition": {},
