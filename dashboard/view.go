@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/rollout"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 )
 
@@ -102,7 +101,7 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 	// Either Deployment may hold either revision: the paused Deployment
 	// holds the canary's template, and once the canary is gone (rolled
 	// back) only there.
-	owners := []string{ro.Name, rollout.CanaryName(ro.Name)}
+	owners := []string{ro.Name, v1alpha1.CanaryName(ro.Name)}
 	s.Stable = d.version(st.StableRevision, owners, v1alpha1.TotalBasisPoints-st.CurrentWeight)
 	if st.CanaryRevision != "" {
 		c := d.version(st.CanaryRevision, owners, st.CurrentWeight)

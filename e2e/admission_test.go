@@ -193,9 +193,9 @@ func TestAdmissionInjectsLabelsAndPausesNewRevisions(t *testing.T) {
 		return err
 	})
 	newRev := updated.Spec.Template.Labels[v1alpha1.LabelRevision]
-	if newRev == rev || !updated.Spec.Paused || updated.Annotations[webhook.AnnotationPendingRevision] != newRev {
+	if newRev == rev || !updated.Spec.Paused || updated.Annotations[v1alpha1.AnnotationPendingRevision] != newRev {
 		t.Errorf("after the update: revision %q (was %q), paused %v, pending %q; want a new revision, paused, pending it",
-			newRev, rev, updated.Spec.Paused, updated.Annotations[webhook.AnnotationPendingRevision])
+			newRev, rev, updated.Spec.Paused, updated.Annotations[v1alpha1.AnnotationPendingRevision])
 	}
 
 	// A namespace without a team gets no team label.

@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/rollout"
 )
 
 // These tests drive whole deliveries through the `sluice controller` under
@@ -163,12 +162,7 @@ func newDelivery(t testing.TB, image string, annotations map[string]string, podE
 	if err := f.kube.Create(context.Background(), d); err != nil {
 		t.Fatalf("create deployment: %v", err)
 	}
-	f.wait(2*time.Minute, "first deployment stable", func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
-			return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
-		}
-		return nil
-	})
+	f.wait(2*time.Minute, "first deployment stable", idleWithStable)
 	rolloutPoll(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
 		_, err := runningPods(ctx, f.ns, map[string]string{"app": f.name}, 3)
 		return err
@@ -206,6 +200,14 @@ func (f *deliveryFixture) wait(timeout time.Duration, what string, cond func(*v1
 	return &ro
 }
 
+// idleWithStable holds once the Rollout is Idle with a stable revision.
+func idleWithStable(ro *v1alpha1.Rollout) error {
+	if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
+		return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
+	}
+	return nil
+}
+
 func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {
 	return func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != p {
@@ -217,7 +219,7 @@ func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {
 
 func (f *deliveryFixture) canaryGone(ctx context.Context) error {
 	var d appsv1.Deployment
-	err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: rollout.CanaryName(f.name)}, &d)
+	err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: v1alpha1.CanaryName(f.name)}, &d)
 	if err == nil {
 		return fmt.Errorf("canary %s still exists", d.Name)
 	}

@@ -2,8 +2,6 @@ package policies
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -82,14 +80,7 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 	annotated, derrs := v1alpha1.ParseDelivery(in.Deployment.Annotations, annotationsPath)
 	r.Errors = append(r.Errors, derrs...)
 
-	applicable := make([]*Compiled, 0, len(policies))
-	nsLabels := labels.Set(in.Namespace.Labels)
-	for _, c := range policies {
-		if c != nil && c.namespaces.Matches(nsLabels) {
-			applicable = append(applicable, c)
-		}
-	}
-	slices.SortStableFunc(applicable, func(a, b *Compiled) int { return strings.Compare(a.name, b.name) })
+	applicable := applicable(policies, in.Namespace.Labels)
 
 	nInject := 0
 	for _, c := range applicable {
@@ -111,12 +102,9 @@ func Evaluate(policies []*Compiled, in Input, now time.Time) Result {
 			}
 			r.InjectLabels[k] = v
 		}
-		r.Defaults = r.Defaults.WithDefaults(c.defaults)
 	}
-	r.Delivery = annotated.WithDefaults(r.Defaults).WithDefaults(v1alpha1.DefaultDelivery())
-	if r.Delivery.Service == "" {
-		r.Delivery.Service = in.Deployment.Name
-	}
+	r.Defaults = defaultsOf(applicable)
+	r.Delivery = resolve(annotated, in.Deployment.Name, r.Defaults)
 
 	ctx := checkContext{
 		in:                 in,

@@ -2,54 +2,10 @@ package rollout
 
 import (
 	"fmt"
-	"sort"
-
-	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 )
-
-// ResolveDelivery is the Deployment's delivery: its sluice.dev/* annotations
-// over the rollout defaults of the DeploymentPolicies selecting its namespace
-// (by policy name, the first policy setting a field wins, as at admission)
-// over the built-in defaults, with Service defaulting to the Deployment's
-// name. Malformed annotations or policy defaults are an error naming the
-// field.
-func ResolveDelivery(d *appsv1.Deployment, nsLabels map[string]string, policies []v1alpha1.DeploymentPolicy) (v1alpha1.Delivery, error) {
-	annotated, errs := v1alpha1.ParseDelivery(d.Annotations, field.NewPath("metadata", "annotations"))
-	if len(errs) > 0 {
-		return v1alpha1.Delivery{}, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, errs.ToAggregate())
-	}
-	ps := append([]v1alpha1.DeploymentPolicy(nil), policies...)
-	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
-	var team v1alpha1.Delivery
-	for i := range ps {
-		p := &ps[i]
-		if p.Spec.NamespaceSelector != nil {
-			sel, err := metav1.LabelSelectorAsSelector(p.Spec.NamespaceSelector)
-			if err != nil {
-				return v1alpha1.Delivery{}, fmt.Errorf("deploymentpolicy %s: spec.namespaceSelector: %w", p.Name, err)
-			}
-			if !sel.Matches(labels.Set(nsLabels)) {
-				continue
-			}
-		}
-		def, errs := v1alpha1.ParseRolloutDefaults(p.Spec.RolloutDefaults, field.NewPath("spec", "rolloutDefaults"))
-		if len(errs) > 0 {
-			return v1alpha1.Delivery{}, fmt.Errorf("deploymentpolicy %s: %w", p.Name, errs.ToAggregate())
-		}
-		team = team.WithDefaults(def)
-	}
-	out := annotated.WithDefaults(team).WithDefaults(v1alpha1.DefaultDelivery())
-	if out.Service == "" {
-		out.Service = d.Name
-	}
-	return out, nil
-}
 
 // AnalysisConfig turns a resolved delivery into the analysis' thresholds,
 // starting from analysis.Defaults. The delivery's confidence becomes the

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/router"
@@ -47,6 +48,49 @@ func (f TrafficFunc) Confirm(ctx context.Context, namespace, service string, wei
 
 var _ Traffic = TrafficFunc(nil)
 
+// TrafficReport is what the traffic side says about a service besides
+// confirmations: why it does not publish the routes its objects ask for, and
+// which proxies reject what it published.
+type TrafficReport struct {
+	// Problems are what the traffic controller could not publish as the
+	// cluster objects ask, each "<object>: <what is wrong and what was done
+	// instead>", sorted.
+	Problems []string
+	// Nacks are the proxies' rejections in force, "<node>: <detail>", sorted.
+	Nacks []string
+}
+
+// TrafficReporter reports on a service's traffic; the traffic controller
+// implements it (Problems and Nacks). TrafficReporterFunc adapts a function.
+type TrafficReporter interface {
+	Report(namespace, service string) TrafficReport
+}
+
+// TrafficReporterFunc adapts a function to TrafficReporter.
+type TrafficReporterFunc func(namespace, service string) TrafficReport
+
+// Report calls f.
+func (f TrafficReporterFunc) Report(namespace, service string) TrafficReport {
+	return f(namespace, service)
+}
+
+var _ TrafficReporter = TrafficReporterFunc(nil)
+
+// PolicySource gives the compiled DeploymentPolicies, the same that
+// admission applies (the webhooks' store implements it), so that the
+// controller resolves a delivery exactly as admission did.
+type PolicySource interface {
+	Policies() ([]*policies.Compiled, error)
+}
+
+// PolicySourceFunc adapts a function to PolicySource.
+type PolicySourceFunc func() ([]*policies.Compiled, error)
+
+// Policies calls f.
+func (f PolicySourceFunc) Policies() ([]*policies.Compiled, error) { return f() }
+
+var _ PolicySource = PolicySourceFunc(nil)
+
 // CustomSource runs a team's custom analysis queries; *metrics.Prometheus
 // implements it.
 type CustomSource interface {
@@ -57,6 +101,13 @@ type CustomSource interface {
 type Options struct {
 	// Traffic confirms weights with the proxies. Required.
 	Traffic Traffic
+	// Reports says what the traffic side cannot publish for a service and
+	// which proxies reject it; the Rollout's TrafficReady condition and
+	// message show it. Required.
+	Reports TrafficReporter
+	// Policies gives the DeploymentPolicies whose rollout defaults a
+	// delivery takes. Required.
+	Policies PolicySource
 	// Samples delivers per-track request and error counts: the load-report
 	// source normally, or a Prometheus source. Required.
 	Samples metrics.Source
@@ -90,6 +141,12 @@ type Controller struct {
 func New(mgr manager.Manager, opts Options) (*Controller, error) {
 	if opts.Traffic == nil {
 		return nil, errors.New("rollout controller: Options.Traffic is required (the traffic controller's Confirm)")
+	}
+	if opts.Reports == nil {
+		return nil, errors.New("rollout controller: Options.Reports is required (the traffic controller's problems and NACKs)")
+	}
+	if opts.Policies == nil {
+		return nil, errors.New("rollout controller: Options.Policies is required (the admission webhooks' policy store)")
 	}
 	if opts.Samples == nil {
 		return nil, errors.New("rollout controller: Options.Samples is required (a load-report or Prometheus source)")
@@ -160,7 +217,7 @@ func sameName(_ context.Context, o client.Object) []reconcile.Request {
 // other Deployment to itself.
 func deploymentKey(_ context.Context, o client.Object) []reconcile.Request {
 	name := o.GetName()
-	if stable, ok := IsCanary(o); ok {
+	if stable, ok := v1alpha1.CanaryOwner(o); ok {
 		name = stable
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 	"github.com/sluice-dev/sluice/router"
 )
@@ -115,6 +116,8 @@ func newHarness(t *testing.T, samples metrics.Source, ns ...string) *harness {
 	}
 	_, err = New(mgr, Options{
 		Traffic:    TrafficFunc(h.confirm),
+		Reports:    TrafficReporterFunc(func(string, string) TrafficReport { return TrafficReport{} }),
+		Policies:   PolicySourceFunc(func() ([]*policies.Compiled, error) { return nil, nil }),
 		Samples:    samples,
 		Registerer: prometheus.NewRegistry(),
 	})
@@ -200,7 +203,7 @@ func (h *harness) deploy(ctx context.Context, name, image, rev string) {
 	d.Spec.Template.Labels = labels
 	d.Spec.Template.Spec.Containers[0].Image = image
 	d.Spec.Paused = true
-	d.Annotations[AnnotationPendingRevision] = rev
+	d.Annotations[v1alpha1.AnnotationPendingRevision] = rev
 	if err := h.c.Update(ctx, &d); err != nil {
 		h.t.Fatal(err)
 	}
@@ -224,7 +227,7 @@ func (h *harness) waitRollout(name, what string, timeout time.Duration, cond fun
 
 func (h *harness) canaryExists(name string) bool {
 	var d appsv1.Deployment
-	err := h.c.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: CanaryName(name)}, &d)
+	err := h.c.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: v1alpha1.CanaryName(name)}, &d)
 	return err == nil && d.DeletionTimestamp == nil
 }
 
@@ -260,8 +263,8 @@ func TestControllerPromotesThenRollsBack(t *testing.T) {
 	if err := h.c.Get(ctx, types.NamespacedName{Namespace: h.ns, Name: "checkout"}, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Spec.Paused || d.Annotations[AnnotationPendingRevision] != "" {
-		t.Errorf("promoted Deployment paused=%v pending=%q", d.Spec.Paused, d.Annotations[AnnotationPendingRevision])
+	if d.Spec.Paused || d.Annotations[v1alpha1.AnnotationPendingRevision] != "" {
+		t.Errorf("promoted Deployment paused=%v pending=%q", d.Spec.Paused, d.Annotations[v1alpha1.AnnotationPendingRevision])
 	}
 	h.mu.Lock()
 	got := slices.Clone(h.confirmed)

@@ -8,14 +8,6 @@ import (
 	"github.com/sluice-dev/sluice/rollout/analysis"
 )
 
-// AnnotationPendingRevision is set by the mutating webhook on an opted-in
-// Deployment that it paused because its pod template changed; its value is the
-// new template's revision, which the rollout delivers through a canary.
-const AnnotationPendingRevision = "sluice.dev/pending-revision"
-
-// CanarySuffix is appended to a Deployment's name to name its canary.
-const CanarySuffix = "-canary"
-
 // RecentWindow is the trailing window behind the analysis' critical tier and
 // ceilings: a sudden fault shows up in it within seconds.
 const RecentWindow = 10 * time.Second
@@ -90,6 +82,12 @@ type Observed struct {
 	// Confirmed is the traffic controller's answer for the weight Needs
 	// asked to confirm; nil when not asked or not answered in time.
 	Confirmed *Confirmed
+	// Unconfirmed is, when the traffic controller did not confirm the weight
+	// Needs asked for, what it says it still waits for or why it failed.
+	Unconfirmed string
+	// Traffic is the traffic side's report on the service; nil when not
+	// asked, which leaves the TrafficReady condition as it is.
+	Traffic *TrafficReport
 	// Samples are the metric samples when Needs asked for analysis.
 	Samples *analysis.Input
 	// Provenance says where the cumulative samples came from, when the
@@ -162,14 +160,6 @@ type Result struct {
 	RequeueAfter time.Duration
 	// Outcome is the analysis outcome of this step, if one ran.
 	Outcome *analysis.Outcome
-}
-
-// CanaryName is the name of the canary Deployment of the Deployment name.
-func CanaryName(deployment string) string { return deployment + CanarySuffix }
-
-// Active reports whether a rollout phase has a canary in flight.
-func Active(p v1alpha1.RolloutPhase) bool {
-	return p == v1alpha1.PhaseProgressing || p == v1alpha1.PhasePaused || p == v1alpha1.PhasePromoting
 }
 
 // ReplicasFor is the canary size that carries weight of a Deployment with

@@ -158,7 +158,7 @@ func check(t *testing.T, o Observed, w want) Result {
 	if (r.Outcome != nil) != w.analysisSeen {
 		t.Errorf("analysis outcome = %+v, want one %v", r.Outcome, w.analysisSeen)
 	}
-	if o.Deployment != nil && Active(st.Phase) && r.RequeueAfter == 0 {
+	if o.Deployment != nil && st.Phase.Active() && r.RequeueAfter == 0 {
 		t.Errorf("active phase %s without requeue", st.Phase)
 	}
 	again := Step(o)

@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"maps"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,7 +16,7 @@ func ViewDeployment(d *appsv1.Deployment) DeploymentView {
 	s := d.Status
 	return DeploymentView{
 		TemplateRevision: d.Spec.Template.Labels[v1alpha1.LabelRevision],
-		PendingRevision:  d.Annotations[AnnotationPendingRevision],
+		PendingRevision:  d.Annotations[v1alpha1.AnnotationPendingRevision],
 		Paused:           d.Spec.Paused,
 		Replicas:         replicas,
 		RolledOut: !d.Spec.Paused && s.ObservedGeneration >= d.Generation &&
@@ -37,18 +36,6 @@ func ViewCanary(d *appsv1.Deployment) CanaryView {
 		v.ReadyReplicas = min(d.Status.UpdatedReplicas, d.Status.ReadyReplicas)
 	}
 	return v
-}
-
-// IsCanary reports whether d is a canary Deployment that Sluice created, and
-// the name of the Deployment it belongs to.
-func IsCanary(d metav1.Object) (stable string, ok bool) {
-	for _, ref := range d.GetOwnerReferences() {
-		if ref.Controller != nil && *ref.Controller && ref.Kind == "Rollout" &&
-			strings.HasPrefix(ref.APIVersion, v1alpha1.GroupName+"/") {
-			return ref.Name, true
-		}
-	}
-	return "", false
 }
 
 // CanaryDeployment is the canary of d for the Rollout ro: named
@@ -81,7 +68,7 @@ func CanaryDeployment(d *appsv1.Deployment, ro *v1alpha1.Rollout, service string
 	return &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        CanaryName(d.Name),
+			Name:        v1alpha1.CanaryName(d.Name),
 			Namespace:   d.Namespace,
 			Labels:      labels,
 			Annotations: map[string]string{v1alpha1.AnnotationService: service},

@@ -18,7 +18,7 @@ func teamDeployment() *appsv1.Deployment {
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout", UID: "d-uid", Generation: 3,
 			Labels:      map[string]string{"app": "checkout", v1alpha1.LabelTrack: v1alpha1.TrackStable},
-			Annotations: map[string]string{v1alpha1.AnnotationRollout: "canary", AnnotationPendingRevision: "r2"}},
+			Annotations: map[string]string{v1alpha1.AnnotationRollout: "canary", v1alpha1.AnnotationPendingRevision: "r2"}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](4),
 			Paused:   true,
@@ -37,7 +37,7 @@ func TestCanaryDeployment(t *testing.T) {
 	if c.Name != "checkout-canary" || c.Namespace != "shop" || *c.Spec.Replicas != 2 {
 		t.Fatalf("canary %s/%s with %d replicas", c.Namespace, c.Name, *c.Spec.Replicas)
 	}
-	owner, ok := IsCanary(c)
+	owner, ok := v1alpha1.CanaryOwner(c)
 	if !ok || owner != "checkout" || c.OwnerReferences[0].UID != "ro-uid" {
 		t.Fatalf("owner references %+v", c.OwnerReferences)
 	}
@@ -58,7 +58,7 @@ func TestCanaryDeployment(t *testing.T) {
 	if d.Spec.Template.Labels[v1alpha1.LabelTrack] != v1alpha1.TrackStable || d.Spec.Selector.MatchLabels[v1alpha1.LabelTrack] != "" {
 		t.Errorf("CanaryDeployment modified the team's Deployment")
 	}
-	if _, ok := IsCanary(d); ok {
+	if _, ok := v1alpha1.CanaryOwner(d); ok {
 		t.Errorf("the team's Deployment is taken for a canary")
 	}
 }
@@ -70,7 +70,7 @@ func TestViews(t *testing.T) {
 		t.Errorf("paused view (-want +got):\n%s", diff)
 	}
 	d.Spec.Paused = false
-	delete(d.Annotations, AnnotationPendingRevision)
+	delete(d.Annotations, v1alpha1.AnnotationPendingRevision)
 	if v := ViewDeployment(d); !v.RolledOut {
 		t.Errorf("a fully updated and available Deployment is not rolled out: %+v", v)
 	}
@@ -91,48 +91,6 @@ func TestViews(t *testing.T) {
 	c.Generation = 4
 	if v := ViewCanary(c); v.ReadyReplicas != 0 {
 		t.Errorf("a canary whose new template is not observed has %d ready", v.ReadyReplicas)
-	}
-}
-
-func TestResolveDelivery(t *testing.T) {
-	d := teamDeployment()
-	d.Annotations[v1alpha1.AnnotationSteps] = "2,20"
-	policy := func(name, team, steps, interval string) v1alpha1.DeploymentPolicy {
-		p := v1alpha1.DeploymentPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		p.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"sluice.dev/team": team}}
-		p.Spec.RolloutDefaults = &v1alpha1.RolloutDefaults{Steps: steps}
-		if interval != "" {
-			p.Spec.RolloutDefaults.StepInterval = &metav1.Duration{}
-			if err := p.Spec.RolloutDefaults.StepInterval.UnmarshalJSON([]byte(`"` + interval + `"`)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return p
-	}
-	got, err := ResolveDelivery(d, map[string]string{"sluice.dev/team": "shop"}, []v1alpha1.DeploymentPolicy{
-		policy("b-shop", "shop", "10,20", "1m"),
-		policy("a-shop", "shop", "", "2m"),
-		policy("other", "pay", "50", "5m"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Mode != v1alpha1.ModeCanary || got.Service != "checkout" {
-		t.Errorf("mode %s, service %s", got.Mode, got.Service)
-	}
-	if diff := cmp.Diff([]v1alpha1.BasisPoints{200, 2000}, got.Steps); diff != "" {
-		t.Errorf("annotation steps must win (-want +got):\n%s", diff)
-	}
-	if got.StepInterval.Duration.String() != "2m0s" {
-		t.Errorf("interval %s, want the first policy by name (a-shop, 2m)", got.StepInterval.Duration)
-	}
-	if got.MaxErrorRate == nil || got.Analysis == nil {
-		t.Errorf("built-in defaults not applied: %+v", got)
-	}
-
-	d.Annotations[v1alpha1.AnnotationSteps] = "50,5"
-	if _, err := ResolveDelivery(d, nil, nil); err == nil || !strings.Contains(err.Error(), "sluice.dev/steps") {
-		t.Errorf("bad steps annotation: error %v, want one naming the annotation", err)
 	}
 }
 

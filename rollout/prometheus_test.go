@@ -140,7 +140,7 @@ func TestControllerPrometheusSourceRollsBack(t *testing.T) {
 	t.Logf("rolled back: %s", ro.Status.FailedRevisions[0].Reason)
 	pollUntil(t, "canary deleted", time.Minute, func() error {
 		var d appsv1.Deployment
-		err := h.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: CanaryName("checkout")}, &d)
+		err := h.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: v1alpha1.CanaryName("checkout")}, &d)
 		if err == nil {
 			return fmt.Errorf("canary still exists")
 		}

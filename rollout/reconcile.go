@@ -18,9 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
-	"github.com/sluice-dev/sluice/router"
 )
 
 // Reconcile observes one Deployment's delivery, steps the state machine,
@@ -37,7 +37,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, fmt.Errorf("get deployment: %w", err)
 	}
-	if _, canary := IsCanary(&d); canary || !d.DeletionTimestamp.IsZero() {
+	if _, canary := v1alpha1.CanaryOwner(&d); canary || !d.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
 	var ro v1alpha1.Rollout
@@ -71,9 +71,9 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	var canary *appsv1.Deployment
 	var cd appsv1.Deployment
-	switch err := c.client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: CanaryName(d.Name)}, &cd); {
+	switch err := c.client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: v1alpha1.CanaryName(d.Name)}, &cd); {
 	case err == nil:
-		if owner, ok := IsCanary(&cd); !ok || owner != d.Name {
+		if owner, ok := v1alpha1.CanaryOwner(&cd); !ok || owner != d.Name {
 			return c.invalid(ctx, &d, &ro, true, fmt.Errorf(
 				"deployment %s already exists and is not this rollout's canary; rename or delete it", cd.Name))
 		}
@@ -121,17 +121,25 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 	}
 	n := NeedsOf(o)
 	svc := ro.Spec.Delivery.Service
+	report := c.opts.Reports.Report(d.Namespace, svc)
+	o.Traffic = &report
 	if n.Confirm != nil {
-		cctx, cancel := context.WithTimeout(ctx, c.opts.ConfirmTimeout)
-		conf, err := c.opts.Traffic.Confirm(cctx, d.Namespace, svc, router.Weight(*n.Confirm))
-		cancel()
+		w, err := n.Confirm.Weight()
+		var conf Confirmation
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, c.opts.ConfirmTimeout)
+			conf, err = c.opts.Traffic.Confirm(cctx, d.Namespace, svc, w)
+			cancel()
+		}
 		switch {
 		case err == nil:
 			o.Confirmed = &Confirmed{Weight: *n.Confirm, Confirmation: conf}
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-			// Not yet acknowledged; the status says it is waiting.
+			// Not yet acknowledged; the status says what it waits for.
+			o.Unconfirmed = strings.TrimSuffix(err.Error(), ": "+context.DeadlineExceeded.Error())
 		default:
 			ctrl.LoggerFrom(ctx).Error(err, "confirm weight", "service", svc, "weight", *n.Confirm)
+			o.Unconfirmed = err.Error()
 		}
 	}
 	if n.Analyse {
@@ -218,17 +226,23 @@ func (c *Controller) custom(ctx context.Context, q v1alpha1.MetricQuery, mq metr
 	return c.opts.Custom.Custom(ctx, cq, mq)
 }
 
-// resolve reads the namespace and the policies and resolves d's delivery.
+// resolve reads the namespace and resolves d's delivery as admission does,
+// with the same compiled policies (policies.ResolveDelivery). A policy that
+// does not compile gives no defaults here as there, and holds no rollout.
 func (c *Controller) resolve(ctx context.Context, d *appsv1.Deployment) (v1alpha1.Delivery, error) {
 	var ns corev1.Namespace
 	if err := c.client.Get(ctx, types.NamespacedName{Name: d.Namespace}, &ns); err != nil {
 		return v1alpha1.Delivery{}, fmt.Errorf("get namespace: %w", err)
 	}
-	var ps v1alpha1.DeploymentPolicyList
-	if err := c.client.List(ctx, &ps); err != nil {
-		return v1alpha1.Delivery{}, fmt.Errorf("list deployment policies: %w", err)
+	compiled, err := c.opts.Policies.Policies()
+	if err != nil {
+		return v1alpha1.Delivery{}, fmt.Errorf("deployment policies: %w", err)
 	}
-	return ResolveDelivery(d, ns.Labels, ps.Items)
+	delivery, errs := policies.ResolveDelivery(compiled, d, ns.Labels)
+	if len(errs) > 0 {
+		return v1alpha1.Delivery{}, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, errs.ToAggregate())
+	}
+	return delivery, nil
 }
 
 // invalid reports a delivery that cannot proceed on the Rollout and as a
@@ -274,7 +288,7 @@ func (c *Controller) do(ctx context.Context, a Action, d, canary *appsv1.Deploym
 		return client.IgnoreNotFound(c.client.Delete(ctx, canary, client.Preconditions{UID: &canary.UID},
 			client.PropagationPolicy(metav1.DeletePropagationBackground)))
 	case UnpauseDeployment:
-		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"paused":false}}`, AnnotationPendingRevision))
+		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"paused":false}}`, v1alpha1.AnnotationPendingRevision))
 		return c.client.Patch(ctx, d, client.RawPatch(types.MergePatchType, patch))
 	case ClearRequests:
 		if ro.Spec.Promote == nil && ro.Spec.Abort == nil && ro.Spec.RetryRevision == "" {

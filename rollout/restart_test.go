@@ -57,7 +57,7 @@ func (w *world) store(st v1alpha1.RolloutStatus) {
 	st.StepStartedAt = trunc(st.StepStartedAt)
 	st.LastAnalysisTime = trunc(st.LastAnalysisTime)
 	st.ReleasedAt = trunc(st.ReleasedAt)
-	if w.status.StepStartedAt == nil && st.StepStartedAt != nil && Active(st.Phase) && st.Phase != v1alpha1.PhasePromoting {
+	if w.status.StepStartedAt == nil && st.StepStartedAt != nil && st.Phase.Active() && st.Phase != v1alpha1.PhasePromoting {
 		w.confirmed = append(w.confirmed, st.CurrentWeight)
 		w.stepTimes = append(w.stepTimes, st.StepStartedAt.Time)
 	}

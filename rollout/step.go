@@ -144,7 +144,7 @@ func (m *stepper) finish() {
 			LastTransitionTime: now})
 	}
 	cond(v1alpha1.ConditionAvailable, true, "StableServing", "revision "+st.StableRevision+" serves by default")
-	if Active(st.Phase) {
+	if st.Phase.Active() {
 		cond(v1alpha1.ConditionProgressing, true, string(st.Phase), st.Message)
 	} else {
 		cond(v1alpha1.ConditionProgressing, false, string(st.Phase), st.Message)
@@ -152,12 +152,13 @@ func (m *stepper) finish() {
 	switch {
 	case st.Proxies.Nacked > 0:
 		cond(v1alpha1.ConditionConfigApplied, false, "Nacked", st.Proxies.LastNack)
-	case st.StepStartedAt != nil || !Active(st.Phase):
+	case st.StepStartedAt != nil || !st.Phase.Active():
 		cond(v1alpha1.ConditionConfigApplied, true, "Acked",
 			fmt.Sprintf("%d proxies acknowledged the routes", st.Proxies.Acked))
 	default:
 		cond(v1alpha1.ConditionConfigApplied, false, "Pending", "waiting for proxies to acknowledge "+st.CurrentWeight.String())
 	}
+	m.setTrafficReady(now)
 	m.res.Status = *st
 }
 
@@ -166,7 +167,7 @@ func (m *stepper) finish() {
 // Kubernetes' own rolling update applies.
 func (m *stepper) optedOut() {
 	d := m.o.Deployment
-	if Active(m.st.Phase) {
+	if m.st.Phase.Active() {
 		m.abandon("the Deployment left progressive delivery (sluice.dev/rollout is " + modeName(m.o.Spec.Delivery.Mode) + ")")
 		return
 	}
@@ -334,6 +335,9 @@ func (m *stepper) confirm(w v1alpha1.BasisPoints) bool {
 	c := m.o.Confirmed
 	if c == nil || c.Weight != w {
 		st.Message = "waiting for proxies to acknowledge weight " + w.String()
+		if m.o.Unconfirmed != "" {
+			st.Message += ": " + text.Truncate(m.o.Unconfirmed, text.MaxMessage)
+		}
 		return false
 	}
 	st.Proxies.Acked = int32(c.Acked)

@@ -249,6 +249,23 @@ func (c *Controller) Problems() []Problem {
 	return append([]Problem(nil), c.problems...)
 }
 
+// ServiceProblems returns the problems found at the last publication that
+// concern the service namespace/service, sorted: what the controller could
+// not publish as the cluster objects ask, and what it did instead. The
+// rollout controller shows them on the service's Rollout.
+func (c *Controller) ServiceProblems(namespace, service string) []Problem {
+	k := ServiceKey{Namespace: namespace, Name: service}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Problem
+	for _, p := range c.problems {
+		if p.Service == k {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // logProblems logs the problems that were not there at the last publication.
 func (c *Controller) logProblems(problems []Problem) {
 	c.mu.Lock()

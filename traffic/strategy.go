@@ -42,7 +42,7 @@ func strategies(rollouts []v1alpha1.Rollout, deployments []appsv1.Deployment) (m
 		slices.SortFunc(rs, func(a, b *v1alpha1.Rollout) int { return cmp.Compare(a.Name, b.Name) })
 		var active []*v1alpha1.Rollout
 		for _, r := range rs {
-			if isActive(r.Status.Phase) {
+			if r.Status.Phase.Active() {
 				active = append(active, r)
 			}
 		}
@@ -64,15 +64,6 @@ func strategies(rollouts []v1alpha1.Rollout, deployments []appsv1.Deployment) (m
 	return out, problems
 }
 
-// isActive reports whether a Rollout phase has a canary taking traffic.
-func isActive(p v1alpha1.RolloutPhase) bool {
-	switch p {
-	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting:
-		return true
-	}
-	return false
-}
-
 // strategyFor turns an active Rollout into a strategy. In every mode the
 // default route sends status.currentWeight of the remaining requests to the
 // canary and the cohort, when set, always reaches it. On top:
@@ -86,11 +77,11 @@ func isActive(p v1alpha1.RolloutPhase) bool {
 // are handled by the caller.
 func strategyFor(r *v1alpha1.Rollout) (router.Strategy, error) {
 	d := r.Spec.Delivery
-	w := r.Status.CurrentWeight
-	if w < 0 || w > v1alpha1.TotalBasisPoints {
-		return router.Strategy{}, fmt.Errorf("status.currentWeight %d is outside 0..%d basis points", w, v1alpha1.TotalBasisPoints)
+	w, err := r.Status.CurrentWeight.Weight()
+	if err != nil {
+		return router.Strategy{}, fmt.Errorf("status.currentWeight: %w", err)
 	}
-	st := router.Strategy{CanaryWeight: router.Weight(w)}
+	st := router.Strategy{CanaryWeight: w}
 	if r.Status.Phase == v1alpha1.PhasePromoting && w == 0 {
 		// The canary is draining before it is deleted: its cohort and its
 		// share of a sticky split go back to stable too, so that deleting
@@ -126,10 +117,11 @@ func strategyFor(r *v1alpha1.Rollout) (router.Strategy, error) {
 		if sticky == nil || d.Split == nil {
 			return router.Strategy{}, errors.New("spec.delivery: ab mode needs a sticky key and a split")
 		}
-		if *d.Split < 0 || *d.Split > v1alpha1.TotalBasisPoints {
-			return router.Strategy{}, fmt.Errorf("spec.delivery.split %d is outside 0..%d basis points", *d.Split, v1alpha1.TotalBasisPoints)
+		share, err := d.Split.Weight()
+		if err != nil {
+			return router.Strategy{}, fmt.Errorf("spec.delivery.split: %w", err)
 		}
-		sticky.Share = router.Weight(*d.Split)
+		sticky.Share = share
 		st.Sticky = sticky
 	default:
 		return router.Strategy{}, fmt.Errorf("spec.delivery.mode %q is not one of canary, beta, ab", d.Mode)

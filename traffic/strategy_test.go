@@ -97,7 +97,7 @@ func TestStrategies(t *testing.T) {
 		},
 		"weight out of range": {
 			rollouts: []v1alpha1.Rollout{rollout("checkout", v1alpha1.ModeCanary, v1alpha1.PhaseProgressing, 10001)},
-			problem:  "checkout.shop (rollout/checkout): status.currentWeight 10001 is outside 0..10000 basis points; all traffic goes to stable until it is fixed",
+			problem:  "checkout.shop (rollout/checkout): status.currentWeight: 10001 basis points is outside 0..10000; all traffic goes to stable until it is fixed",
 		},
 		"unknown mode": {
 			rollouts: []v1alpha1.Rollout{rollout("checkout", v1alpha1.ModeOff, v1alpha1.PhaseProgressing, 100)},

@@ -5,17 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 )
-
-// canarySuffix ends the name of a Rollout's canary Deployment,
-// <rollout>-canary, as the rollout controller names it.
-const canarySuffix = "-canary"
 
 // Who may make a canary. Everything an object says about itself (its name,
 // its owner references, its labels) can be written by anyone allowed to
@@ -42,7 +37,7 @@ func (h *handlers) bySluice(req *deploymentRequest) bool {
 // canaryTrack reports whether the Deployment under admission is to carry
 // sluice.dev/track: canary.
 func (h *handlers) canaryTrack(req *deploymentRequest) bool {
-	owner, ok := namedCanaryOwner(req.Object)
+	owner, ok := v1alpha1.CanaryOwner(req.Object)
 	if !ok {
 		return false
 	}
@@ -52,18 +47,8 @@ func (h *handlers) canaryTrack(req *deploymentRequest) bool {
 	if req.Old == nil {
 		return false
 	}
-	oldOwner, ok := namedCanaryOwner(req.Old)
+	oldOwner, ok := v1alpha1.CanaryOwner(req.Old)
 	return ok && oldOwner == owner && req.Old.Labels[v1alpha1.LabelTrack] == v1alpha1.TrackCanary
-}
-
-// namedCanaryOwner is CanaryOwner for a Deployment named after its
-// Rollout, <rollout>-canary.
-func namedCanaryOwner(d *appsv1.Deployment) (string, bool) {
-	owner, ok := CanaryOwner(d)
-	if !ok || d.Name != owner+canarySuffix {
-		return "", false
-	}
-	return owner, true
 }
 
 // exemptCanary reports whether the Deployment under admission is Sluice's
@@ -76,7 +61,7 @@ func namedCanaryOwner(d *appsv1.Deployment) (string, bool) {
 // why it is exempt, for the answer.
 func (h *handlers) exemptCanary(ctx context.Context, req *deploymentRequest) (bool, string, error) {
 	d := req.Object
-	owner, ok := namedCanaryOwner(d)
+	owner, ok := v1alpha1.CanaryOwner(d)
 	if !ok || !h.bySluice(req) {
 		return false, "", nil
 	}

@@ -133,7 +133,7 @@ func checkAdmitted(t *testing.T, d *appsv1.Deployment, m Mutation, team string) 
 			t.Fatalf("%s team label %q (present %v), want %q", where, got, ok, team)
 		}
 	}
-	if m.Paused && (!d.Spec.Paused || d.Annotations[AnnotationPendingRevision] != m.Revision) {
-		t.Fatalf("paused mutation left paused=%v pending=%q", d.Spec.Paused, d.Annotations[AnnotationPendingRevision])
+	if m.Paused && (!d.Spec.Paused || d.Annotations[v1alpha1.AnnotationPendingRevision] != m.Revision) {
+		t.Fatalf("paused mutation left paused=%v pending=%q", d.Spec.Paused, d.Annotations[v1alpha1.AnnotationPendingRevision])
 	}
 }

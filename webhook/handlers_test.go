@@ -81,9 +81,9 @@ func TestMutatingHandlerPausesNewRevision(t *testing.T) {
 	}
 	got := applyPatch(t, update, ops)
 	newRev := mustRevision(t, update, nil)
-	if !got.Spec.Paused || got.Annotations[AnnotationPendingRevision] != newRev || got.Spec.Template.Labels[v1alpha1.LabelRevision] != newRev {
+	if !got.Spec.Paused || got.Annotations[v1alpha1.AnnotationPendingRevision] != newRev || got.Spec.Template.Labels[v1alpha1.LabelRevision] != newRev {
 		t.Errorf("paused=%v pending=%q revision=%q, want paused with pending and revision %s",
-			got.Spec.Paused, got.Annotations[AnnotationPendingRevision], got.Spec.Template.Labels[v1alpha1.LabelRevision], newRev)
+			got.Spec.Paused, got.Annotations[v1alpha1.AnnotationPendingRevision], got.Spec.Template.Labels[v1alpha1.LabelRevision], newRev)
 	}
 }
 

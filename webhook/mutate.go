@@ -6,16 +6,10 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/router"
 )
-
-// AnnotationPendingRevision is written by the mutating webhook when it pauses
-// an opted-in Deployment whose pod template revision changed: the revision
-// waiting for its canary. The rollout controller reads it.
-const AnnotationPendingRevision = "sluice.dev/pending-revision"
 
 // JSON Pointers of the members the mutating webhook writes.
 const (
@@ -124,7 +118,7 @@ func Mutate(in MutationInput) (Mutation, error) {
 		}
 		if oldRev != rev {
 			m.Paused = true
-			ops = append(ops, mapPatch(pathAnnotations, d.Annotations, map[string]string{AnnotationPendingRevision: rev}, nil)...)
+			ops = append(ops, mapPatch(pathAnnotations, d.Annotations, map[string]string{v1alpha1.AnnotationPendingRevision: rev}, nil)...)
 			if !d.Spec.Paused {
 				ops = append(ops, PatchOp{Op: "add", Path: pathPaused, Value: true})
 			}
@@ -149,31 +143,6 @@ func mergeLabels(base, over map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// CanaryOwner returns the name of the sluice.dev Rollout that d's controller
-// owner reference names, and whether there is one. It is only what the
-// object claims: anyone who may write Deployments can write such a
-// reference, so it makes a canary only together with who writes it.
-func CanaryOwner(d *appsv1.Deployment) (string, bool) {
-	ref := metav1.GetControllerOfNoCopy(d)
-	if ref == nil || ref.Kind != "Rollout" {
-		return "", false
-	}
-	gv, err := schemaGroup(ref.APIVersion)
-	if err != nil || gv != v1alpha1.GroupName {
-		return "", false
-	}
-	return ref.Name, true
-}
-
-// schemaGroup returns the group of an apiVersion such as "sluice.dev/v1alpha1".
-func schemaGroup(apiVersion string) (string, error) {
-	group, _, ok := strings.Cut(apiVersion, "/")
-	if !ok {
-		return "", fmt.Errorf("apiVersion %q has no group", apiVersion)
-	}
-	return group, nil
 }
 
 // ServiceName is the logical service of d: its sluice.dev/service annotation,

@@ -103,7 +103,7 @@ func TestMutate(t *testing.T) {
 		},
 		"opted-in update without a template change keeps spec.paused as sent": {
 			in: MutationInput{Operation: admissionv1.Update, Team: "payments", OldDeployment: storedOptedIn,
-				Deployment: testDeployment(optedIn, admitted, withAnnotations(AnnotationPendingRevision, rev))},
+				Deployment: testDeployment(optedIn, admitted, withAnnotations(v1alpha1.AnnotationPendingRevision, rev))},
 			wantTrack: "stable",
 		},
 		"opted-in update from an object without a revision label compares computed revisions": {
@@ -258,28 +258,6 @@ func TestEscapePointer(t *testing.T) {
 		if got := EscapePointer(in); got != want {
 			t.Errorf("EscapePointer(%q) = %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestCanaryOwner(t *testing.T) {
-	tests := map[string]struct {
-		d    *appsv1.Deployment
-		want bool
-	}{
-		"plain":               {testDeployment(), false},
-		"rollout controller":  {testDeployment(canaryOf("web", "u")), true},
-		"other group Rollout": {testDeployment(canaryOf("web", "u"), func(d *appsv1.Deployment) { d.OwnerReferences[0].APIVersion = "argoproj.io/v1alpha1" }), false},
-		"not controller": {testDeployment(canaryOf("web", "u"), func(d *appsv1.Deployment) {
-			d.OwnerReferences[0].Controller = nil
-		}), false},
-		"core group apiVersion": {testDeployment(canaryOf("web", "u"), func(d *appsv1.Deployment) { d.OwnerReferences[0].APIVersion = "v1" }), false},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if _, got := CanaryOwner(tc.d); got != tc.want {
-				t.Errorf("CanaryOwner = %v, want %v", got, tc.want)
-			}
-		})
 	}
 }
 

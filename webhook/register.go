@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/policies"
 )
 
 // Paths the webhooks are served on.
@@ -166,6 +167,17 @@ func (w *Webhooks) ReadyCheck() healthz.Checker {
 		}
 		return nil
 	}
+}
+
+// Policies returns the DeploymentPolicies that compiled, as admission
+// applies them, for policies.ResolveDelivery in the rollout controller; it
+// fails until the store has synced, so that no delivery is resolved without
+// the policies.
+func (w *Webhooks) Policies() ([]*policies.Compiled, error) {
+	if !w.synced.Load() {
+		return nil, errNotSynced
+	}
+	return w.store.Snapshot().Compiled, nil
 }
 
 // Store is the policy store the handlers read.

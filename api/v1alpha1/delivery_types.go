@@ -1,9 +1,12 @@
 package v1alpha1
 
 import (
+	"fmt"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-dev/sluice/router"
 )
 
 // BasisPoints is a share in hundredths of a percent: 1 is 0.01%, 100 is 1% and
@@ -11,8 +14,19 @@ import (
 // that decimal percentages such as 0.5% are exact integers.
 type BasisPoints int32
 
-// TotalBasisPoints is 100%.
-const TotalBasisPoints BasisPoints = 10_000
+// TotalBasisPoints is 100%: the router's TotalWeight, of which BasisPoints
+// is the stored form (signed, as the API's integers are).
+const TotalBasisPoints = BasisPoints(router.TotalWeight)
+
+// Weight is b as the router's weight, the one type traffic is published
+// in. It fails for values outside 0..TotalBasisPoints, which a stored object
+// may hold only if written around the API's validation.
+func (b BasisPoints) Weight() (router.Weight, error) {
+	if b < 0 || b > TotalBasisPoints {
+		return 0, fmt.Errorf("%d basis points is outside 0..%d", b, TotalBasisPoints)
+	}
+	return router.Weight(b), nil
+}
 
 // String formats b as a percentage with no trailing zeros, e.g. "0.5%" or "25%".
 func (b BasisPoints) String() string {

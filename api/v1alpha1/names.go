@@ -59,6 +59,15 @@ const (
 	AnnotationConsumers = "sluice.dev/consumers"
 )
 
+// Annotations that Sluice writes on a team's Deployment.
+const (
+	// AnnotationPendingRevision is written by the mutating webhook when it
+	// pauses an opted-in Deployment whose pod template revision changed: the
+	// revision waiting for its canary. The rollout controller reads it and
+	// clears it when it resumes the Deployment.
+	AnnotationPendingRevision = "sluice.dev/pending-revision"
+)
+
 // DeliveryAnnotations lists every annotation that ParseDelivery reads, in a
 // stable order.
 var DeliveryAnnotations = []string{

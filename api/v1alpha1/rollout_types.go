@@ -24,6 +24,14 @@ const (
 	PhaseRolledBack RolloutPhase = "RolledBack"
 )
 
+// Active reports whether the phase has a canary in flight whose traffic
+// Sluice steers (Progressing, Paused, Promoting): the Rollout's strategy is
+// published and its weights are confirmed with the proxies. In every other
+// phase all traffic goes to stable.
+func (p RolloutPhase) Active() bool {
+	return p == PhaseProgressing || p == PhasePaused || p == PhasePromoting
+}
+
 // Verdict is the outcome of one analysis of one metric.
 // +kubebuilder:validation:Enum=Pass;Fail;Inconclusive
 type Verdict string
@@ -246,6 +254,11 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionConfigApplied is True when every proxy acknowledged the routes.
 	ConditionConfigApplied = "ConfigApplied"
+	// ConditionTrafficReady is False while the traffic side cannot publish
+	// the service's routes as its objects ask (reason TrafficProblem) or a
+	// proxy rejects what is published (reason ProxiesRejected), with the
+	// reasons in its message; True otherwise.
+	ConditionTrafficReady = "TrafficReady"
 )
 
 // RolloutStatus is the observed state of a delivery.
@@ -310,7 +323,8 @@ type RolloutStatus struct {
 	// reporters apart (Prometheus).
 	// +optional
 	Sources *AnalysisSources `json:"sources,omitempty"`
-	// Conditions include Available, Progressing and ConfigApplied.
+	// Conditions include Available, Progressing, ConfigApplied and
+	// TrafficReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -71,7 +72,18 @@ func addComponents(mgr manager.Manager, c components) error {
 			got, err := steer.Confirm(ctx, namespace, service, w)
 			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale, Replicas: got.Replicas, Limits: got.Limits}, err
 		}),
-		Samples: samples,
+		Reports: rollout.TrafficReporterFunc(func(namespace, service string) rollout.TrafficReport {
+			var r rollout.TrafficReport
+			for _, p := range steer.ServiceProblems(namespace, service) {
+				r.Problems = append(r.Problems, p.Object+": "+p.Message)
+			}
+			for _, n := range steer.Nacks(namespace, service) {
+				r.Nacks = append(r.Nacks, n.Node+" rejected "+strings.Join(n.Resources, ", ")+": "+n.Message)
+			}
+			return r
+		}),
+		Policies: hooks,
+		Samples:  samples,
 	}
 	if c.prometheus != nil {
 		opts.Custom = c.prometheus

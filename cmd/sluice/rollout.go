@@ -187,9 +187,7 @@ func printRollouts(w io.Writer, items []v1alpha1.Rollout, allNamespaces bool, no
 
 func stepColumn(ro v1alpha1.Rollout) string {
 	n := len(ro.Spec.Delivery.Steps)
-	switch ro.Status.Phase {
-	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting:
-	default:
+	if !ro.Status.Phase.Active() {
 		return "-"
 	}
 	switch ro.Spec.Delivery.Mode {
