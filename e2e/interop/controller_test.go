@@ -76,6 +76,7 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	c := s.legacyClient(g)
 
 	s.update("example.com/checkout:v2")
+	s.mark("v2 applied")
 	ro := s.wait(2*time.Minute, "the first step confirmed by the client", stepConfirmed(0))
 	v2 := ro.Status.CanaryRevision
 	measureStep(t, g, c, float64(ro.Status.CurrentWeight)/float64(v1alpha1.TotalBasisPoints), "v2", nil)
@@ -108,6 +109,7 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	// The team goes back to v1: the held canary is abandoned (weight 0
 	// confirmed by the client before the canary goes).
 	s.update("example.com/checkout:v1")
+	s.mark("back to v1")
 	s.wait(time.Minute, "v2 abandoned", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase == v1alpha1.PhaseProgressing || ro.Status.Phase == v1alpha1.PhasePaused {
 			return errors.New("canary still in flight")
@@ -115,6 +117,7 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 		return nil
 	})
 	s.canaryGone()
+	s.mark("v2's canary deleted")
 	if r := rpcs(t, c, 300, nil); r.Versions["v1"] != 300 {
 		t.Errorf("%s after going back to v1: versions %v, want all 300 on v1", c.Name(), r.Versions)
 	}
@@ -123,6 +126,7 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	// back.
 	bg := startBackground(c, 50)
 	s.update("example.com/checkout:v3", badVersion)
+	s.mark("v3 (bad) applied")
 	ro = s.wait(time.Minute, "the bad version's canary", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == v2 {
 			return fmt.Errorf("canary revision %q", ro.Status.CanaryRevision)
@@ -131,8 +135,10 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	})
 	v3 := ro.Status.CanaryRevision
 	ro = s.wait(3*time.Minute, "the bad version rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	s.mark("v3 rolled back")
 	rolledBack(t, ro, v3)
 	s.canaryGone()
+	s.mark("v3's canary deleted")
 	sum := bg.finish(t)
 	injected := checkFailures(t, c.Name(), sum)
 	t.Logf("%s while the bad version ran: versions %v, %d injected faults; rolled back: %q",
@@ -174,6 +180,7 @@ func TestControllerMixedFleet(t *testing.T) {
 	steady := startBackground(s.authClient("web"), 20)
 
 	s.update("example.com/checkout:v2")
+	s.mark("v2 applied")
 	var sticky [][]string
 	for step, weight := range []v1alpha1.BasisPoints{2000, 5000} {
 		ro := s.pauseAtStep(int32(step), weight)
@@ -194,9 +201,12 @@ func TestControllerMixedFleet(t *testing.T) {
 		})
 		checkStickyLimit(t, s, noRing)
 		s.setPaused(false)
+		s.mark(fmt.Sprintf("resumed at step %d", step+1))
 	}
 	ro := s.wait(3*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
+	s.mark("promoted")
 	s.canaryGone()
+	s.mark("v2's canary deleted")
 	t.Logf("promoted: sources %q", ro.Status.Sources.Message)
 	for i, c := range clients {
 		if r := rpcs(t, c, 200, nil); r.Versions["v2"] != 200 {
@@ -210,6 +220,7 @@ func TestControllerMixedFleet(t *testing.T) {
 		bgs[i] = startBackground(c, 50)
 	}
 	s.update("example.com/checkout:v3", badVersion)
+	s.mark("v3 (bad) applied")
 	ro = s.wait(time.Minute, "the bad version's canary", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == ro.Status.StableRevision {
 			return errors.New("no canary yet")
@@ -218,8 +229,10 @@ func TestControllerMixedFleet(t *testing.T) {
 	})
 	v3 := ro.Status.CanaryRevision
 	ro = s.wait(3*time.Minute, "the bad version rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	s.mark("v3 rolled back")
 	rolledBack(t, ro, v3)
 	s.canaryGone()
+	s.mark("v3's canary deleted")
 	if src := ro.Status.Sources; src != nil {
 		t.Logf("rolled back on: %s", jsonOf(src.Canary))
 	}

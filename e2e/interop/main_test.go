@@ -69,7 +69,7 @@ func run(m *testing.M) int {
 					}
 				}
 			}
-			ctl.stop()
+			ctl.stop(code != 0)
 		}
 	}
 	return code
@@ -109,7 +109,7 @@ func newControllerEnv() (_ *controllerEnv, err error) {
 	e := &controllerEnv{dir: dir}
 	defer func() {
 		if err != nil {
-			e.stop()
+			e.stop(true)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -144,12 +144,18 @@ func newControllerEnv() (_ *controllerEnv, err error) {
 	return e, nil
 }
 
-func (e *controllerEnv) stop() {
+// stop stops the controller and the cluster; keep leaves their logs on disk
+// (for a failed run) and says where.
+func (e *controllerEnv) stop(keep bool) {
 	if e.fleet != nil {
 		e.fleet.Stop()
 	}
 	if e.cluster != nil {
 		e.cluster.Stop()
+	}
+	if keep {
+		fmt.Fprintf(os.Stderr, "interop: controller and cluster logs kept in %s\n", e.dir)
+		return
 	}
 	os.RemoveAll(e.dir)
 }

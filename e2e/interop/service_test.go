@@ -281,7 +281,7 @@ func checkFailures(t *testing.T, name string, r result) (injected int) {
 			injected += n
 			continue
 		}
-		t.Errorf("%s: %d RPCs failed with %q", name, n, f)
+		t.Errorf("%s: %d RPCs failed with %q (first messages: %q)", name, n, f, r.Messages)
 	}
 	return injected
 }
@@ -321,15 +321,17 @@ func isCanaryPod(host string) bool {
 // background keeps a client busy with batches until stopped, as a service
 // under steady traffic is.
 type background struct {
-	mu   sync.Mutex
-	sum  result
+	mu  sync.Mutex
+	sum result
+	// seen is when each failure was first and last seen (a batch's end).
+	seen map[string][2]time.Time
 	stop chan struct{}
 	done chan error
 }
 
 func startBackground(c client, batch int) *background {
 	b := &background{sum: result{Tracks: map[string]int{}, Versions: map[string]int{}, Errors: map[string]int{}, Failures: map[string]int{}},
-		stop: make(chan struct{}), done: make(chan error, 1)}
+		seen: map[string][2]time.Time{}, stop: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
 		for {
 			select {
@@ -347,7 +349,16 @@ func startBackground(c client, batch int) *background {
 				b.done <- err
 				return
 			}
+			now := time.Now()
 			b.mu.Lock()
+			for f := range r.Failures {
+				seen, ok := b.seen[f]
+				if !ok {
+					seen[0] = now
+				}
+				seen[1] = now
+				b.seen[f] = seen
+			}
 			for _, m := range []struct{ to, from map[string]int }{{b.sum.Tracks, r.Tracks}, {b.sum.Versions, r.Versions}, {b.sum.Errors, r.Errors}, {b.sum.Failures, r.Failures}} {
 				for k, v := range m.from {
 					m.to[k] += v
@@ -359,7 +370,8 @@ func startBackground(c client, batch int) *background {
 	return b
 }
 
-// finish stops the batches and returns their sum.
+// finish stops the batches and returns their sum; it logs when each
+// failure other than an injected fault was seen.
 func (b *background) finish(t *testing.T) result {
 	t.Helper()
 	close(b.stop)
@@ -368,7 +380,38 @@ func (b *background) finish(t *testing.T) result {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for f, seen := range b.seen {
+		if !clusterInjected(f) {
+			t.Logf("%q seen from %s to %s", f, clock(seen[0]), clock(seen[1]))
+		}
+	}
 	return b.sum
+}
+
+// clock is a time of day for logs that can be set against the controller's.
+func clock(t time.Time) string { return t.UTC().Format("15:04:05.000") }
+
+// mark logs an event of the test with its time of day and the service's
+// pods then (name, IP, image), so that a failure naming an address can be
+// placed.
+func (s *delivery) mark(what string) {
+	now := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var pods []string
+	list, err := s.env.cluster.Client().CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		pods = append(pods, err.Error())
+	} else {
+		for _, p := range list.Items {
+			state := ""
+			if p.DeletionTimestamp != nil {
+				state = " deleting"
+			}
+			pods = append(pods, fmt.Sprintf("%s %s %s%s", p.Name, p.Status.PodIP, p.Spec.Containers[0].Image, state))
+		}
+	}
+	s.t.Logf("%s: %s; pods %q", clock(now), what, pods)
 }
 
 // limitCount is the number of proxies status.proxies.limits counts for the

@@ -77,7 +77,7 @@ def main():
                 key = "%s: %s" % (code, e.details())
                 failures[key] = failures.get(key, 0) + 1
                 if len(messages) < 3:
-                    messages.append("%s: %s" % (code, e.details()))
+                    messages.append("%s: %s (%s)" % (code, e.details(), e.debug_error_string()))
         print(json.dumps({"tracks": tracks, "versions": versions, "errors": errors,
                           "failures": failures, "messages": messages}), flush=True)
 
