@@ -59,6 +59,9 @@ func run(m *testing.M) int {
 		startControllerEnv()
 	}
 	code := m.Run()
+	if oldGRPCBin != "" {
+		os.RemoveAll(filepath.Dir(oldGRPCBin))
+	}
 	if !testing.Short() {
 		<-ctlReady
 		if ctl != nil {
