@@ -288,7 +288,15 @@ func (c *Controller) do(ctx context.Context, a Action, d, canary *appsv1.Deploym
 		return client.IgnoreNotFound(c.client.Delete(ctx, canary, client.Preconditions{UID: &canary.UID},
 			client.PropagationPolicy(metav1.DeletePropagationBackground)))
 	case UnpauseDeployment:
-		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"paused":false}}`, v1alpha1.AnnotationPendingRevision))
+		// The patch names the resourceVersion the decision was taken on: a
+		// Deployment changed since (a newer revision admitted and paused by
+		// the webhook) is refused with a conflict and looked at again,
+		// never unpaused on a stale decision.
+		rv := ""
+		if d.ResourceVersion != "" {
+			rv = fmt.Sprintf(`"resourceVersion":%q,`, d.ResourceVersion)
+		}
+		patch := []byte(fmt.Sprintf(`{"metadata":{%s"annotations":{%q:null}},"spec":{"paused":false}}`, rv, v1alpha1.AnnotationPendingRevision))
 		return c.client.Patch(ctx, d, client.RawPatch(types.MergePatchType, patch))
 	case ClearRequests:
 		if ro.Spec.Promote == nil && ro.Spec.Abort == nil && ro.Spec.RetryRevision == "" {

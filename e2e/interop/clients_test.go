@@ -25,8 +25,14 @@ import (
 
 // result is what a client reports for a batch of RPCs.
 type result struct {
-	Tracks   map[string]int `json:"tracks"`
+	// Tracks counts answers by the response's hostname: the track of the
+	// in-process backends, the pod name on the local cluster.
+	Tracks map[string]int `json:"tracks"`
+	// Versions counts answers by server_id, the pod's image tag, when set.
+	Versions map[string]int `json:"versions"`
 	Errors   map[string]int `json:"errors"`
+	// Failures counts failed RPCs by "<code>: <details>".
+	Failures map[string]int `json:"failures"`
 	Messages []string       `json:"messages"`
 }
 
@@ -59,10 +65,17 @@ type bootstrapConfig struct {
 	ServerURI    string
 	NodeID       string
 	ChannelCreds []map[string]any
+	// Namespace is claimed in node metadata; default the in-process
+	// harness's.
+	Namespace string
 }
 
 // bootstrap renders the gRFC A27 bootstrap JSON every client here reads.
 func bootstrap(c bootstrapConfig) []byte {
+	ns := c.Namespace
+	if ns == "" {
+		ns = namespace
+	}
 	creds := c.ChannelCreds
 	if len(creds) == 0 {
 		creds = []map[string]any{{"type": "insecure"}}
@@ -74,7 +87,7 @@ func bootstrap(c bootstrapConfig) []byte {
 			"server_features": []string{"xds_v3"},
 		}},
 		"node": map[string]any{"id": c.NodeID, "locality": map[string]any{"zone": "interop"},
-			"metadata": map[string]any{auth.NodeNamespaceKey: namespace}},
+			"metadata": map[string]any{auth.NodeNamespaceKey: ns}},
 	})
 	if err != nil {
 		panic(err) // maps of strings always encode
@@ -200,7 +213,7 @@ func (g *goClient) Send(n int, md map[string]string) error {
 		kv = append(kv, k, v)
 	}
 	go func() {
-		r := result{Tracks: map[string]int{}, Errors: map[string]int{}}
+		r := result{Tracks: map[string]int{}, Versions: map[string]int{}, Errors: map[string]int{}, Failures: map[string]int{}}
 		for range n {
 			ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), kv...), 10*time.Second)
 			resp, err := g.c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
@@ -208,12 +221,16 @@ func (g *goClient) Send(n int, md map[string]string) error {
 			if err != nil {
 				code := strings.ToUpper(status.Code(err).String())
 				r.Errors[code]++
+				r.Failures[code+": "+status.Convert(err).Message()]++
 				if len(r.Messages) < 3 {
 					r.Messages = append(r.Messages, err.Error())
 				}
 				continue
 			}
 			r.Tracks[resp.GetHostname()]++
+			if v := resp.GetServerId(); v != "" {
+				r.Versions[v]++
+			}
 		}
 		g.results <- r
 	}()

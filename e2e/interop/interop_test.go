@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -301,16 +300,16 @@ func (h *harness) proxy() server.ProxyStatus {
 //
 // A client of a form without ring hash must get stable for every sticky
 // user and see the limit; every other client must keep its users sticky.
-func scenario(t *testing.T, start func(h *harness, bs []byte) client, wantForm translate.Form) {
+func scenario(t *testing.T, start starter, wantForm translate.Form) {
 	t.Run("canary", func(t *testing.T) { canaryRollout(t, start, wantForm) })
 	t.Run("ab", func(t *testing.T) { abRollout(t, start, wantForm) })
 }
 
 // connect starts a client and waits for its first answered RPC and its
 // ACK of the published route; it checks the form the server chose.
-func connect(t *testing.T, h *harness, start func(h *harness, bs []byte) client, v string, wantForm translate.Form, md map[string]string) client {
+func connect(t *testing.T, h *harness, start starter, v string, wantForm translate.Form, md map[string]string) client {
 	t.Helper()
-	c := start(h, bootstrap(bootstrapConfig{ServerURI: h.addr, NodeID: "interop-" + strings.ReplaceAll(t.Name(), "/", "-")}))
+	c := start(t, bootstrap(bootstrapConfig{ServerURI: h.addr, NodeID: "interop-" + strings.ReplaceAll(t.Name(), "/", "-")}), target)
 	t.Logf("client: %s", c.Name())
 	// First RPCs: the client has no config yet, so poll until one answers.
 	deadline := time.Now().Add(45 * time.Second)
@@ -345,7 +344,7 @@ func formKey(f translate.Form) string {
 	return string(f)
 }
 
-func canaryRollout(t *testing.T, start func(h *harness, bs []byte) client, wantForm translate.Form) {
+func canaryRollout(t *testing.T, start starter, wantForm translate.Form) {
 	h := newHarness(t)
 	cohort := []router.Cohort{{Source: router.SourceHeader, Name: "x-cohort", Match: router.MatchExact, Value: "beta"}}
 	v := h.publish(router.Strategy{CanaryWeight: 50, Cohorts: cohort})
@@ -415,7 +414,7 @@ func canaryRollout(t *testing.T, start func(h *harness, bs []byte) client, wantF
 	}
 }
 
-func abRollout(t *testing.T, start func(h *harness, bs []byte) client, wantForm translate.Form) {
+func abRollout(t *testing.T, start starter, wantForm translate.Form) {
 	h := newHarness(t)
 	noRing := wantForm == translate.FormLegacyNoRing
 	sticky := func(share router.Weight) router.Strategy {
@@ -527,46 +526,26 @@ func TestPythonGRPCIO(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a python3-grpcio client")
 	}
-	py := "/usr/bin/python3" // Debian's interpreter, which python3-grpcio is built for
-	if out, err := exec.Command(py, "-c", "import grpc").CombinedOutput(); err != nil {
-		t.Fatalf("python3-grpcio is missing (run make deps): %v: %s", err, out)
-	}
-	scenario(t, func(h *harness, bs []byte) client {
-		return startProc(t, []string{"PYTHONFAULTHANDLER=1"}, bs, target, py, "-u", filepath.Join("..", "testdata", "interop", "client.py"))
-	}, translate.FormLegacyNoRing)
+	scenario(t, startPython(t), translate.FormLegacyNoRing)
 }
 
 func TestNodeGRPCJSXDS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a grpc-js-xds client")
 	}
-	modules := filepath.Join(cacheDir(t), "npm", "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, "@grpc", "grpc-js-xds")); err != nil {
-		t.Fatalf("@grpc/grpc-js-xds is missing (run make deps): %v", err)
-	}
-	scenario(t, func(h *harness, bs []byte) client {
-		return startProc(t, []string{"NODE_PATH=" + modules}, bs, target, "node", filepath.Join("..", "testdata", "interop", "client.js"))
-	}, translate.FormLegacyNoRing)
+	scenario(t, startNode(t), translate.FormLegacyNoRing)
 }
 
 func TestOlderGRPCGo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a client on an older grpc-go")
 	}
-	bin := filepath.Join(t.TempDir(), "oldgrpc")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join("..", "oldgrpc")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build e2e/oldgrpc: %v\n%s", err, out)
-	}
-	scenario(t, func(h *harness, bs []byte) client {
-		return startProc(t, nil, bs, target, bin)
-	}, translate.FormLegacyNoRing)
+	scenario(t, startOldGRPC(t), translate.FormLegacyNoRing)
 }
 
 func TestCurrentGRPCGo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a grpc-go xDS client")
 	}
-	scenario(t, func(h *harness, bs []byte) client { return startGo(t, bs, target) }, translate.FormCurrent)
+	scenario(t, startCurrentGo, translate.FormCurrent)
 }

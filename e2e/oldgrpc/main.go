@@ -31,7 +31,9 @@ type request struct {
 
 type result struct {
 	Tracks   map[string]int `json:"tracks"`
+	Versions map[string]int `json:"versions"`
 	Errors   map[string]int `json:"errors"`
+	Failures map[string]int `json:"failures"`
 	Messages []string       `json:"messages"`
 }
 
@@ -62,7 +64,7 @@ func run() error {
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
 			return fmt.Errorf("read request: %w", err)
 		}
-		res := result{Tracks: map[string]int{}, Errors: map[string]int{}}
+		res := result{Tracks: map[string]int{}, Versions: map[string]int{}, Errors: map[string]int{}, Failures: map[string]int{}}
 		var kv []string
 		for k, v := range req.MD {
 			kv = append(kv, k, v)
@@ -74,12 +76,16 @@ func run() error {
 			if err != nil {
 				code := status.Code(err).String()
 				res.Errors[code]++
+				res.Failures[code+": "+status.Convert(err).Message()]++
 				if len(res.Messages) < 3 {
 					res.Messages = append(res.Messages, err.Error())
 				}
 				continue
 			}
 			res.Tracks[resp.GetHostname()]++
+			if v := resp.GetServerId(); v != "" {
+				res.Versions[v]++
+			}
 		}
 		if err := out.Encode(res); err != nil {
 			return err

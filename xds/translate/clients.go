@@ -56,11 +56,13 @@ func FormFor(c Client) (Form, string) {
 			return FormLegacy, fmt.Sprintf("%s: unparsable version, grpc-java before 1.53 does not read string_match", c)
 		}
 		return FormLegacy, fmt.Sprintf("%s: grpc-java before 1.53 does not read string_match header matchers", c)
-	case strings.EqualFold(c.Name, "envoy") && (!verOK || below(1, 22)):
+	case strings.EqualFold(c.Name, "envoy") && (!verOK || below(1, 24)):
+		// Envoy sums the weights from 1.24.0 (its release notes); before,
+		// it checks them against total_weight, which defaults to 100.
 		if !verOK {
-			return FormLegacy, fmt.Sprintf("%s: unparsable version, Envoy before 1.22 defaults total_weight to 100", c)
+			return FormLegacy, fmt.Sprintf("%s: unparsable version, Envoy before 1.24 checks weights against total_weight (default 100)", c)
 		}
-		return FormLegacy, fmt.Sprintf("%s: Envoy before 1.22 defaults total_weight to 100", c)
+		return FormLegacy, fmt.Sprintf("%s: Envoy before 1.24 checks weights against total_weight (default 100)", c)
 	case c.Name == "gRPC Go", c.Name == "gRPC Java", strings.EqualFold(c.Name, "envoy"):
 		return FormCurrent, fmt.Sprintf("%s: reads string_match and sums weighted clusters", c)
 	case c.Name == "":

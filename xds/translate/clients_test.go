@@ -17,6 +17,8 @@ func TestFormFor(t *testing.T) {
 		"grpc-java 1.52":              {Client{"gRPC Java", "1.52.1"}, FormLegacy},
 		"grpc-java 1.53":              {Client{"gRPC Java", "1.53.0"}, FormCurrent},
 		"envoy 1.21":                  {Client{"envoy", "1.21.6"}, FormLegacy},
+		"envoy 1.23":                  {Client{"envoy", "1.23.12"}, FormLegacy},
+		"envoy 1.24":                  {Client{"envoy", "1.24.0"}, FormCurrent},
 		"envoy 1.36":                  {Client{"envoy", "1.36.0"}, FormCurrent},
 		"anonymous":                   {Client{}, FormCurrent},
 		"unknown implementation":      {Client{"my-xds", "9.9"}, FormCurrent},

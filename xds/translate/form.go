@@ -73,7 +73,7 @@ func (l Limit) String() string {
 // weightedClusters encodes the clusters of a weighted route. When every
 // weight is a whole percentage the weights are written in percent: they
 // then sum to 100, which every client reads correctly, whether it sums the
-// weights (grpc-go, Envoy ≥ 1.22) or defaults total_weight to 100 (gRPC
+// weights (grpc-go, Envoy ≥ 1.24) or defaults total_weight to 100 (gRPC
 // C-core, grpc-js, older Envoy). Otherwise (steps such as 0.5%) they are
 // written in basis points, and FormLegacy adds total_weight = 10,000 for the
 // clients that need it.

@@ -56,19 +56,23 @@ async function main() {
   const rl = readline.createInterface({ input: process.stdin });
   for await (const line of rl) {
     const req = JSON.parse(line);
-    const tracks = {}, errors = {}, messages = [];
+    const tracks = {}, versions = {}, errors = {}, failures = {}, messages = [];
     for (let k = 0; k < req.n; k++) {
       const { err, resp } = await call(client, req.md || {});
       if (err) {
         const code = grpc.status[err.code] || String(err.code);
         errors[code] = (errors[code] || 0) + 1;
+        const key = code + ': ' + err.details;
+        failures[key] = (failures[key] || 0) + 1;
         if (messages.length < 3) messages.push(code + ': ' + err.details);
       } else {
         const host = stringField(resp, 6);
         tracks[host] = (tracks[host] || 0) + 1;
+        const version = stringField(resp, 4);
+        if (version) versions[version] = (versions[version] || 0) + 1;
       }
     }
-    console.log(JSON.stringify({ tracks, errors, messages }));
+    console.log(JSON.stringify({ tracks, versions, errors, failures, messages }));
   }
   client.close();
 }

@@ -4,9 +4,12 @@ Usage: GRPC_XDS_BOOTSTRAP=bootstrap.json python3 client.py xds:///<target>
 
 It prints one JSON line naming itself, then answers each stdin line
 {"n": N, "md": {"key": "value"}} with one JSON line:
-{"tracks": {"<hostname>": count}, "errors": {"<code>": count}, "messages": [...]}
+{"tracks": {"<hostname>": count}, "versions": {"<server_id>": count},
+ "errors": {"<code>": count}, "failures": {"<code>: <details>": count},
+ "messages": [...]}
 after N sequential grpc.testing.TestService/UnaryCall RPCs carrying the
-metadata. The response's hostname field (6) names the track that answered.
+metadata. The response's hostname field (6) names the track (or pod) that
+answered, its server_id field (4) the version (image tag), when set.
 It needs no generated code: requests are empty SimpleRequests and
 responses are read with a minimal protobuf decoder.
 """
@@ -59,18 +62,24 @@ def main():
     for line in sys.stdin:
         req = json.loads(line)
         md = sorted((req.get("md") or {}).items())
-        tracks, errors, messages = {}, {}, []
+        tracks, versions, errors, failures, messages = {}, {}, {}, {}, []
         for _ in range(req["n"]):
             try:
                 resp = call(b"", metadata=md, timeout=10)
                 host = string_field(resp, 6)
                 tracks[host] = tracks.get(host, 0) + 1
+                version = string_field(resp, 4)
+                if version:
+                    versions[version] = versions.get(version, 0) + 1
             except grpc.RpcError as e:
                 code = e.code().name
                 errors[code] = errors.get(code, 0) + 1
+                key = "%s: %s" % (code, e.details())
+                failures[key] = failures.get(key, 0) + 1
                 if len(messages) < 3:
-                    messages.append("%s: %s" % (code, e.details()))
-        print(json.dumps({"tracks": tracks, "errors": errors, "messages": messages}), flush=True)
+                    messages.append("%s: %s (%s)" % (code, e.details(), e.debug_error_string()))
+        print(json.dumps({"tracks": tracks, "versions": versions, "errors": errors,
+                          "failures": failures, "messages": messages}), flush=True)
 
 
 if __name__ == "__main__":
