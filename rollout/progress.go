@@ -216,6 +216,7 @@ func (m *stepper) promoting() {
 	st.StableRevision = st.CanaryRevision
 	st.CanaryRevision = ""
 	st.CanaryStartedAt = nil
+	st.Counts = nil
 	st.StepStartedAt = nil
 	st.Message = "revision " + st.StableRevision + " is stable"
 	m.event(false, "Promoted", "%s", st.Message)
@@ -253,6 +254,9 @@ func (m *stepper) analyse() *analysis.Outcome {
 	st.AnalysisFailures = int32(next.ConsecutiveFailures)
 	if m.o.Provenance != nil {
 		st.Sources = sourcesStatus(*m.o.Provenance)
+	}
+	if m.o.Counts != nil {
+		st.Counts = m.o.Counts
 	}
 	if !next.LastEvaluated.IsZero() {
 		t := metav1.NewTime(next.LastEvaluated)
