@@ -158,7 +158,12 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 func (c *Controller) samples(ctx context.Context, namespace, service, canaryRevision string, d v1alpha1.Delivery, n Needs) analysis.Input {
 	recent, cumulative := n.Recent, n.Cumulative
 	obs := func(track string, w time.Duration, since time.Time) analysis.TrackSample {
-		return metrics.Observe(ctx, c.opts.Samples, trackQuery(namespace, service, track, canaryRevision, w, since))
+		q := trackQuery(namespace, service, track, canaryRevision, w, since)
+		if track == v1alpha1.TrackCanary && d.MaxLatencyP99 != nil {
+			// Sources with a latency histogram count the slow requests: the latency ceiling is then sequential.
+			q.SlowerThan = d.MaxLatencyP99.Duration
+		}
+		return metrics.Observe(ctx, c.opts.Samples, q)
 	}
 	in := analysis.Input{
 		Recent: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, recent, time.Time{}), Canary: obs(v1alpha1.TrackCanary, recent, time.Time{})},

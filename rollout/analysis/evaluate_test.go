@@ -147,6 +147,17 @@ func TestEvaluate(t *testing.T) {
 			wantVerdicts: map[string]Verdict{MetricLatencyP99: Fail},
 			wantReason:   "share slower than 300ms 6% (60/1000), at least",
 		},
+		"slow requests counted at a bucket above the limit say so": {
+			in: func() Input {
+				in := both(sample(10_000, 10), sample(1_000, 1))
+				in.Cumulative.Canary.SlowRequests = ptr(uint64(60))
+				in.Cumulative.Canary.SlowerThan = 500 * time.Millisecond
+				return in
+			}(),
+			cfg: withLatency, wantAction: Rollback,
+			wantVerdicts: map[string]Verdict{MetricLatencyP99: Fail},
+			wantReason:   "share slower than 500ms 6% (60/1000), at least 3.23% with 99% confidence; limit 1% (p99 300ms, counted at the histogram bucket 500ms)",
+		},
 		"counted slow requests within 1% pass": {
 			in: func() Input {
 				in := both(sample(10_000, 10), sample(1_000, 1))

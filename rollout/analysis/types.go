@@ -56,6 +56,10 @@ type TrackSample struct {
 	// with the same guarantee as the error rate ("at most 1% of requests slower than the limit" is "p99 within
 	// the limit"); without it the check compares a p99 gauge and says that it is not error-controlled.
 	SlowRequests *uint64
+	// SlowerThan is the latency SlowRequests counts above, when the source could only count against a histogram
+	// bucket boundary above Config.MaxLatencyP99 (the test is then of that boundary, and says so); zero means
+	// Config.MaxLatencyP99 itself.
+	SlowerThan time.Duration
 	// Present is true when the source delivered this sample. A present sample with zero requests means the
 	// source works but the track saw no traffic.
 	Present bool
