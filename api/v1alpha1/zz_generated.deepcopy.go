@@ -76,11 +76,6 @@ func (in *AnalysisDefaults) DeepCopyInto(out *AnalysisDefaults) {
 		*out = new(int32)
 		**out = **in
 	}
-	if in.ConsecutiveFailures != nil {
-		in, out := &in.ConsecutiveFailures, &out.ConsecutiveFailures
-		*out = new(int32)
-		**out = **in
-	}
 	if in.Queries != nil {
 		in, out := &in.Queries, &out.Queries
 		*out = make([]MetricQuery, len(*in))

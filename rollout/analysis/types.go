@@ -37,7 +37,7 @@ type NoDataPolicy string
 const (
 	// NoDataHold holds the rollout at its current weight until data arrives.
 	NoDataHold NoDataPolicy = "Hold"
-	// NoDataFail treats missing data as a failure (counted towards ConsecutiveFailures).
+	// NoDataFail treats missing data as a failure: the rollout rolls back.
 	NoDataFail NoDataPolicy = "Fail"
 	// NoDataPass treats missing data as a pass.
 	NoDataPass NoDataPolicy = "Pass"
@@ -149,8 +149,6 @@ type Outcome struct {
 // and passes it back; the zero value is the state before the first evaluation. The sequential tests need no
 // memory beyond the cumulative counts, so a restarted controller that passes the same counts decides the same.
 type State struct {
-	// ConsecutiveFailures is always 0: failures are no longer counted (see Config.ConsecutiveFailures).
-	ConsecutiveFailures int
 	// LastEvaluated is the time of the last evaluation.
 	LastEvaluated time.Time
 }
