@@ -23,8 +23,8 @@ func DefaultDelivery() Delivery {
 		StepInterval: &metav1.Duration{Duration: 30 * time.Second},
 		MaxErrorRate: &maxErr,
 		Analysis: &Analysis{
-			Confidence:          9500,
-			MinSamples:          100,
+			Confidence:        9500,
+			MinSamples:        100,
 			NoData:            NoDataHold,
 			CriticalErrorRate: 2000,
 		},

@@ -50,7 +50,7 @@ func TestParseRolloutDefaults(t *testing.T) {
 				MaxLatencyP99: dur(time.Second),
 				Analysis: &AnalysisDefaults{Confidence: "99%", MinSamples: i32(10), NoData: NoDataFail,
 					CriticalErrorRate: "0.3",
-					Queries: []MetricQuery{{Name: "p95", Query: "q", Threshold: "0.25", Comparison: ComparisonBelow}}},
+					Queries:           []MetricQuery{{Name: "p95", Query: "q", Threshold: "0.25", Comparison: ComparisonBelow}}},
 			},
 			want: Delivery{
 				Steps: []BasisPoints{200, 1000, 5000}, StepInterval: dur(time.Minute), MaxErrorRate: bp(50),
