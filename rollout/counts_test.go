@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/rollout/analysis"
 	"github.com/sluice-dev/sluice/rollout/metrics"
 )
 
@@ -116,5 +117,33 @@ func TestResumeCountsFoldsBeyondTheBound(t *testing.T) {
 		if want := (v1alpha1.RequestCounts{Requests: int64(10 * (i + 1)), Errors: int64(i + 1)}); prev.Canary != want {
 			t.Fatalf("after %d incarnations the counts are %+v, want %+v", i+1, prev.Canary, want)
 		}
+	}
+}
+
+// TestStepPersistsCountsAndFailures checks what an analysing Step writes on the status: the resumed counts it was
+// given, and whether the analysis failed.
+func TestStepPersistsCountsAndFailures(t *testing.T) {
+	spec := testSpec(v1alpha1.ModeCanary)
+	counts := &v1alpha1.AnalysisCounts{Revision: "b", Since: metav1.NewTime(t0), Canary: v1alpha1.RequestCounts{Requests: 1000},
+		Sources: []v1alpha1.CountSource{{Name: "a-1", CanarySeen: v1alpha1.RequestCounts{Requests: 1000}}}}
+	cases := map[string]struct {
+		samples      *analysis.Input
+		wantFailures int32
+	}{
+		"healthy":           {samples: healthy, wantFailures: 0},
+		"critical failures": {samples: critical, wantFailures: 1},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := Step(Observed{Deployment: pausedFor("b"), Spec: spec, Canary: readyCanary("b", 1),
+				Status: progressingAt(1, 500, &metav1.Time{Time: t0}), Samples: tc.samples, Counts: counts,
+				Now: t0.Add(2 * time.Second)})
+			if diff := cmp.Diff(counts, r.Status.Counts); diff != "" {
+				t.Errorf("status.counts (-want +got):\n%s", diff)
+			}
+			if r.Status.AnalysisFailures != tc.wantFailures {
+				t.Errorf("status.analysisFailures = %d, want %d", r.Status.AnalysisFailures, tc.wantFailures)
+			}
+		})
 	}
 }
