@@ -33,6 +33,7 @@ import (
 type rpcLoad struct {
 	mu        sync.Mutex
 	answers   map[string]int
+	firstSeen map[string]time.Time
 	lastSeen  map[string]time.Time
 	failures  int
 	firstFail time.Time
@@ -51,7 +52,8 @@ func startLoad(t testing.TB, ns, service string, rate int) *rpcLoad {
 	if _, err := c.UnaryCall(first, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
 		t.Fatalf("first call through xDS: %v", err)
 	}
-	l := &rpcLoad{answers: map[string]int{}, lastSeen: map[string]time.Time{}, failMsgs: map[string]int{}}
+	l := &rpcLoad{answers: map[string]int{}, firstSeen: map[string]time.Time{}, lastSeen: map[string]time.Time{},
+		failMsgs: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -98,6 +100,9 @@ func (l *rpcLoad) one(ctx context.Context, c testgrpc.TestServiceClient) {
 		return
 	}
 	l.answers[resp.GetServerId()]++
+	if _, ok := l.firstSeen[resp.GetServerId()]; !ok {
+		l.firstSeen[resp.GetServerId()] = now
+	}
 	l.lastSeen[resp.GetServerId()] = now
 }
 

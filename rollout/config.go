@@ -24,19 +24,12 @@ func AnalysisConfig(d v1alpha1.Delivery) (analysis.Config, error) {
 	if a := d.Analysis; a != nil {
 		if a.Confidence > 0 {
 			cfg.Confidence = ratio(a.Confidence)
-			// Ignored by the sequential tests; still filled for callers
-			// that show it.
-			cfg.RecentConfidence = 1 - (1-cfg.Confidence)/10
 		}
 		if a.MinSamples > 0 {
 			cfg.MinSamples = uint64(a.MinSamples)
 		}
 		if a.NoData != "" {
 			cfg.NoData = analysis.NoDataPolicy(a.NoData)
-		}
-		if a.ConsecutiveFailures > 0 {
-			// Ignored: one failing sequential test already rolls back.
-			cfg.ConsecutiveFailures = int(a.ConsecutiveFailures)
 		}
 		if a.CriticalErrorRate > 0 {
 			cfg.CriticalErrorRate = ratio(a.CriticalErrorRate)

@@ -93,6 +93,10 @@ type Observed struct {
 	// Provenance says where the cumulative samples came from, when the
 	// metric source can tell reporters apart; nil otherwise.
 	Provenance *Provenance
+	// Counts are the cumulative counts behind Samples merged with those the
+	// status persisted (ResumeCounts), to persist again; nil when the metric
+	// source keeps its own history.
+	Counts *v1alpha1.AnalysisCounts
 	// Now is the time of the observation.
 	Now time.Time
 }

@@ -104,12 +104,8 @@ func TestAnalysisConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MaxErrorRate != 0.01 || cfg.CriticalErrorRate != 0.2 || cfg.Confidence != 0.95 || cfg.MinSamples != 100 ||
-		cfg.ConsecutiveFailures != 2 {
+	if cfg.MaxErrorRate != 0.01 || cfg.CriticalErrorRate != 0.2 || cfg.Confidence != 0.95 || cfg.MinSamples != 100 {
 		t.Errorf("config %+v does not follow the delivery", cfg)
-	}
-	if want := 1 - 0.05/10; cfg.RecentConfidence < want-1e-12 || cfg.RecentConfidence > want+1e-12 {
-		t.Errorf("recent confidence %g, want %g", cfg.RecentConfidence, want)
 	}
 	if len(cfg.Custom) != 2 || cfg.Custom[0].Max == nil || *cfg.Custom[0].Max != 0.3 || cfg.Custom[1].Min == nil || *cfg.Custom[1].Min != 10 {
 		t.Errorf("custom checks %+v", cfg.Custom)

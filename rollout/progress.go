@@ -216,6 +216,7 @@ func (m *stepper) promoting() {
 	st.StableRevision = st.CanaryRevision
 	st.CanaryRevision = ""
 	st.CanaryStartedAt = nil
+	st.Counts = nil
 	st.StepStartedAt = nil
 	st.Message = "revision " + st.StableRevision + " is stable"
 	m.event(false, "Promoted", "%s", st.Message)
@@ -241,7 +242,7 @@ func (m *stepper) analyse() *analysis.Outcome {
 		m.event(true, "AnalysisConfigInvalid", "%v", err)
 		return nil
 	}
-	state := analysis.State{ConsecutiveFailures: int(st.AnalysisFailures)}
+	var state analysis.State
 	if st.LastAnalysisTime != nil {
 		state.LastEvaluated = st.LastAnalysisTime.Time
 	}
@@ -250,9 +251,20 @@ func (m *stepper) analyse() *analysis.Outcome {
 		m.event(true, "AnalysisFailed", "%v", err)
 		return nil
 	}
-	st.AnalysisFailures = int32(next.ConsecutiveFailures)
+	// Analyses in a row with a failed check: a failure rolls back at once,
+	// so this is 1 on the analysis that rolled back and 0 otherwise. A
+	// replay of an evaluation already recorded is not counted again.
+	if replay := st.LastAnalysisTime != nil && !m.o.Now.After(st.LastAnalysisTime.Time); !replay {
+		st.AnalysisFailures = 0
+		if out.Action == analysis.Rollback {
+			st.AnalysisFailures = 1
+		}
+	}
 	if m.o.Provenance != nil {
 		st.Sources = sourcesStatus(*m.o.Provenance)
+	}
+	if m.o.Counts != nil {
+		st.Counts = m.o.Counts
 	}
 	if !next.LastEvaluated.IsZero() {
 		t := metav1.NewTime(next.LastEvaluated)

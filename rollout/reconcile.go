@@ -144,6 +144,10 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 	}
 	if n.Analyse {
 		in := c.samples(ctx, d.Namespace, svc, ro.Status.CanaryRevision, ro.Spec.Delivery, n)
+		if src, ok := c.opts.Samples.(metrics.CounterSource); ok && !n.Since.IsZero() {
+			counts := resume(ctx, src, d.Namespace, svc, ro.Status.CanaryRevision, n, ro.Status.Counts, &in.Cumulative)
+			o.Counts = &counts
+		}
 		if src, ok := c.opts.Samples.(metrics.OriginSource); ok {
 			p := provenance(ctx, src, d.Namespace, svc, ro.Status.CanaryRevision, n)
 			in.Evidence = &analysis.Tracks{Stable: p.Stable.Evidence, Canary: p.Canary.Evidence}
@@ -162,7 +166,12 @@ func (c *Controller) observe(ctx context.Context, d, canary *appsv1.Deployment, 
 func (c *Controller) samples(ctx context.Context, namespace, service, canaryRevision string, d v1alpha1.Delivery, n Needs) analysis.Input {
 	recent, cumulative := n.Recent, n.Cumulative
 	obs := func(track string, w time.Duration, since time.Time) analysis.TrackSample {
-		return metrics.Observe(ctx, c.opts.Samples, trackQuery(namespace, service, track, canaryRevision, w, since))
+		q := trackQuery(namespace, service, track, canaryRevision, w, since)
+		if track == v1alpha1.TrackCanary && d.MaxLatencyP99 != nil {
+			// Sources with a latency histogram count the slow requests: the latency ceiling is then sequential.
+			q.SlowerThan = d.MaxLatencyP99.Duration
+		}
+		return metrics.Observe(ctx, c.opts.Samples, q)
 	}
 	in := analysis.Input{
 		Recent: analysis.Tracks{Stable: obs(v1alpha1.TrackStable, recent, time.Time{}), Canary: obs(v1alpha1.TrackCanary, recent, time.Time{})},
@@ -188,6 +197,38 @@ func trackQuery(namespace, service, track, canaryRevision string, w time.Duratio
 		q.Revision = canaryRevision
 	}
 	return q
+}
+
+// resume reads the per-source counters of both tracks since the canary
+// revision began, merges them with the counts the status persisted
+// (ResumeCounts) and puts the result in cumulative, so that the analysis
+// continues across a restart of every replica. A track whose counters cannot
+// be read keeps the sample the source gave (absent, saying why) while its
+// persisted counters are carried to the next evaluation.
+func resume(ctx context.Context, src metrics.CounterSource, namespace, service, canaryRevision string, n Needs,
+	prev *v1alpha1.AnalysisCounts, cumulative *analysis.Tracks) v1alpha1.AnalysisCounts {
+	read := func(track string) (map[string]metrics.Counter, bool) {
+		c, err := src.Counters(ctx, trackQuery(namespace, service, track, canaryRevision, n.Cumulative, n.Since))
+		return c, err == nil
+	}
+	canary, canaryOK := read(v1alpha1.TrackCanary)
+	stable, stableOK := read(v1alpha1.TrackStable)
+	out := ResumeCounts(prev, canaryRevision, n.Since, Readings{Canary: canary, Stable: stable})
+	if canaryOK {
+		cumulative.Canary = resumed(cumulative.Canary, out.Canary)
+	}
+	if stableOK {
+		cumulative.Stable = resumed(cumulative.Stable, out.Stable)
+	}
+	return out
+}
+
+// resumed is s with the resumed counts in place of the live ones.
+func resumed(s analysis.TrackSample, c v1alpha1.RequestCounts) analysis.TrackSample {
+	s.Present, s.Problem, s.SourceFailed = true, "", false
+	s.Requests = uint64(max(c.Requests, 0))
+	s.Errors = min(uint64(max(c.Errors, 0)), s.Requests)
+	return s
 }
 
 // provenance asks src where each track's cumulative sample came from and

@@ -248,6 +248,7 @@ func (m *stepper) start(rev string) {
 	// before the revision began.
 	started := metav1.NewTime(m.o.Now.Add(time.Second - 1).Truncate(time.Second))
 	st.CanaryStartedAt = &started
+	st.Counts = nil
 	st.CurrentStepIndex = 0
 	st.CurrentWeight = 0
 	st.StepStartedAt = nil

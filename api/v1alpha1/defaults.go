@@ -11,9 +11,10 @@ import (
 
 // DefaultDelivery is the built-in delivery configuration, used where neither
 // the annotations nor the team's policy say otherwise: steps 1,5,25,50% held
-// 30s each, a 1% error-rate ceiling, and analysis at 95% confidence with at
-// least 100 requests per step, holding on no data, rolling back after two
-// failing analyses in a row or at once above a 20% error rate.
+// 30s each, a 1% error-rate ceiling, and analysis at 95% confidence (a
+// healthy canary is rolled back with probability at most 5%) with at least
+// 100 requests before a step advances, holding on no data, and a critical
+// rate of 20%.
 func DefaultDelivery() Delivery {
 	maxErr := BasisPoints(100)
 	return Delivery{
@@ -22,11 +23,10 @@ func DefaultDelivery() Delivery {
 		StepInterval: &metav1.Duration{Duration: 30 * time.Second},
 		MaxErrorRate: &maxErr,
 		Analysis: &Analysis{
-			Confidence:          9500,
-			MinSamples:          100,
-			NoData:              NoDataHold,
-			ConsecutiveFailures: 2,
-			CriticalErrorRate:   2000,
+			Confidence:        9500,
+			MinSamples:        100,
+			NoData:            NoDataHold,
+			CriticalErrorRate: 2000,
 		},
 	}
 }
@@ -76,9 +76,6 @@ func (d Delivery) WithDefaults(def Delivery) Delivery {
 		}
 		if a.NoData == "" {
 			a.NoData = b.NoData
-		}
-		if a.ConsecutiveFailures == 0 {
-			a.ConsecutiveFailures = b.ConsecutiveFailures
 		}
 		if a.CriticalErrorRate == 0 {
 			a.CriticalErrorRate = b.CriticalErrorRate
@@ -167,13 +164,6 @@ func parseAnalysisDefaults(ad *AnalysisDefaults, fld *field.Path) (Analysis, fie
 	default:
 		errs = append(errs, field.NotSupported(fld.Child("noData"), ad.NoData,
 			[]string{string(NoDataHold), string(NoDataFail), string(NoDataPass)}))
-	}
-	if ad.ConsecutiveFailures != nil {
-		if *ad.ConsecutiveFailures < 1 {
-			errs = append(errs, field.Invalid(fld.Child("consecutiveFailures"), *ad.ConsecutiveFailures, "must be at least 1"))
-		} else {
-			a.ConsecutiveFailures = *ad.ConsecutiveFailures
-		}
 	}
 	if ad.CriticalErrorRate != "" {
 		r, err := ParseRate(ad.CriticalErrorRate)

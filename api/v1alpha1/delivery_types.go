@@ -154,11 +154,8 @@ type Analysis struct {
 	MinSamples int32 `json:"minSamples"`
 	// NoData is the verdict when a step has fewer than MinSamples requests.
 	NoData NoDataPolicy `json:"noData"`
-	// ConsecutiveFailures is how many failing analyses in a row roll back.
-	// +kubebuilder:validation:Minimum=1
-	ConsecutiveFailures int32 `json:"consecutiveFailures"`
-	// CriticalErrorRate rolls back at once, without waiting for
-	// ConsecutiveFailures, once the canary's error rate exceeds it.
+	// CriticalErrorRate is the error rate at which the canary's failure is
+	// reported as critical; it rolls back at once, as every failing check does.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10000
 	CriticalErrorRate BasisPoints `json:"criticalErrorRate"`

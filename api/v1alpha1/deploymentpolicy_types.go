@@ -304,10 +304,6 @@ type AnalysisDefaults struct {
 	// NoData is Hold, Fail or Pass.
 	// +optional
 	NoData NoDataPolicy `json:"noData,omitempty"`
-	// ConsecutiveFailures in a row that roll back.
-	// +kubebuilder:validation:Minimum=1
-	// +optional
-	ConsecutiveFailures *int32 `json:"consecutiveFailures,omitempty"`
 	// CriticalErrorRate rolls back at once, e.g. "20%".
 	// +optional
 	CriticalErrorRate string `json:"criticalErrorRate,omitempty"`

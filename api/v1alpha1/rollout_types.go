@@ -246,6 +246,60 @@ type TrackSources struct {
 	EvidenceRequests int64 `json:"evidenceRequests"`
 }
 
+// AnalysisCounts are the cumulative counts of one canary revision's
+// analysis, persisted so that they survive a restart of every replica.
+type AnalysisCounts struct {
+	// Revision is the canary revision counted.
+	Revision string `json:"revision"`
+	// Since is the revision's start (status.canaryStartedAt) the counts run
+	// from; counts of an earlier delivery of the same revision never carry
+	// over.
+	Since metav1.Time `json:"since"`
+	// Canary is what the canary's pods of Revision served since Since.
+	Canary RequestCounts `json:"canary"`
+	// Stable is what the stable track served over the same span.
+	Stable RequestCounts `json:"stable"`
+	// Sources holds, per controller incarnation whose load reports counted,
+	// the raw counter readings behind Canary and Stable: each is the sum over
+	// the sources of seen - base. At most MaxCountSources.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Sources []CountSource `json:"sources,omitempty"`
+}
+
+// MaxCountSources bounds AnalysisCounts.Sources.
+const MaxCountSources = 16
+
+// FoldedCountSource names the entry into which sources beyond
+// MaxCountSources are folded; its counts are carried as they are.
+const FoldedCountSource = "(folded)"
+
+// RequestCounts are requests completed and how many of them failed.
+type RequestCounts struct {
+	// Requests completed.
+	Requests int64 `json:"requests"`
+	// Errors among them.
+	Errors int64 `json:"errors"`
+}
+
+// CountSource is one controller incarnation's counters for a revision: the
+// replica's name and start, as its load reports are forwarded. Its counters
+// only grow, so two readings of it merge by taking the larger.
+type CountSource struct {
+	// Name of the incarnation, e.g. "sluice-0-1733234567000000000".
+	// +kubebuilder:validation:MaxLength=320
+	Name string `json:"name"`
+	// CanaryBase is the canary counter when the revision began; CanarySeen
+	// its largest reading since.
+	CanaryBase RequestCounts `json:"canaryBase"`
+	CanarySeen RequestCounts `json:"canarySeen"`
+	// StableBase and StableSeen are the same for the stable track.
+	StableBase RequestCounts `json:"stableBase"`
+	StableSeen RequestCounts `json:"stableSeen"`
+}
+
 // Condition types of a Rollout.
 const (
 	// ConditionAvailable is True while the stable version serves.
@@ -323,6 +377,14 @@ type RolloutStatus struct {
 	// reporters apart (Prometheus).
 	// +optional
 	Sources *AnalysisSources `json:"sources,omitempty"`
+	// Counts holds the request and error counts the last analysis judged,
+	// since the canary revision began, and per controller incarnation the
+	// counter readings they come from. A restarted or new leader resumes from
+	// them, so a restart neither starts the sequential tests over (spending
+	// their error budget again) nor counts a request twice. Unset when the
+	// metric source keeps its own history (Prometheus).
+	// +optional
+	Counts *AnalysisCounts `json:"counts,omitempty"`
 	// Conditions include Available, Progressing, ConfigApplied and
 	// TrafficReady.
 	// +optional

@@ -32,6 +32,8 @@ type components struct {
 	namespace  string
 	self       string              // Sluice's own user name, for the webhooks
 	replica    string              // this replica's name
+	// incarnation is this process's name among the load counters' sources.
+	incarnation string
 	prometheus *metrics.Prometheus // nil: load reports only
 	log        logr.Logger
 }
@@ -104,7 +106,7 @@ func (c components) samples(mgr manager.Manager) (metrics.Source, error) {
 	if c.prometheus != nil {
 		return c.prometheus, nil
 	}
-	reports, err := metrics.NewLoadReports(loadTotals(c.loads.Aggregator()), loadReportRetention)
+	reports, err := metrics.NewLoadReports(loadTotals(c.loads.Aggregator(), c.incarnation), loadReportRetention)
 	if err != nil {
 		return nil, fmt.Errorf("load-report source: %w", err)
 	}

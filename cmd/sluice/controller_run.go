@@ -75,6 +75,10 @@ type controllerOptions struct {
 
 	leaseDuration, renewDeadline, retryPeriod time.Duration
 	replicaName                               string
+	// incarnation names this process among the replicas' load counters: the
+	// replica's name and start, since a restarted replica's counts start at
+	// zero (set by runController).
+	incarnation string
 }
 
 func (o *controllerOptions) addFlags(cmd *cobra.Command) {
@@ -134,6 +138,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 	log := newLogger().WithName("controller")
 	ctx = logr.NewContext(ctx, log)
 	tuneGC(log)
+	o.incarnation = fmt.Sprintf("%s-%d", o.replicaName, time.Now().UnixNano())
 	cfg, err := o.restConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
@@ -278,7 +283,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 		}
 	}
 	log.Info("admission trusts canaries written by Sluice's own identity", "user", self)
-	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, replica: o.replicaName, prometheus: prom, log: log}); err != nil {
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, replica: o.replicaName, incarnation: o.incarnation, prometheus: prom, log: log}); err != nil {
 		return err
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)

@@ -19,7 +19,7 @@ func TestLoadTotalsKeepOrigins(t *testing.T) {
 	canary := lrs.Key{Namespace: "shop", Service: "checkout", Track: "canary", Revision: "r2"}
 	frontend := lrs.Origin{Class: lrs.ClassAuthenticated, Identity: "token:web/frontend"}
 	old := lrs.Origin{Class: lrs.ClassLegacy, Identity: "legacy:shop"}
-	lr, err := metrics.NewLoadReports(loadTotals(agg), time.Minute)
+	lr, err := metrics.NewLoadReports(loadTotals(agg, "self-1"), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
@@ -53,7 +52,7 @@ func (o controllerOptions) peerChannel(mgr manager.Manager, cert func(*tls.Clien
 		Aggregator:  loads.Aggregator(),
 		Resolve:     resolve,
 		Self:        self,
-		Source:      fmt.Sprintf("%s-%d", o.replicaName, time.Now().UnixNano()),
+		Source:      o.incarnation,
 		Credentials: own.ClientCredentials(),
 		Logger:      log.WithName("load-peers"),
 	}); err != nil {

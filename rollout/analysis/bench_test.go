@@ -375,7 +375,7 @@ func promote(total int, steps []float64, legacy bool, seed uint64) (float64, boo
 	rng := newRNG(w.seed)
 	var cum, stepCum second
 	var ring [10]second
-	state := State{}
+	state := legacyState{}
 	step, stepStart := 0, 0
 	for s := 1; s <= 3600; s++ {
 		c := max(1, int(math.Round(steps[step]*float64(total))))

@@ -258,9 +258,14 @@ func checkLatency(recent, cumulative TrackSample, cfg Config, b Budget, explain 
 	limit := cfg.MaxLatencyP99
 	if cumulative.Present && cumulative.SlowRequests != nil {
 		slow, n := *cumulative.SlowRequests, cumulative.Requests
+		over, note := limit, ""
+		if cumulative.SlowerThan > limit {
+			// A histogram counts only at its buckets' boundaries: slower than the next one up is all it can tell.
+			over, note = cumulative.SlowerThan, fmt.Sprintf(", counted at the histogram bucket %v", cumulative.SlowerThan)
+		}
 		d := Decision{Metric: MetricLatencyP99, Value: rate(slow, n), Threshold: 0.01, Samples: n}
 		d.Verdict, d.Reason = judgeCeiling(n, min(slow, n), 0.01, cfg, b.Latency, explain,
-			fmt.Sprintf("share slower than %v", limit), counts(slow, n), "1% (p99 "+limit.String()+")")
+			fmt.Sprintf("share slower than %v", over), counts(slow, n), "1% (p99 "+limit.String()+note+")")
 		return d
 	}
 	if !recent.Present {

@@ -20,23 +20,11 @@ type Config struct {
 	// however long it runs and however often it is evaluated. The budget 1 − Confidence is split evenly across
 	// the error-controlled tests (see Budget).
 	Confidence float64
-	// RecentConfidence is no longer used: every error-rate test is anytime-valid on the cumulative counts, so
-	// repeated looks need no correction. It is kept so that callers that still set it compile; it is not
-	// validated.
-	//
-	// Deprecated: ignored.
-	RecentConfidence float64
 	// MinSamples is the number of canary requests since the canary began that a check needs before it passes
 	// and lets the rollout advance. It never delays a failure: the sequential tests need no minimum to be valid.
 	MinSamples uint64
 	// NoData says what a check without data does to the outcome.
 	NoData NoDataPolicy
-	// ConsecutiveFailures is no longer used: a sequential test that rejects is already significant at its share
-	// of 1 − Confidence whenever it is looked at, so one failure rolls back; counting failures in a row would
-	// only delay detection. Kept so that callers that still set it compile; it is not validated.
-	//
-	// Deprecated: ignored.
-	ConsecutiveFailures int
 	// CriticalErrorRate is the error rate, in (0, 1], at which the canary's failure is reported as critical.
 	// It is the same test as the ceiling at another rate: when MaxErrorRate is set (and not above it), a
 	// critical failure implies a ceiling failure and spends no budget of its own; without a ceiling it is the

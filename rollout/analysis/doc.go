@@ -49,8 +49,8 @@
 // takes thousands of requests, so passing does not wait for it: a step advances when its interval has elapsed
 // and no check failed (and MinSamples requests were seen); each decision's reason says how much evidence there
 // was ("error rate 0.8% (8/1000), at most 2.3% with 95% confidence; limit 1%"). Any failure rolls back at once.
-// Consecutive-failure counting is gone: a rejection is already significant at its share of the budget whenever
-// it happens, and counting would only delay detection (Config.ConsecutiveFailures is ignored).
+// There is no consecutive-failure counting: a rejection is already significant at its share of the budget
+// whenever it happens, and counting would only delay detection.
 //
 // # What the caller must provide
 //

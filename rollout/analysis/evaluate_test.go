@@ -87,10 +87,6 @@ func TestEvaluate(t *testing.T) {
 			cfg: base, wantAction: Continue,
 			wantVerdicts: map[string]Verdict{MetricErrorRate: Pass},
 		},
-		"an old failure count is dropped": {
-			state: State{ConsecutiveFailures: 2, LastEvaluated: now.Add(-time.Second)},
-			in:    both(sample(10_000, 10), sample(1_000, 1)), cfg: base, wantAction: Continue,
-		},
 		"all errors are critical": {
 			in: both(sample(10_000, 10), sample(30, 30)), cfg: base, wantAction: Rollback,
 			wantVerdicts: map[string]Verdict{MetricCriticalErrorRate: Fail},
@@ -147,6 +143,17 @@ func TestEvaluate(t *testing.T) {
 			wantVerdicts: map[string]Verdict{MetricLatencyP99: Fail},
 			wantReason:   "share slower than 300ms 6% (60/1000), at least",
 		},
+		"slow requests counted at a bucket above the limit say so": {
+			in: func() Input {
+				in := both(sample(10_000, 10), sample(1_000, 1))
+				in.Cumulative.Canary.SlowRequests = ptr(uint64(60))
+				in.Cumulative.Canary.SlowerThan = 500 * time.Millisecond
+				return in
+			}(),
+			cfg: withLatency, wantAction: Rollback,
+			wantVerdicts: map[string]Verdict{MetricLatencyP99: Fail},
+			wantReason:   "share slower than 500ms 6% (60/1000), at least 3.23% with 99% confidence; limit 1% (p99 300ms, counted at the histogram bucket 500ms)",
+		},
 		"counted slow requests within 1% pass": {
 			in: func() Input {
 				in := both(sample(10_000, 10), sample(1_000, 1))
@@ -194,8 +201,8 @@ func TestEvaluate(t *testing.T) {
 			if out.Action != tc.wantAction {
 				t.Errorf("action = %s, want %s (reason: %s)", out.Action, tc.wantAction, out.Reason)
 			}
-			if next.ConsecutiveFailures != 0 || !next.LastEvaluated.Equal(now) {
-				t.Errorf("next state = %+v, want no failure count and the evaluation's time", next)
+			if !next.LastEvaluated.Equal(now) {
+				t.Errorf("next state = %+v, want the evaluation's time", next)
 			}
 			for _, d := range out.Decisions {
 				if len(d.Reason) > 512 {
@@ -284,7 +291,7 @@ func TestEvaluateRejectsBadInput(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			state := State{ConsecutiveFailures: 1, LastEvaluated: now.Add(-time.Second)}
+			state := State{LastEvaluated: now.Add(-time.Second)}
 			_, next, err := Evaluate(state, tc.in, tc.cfg, now)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error containing %q", err, tc.want)

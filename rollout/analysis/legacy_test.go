@@ -10,16 +10,31 @@ import (
 	"time"
 )
 
+// legacyCfg is the configuration of the old checks: Config with the two settings the sequential tests no longer
+// have.
+type legacyCfg struct {
+	Config
+	// RecentConfidence is the confidence of the recent-window judgement.
+	RecentConfidence float64
+	// ConsecutiveFailures is how many failing evaluations in a row roll back.
+	ConsecutiveFailures int
+}
+
+// legacyState is what the old checks remembered between evaluations.
+type legacyState struct {
+	State
+	// ConsecutiveFailures counts the failing evaluations in a row.
+	ConsecutiveFailures int
+}
+
 // legacyConfig is what rollout.AnalysisConfig(DefaultDelivery()) gave before: a 1% ceiling, 95% confidence
 // (99.5% on the recent window), 100 samples, 2 consecutive failures, a 20% critical rate, and the tolerance of
 // Defaults (0.5 points or once the stable rate).
-func legacyConfig() Config {
-	cfg := Defaults()
+func legacyConfig() legacyCfg {
+	cfg := legacyCfg{Config: Defaults(), RecentConfidence: 1 - 0.05/10, ConsecutiveFailures: 2}
 	cfg.MaxErrorRate = 0.01
 	cfg.Confidence = 0.95
-	cfg.RecentConfidence = 1 - 0.05/10
 	cfg.MinSamples = 100
-	cfg.ConsecutiveFailures = 2
 	cfg.CriticalErrorRate = 0.2
 	return cfg
 }
@@ -104,14 +119,14 @@ func legacyCheckCritical(s TrackSample, cfg Config, z float64) Decision {
 // MinSamples requests (fast detection), else on the cumulative sample since the analysis began, so that a canary
 // whose share of traffic never fills a recent window with MinSamples requests can still be judged (and pass) once
 // enough requests have accumulated. The cumulative judgement uses Confidence, the recent one RecentConfidence.
-func legacyCheckErrorRate(recent, cumulative TrackSample, cfg Config, zRecent, zCumulative float64) Decision {
+func legacyCheckErrorRate(recent, cumulative TrackSample, cfg legacyCfg, zRecent, zCumulative float64) Decision {
 	if !recent.Present {
 		return noData(MetricErrorRate, "recent canary sample", recent, cfg.MaxErrorRate, false)
 	}
 	if recent.Requests >= cfg.MinSamples || !cumulative.Present || cumulative.Requests < cfg.MinSamples {
-		return legacyJudgeErrorRate(recent, "in the recent window", cfg, cfg.RecentConfidence, zRecent)
+		return legacyJudgeErrorRate(recent, "in the recent window", cfg.Config, cfg.RecentConfidence, zRecent)
 	}
-	return legacyJudgeErrorRate(cumulative, "since the analysis began", cfg, cfg.Confidence, zCumulative)
+	return legacyJudgeErrorRate(cumulative, "since the analysis began", cfg.Config, cfg.Confidence, zCumulative)
 }
 
 // legacyJudgeErrorRate judges one sample against the ceiling: Fail when the lower confidence bound is above it, Pass
@@ -191,14 +206,14 @@ func legacyCheckVsStable(t Tracks, cfg Config, z float64) Decision {
 	return d
 }
 
-func legacyEvaluate(state State, in Input, cfg Config, now time.Time) (Outcome, State, error) {
+func legacyEvaluate(state legacyState, in Input, cfg legacyCfg, now time.Time) (Outcome, legacyState, error) {
 
 	z := zOneSided(cfg.Confidence)
-	decisions := []Decision{legacyCheckCritical(in.Recent.Canary, cfg, z)}
+	decisions := []Decision{legacyCheckCritical(in.Recent.Canary, cfg.Config, z)}
 	if cfg.MaxErrorRate > 0 {
 		decisions = append(decisions, legacyCheckErrorRate(in.Recent.Canary, in.Cumulative.Canary, cfg, zOneSided(cfg.RecentConfidence), z))
 	}
-	decisions = append(decisions, legacyCheckVsStable(in.Cumulative, cfg, z))
+	decisions = append(decisions, legacyCheckVsStable(in.Cumulative, cfg.Config, z))
 
 	worst, deciding := effectPass, -1
 	for i, d := range decisions {

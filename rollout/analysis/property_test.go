@@ -38,7 +38,7 @@ func TestMoreCanaryErrorsNeverHelp(t *testing.T) {
 		worse := in
 		worse.Recent.Canary.Errors += rapid.Uint64Range(0, in.Recent.Canary.Requests-in.Recent.Canary.Errors).Draw(t, "moreRecent")
 		worse.Cumulative.Canary.Errors += rapid.Uint64Range(0, in.Cumulative.Canary.Requests-in.Cumulative.Canary.Errors).Draw(t, "moreCum")
-		state := State{ConsecutiveFailures: rapid.IntRange(0, 4).Draw(t, "count"), LastEvaluated: now.Add(-time.Second)}
+		state := State{LastEvaluated: now.Add(-time.Second)}
 		compareOutcomes(t, state, in, worse, cfg)
 	})
 }
@@ -53,7 +53,7 @@ func TestMoreStableErrorsNeverHurt(t *testing.T) {
 		}
 		better := in
 		better.Cumulative.Stable.Errors += rapid.Uint64Range(0, in.Cumulative.Stable.Requests-in.Cumulative.Stable.Errors).Draw(t, "moreStable")
-		state := State{ConsecutiveFailures: rapid.IntRange(0, 4).Draw(t, "count"), LastEvaluated: now.Add(-time.Second)}
+		state := State{LastEvaluated: now.Add(-time.Second)}
 		compareOutcomes(t, state, better, in, cfg)
 	})
 }
@@ -90,7 +90,7 @@ func TestReplayIsIdempotent(t *testing.T) {
 			Recent:     Tracks{Stable: drawSample(t, "recentStable"), Canary: drawSample(t, "recentCanary")},
 			Cumulative: Tracks{Stable: drawSample(t, "cumStable"), Canary: drawSample(t, "cumCanary")},
 		}
-		state := State{ConsecutiveFailures: rapid.IntRange(0, 4).Draw(t, "count"), LastEvaluated: now.Add(-time.Second)}
+		state := State{LastEvaluated: now.Add(-time.Second)}
 		o1, s1, err := Evaluate(state, in, cfg, now)
 		if err != nil {
 			t.Fatal(err)

@@ -144,11 +144,11 @@ func (r sequentialRule) observe(_ int, in Input, _ second) bool {
 
 // legacyRule is the analysis as it was before the sequential tests, with its state.
 type legacyRule struct {
-	cfg   Config
-	state *State
+	cfg   legacyCfg
+	state *legacyState
 }
 
-func newLegacyRule() legacyRule { return legacyRule{cfg: legacyConfig(), state: &State{}} }
+func newLegacyRule() legacyRule { return legacyRule{cfg: legacyConfig(), state: &legacyState{}} }
 
 func (r legacyRule) observe(sec int, in Input, _ second) bool {
 	out, next, err := legacyEvaluate(*r.state, in, r.cfg, simStart.Add(time.Duration(sec)*time.Second))

@@ -37,7 +37,7 @@ type NoDataPolicy string
 const (
 	// NoDataHold holds the rollout at its current weight until data arrives.
 	NoDataHold NoDataPolicy = "Hold"
-	// NoDataFail treats missing data as a failure (counted towards ConsecutiveFailures).
+	// NoDataFail treats missing data as a failure: the rollout rolls back.
 	NoDataFail NoDataPolicy = "Fail"
 	// NoDataPass treats missing data as a pass.
 	NoDataPass NoDataPolicy = "Pass"
@@ -56,6 +56,10 @@ type TrackSample struct {
 	// with the same guarantee as the error rate ("at most 1% of requests slower than the limit" is "p99 within
 	// the limit"); without it the check compares a p99 gauge and says that it is not error-controlled.
 	SlowRequests *uint64
+	// SlowerThan is the latency SlowRequests counts above, when the source could only count against a histogram
+	// bucket boundary above Config.MaxLatencyP99 (the test is then of that boundary, and says so); zero means
+	// Config.MaxLatencyP99 itself.
+	SlowerThan time.Duration
 	// Present is true when the source delivered this sample. A present sample with zero requests means the
 	// source works but the track saw no traffic.
 	Present bool
@@ -145,8 +149,6 @@ type Outcome struct {
 // and passes it back; the zero value is the state before the first evaluation. The sequential tests need no
 // memory beyond the cumulative counts, so a restarted controller that passes the same counts decides the same.
 type State struct {
-	// ConsecutiveFailures is always 0: failures are no longer counted (see Config.ConsecutiveFailures).
-	ConsecutiveFailures int
 	// LastEvaluated is the time of the last evaluation.
 	LastEvaluated time.Time
 }

@@ -19,6 +19,9 @@ type Key struct {
 	// Legacy is true for requests reported through the plaintext legacy listener: they count for holding and
 	// rolling back, never as promotion evidence.
 	Legacy bool
+	// Source names the controller incarnation (replica name and start) that received the reports; empty when
+	// the totals do not say. One source's counters only grow: a restarted replica counts under a new name.
+	Source string
 }
 
 // matches reports whether k holds requests q asks about.

@@ -56,7 +56,8 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 	return &Prometheus{address: cfg.Address, timeout: cfg.Timeout, api: promv1.NewAPI(client), queries: compiled}, nil
 }
 
-// Sample runs the requests, errors and (if configured) latency queries for q. Counts are the queries' results
+// Sample runs the requests, errors and (if configured) latency queries for q, and the slow requests query when
+// q.SlowerThan is set and a histogram bucket at or above it exists. Counts are the queries' results
 // rounded to whole requests; increase() extrapolates each series on its own, so errors may exceed requests by
 // rounding, and are capped at requests when the excess is at most 1% + 1 (a larger excess is an error). An
 // empty or NaN requests result is ErrNoData; an empty errors result is 0 errors; an empty or NaN latency
@@ -82,6 +83,24 @@ func (p *Prometheus) Sample(ctx context.Context, q Query) (Sample, error) {
 			return Sample{}, fmt.Errorf("prometheus at %s: %v: %d errors exceed %d requests: check that the errors query selects a subset of the requests query", p.address, q, out.Errors, out.Requests)
 		}
 		out.Errors = out.Requests
+	}
+	if p.queries.slow != nil && q.SlowerThan > 0 {
+		if bound, over, ok := slowBucket(p.queries.buckets, p.queries.latencyUnit, q.SlowerThan); ok {
+			promql, err := renderSlow(p.queries.slow, q, leMatcher(bound))
+			if err != nil {
+				return Sample{}, fmt.Errorf("prometheus at %s: render slow requests query: %w", p.address, err)
+			}
+			v, err := p.run(ctx, "slow requests", promql)
+			switch {
+			case errors.Is(err, ErrNoData):
+			case err != nil:
+				return Sample{}, err
+			default:
+				// Like errors, a slow count is a subset of the requests up to increase()'s extrapolation.
+				slow := min(uint64(math.Round(v)), out.Requests)
+				out.SlowRequests, out.SlowerThan = &slow, over
+			}
+		}
 	}
 	if p.queries.latency != nil {
 		v, err := p.number(ctx, "latency p99", p.queries.latency, q)
@@ -142,6 +161,11 @@ func (p *Prometheus) number(ctx context.Context, what string, t *template.Templa
 	if err != nil {
 		return 0, fmt.Errorf("prometheus at %s: render %s query: %w", p.address, what, err)
 	}
+	return p.run(ctx, what, promql)
+}
+
+// run runs one rendered query; see number.
+func (p *Prometheus) run(ctx context.Context, what, promql string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	val, _, _, err := p.api.Query(ctx, promql, time.Time{}, promv1.WithTimeout(p.timeout))

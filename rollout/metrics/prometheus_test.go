@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -165,6 +166,8 @@ func TestPrometheusAgainstRealServer(t *testing.T) {
 	fx.envoyXX.WithLabelValues("shop/checkout/canary", "2").Add(0)
 	fx.envoyXX.WithLabelValues("shop/checkout/canary", "5").Add(0)
 	fx.envoyTime.WithLabelValues("shop/checkout/canary") // exports the empty histogram
+	fx.envoyRq.WithLabelValues("shop/checkout/stable").Add(0)
+	fx.envoyTime.WithLabelValues("shop/checkout/stable")
 	base := startPrometheus(t, target)
 
 	sluice, err := NewPrometheus(PrometheusConfig{Address: base, Timeout: 5 * time.Second, Queries: SluiceQueries()})
@@ -173,6 +176,13 @@ func TestPrometheusAgainstRealServer(t *testing.T) {
 	}
 	envoy, err := NewPrometheus(PrometheusConfig{Address: base, Timeout: 5 * time.Second,
 		Queries: EnvoyQueries("{{.Namespace}}/{{.Service}}/{{.Track}}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture's histogram has buckets of its own; Envoy's defaults are what EnvoyQueries assumes.
+	envoyQueries := EnvoyQueries("{{.Namespace}}/{{.Service}}/{{.Track}}")
+	envoyQueries.LatencyBuckets = []float64{10, 25, 50, 100, 250, 1000}
+	envoyBuckets, err := NewPrometheus(PrometheusConfig{Address: base, Timeout: 5 * time.Second, Queries: envoyQueries})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +209,15 @@ func TestPrometheusAgainstRealServer(t *testing.T) {
 	for range 200 {
 		fx.envoyTime.WithLabelValues("shop/checkout/canary").Observe(40)
 	}
+	// Stable: 100 requests, 3 of them slower than 250 ms.
+	fx.envoyRq.WithLabelValues("shop/checkout/stable").Add(100)
+	for i := range 100 {
+		ms := 40.0
+		if i%33 == 0 && i > 0 {
+			ms = 300
+		}
+		fx.envoyTime.WithLabelValues("shop/checkout/stable").Observe(ms)
+	}
 	poll(t, 30*time.Second, func() error {
 		s, err := envoy.Sample(ctx, query("canary", time.Minute))
 		if err != nil {
@@ -210,6 +229,11 @@ func TestPrometheusAgainstRealServer(t *testing.T) {
 		c, err := sluice.Sample(ctx, query("stable", time.Minute))
 		if err != nil || c.Requests < 1000 {
 			return fmt.Errorf("sluice stable sample so far: %+v, %v", c, err)
+		}
+		q := query("stable", time.Minute)
+		q.SlowerThan = 100 * time.Millisecond
+		if e, err := envoyBuckets.Sample(ctx, q); err != nil || e.Requests < 100 || e.SlowRequests == nil || *e.SlowRequests < 3 {
+			return fmt.Errorf("envoy stable sample so far: %+v, %v", e, err)
 		}
 		return nil
 	}, noLogs)
@@ -252,6 +276,54 @@ func TestPrometheusAgainstRealServer(t *testing.T) {
 		// All observations are 40 ms, in the (25, 50] bucket; histogram_quantile interpolates within it.
 		if s.LatencyP99 == nil || *s.LatencyP99 <= 25*time.Millisecond || *s.LatencyP99 > 50*time.Millisecond {
 			t.Errorf("p99 = %v, want within the (25ms, 50ms] bucket", s.LatencyP99)
+		}
+	})
+	t.Run("slow requests counted at the bucket at or above the limit", func(t *testing.T) {
+		cases := map[string]struct {
+			track      string
+			slowerThan time.Duration
+			want       *uint64 // nil: not counted
+			wantBound  time.Duration
+		}{
+			"limit on a bucket bound":               {track: "stable", slowerThan: 250 * time.Millisecond, want: ptrTo(3), wantBound: 250 * time.Millisecond},
+			"limit between bounds: the next one up": {track: "stable", slowerThan: 60 * time.Millisecond, want: ptrTo(3), wantBound: 100 * time.Millisecond},
+			"every request above a low limit":       {track: "canary", slowerThan: 20 * time.Millisecond, want: ptrTo(200), wantBound: 25 * time.Millisecond},
+			"no request above":                      {track: "canary", slowerThan: 50 * time.Millisecond, want: ptrTo(0), wantBound: 50 * time.Millisecond},
+			"limit above every bucket: not counted": {track: "stable", slowerThan: 5 * time.Second},
+			"not asked: not counted":                {track: "stable"},
+		}
+		for name, tc := range cases {
+			t.Run(name, func(t *testing.T) {
+				q := query(tc.track, time.Minute)
+				q.SlowerThan = tc.slowerThan
+				s, err := envoyBuckets.Sample(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case tc.want == nil && s.SlowRequests != nil:
+					t.Fatalf("slow requests = %d, want not counted", *s.SlowRequests)
+				case tc.want == nil:
+					return
+				case s.SlowRequests == nil:
+					t.Fatalf("slow requests not counted, want about %d", *tc.want)
+				}
+				// increase() extrapolates like the counts: the slow share is what must hold.
+				got := float64(*s.SlowRequests) / float64(s.Requests)
+				wantShare := float64(*tc.want) / map[string]float64{"stable": 100, "canary": 200}[tc.track]
+				if diff := got - wantShare; diff < -0.01 || diff > 0.01 {
+					t.Errorf("slow share = %d/%d, want %.2f", *s.SlowRequests, s.Requests, wantShare)
+				}
+				if s.SlowerThan != tc.wantBound {
+					t.Errorf("counted above %v, want the bucket bound %v", s.SlowerThan, tc.wantBound)
+				}
+				ts := Observe(ctx, envoyBuckets, q)
+				// A second query extrapolates to another instant: the share is what must agree.
+				if ts.SlowRequests == nil || ts.SlowerThan != tc.wantBound ||
+					math.Abs(float64(*ts.SlowRequests)/float64(ts.Requests)-wantShare) > 0.01 {
+					t.Errorf("Observe = %+v, want the slow count and its bound passed on", ts)
+				}
+			})
 		}
 	})
 	t.Run("unknown track is no data, not a failure", func(t *testing.T) {
@@ -350,3 +422,5 @@ func TestQueryTemplatesRender(t *testing.T) {
 		t.Errorf("rendered\n%s\nwant\n%s", got, want)
 	}
 }
+
+func ptrTo(v uint64) *uint64 { return &v }

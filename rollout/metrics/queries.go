@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -20,9 +24,21 @@ type QuerySet struct {
 	Errors string
 	// LatencyP99 yields the track's p99 latency over the window in LatencyUnit; optional.
 	LatencyP99 string
-	// LatencyUnit is the unit LatencyP99 returns; required with LatencyP99.
+	// LatencyUnit is the unit LatencyP99 returns and LatencyBuckets are in; required with either.
 	LatencyUnit time.Duration
+	// SlowRequests counts the track's requests over the window slower than a latency histogram bucket's upper
+	// bound; optional. It sees {{.SlowerThan}}, a regular expression matching the spellings of that bound as an
+	// "le" label value (e.g. 250|250\\.0). The bound is the smallest of LatencyBuckets at or above the query's
+	// SlowerThan; with none, slow requests are not counted.
+	SlowRequests string
+	// LatencyBuckets are the histogram's upper bounds in LatencyUnit, ascending; required with SlowRequests.
+	LatencyBuckets []float64
 }
+
+// EnvoyLatencyBuckets are the upper bounds, in milliseconds, of Envoy's default histogram buckets, which
+// envoy_cluster_upstream_rq_time uses unless the bootstrap's stats_config changes them.
+var EnvoyLatencyBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+	300000, 600000, 1800000, 3600000}
 
 // SluiceQueries returns the queries over Sluice's own per-route counters, which it exports from load reports:
 // sluice_route_requests_total and sluice_route_errors_total with namespace, service and track labels. They carry
@@ -47,13 +63,17 @@ func EnvoyQueries(cluster string) QuerySet {
 		Errors:      `sum(increase(envoy_cluster_upstream_rq_xx{` + sel + `,envoy_response_code_class="5"}[{{.Window}}]))`,
 		LatencyP99:  `histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{` + sel + `}[{{.Window}}])))`,
 		LatencyUnit: time.Millisecond,
+		SlowRequests: `sum(increase(envoy_cluster_upstream_rq_time_bucket{` + sel + `,le="+Inf"}[{{.Window}}])) - ` +
+			`sum(increase(envoy_cluster_upstream_rq_time_bucket{` + sel + `,le=~"{{.SlowerThan}}"}[{{.Window}}]))`,
+		LatencyBuckets: EnvoyLatencyBuckets,
 	}
 }
 
 // compiledQueries is a QuerySet with parsed templates.
 type compiledQueries struct {
-	requests, errors, latency *template.Template
-	latencyUnit               time.Duration
+	requests, errors, latency, slow *template.Template
+	latencyUnit                     time.Duration
+	buckets                         []float64
 }
 
 func (qs QuerySet) compile() (compiledQueries, error) {
@@ -75,10 +95,26 @@ func (qs QuerySet) compile() (compiledQueries, error) {
 		requests:    parse("requests", qs.Requests, true),
 		errors:      parse("errors", qs.Errors, true),
 		latency:     parse("latency p99", qs.LatencyP99, false),
+		slow:        parse("slow requests", qs.SlowRequests, false),
 		latencyUnit: qs.LatencyUnit,
+		buckets:     qs.LatencyBuckets,
 	}
 	if c.latency != nil && qs.LatencyUnit <= 0 {
 		errs = append(errs, fmt.Errorf("latency p99 query needs a latency unit > 0, e.g. 1ms for Envoy's histograms"))
+	}
+	if c.slow != nil {
+		if qs.LatencyUnit <= 0 {
+			errs = append(errs, fmt.Errorf("slow requests query needs a latency unit > 0, e.g. 1ms for Envoy's histograms"))
+		}
+		if len(qs.LatencyBuckets) == 0 {
+			errs = append(errs, fmt.Errorf("slow requests query needs the histogram's latency buckets"))
+		}
+		for i, b := range qs.LatencyBuckets {
+			if !(b > 0) || math.IsInf(b, 0) || (i > 0 && b <= qs.LatencyBuckets[i-1]) {
+				errs = append(errs, fmt.Errorf("latency buckets %v: want finite bounds > 0 in ascending order", qs.LatencyBuckets))
+				break
+			}
+		}
 	}
 	return c, errors.Join(errs...)
 }
@@ -86,6 +122,36 @@ func (qs QuerySet) compile() (compiledQueries, error) {
 // queryData is what query templates see.
 type queryData struct {
 	Namespace, Service, Track, Window string
+	// SlowerThan matches the spellings of a histogram bucket bound as an "le" label value; empty unless
+	// counting slow requests.
+	SlowerThan string
+}
+
+// slowBucket returns the smallest of buckets (in unit) at or above d, as a duration, and false when there is
+// none.
+func slowBucket(buckets []float64, unit, d time.Duration) (float64, time.Duration, bool) {
+	for _, b := range buckets {
+		if bd := time.Duration(b * float64(unit)); bd >= d {
+			return b, bd, true
+		}
+	}
+	return 0, 0, false
+}
+
+// leMatcher is a regular expression matching the ways exporters spell bound as an "le" label value: Go's
+// shortest form (250, 0.5, 3.6e+06), the same with ".0" for whole numbers, and the plain decimal form.
+func leMatcher(bound float64) string {
+	spellings := []string{strconv.FormatFloat(bound, 'g', -1, 64), strconv.FormatFloat(bound, 'f', -1, 64)}
+	if bound == math.Trunc(bound) {
+		spellings = append(spellings, strconv.FormatFloat(bound, 'f', 1, 64))
+	}
+	slices.Sort(spellings)
+	spellings = slices.Compact(spellings)
+	for i, s := range spellings {
+		// Escaped for the regular expression, then for the PromQL string literal it sits in.
+		spellings[i] = strings.ReplaceAll(regexp.QuoteMeta(s), `\`, `\\`)
+	}
+	return strings.Join(spellings, "|")
 }
 
 // parseQuery parses a query template and renders it once with sample values, so a template naming an unknown
@@ -102,8 +168,14 @@ func parseQuery(name, text string) (*template.Template, error) {
 }
 
 func render(t *template.Template, q Query) (string, error) {
+	return renderSlow(t, q, "")
+}
+
+// renderSlow renders t for q with slowerThan as {{.SlowerThan}}.
+func renderSlow(t *template.Template, q Query, slowerThan string) (string, error) {
 	var b bytes.Buffer
-	d := queryData{Namespace: q.Namespace, Service: q.Service, Track: q.Track, Window: promDuration(q.Window)}
+	d := queryData{Namespace: q.Namespace, Service: q.Service, Track: q.Track, Window: promDuration(q.Window),
+		SlowerThan: slowerThan}
 	if err := t.Execute(&b, d); err != nil {
 		return "", err
 	}

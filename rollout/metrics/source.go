@@ -37,6 +37,10 @@ type Query struct {
 	// know trailing windows). A source that keeps history counts from the
 	// first instant after Since, however long ago it was.
 	Since time.Time
+	// SlowerThan, when set, asks the source to also count the requests slower than this latency (sources that
+	// keep a latency histogram count those above its smallest bucket at or above it), for the sequential latency
+	// test; zero asks for no such count.
+	SlowerThan time.Duration
 }
 
 // nameRE accepts Kubernetes names and label values; Query fields are interpolated into PromQL, so nothing else
@@ -54,6 +58,9 @@ func (q Query) Validate() error {
 		if !nameRE.MatchString(f.value) {
 			errs = append(errs, fmt.Errorf("query %s %q: want a Kubernetes name (letters, digits, '-', '.', '_')", f.name, f.value))
 		}
+	}
+	if q.SlowerThan < 0 {
+		errs = append(errs, fmt.Errorf("query latency bound %v: want > 0, or 0 for none", q.SlowerThan))
 	}
 	if q.Window < time.Second {
 		errs = append(errs, fmt.Errorf("query window %v: want at least 1s", q.Window))
@@ -80,6 +87,12 @@ type Sample struct {
 	Errors uint64
 	// LatencyP99 is the 99th percentile latency, nil when the source has no latency data.
 	LatencyP99 *time.Duration
+	// SlowRequests, when the query asked for it (Query.SlowerThan) and the source can count them, is the number of
+	// the requests slower than SlowerThan; nil otherwise. Never more than Requests.
+	SlowRequests *uint64
+	// SlowerThan is the latency SlowRequests counts above: the query's, or the histogram bucket boundary at or
+	// above it that the source could count against.
+	SlowerThan time.Duration
 	// Window is the span the sample actually covers; shorter than asked when the source's history is shorter.
 	Window time.Duration
 }
@@ -105,5 +118,6 @@ func Observe(ctx context.Context, src Source, q Query) analysis.TrackSample {
 	if err != nil {
 		return analysis.TrackSample{Problem: err.Error(), SourceFailed: !errors.Is(err, ErrNoData)}
 	}
-	return analysis.TrackSample{Requests: s.Requests, Errors: s.Errors, LatencyP99: s.LatencyP99, Present: true}
+	return analysis.TrackSample{Requests: s.Requests, Errors: s.Errors, LatencyP99: s.LatencyP99,
+		SlowRequests: s.SlowRequests, SlowerThan: s.SlowerThan, Present: true}
 }

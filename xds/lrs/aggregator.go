@@ -249,6 +249,36 @@ func (a *Aggregator) Origins() map[Key]ByOrigin {
 	return out
 }
 
+// BySource is Origins split by the replica incarnation that received the
+// reports: this replica's own under local, every merged source under its
+// name. Each source's counters only grow (a restarted replica forwards under
+// a new name), which is what lets the analysis persist them and merge two
+// readings of one source by taking the larger. In-flight counts are left out.
+func (a *Aggregator) BySource(local string) map[string]map[Key]ByOrigin {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]map[Key]ByOrigin, len(a.remote)+1)
+	counters := func(in map[Key]ByOrigin) map[Key]ByOrigin {
+		m := make(map[Key]ByOrigin, len(in))
+		for k, origins := range in {
+			c := make(ByOrigin, len(origins))
+			for o, t := range origins {
+				c[o] = Totals{Requests: t.Requests, Errors: t.Errors, Issued: t.Issued}
+			}
+			m[k] = c
+		}
+		return m
+	}
+	out[local] = counters(a.local)
+	for source, keys := range a.remote {
+		if source == local {
+			continue // a replica never merges its own forwards; keep its local counters if it did
+		}
+		out[source] = counters(keys)
+	}
+	return out
+}
+
 // originsOf returns k's origins in m, adding an empty entry if there is none.
 func originsOf(m map[Key]ByOrigin, k Key) ByOrigin {
 	o := m[k]

@@ -126,3 +126,20 @@ func unidentified(in map[Key]Totals) map[Key]ByOrigin {
 	}
 	return out
 }
+
+// TestBySourceKeepsEachIncarnationApart checks that BySource gives this replica's counters under its own name and
+// each merged source's under its name, without in-flight counts, so that each is a grow-only counter of its own.
+func TestBySourceKeepsEachIncarnationApart(t *testing.T) {
+	a := NewAggregator()
+	a.add(1, anyone, canary, Totals{Requests: 10, Errors: 1, InFlight: 4})
+	a.Merge("b-1", map[Key]ByOrigin{canary: {anyone: {Requests: 7, Errors: 2, InFlight: 1}}})
+	a.Merge("b-1", map[Key]ByOrigin{canary: {anyone: {Requests: 5}}}) // an older forward arriving late
+	got := a.BySource("a-1")
+	want := map[string]map[Key]ByOrigin{
+		"a-1": {canary: {anyone: {Requests: 10, Errors: 1}}},
+		"b-1": {canary: {anyone: {Requests: 7, Errors: 2}}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("by source (-want +got):\n%s", diff)
+	}
+}
