@@ -55,10 +55,18 @@ type Options struct {
 	// Replica names this replica in Confirmation.Replicas; empty means
 	// "this replica".
 	Replica string
+	// CanaryDeletionWait bounds how long a proxy that may still send the
+	// canary traffic (see Confirmation.Holding) holds its deletion, from
+	// when it rejected the stable routes or disconnected; zero means
+	// DefaultCanaryDeletionWait.
+	CanaryDeletionWait time.Duration
 }
 
 // DefaultPeerGrace is Options.PeerGrace's default.
 const DefaultPeerGrace = 10 * time.Second
+
+// DefaultCanaryDeletionWait is Options.CanaryDeletionWait's default.
+const DefaultCanaryDeletionWait = 3 * time.Minute
 
 // Controller watches the cluster and publishes the route plan to an xDS
 // server. It implements controller-runtime's Runnable and runs on every
@@ -67,6 +75,8 @@ type Controller struct {
 	peers     func(ctx context.Context) ([]server.Peer, error)
 	replica   string
 	peerGrace time.Duration
+	// deletionWait is Options.CanaryDeletionWait.
+	deletionWait time.Duration
 	// peerDown holds, under mu, since when each unreachable peer (or the
 	// peers' resolution, "peers") has been failing.
 	peerDown map[string]time.Time
@@ -158,6 +168,8 @@ func newController(srv *server.Server, src source, opts Options) (*Controller, e
 		peers:     opts.Peers,
 		replica:   cmp.Or(opts.Replica, "this replica"),
 		peerGrace: opts.PeerGrace,
+
+		deletionWait: cmp.Or(max(opts.CanaryDeletionWait, 0), DefaultCanaryDeletionWait),
 	}
 	if c.peerGrace <= 0 {
 		c.peerGrace = DefaultPeerGrace

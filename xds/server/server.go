@@ -99,6 +99,8 @@ type Server struct {
 	requireIdentity bool
 	tracker         *tracker
 	hist            *history
+	// refs are the clusters each published route content sends traffic to.
+	refs *routeRefs
 
 	// firstPublished is closed by the first complete Update: until then no
 	// stream is served, so a proxy that connects to a fresh replica is
@@ -138,6 +140,7 @@ func New(opts Options) *Server {
 		metricsErr: err,
 		caches:     map[string]*cache.LinearCache{},
 		hist:       newHistory(),
+		refs:       newRouteRefs(),
 		versions:   map[string]uint64{},
 		published:  map[string]map[string]string{},
 

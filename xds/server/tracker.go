@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"strconv"
@@ -155,6 +156,10 @@ type tracker struct {
 	streams map[streamKey]*streamState
 	// waiters are the waits in progress; each learns which streams changed.
 	waiters map[*waiter]struct{}
+	// tombstones are the proxies whose stream closed, by node id, kept for
+	// tombstoneTTL (see Server.Holders).
+	tombstones   map[string]tombstone
+	tombstoneTTL time.Duration
 }
 
 var _ serverv3.Callbacks = (*tracker)(nil)
@@ -164,8 +169,11 @@ func newTracker(log logr.Logger, m *metrics, h *history, staleAfter time.Duratio
 		log: log, metrics: m, hist: h, now: time.Now, staleAfter: staleAfter,
 		streams: map[streamKey]*streamState{},
 		waiters: map[*waiter]struct{}{},
-		scopes:  &requestScopes{m: map[any]watchSetup{}},
-		acks:    map[auth.Identity]map[string]int{},
+		// A proxy that disconnected counts before a canary is deleted for as
+		// long as a connected one may stay silent.
+		tombstones: map[string]tombstone{}, tombstoneTTL: cmp.Or(staleAfter, DefaultStaleAfter),
+		scopes: &requestScopes{m: map[any]watchSetup{}},
+		acks:   map[auth.Identity]map[string]int{},
 	}
 }
 
@@ -199,6 +207,7 @@ func (t *tracker) close(k streamKey) {
 	if s, ok := t.streams[k]; ok {
 		t.log.V(1).Info("xDS stream closed", "node", s.node.GetId(), "stream", k.id, "delta", k.delta)
 		delete(t.streams, k)
+		t.buryLocked(s)
 		t.scopes.drop(s.lastReq)
 		t.forgetAcksLocked(s)
 		t.metrics.connected.Dec()
