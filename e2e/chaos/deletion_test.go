@@ -200,7 +200,7 @@ func (s *service) events(t testing.TB) []string {
 func (s *service) heldStep(t testing.TB, what string) {
 	t.Helper()
 	s.wait(3*time.Minute, what, func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseProgressing || !strings.Contains(ro.Status.Message, "rejects") {
+		if ro.Status.Phase != v1alpha1.PhaseProgressing || !strings.Contains(ro.Status.Message, "rejected the routes for weight") {
 			return fmt.Errorf("phase %s, weight %s: not held by a rejection yet", ro.Status.Phase, ro.Status.CurrentWeightPercent)
 		}
 		return nil
@@ -246,6 +246,8 @@ func TestChaosRollbackWaitsForANackingProxyThatRoutedToTheCanary(t *testing.T) {
 	if l := leader(t); l == follower {
 		follower = sluice.Replicas[1]
 	}
+	// Traffic, so the analysis passes and the second step is published.
+	traffic := startLoad(t, s.dial(t), 50)
 	node := proxyNode("nack-routed", follower.Name)
 	var routed atomic.Bool
 	s.scriptedProxy(t, follower.XDSAddr(), node, func(_ int, rc *routev3.RouteConfiguration) string {
@@ -278,6 +280,8 @@ func TestChaosRollbackWaitsForANackingProxyThatRoutedToTheCanary(t *testing.T) {
 	if ev := strings.Join(s.events(t), "\n"); !strings.Contains(ev, "CanaryDeletedWhileRouted") || !strings.Contains(ev, node) {
 		t.Errorf("no CanaryDeletedWhileRouted Event naming %s; events:\n%s", node, ev)
 	}
+	// The clients that took weight 0 lost nothing.
+	traffic.check(t)
 }
 
 // TestChaosDisconnectedProxyHoldsTheCanaryUntilItsTombstoneExpires: a
