@@ -94,7 +94,7 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 			if weight == 0 {
 				holding = canaryClusters(k, ps.names[resource.ClusterType])
 			}
-			conf, done, err := c.waitRoutes(ctx, k.Namespace, changed, ps.routes, holding)
+			conf, done, err := c.waitRoutes(ctx, k, changed, ps.routes, holding)
 			if done || err != nil {
 				return conf, err
 			}
@@ -139,7 +139,8 @@ func canaryClusters(k ServiceKey, names []string) []string {
 // stale and skipped (see server.WaitSyncedFor). With holding (the canary's
 // clusters, for weight 0), it also says which proxies of any replica may
 // still send them traffic (Confirmation.Holding and Overdue).
-func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-chan struct{}, routes map[string]string, holding []string) (Confirmation, bool, error) {
+func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-chan struct{}, routes map[string]string, holding []string) (Confirmation, bool, error) {
+	owner := k.Namespace
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -210,7 +211,9 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 		conf = Confirmation{Acked: len(acked), Nacked: len(nacked)}
 		holders = append(holders, peerHolders...)
 	}
-	conf.Holding, conf.Overdue = c.splitHolders(holders, acked)
+	if len(holding) > 0 {
+		conf.Holding, conf.Overdue = c.splitHolders(k, holders, acked)
+	}
 	for id := range stale {
 		conf.Stale = append(conf.Stale, id)
 	}
@@ -393,21 +396,40 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 // splitHolders drops the holders that carry the published routes on some
 // replica (acked: a proxy that reconnected elsewhere and took them), keeps
 // one entry per node (the earliest), and splits the rest by whether they
-// have held the canary for less than the deletion wait.
-func (c *Controller) splitHolders(holders []server.Holder, acked map[string]bool) (holding, overdue []server.Holder) {
+// have held service k's canary for less than the deletion wait. A holder's
+// start is the earliest this controller saw it holding k's canary, so a
+// proxy cannot extend the wait by reconnecting and rejecting again; the
+// memory is dropped once nothing holds the canary.
+func (c *Controller) splitHolders(k ServiceKey, holders []server.Holder, acked map[string]bool) (holding, overdue []server.Holder) {
 	slices.SortFunc(holders, func(a, b server.Holder) int {
 		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Since.Compare(b.Since), cmp.Compare(a.Replica, b.Replica))
 	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := c.holdingSince[k]
+	if c.holdingSince == nil {
+		c.holdingSince = map[ServiceKey]map[string]time.Time{}
+	}
+	next := map[string]time.Time{}
 	now := time.Now()
 	for i, h := range holders {
 		if acked[h.Node] || (i > 0 && holders[i-1].Node == h.Node) {
 			continue
 		}
+		if first, ok := seen[h.Node]; ok && first.Before(h.Since) {
+			h.Since = first
+		}
+		next[h.Node] = h.Since
 		if now.Sub(h.Since) < c.deletionWait {
 			holding = append(holding, h)
 		} else {
 			overdue = append(overdue, h)
 		}
+	}
+	if len(next) == 0 {
+		delete(c.holdingSince, k)
+	} else {
+		c.holdingSince[k] = next
 	}
 	return holding, overdue
 }

@@ -80,6 +80,9 @@ type Controller struct {
 	// peerDown holds, under mu, since when each unreachable peer (or the
 	// peers' resolution, "peers") has been failing.
 	peerDown map[string]time.Time
+	// holdingSince remembers, under mu, since when each proxy has held a
+	// service's canary (see splitHolders).
+	holdingSince map[ServiceKey]map[string]time.Time
 
 	srv      *server.Server
 	source   source

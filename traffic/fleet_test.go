@@ -271,3 +271,30 @@ func TestConfirmNamesCanaryHoldersOnEveryReplica(t *testing.T) {
 		t.Fatalf("holding %+v after the disconnected proxy took weight 0 elsewhere; want only the rejecting one", got.Holding)
 	}
 }
+
+// TestCanaryHolderCannotExtendItsWait plays a proxy that tries to keep a
+// rolled-back canary alive by disconnecting, reconnecting and rejecting
+// again, so that its rejection always looks fresh: the wait counts from
+// the first time it was seen holding the canary, and ends.
+func TestCanaryHolderCannotExtendItsWait(t *testing.T) {
+	c := &Controller{deletionWait: time.Minute}
+	k := ServiceKey{Namespace: "shop", Name: "checkout"}
+	first := time.Now().Add(-61 * time.Second)
+	holding, overdue := c.splitHolders(k, []server.Holder{{Node: "p", Replica: "a", Since: first}}, nil)
+	if len(holding) != 0 || len(overdue) != 1 {
+		t.Fatalf("holding %+v, overdue %+v; want the proxy overdue", holding, overdue)
+	}
+	// Reconnected to another replica, rejecting again just now.
+	holding, overdue = c.splitHolders(k, []server.Holder{{Node: "p", Replica: "b", Since: time.Now()}}, nil)
+	if len(holding) != 0 || len(overdue) != 1 || !overdue[0].Since.Equal(first) {
+		t.Fatalf("holding %+v, overdue %+v; want the proxy still overdue since %v", holding, overdue, first)
+	}
+	// Once nothing holds the canary, the memory goes; a new holder starts afresh.
+	if holding, overdue = c.splitHolders(k, nil, nil); len(holding)+len(overdue) != 0 {
+		t.Fatalf("holding %+v, overdue %+v; want none", holding, overdue)
+	}
+	holding, _ = c.splitHolders(k, []server.Holder{{Node: "p", Since: time.Now()}}, nil)
+	if len(holding) != 1 {
+		t.Fatalf("holding %+v; want a fresh holder waited for", holding)
+	}
+}
