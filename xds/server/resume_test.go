@@ -306,3 +306,57 @@ func TestGRPCClientMovesToAnotherReplica(t *testing.T) {
 		t.Fatalf("second server's proxies = %+v, want the moved client", ps)
 	}
 }
+
+// TestResumeIsPerNamespaceView: streams of two namespaces see different
+// listeners and get different versions; on another replica a stream of
+// frontend resumes at frontend's version, and a stream of team-a that
+// presents frontend's version is not taken to hold it: it is sent its own.
+func TestResumeIsPerNamespaceView(t *testing.T) {
+	a, addrA := authzServer(t, Options{AckTimeout: time.Second})
+	b, addrB := authzServer(t, Options{AckTimeout: time.Second})
+	publishTenants(t, a, tenants(t, nil))
+	publishTenants(t, b, tenants(t, nil))
+	listeners := func(addr, node, ns, claim string) (*sotwClient, *discovery.DiscoveryResponse) {
+		c := newSotwAs(t, addr, node, ns, "default")
+		if err := c.stream.Send(&discovery.DiscoveryRequest{Node: c.node, TypeUrl: resource.ListenerType, VersionInfo: claim}); err != nil {
+			t.Fatal(err)
+		}
+		if claim != "" {
+			return c, nil
+		}
+		return c, c.recv()
+	}
+	_, front := listeners(addrA, "front-1", "frontend", "")
+	_, teamA := listeners(addrA, "team-a-1", "team-a", "")
+	if front.GetVersionInfo() == teamA.GetVersionInfo() {
+		t.Fatalf("frontend and team-a see different listeners but got the same version %q", front.GetVersionInfo())
+	}
+
+	listeners(addrB, "front-1", "frontend", front.GetVersionInfo())
+	eventually(t, "frontend's stream to resume on the other replica", func() bool {
+		for _, p := range b.Proxies() {
+			for _, ts := range p.Types {
+				if p.NodeID == "front-1" && ts.TypeURL == resource.ListenerType && len(ts.Acked) == len(front.GetResources()) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if n := pushes(b); n != 0 {
+		t.Fatalf("%v responses pushed to a stream resuming at its own view; want none", n)
+	}
+	forger, _ := listeners(addrB, "team-a-2", "team-a", front.GetVersionInfo())
+	resp := forger.recv()
+	if resp.GetVersionInfo() != teamA.GetVersionInfo() || len(resp.GetResources()) != len(teamA.GetResources()) {
+		t.Fatalf("team-a stream presenting frontend's version got version %q with %d listeners; want its own view (%q, %d)",
+			resp.GetVersionInfo(), len(resp.GetResources()), teamA.GetVersionInfo(), len(teamA.GetResources()))
+	}
+	for _, p := range b.Proxies() {
+		for _, ts := range p.Types {
+			if p.NodeID == "team-a-2" && len(ts.Acked) != 0 {
+				t.Fatalf("team-a stream counted as carrying %v on a version of another namespace's view", ts.Acked)
+			}
+		}
+	}
+}
