@@ -59,6 +59,12 @@ type Confirmation struct {
 	Replicas []v1alpha1.ReplicaProxies
 	// Limits says which proxies cannot follow part of the strategy.
 	Limits []string
+	// Holding describes, for weight 0, the proxies that may still send the
+	// canary traffic although they do not carry this weight (they rejected
+	// it, or disconnected recently): the canary's deletion waits for them,
+	// bounded. Overdue are such proxies past the bound: the canary is
+	// deleted anyway.
+	Holding, Overdue []string
 }
 
 // Confirmed is the result of asking the traffic controller to confirm Weight.

@@ -319,14 +319,53 @@ func (m *stepper) rolledBack() {
 		st.CurrentWeight = 0
 		st.StepStartedAt = nil
 	}
-	if st.StepStartedAt == nil {
-		if !m.confirm(0) {
-			m.requeue(AnalysisInterval)
-			return
-		}
+	if st.StepStartedAt == nil && !m.canaryUnrouted() {
+		m.requeue(AnalysisInterval)
+		return
 	}
 	m.act(Action{Kind: DeleteCanary})
 	m.requeue(AnalysisInterval)
+}
+
+// canaryUnrouted reports whether the canary of a rollback can be deleted:
+// weight 0 is confirmed, and no proxy that does not carry it may still send
+// the canary traffic. A proxy that rejected weight 0 does not hold the
+// deletion when its last acknowledged routes never reached the canary; one
+// whose routes did (or that disconnected recently with such routes) holds
+// it until the deletion wait ends, then the canary is deleted anyway.
+func (m *stepper) canaryUnrouted() bool {
+	st := &m.st
+	c := m.o.Confirmed
+	if c != nil && c.Weight == 0 && len(c.Holding) > 0 {
+		msg := text.Truncate(strings.Join(c.Holding, "; "), maxStatusMessage)
+		st.Message = "waiting to delete the canary: proxies may still send it traffic: " + msg
+		return false
+	}
+	if m.confirm(0) {
+		if len(c.Overdue) > 0 {
+			m.overdue(c.Overdue)
+		}
+		return true
+	}
+	if c == nil || c.Weight != 0 || c.Nacked == 0 {
+		return false
+	}
+	// Rejected weight 0, but their acknowledged routes never reach the
+	// canary (or have waited for longer than the bound).
+	st.StepStartedAt = nil
+	if len(c.Overdue) > 0 {
+		m.overdue(c.Overdue)
+	} else {
+		m.event(false, "CanaryUnrouted", "%d proxies rejected weight 0, but their acknowledged routes do not send the canary traffic; deleting it", c.Nacked)
+	}
+	return true
+}
+
+// overdue says that the canary is deleted although proxies may still send
+// it traffic.
+func (m *stepper) overdue(who []string) {
+	m.event(true, "CanaryDeletedWhileRouted", "deleting the canary although proxies may still send it traffic, after waiting for them: %s",
+		text.Truncate(strings.Join(who, "; "), maxStatusMessage))
 }
 
 // confirm applies the traffic controller's answer for weight w and reports

@@ -202,11 +202,33 @@ func TestStepCanary(t *testing.T) {
 				Status: rolledBack, Now: t0},
 			want: want{phase: v1alpha1.PhaseRolledBack, canary: "b", failed: []string{"b"}, message: "waiting for proxies"},
 		},
-		"a NACK during rollback keeps the canary": {
+		"a NACK during rollback by a proxy still routing to the canary keeps it": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1),
+				Status: rolledBack, Now: t0,
+				Confirmed: &Confirmed{Weight: 0, Confirmation: Confirmation{Nacked: 1, NackMessages: []string{"bad"},
+					Holding: []string{"p1 on r1 (rejected the routes at T; waited for until U)"}}}},
+			want: want{phase: v1alpha1.PhaseRolledBack, canary: "b", failed: []string{"b"}, message: "p1 on r1 (rejected"},
+		},
+		"a NACK during rollback by a proxy whose routes never reached the canary deletes it": {
 			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1),
 				Status: rolledBack, Now: t0,
 				Confirmed: &Confirmed{Weight: 0, Confirmation: Confirmation{Nacked: 1, NackMessages: []string{"bad"}}}},
-			want: want{phase: v1alpha1.PhaseRolledBack, canary: "b", failed: []string{"b"}, nacked: 1, message: "rejected"},
+			want: want{phase: v1alpha1.PhaseRolledBack, canary: "b", failed: []string{"b"}, nacked: 1,
+				actions: kinds(DeleteCanary), event: "CanaryUnrouted"},
+		},
+		"a NACK past the deletion wait deletes the canary with a warning": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1),
+				Status: rolledBack, Now: t0,
+				Confirmed: &Confirmed{Weight: 0, Confirmation: Confirmation{Nacked: 1, NackMessages: []string{"bad"},
+					Overdue: []string{"p1 on r1"}}}},
+			want: want{phase: v1alpha1.PhaseRolledBack, canary: "b", failed: []string{"b"}, nacked: 1,
+				actions: kinds(DeleteCanary), event: "CanaryDeletedWhileRouted"},
+		},
+		"a recently disconnected proxy still routing to the canary keeps it after weight 0 is confirmed": {
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1),
+				Status: rolledBack, Now: t0,
+				Confirmed: &Confirmed{Weight: 0, Confirmation: Confirmation{Acked: 3, Holding: []string{"p2 on r2 (disconnected at T; waited for until U)"}}}},
+			want: want{phase: v1alpha1.PhaseRolledBack, canary: "b", failed: []string{"b"}, message: "p2 on r2 (disconnected"},
 		},
 		"confirmed rollback deletes the canary": {
 			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1),

@@ -39,6 +39,16 @@ type Confirmation struct {
 	// part of the service's strategy and what they get instead, as
 	// "<n> proxies: <limit>" (xds/translate.Limit).
 	Limits []string
+	// Holding names, for weight 0, the proxies on any replica that may
+	// still send the canary traffic although they do not carry the routes
+	// published now: their last acknowledged routes reach a canary (or
+	// sticky) cluster, and they rejected the published routes or their
+	// stream closed within the stale bound (server.Holders). Only those
+	// for less than Options.CanaryDeletionWait; sorted by node.
+	Holding []server.Holder
+	// Overdue are such proxies past that bound: the canary may be deleted
+	// anyway, and they lose what they still send it.
+	Overdue []server.Holder
 }
 
 // Confirm blocks until the routes of the service namespace/service that carry
@@ -83,7 +93,11 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 			return Confirmation{}, nil
 		case ok && ps.weight == weight && !ps.cohortPending:
 			reached = true
-			conf, done, err := c.waitRoutes(ctx, k.Namespace, changed, ps.routes, weight == 0)
+			var holding []string
+			if weight == 0 {
+				holding = canaryClusters(k, ps.names[resource.ClusterType])
+			}
+			conf, done, err := c.waitRoutes(ctx, k, changed, ps.routes, holding)
 			if done || err != nil {
 				return conf, err
 			}
@@ -106,14 +120,31 @@ func (c *Controller) confirm(ctx context.Context, k ServiceKey, weight router.We
 	}
 }
 
+// canaryClusters are the clusters of service k, among names, that send
+// traffic to its canary pods: its canary clusters, and its sticky clusters,
+// which hold both tracks' endpoints.
+func canaryClusters(k ServiceKey, names []string) []string {
+	var out []string
+	for _, n := range names {
+		id, err := router.ParseClusterName(n)
+		if err == nil && id.Namespace == k.Namespace && id.Service == k.Name &&
+			(id.Track == router.TrackCanary || id.Track == router.TrackSticky) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // waitRoutes waits until no subscribed proxy is pending on the given route
 // versions of a service of namespace owner. done is false when a new
 // publication came first. A rejection by a proxy of a consumer namespace
 // holds only up to the xDS server's stale bound; then that proxy is named
-// stale and skipped (see server.WaitSyncedFor). draining says the routes
-// send nothing to the canary, which is deleted once they are confirmed (see
-// waitPeers).
-func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-chan struct{}, routes map[string]string, draining bool) (Confirmation, bool, error) {
+// stale and skipped (see server.WaitSyncedFor). With holding (the canary's
+// clusters, for weight 0: the routes drain the canary before its deletion),
+// it also says which proxies of any replica may still send them traffic
+// (Confirmation.Holding and Overdue).
+func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-chan struct{}, routes map[string]string, holding []string) (Confirmation, bool, error) {
+	owner := k.Namespace
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -158,9 +189,17 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 	local := v1alpha1.ReplicaProxies{Replica: c.replica, Acked: int32(len(acked)), Nacked: int32(len(nacked)), Stale: int32(len(stale))}
 	var others []v1alpha1.ReplicaProxies
 	limits := c.srv.RouteLimits(names)
+	var holders []server.Holder
+	if len(holding) > 0 {
+		for _, h := range c.srv.Holders(names, holding) {
+			h.Replica = c.replica
+			holders = append(holders, h)
+		}
+	}
 	if c.peers != nil {
 		var err error
-		if others, err = c.waitPeers(wctx, owner, routes, draining, acked, nacked, stale, limits); err != nil {
+		var peerHolders []server.Holder
+		if others, peerHolders, err = c.waitPeers(wctx, owner, routes, holding, acked, nacked, stale, limits); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -174,6 +213,10 @@ func (c *Controller) waitRoutes(ctx context.Context, owner string, changed <-cha
 			delete(acked, id)
 		}
 		conf = Confirmation{Acked: len(acked), Nacked: len(nacked)}
+		holders = append(holders, peerHolders...)
+	}
+	if len(holding) > 0 {
+		conf.Holding, conf.Overdue = c.splitHolders(k, holders, acked)
 	}
 	for id := range stale {
 		conf.Stale = append(conf.Stale, id)
@@ -274,12 +317,12 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 //
 // A replica whose address refuses connections (nothing listens there: its
 // process is gone, so it holds no stream) is skipped at once, unless the
-// routes are draining the canary before its deletion: then the grace still
+// routes are draining the canary before its deletion (holding is set): then the grace still
 // gives its proxies time to reconnect to a live replica first.
 //
 // It returns the counts of each other replica as it last answered,
 // sorted by replica name.
-func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, draining bool, acked, nacked, stale map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, error) {
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, holding []string, acked, nacked, stale map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, []server.Holder, error) {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
@@ -290,11 +333,12 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 	for {
 		var waiting []string
 		var counts []v1alpha1.ReplicaProxies
+		var holders []server.Holder
 		peerLimits := map[string]int{}
 		peers, err := c.peers(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case err != nil:
 			if c.unreachable("peers", true) {
 				stale[text.Truncate("peers ("+err.Error()+")", 253)] = true
@@ -306,13 +350,13 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 		}
 		for _, p := range peers {
 			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			ps, err := server.QuerySync(qctx, p.Conn, targets)
+			ps, err := server.QuerySyncRequest(qctx, p.Conn, server.SyncRequest{Targets: targets, Holding: holding})
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil, fmt.Errorf("waiting for replica %s: %w", p.Addr, ctx.Err())
+					return nil, nil, fmt.Errorf("waiting for replica %s: %w", p.Addr, ctx.Err())
 				}
-				if c.unreachable(p.Addr, true) || (!draining && refusesConnections(ctx, p.Addr)) {
+				if c.unreachable(p.Addr, true) || (len(holding) == 0 && refusesConnections(ctx, p.Addr)) {
 					stale["replica "+p.Addr] = true
 					counts = append(counts, v1alpha1.ReplicaProxies{Replica: p.Addr, Stale: 1})
 				} else {
@@ -325,6 +369,10 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 				Acked: int32(len(ps.Acked)), Nacked: int32(len(ps.Nacked)), Stale: int32(len(ps.Stale))})
 			for l, n := range ps.Limits {
 				peerLimits[l] += n
+			}
+			for _, h := range ps.Holders {
+				h.Replica = cmp.Or(ps.Replica, p.Addr)
+				holders = append(holders, h)
 			}
 			for _, id := range ps.Acked {
 				acked[id] = true
@@ -344,14 +392,68 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 				limits[l] += n
 			}
 			slices.SortFunc(counts, func(a, b v1alpha1.ReplicaProxies) int { return cmp.Compare(a.Replica, b.Replica) })
-			return counts, nil
+			return counts, holders, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %s: %w", strings.Join(waiting, ", "), ctx.Err())
+			return nil, nil, fmt.Errorf("waiting for %s: %w", strings.Join(waiting, ", "), ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// splitHolders drops the holders that carry the published routes on some
+// replica (acked: a proxy that reconnected elsewhere and took them), keeps
+// one entry per node (the earliest), and splits the rest by whether they
+// have held service k's canary for less than the deletion wait. A holder's
+// start is the earliest this controller saw it holding k's canary, so a
+// proxy cannot extend the wait by reconnecting and rejecting again; the
+// memory is dropped once nothing holds the canary.
+func (c *Controller) splitHolders(k ServiceKey, holders []server.Holder, acked map[string]bool) (holding, overdue []server.Holder) {
+	slices.SortFunc(holders, func(a, b server.Holder) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Since.Compare(b.Since), cmp.Compare(a.Replica, b.Replica))
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := c.holdingSince[k]
+	if c.holdingSince == nil {
+		c.holdingSince = map[ServiceKey]map[string]time.Time{}
+	}
+	next := map[string]time.Time{}
+	now := time.Now()
+	for i, h := range holders {
+		if acked[h.Node] || (i > 0 && holders[i-1].Node == h.Node) {
+			continue
+		}
+		if first, ok := seen[h.Node]; ok && first.Before(h.Since) {
+			h.Since = first
+		}
+		next[h.Node] = h.Since
+		if now.Sub(h.Since) < c.deletionWait {
+			holding = append(holding, h)
+		} else {
+			overdue = append(overdue, h)
+		}
+	}
+	if len(next) == 0 {
+		delete(c.holdingSince, k)
+	} else {
+		c.holdingSince[k] = next
+	}
+	return holding, overdue
+}
+
+// DescribeHolder says, for the Rollout's status and Events, which proxy
+// h is, why it may still send the canary traffic and until when that holds
+// the canary's deletion: "<node> on <replica> (rejected the routes at
+// <time>; waited for until <time>)".
+func (c *Controller) DescribeHolder(h server.Holder) string {
+	why := "rejected the routes"
+	if h.Disconnected {
+		why = "disconnected"
+	}
+	return fmt.Sprintf("%s on %s (%s at %s; waited for until %s)", text.Truncate(h.Node, 253), text.Truncate(h.Replica, 253), why,
+		h.Since.UTC().Format(time.RFC3339), h.Since.Add(c.deletionWait).UTC().Format(time.RFC3339))
 }
 
 // unreachable records whether key (a peer address, or "peers" for the

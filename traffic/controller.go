@@ -55,10 +55,18 @@ type Options struct {
 	// Replica names this replica in Confirmation.Replicas; empty means
 	// "this replica".
 	Replica string
+	// CanaryDeletionWait bounds how long a proxy that may still send the
+	// canary traffic (see Confirmation.Holding) holds its deletion, from
+	// when it rejected the stable routes or disconnected; zero means
+	// DefaultCanaryDeletionWait.
+	CanaryDeletionWait time.Duration
 }
 
 // DefaultPeerGrace is Options.PeerGrace's default.
 const DefaultPeerGrace = 10 * time.Second
+
+// DefaultCanaryDeletionWait is Options.CanaryDeletionWait's default.
+const DefaultCanaryDeletionWait = 3 * time.Minute
 
 // Controller watches the cluster and publishes the route plan to an xDS
 // server. It implements controller-runtime's Runnable and runs on every
@@ -67,9 +75,14 @@ type Controller struct {
 	peers     func(ctx context.Context) ([]server.Peer, error)
 	replica   string
 	peerGrace time.Duration
+	// deletionWait is Options.CanaryDeletionWait.
+	deletionWait time.Duration
 	// peerDown holds, under mu, since when each unreachable peer (or the
 	// peers' resolution, "peers") has been failing.
 	peerDown map[string]time.Time
+	// holdingSince remembers, under mu, since when each proxy has held a
+	// service's canary (see splitHolders).
+	holdingSince map[ServiceKey]map[string]time.Time
 
 	srv      *server.Server
 	source   source
@@ -158,6 +171,8 @@ func newController(srv *server.Server, src source, opts Options) (*Controller, e
 		peers:     opts.Peers,
 		replica:   cmp.Or(opts.Replica, "this replica"),
 		peerGrace: opts.PeerGrace,
+
+		deletionWait: cmp.Or(max(opts.CanaryDeletionWait, 0), DefaultCanaryDeletionWait),
 	}
 	if c.peerGrace <= 0 {
 		c.peerGrace = DefaultPeerGrace

@@ -193,6 +193,112 @@ func TestConfirmGoesOnWhenPeersCannotBeFound(t *testing.T) {
 	}
 }
 
+// TestConfirmNamesCanaryHoldersOnEveryReplica: at weight 0 (a rollback),
+// Confirm names the proxies of every replica that may still send the canary
+// traffic: one of the leader's that rejects weight 0 after acknowledging
+// 50%, and one that disconnected from the other replica carrying 50% (its
+// tombstone travels over ProxySync). Once that proxy reconnects, to the
+// leader, and takes weight 0, it no longer holds.
+func TestConfirmNamesCanaryHoldersOnEveryReplica(t *testing.T) {
+	leader, other := startReplica(t, "leader", grpc.UnaryInterceptor(asPeer)), startReplica(t, "other", grpc.UnaryInterceptor(asPeer))
+	conn, err := grpc.NewClient(other.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	peers := func(context.Context) ([]server.Peer, error) {
+		return []server.Peer{{Addr: other.addr, Conn: conn}}, nil
+	}
+	srcL, srcO := newFakeSource(canaryObjects(5000)), newFakeSource(canaryObjects(5000))
+	c := startController(t, leader.srv, srcL, Options{Logger: testr.New(t), Peers: peers, Replica: "leader"})
+	startController(t, other.srv, srcO, Options{Logger: testr.New(t)})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var answered atomic.Int32
+	if _, err := startProxy(ctx, dialADS(t, leader.addr), "rejecter", resource.RouteType, []string{checkoutRoute},
+		func(*discovery.DiscoveryResponse) string {
+			if answered.Add(1) > 1 {
+				return "not this one"
+			}
+			return ""
+		}); err != nil {
+		t.Fatal(err)
+	}
+	leaverCtx, leave := context.WithCancel(ctx)
+	if _, err := startProxy(leaverCtx, dialADS(t, other.addr), "leaver", resource.RouteType, []string{checkoutRoute}, ackAll); err != nil {
+		t.Fatal(err)
+	}
+	waitConfirmed(t, c, 5000, 2)
+	leave()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(other.srv.Proxies()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the leaving proxy's stream never closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	srcL.set(canaryObjects(0), true)
+	srcO.set(canaryObjects(0), true)
+	var got Confirmation
+	for got = confirm(t, c, 0); got.Nacked != 1; got = confirm(t, c, 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("confirmation %+v, want the rejection of weight 0", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	holders := map[string]server.Holder{}
+	for _, h := range got.Holding {
+		holders[h.Node] = h
+	}
+	if r, l := holders["rejecter"], holders["leaver"]; len(holders) != 2 || r.Replica != "leader" || r.Disconnected ||
+		l.Replica != "other" || !l.Disconnected || len(got.Overdue) != 0 {
+		t.Fatalf("holding %+v, overdue %+v; want the rejecting proxy on the leader and the disconnected one on the other replica", got.Holding, got.Overdue)
+	}
+	t.Logf("holders: %s; %s", c.DescribeHolder(holders["rejecter"]), c.DescribeHolder(holders["leaver"]))
+
+	if _, err := startProxy(ctx, dialADS(t, leader.addr), "leaver", resource.RouteType, []string{checkoutRoute}, ackAll); err != nil {
+		t.Fatal(err)
+	}
+	for got = confirm(t, c, 0); got.Acked != 1; got = confirm(t, c, 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("confirmation %+v, want the returning proxy acked", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got.Holding) != 1 || got.Holding[0].Node != "rejecter" {
+		t.Fatalf("holding %+v after the disconnected proxy took weight 0 elsewhere; want only the rejecting one", got.Holding)
+	}
+}
+
+// TestCanaryHolderCannotExtendItsWait plays a proxy that tries to keep a
+// rolled-back canary alive by disconnecting, reconnecting and rejecting
+// again, so that its rejection always looks fresh: the wait counts from
+// the first time it was seen holding the canary, and ends.
+func TestCanaryHolderCannotExtendItsWait(t *testing.T) {
+	c := &Controller{deletionWait: time.Minute}
+	k := ServiceKey{Namespace: "shop", Name: "checkout"}
+	first := time.Now().Add(-61 * time.Second)
+	holding, overdue := c.splitHolders(k, []server.Holder{{Node: "p", Replica: "a", Since: first}}, nil)
+	if len(holding) != 0 || len(overdue) != 1 {
+		t.Fatalf("holding %+v, overdue %+v; want the proxy overdue", holding, overdue)
+	}
+	// Reconnected to another replica, rejecting again just now.
+	holding, overdue = c.splitHolders(k, []server.Holder{{Node: "p", Replica: "b", Since: time.Now()}}, nil)
+	if len(holding) != 0 || len(overdue) != 1 || !overdue[0].Since.Equal(first) {
+		t.Fatalf("holding %+v, overdue %+v; want the proxy still overdue since %v", holding, overdue, first)
+	}
+	// Once nothing holds the canary, the memory goes; a new holder starts afresh.
+	if holding, overdue = c.splitHolders(k, nil, nil); len(holding)+len(overdue) != 0 {
+		t.Fatalf("holding %+v, overdue %+v; want none", holding, overdue)
+	}
+	holding, _ = c.splitHolders(k, []server.Holder{{Node: "p", Since: time.Now()}}, nil)
+	if len(holding) != 1 {
+		t.Fatalf("holding %+v; want a fresh holder waited for", holding)
+	}
+}
+
 // TestConfirmSkipsAReplicaThatIsGone: a replica whose address refuses
 // connections holds no proxy, so a weight step does not wait the grace for
 // it; the drain before a canary's deletion still does, giving that replica's

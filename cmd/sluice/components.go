@@ -36,6 +36,8 @@ type components struct {
 	incarnation string
 	prometheus *metrics.Prometheus // nil: load reports only
 	log        logr.Logger
+	// canaryDeletionWait is --canary-deletion-wait.
+	canaryDeletionWait time.Duration
 }
 
 // addComponents adds the admission webhooks, the traffic controller and the
@@ -52,7 +54,7 @@ func addComponents(mgr manager.Manager, c components) error {
 		return err
 	}
 
-	topts := traffic.Options{Logger: c.log.WithName("traffic"), Replica: c.replica}
+	topts := traffic.Options{Logger: c.log.WithName("traffic"), Replica: c.replica, CanaryDeletionWait: c.canaryDeletionWait}
 	if c.fleet != nil {
 		// A step counts when the proxies of every replica carry it.
 		topts.Peers = c.fleet.Peers
@@ -72,7 +74,14 @@ func addComponents(mgr manager.Manager, c components) error {
 	opts := rollout.Options{
 		Traffic: rollout.TrafficFunc(func(ctx context.Context, namespace, service string, w router.Weight) (rollout.Confirmation, error) {
 			got, err := steer.Confirm(ctx, namespace, service, w)
-			return rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale, Replicas: got.Replicas, Limits: got.Limits}, err
+			conf := rollout.Confirmation{Acked: got.Acked, Nacked: got.Nacked, NackMessages: got.NackMessages, Stale: got.Stale, Replicas: got.Replicas, Limits: got.Limits}
+			for _, h := range got.Holding {
+				conf.Holding = append(conf.Holding, steer.DescribeHolder(h))
+			}
+			for _, h := range got.Overdue {
+				conf.Overdue = append(conf.Overdue, steer.DescribeHolder(h))
+			}
+			return conf, err
 		}),
 		Reports: rollout.TrafficReporterFunc(func(namespace, service string) rollout.TrafficReport {
 			var r rollout.TrafficReport

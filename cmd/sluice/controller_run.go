@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/certs"
 	"github.com/sluice-dev/sluice/rollout/metrics"
+	"github.com/sluice-dev/sluice/traffic"
 	"github.com/sluice-dev/sluice/webhook"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/server"
@@ -68,6 +69,7 @@ type controllerOptions struct {
 	peers        string
 	podIP        string
 	staleAfter   time.Duration
+	canaryWait   time.Duration
 	selfUsername string
 	metrics      metricsAuth
 	xdsAuth      xdsAuthOptions
@@ -108,6 +110,7 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.promTimeout, "prometheus-timeout", 5*time.Second, "timeout of one Prometheus query")
 	f.StringVar(&o.peers, "peers", "", "the replicas, comma-separated: DNS names resolving to replicas (a headless Service; their --peer-port is dialled) or host:port addresses; replicas forward their load reports to each other so the leader judges canaries on the sum")
 	f.StringVar(&o.podIP, "pod-ip", os.Getenv("POD_IP"), "this replica's IP as --peers resolves it (default $POD_IP)")
+	f.DurationVar(&o.canaryWait, "canary-deletion-wait", traffic.DefaultCanaryDeletionWait, "how long a rolled-back or abandoned canary is kept for a proxy that rejected the stable routes or disconnected while its last acknowledged routes still send the canary traffic; then the canary is deleted anyway")
 	f.DurationVar(&o.staleAfter, "proxy-stale-after", server.DefaultStaleAfter, "how long a connected proxy may leave xDS responses unanswered before rollouts stop waiting for it (it is named on the Rollout as stale); negative: wait forever")
 	o.addPeerFlags(f)
 	f.StringVar(&o.selfUsername, "self-username", "", "user name Sluice's own API requests carry; only its writes create canaries that policies do not judge again (default: asked of the API server with a SelfSubjectReview)")
@@ -283,7 +286,7 @@ func runController(ctx context.Context, o controllerOptions) error {
 		}
 	}
 	log.Info("admission trusts canaries written by Sluice's own identity", "user", self)
-	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, replica: o.replicaName, incarnation: o.incarnation, prometheus: prom, log: log}); err != nil {
+	if err := addComponents(mgr, components{xds: xdsServer, loads: loads, fleet: fleet, namespace: o.namespace, self: self, replica: o.replicaName, incarnation: o.incarnation, prometheus: prom, log: log, canaryDeletionWait: o.canaryWait}); err != nil {
 		return err
 	}
 	log.Info("starting", "webhookPort", o.webhookPort, "xdsPort", o.xdsPort, "metrics", o.metricsAddr, "health", o.healthAddr, "leaderElect", o.leaderElect)

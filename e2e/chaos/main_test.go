@@ -35,6 +35,7 @@ var leaseArgs = []string{
 	"--leader-elect-renew-deadline=3s",
 	"--leader-elect-retry-period=500ms",
 	"--proxy-stale-after=5s",
+	"--canary-deletion-wait=20s",
 }
 
 var (

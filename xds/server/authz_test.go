@@ -12,6 +12,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -416,8 +417,12 @@ func TestScopedFormClients(t *testing.T) {
 	granted := client("frontend")
 	granted.request(resource.RouteType, []string{rc}, nil, "")
 	resp := granted.recv()
-	if !containsBytes(wireBytes(t, resp), shopCohort) || !strings.Contains(resp.GetVersionInfo(), string(translate.FormLegacyNoRing)) {
-		t.Fatalf("granted C-core client got version %q without shop's cohort route of its form", resp.GetVersionInfo())
+	if !containsBytes(wireBytes(t, resp), shopCohort) || len(resp.GetResources()) != 1 {
+		t.Fatalf("granted C-core client got %d resources without shop's cohort route of its form", len(resp.GetResources()))
+	}
+	// The version describes what this stream was sent: its form's content.
+	if want := heldVersion(map[string]string{rc: cache.HashResource(resp.GetResources()[0].GetValue())}); resp.GetVersionInfo() != want {
+		t.Fatalf("C-core client got version %q, want %q, the content version of its form's route", resp.GetVersionInfo(), want)
 	}
 	foreign := client("team-a")
 	foreign.request(resource.RouteType, []string{rc}, nil, "")

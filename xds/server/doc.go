@@ -10,14 +10,22 @@
 //
 // A resource's content version is the hex SHA-256 of its deterministic
 // protobuf encoding ([ContentVersion]); it is the same string go-control-plane
-// uses as the per-resource version in delta responses. State-of-the-world
-// responses carry the LinearCache's version instead: an instance prefix plus a
-// counter that grows on every change of that type (a sotw version_info
-// describes a whole response, not one resource, and the cache does not allow
-// choosing it). The server keeps, per resource, which content each cache
-// version held, so an ACK of a sotw version is mapped back to the content
-// versions the proxy now carries. [Server.WaitAcked] and [Server.Synced] always
-// speak content versions.
+// uses as the per-resource version in delta responses. A state-of-the-world
+// version_info describes a whole response; it is the hex SHA-256 of the
+// sorted name and content-version pairs the stream holds of that type once
+// it applies the response (heldVersion). It is a pure function of content:
+// every replica, and a restarted one, gives a stream the same version for the
+// same contents, and a stream of another form or namespace, which holds other
+// contents, gets another version.
+//
+// A proxy that opens a new stream (to another replica, or after a restart)
+// presents the version it last acknowledged. If that is the version of what
+// this replica would send it now, it holds exactly that: it counts as having
+// acknowledged it at once and is sent nothing until something changes.
+// Otherwise it is sent everything, as a new client. ACKs are mapped to
+// contents by nonce; the server remembers, per resource, which content each
+// cache change held, to learn the contents of what it sends. [Server.WaitAcked]
+// and [Server.Synced] always speak content versions.
 //
 // # Updates
 //

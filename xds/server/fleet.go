@@ -45,7 +45,14 @@ type SyncTarget struct {
 // SyncRequest asks a replica where its proxies stand on Targets.
 type SyncRequest struct {
 	Targets []SyncTarget `json:"targets"`
+	// Holding, when set, also asks which proxies may still send traffic to
+	// these clusters through the targets' route configurations
+	// (Server.Holders), tombstones included.
+	Holding []string `json:"holding,omitempty"`
 }
+
+// maxHolders bounds the holders one answer names.
+const maxHolders = 64
 
 // PeerSync is one replica's answer: its proxies subscribed to the targets,
 // by state, each list sorted.
@@ -58,6 +65,8 @@ type PeerSync struct {
 	// Limits counts this replica's proxies of the targets' route
 	// configurations by what their form cannot express (RouteLimits).
 	Limits map[string]int `json:"limits,omitempty"`
+	// Holders answers SyncRequest.Holding, at most maxHolders.
+	Holders []Holder `json:"holders,omitempty"`
 }
 
 // SyncedNow classifies this replica's proxies on targets without waiting.
@@ -132,8 +141,21 @@ func (e syncEndpoint) Synced(ctx context.Context, in *wrapperspb.BytesValue) (*w
 	if len(req.Targets) == 0 || len(req.Targets) > maxSyncTargets {
 		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %d targets, want 1..%d", len(req.Targets), maxSyncTargets)
 	}
+	if len(req.Holding) > maxSyncTargets {
+		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %d clusters held, at most %d", len(req.Holding), maxSyncTargets)
+	}
 	p := e.s.SyncedNow(req.Targets)
 	p.Replica = e.replica
+	if len(req.Holding) > 0 {
+		var routes []string
+		for _, t := range req.Targets {
+			if t.TypeURL == resource.RouteType {
+				routes = append(routes, t.Name)
+			}
+		}
+		p.Holders = e.s.Holders(routes, req.Holding)
+		p.Holders = p.Holders[:min(len(p.Holders), maxHolders)]
+	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "proxy sync answer: %v", err)
@@ -150,7 +172,12 @@ func (s *Server) RegisterSync(g grpc.ServiceRegistrar, replica string) {
 
 // QuerySync asks the replica behind conn where its proxies stand on targets.
 func QuerySync(ctx context.Context, conn grpc.ClientConnInterface, targets []SyncTarget) (PeerSync, error) {
-	b, err := json.Marshal(SyncRequest{Targets: targets})
+	return QuerySyncRequest(ctx, conn, SyncRequest{Targets: targets})
+}
+
+// QuerySyncRequest asks the replica behind conn req.
+func QuerySyncRequest(ctx context.Context, conn grpc.ClientConnInterface, req SyncRequest) (PeerSync, error) {
+	b, err := json.Marshal(req)
 	if err != nil {
 		return PeerSync{}, err
 	}

@@ -39,7 +39,7 @@ type Variant struct {
 	Limits map[string][]string
 }
 
-// formSep separates the instance prefix and form in a form cache's version.
+// formSep is reserved: form names cannot contain it.
 const formSep = "."
 
 // checkForms validates the configured form names.

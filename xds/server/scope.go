@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -250,35 +251,57 @@ type scopedCache struct {
 
 var _ cache.Cache = (*scopedCache)(nil)
 
-// CreateWatch opens a sotw watch narrowed to the request's scope.
+// CreateWatch opens a sotw watch narrowed to the request's scope. A stream
+// that resumes at the current contents (see [tracker.resumeLocked]) has its
+// subscription told what it holds, so nothing is sent again; one that
+// presents a version this replica does not serve is answered as a new
+// client, even with nothing to send.
 func (c *scopedCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	sub, err := c.narrow(req, req.GetTypeUrl(), sub)
-	if err != nil {
-		return nil, err
+	setup, ok := c.scopes.take(req)
+	if !ok {
+		return nil, fmt.Errorf("no scope recorded for a %s request", typeLabel(req.GetTypeUrl()))
 	}
-	return c.inner.CreateWatch(req, sub, out)
+	if r := setup.resume; r != nil {
+		// go-control-plane hands the cache a copy of the stream's sotw
+		// subscription, sharing the map of what the stream was sent with
+		// the stream's own copy; on a type's first request it is empty.
+		// Filling it tells the cache and the stream alike what the proxy
+		// holds.
+		if known := sub.ReturnedResources(); r.known != nil && known != nil && len(known) == 0 {
+			maps.Copy(known, r.known)
+		} else {
+			req = withoutVersion(req)
+		}
+	}
+	return c.inner.CreateWatch(req, c.narrow(setup.scope, req.GetTypeUrl(), sub), out)
+}
+
+// withoutVersion is req with no version_info: the cache answers it even
+// with nothing to send, as the first request of a new client.
+func withoutVersion(req *cache.Request) *cache.Request {
+	return &cache.Request{
+		Node: req.GetNode(), ResourceNames: req.GetResourceNames(), ResourceLocators: req.GetResourceLocators(),
+		TypeUrl: req.GetTypeUrl(), ResponseNonce: req.GetResponseNonce(), ErrorDetail: req.GetErrorDetail(),
+	}
 }
 
 // CreateDeltaWatch opens a delta watch narrowed to the request's scope.
 func (c *scopedCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
-	sub, err := c.narrow(req, req.GetTypeUrl(), sub)
-	if err != nil {
-		return nil, err
+	setup, ok := c.scopes.take(req)
+	if !ok {
+		return nil, fmt.Errorf("no scope recorded for a %s request", typeLabel(req.GetTypeUrl()))
 	}
-	return c.inner.CreateDeltaWatch(req, sub, out)
+	return c.inner.CreateDeltaWatch(req, c.narrow(setup.scope, req.GetTypeUrl(), sub), out)
 }
 
-// narrow returns the subscription a request's watch gets: sub itself for a
-// stream without an identity, else sub narrowed to its namespace.
-func (c *scopedCache) narrow(req any, typeURL string, sub cache.Subscription) (cache.Subscription, error) {
-	sc, ok := c.scopes.take(req)
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("no scope recorded for a %s request", typeLabel(typeURL))
-	case !sc.restricted:
-		return sub, nil
+// narrow returns the subscription a watch of a stream of scope sc gets:
+// sub itself for a stream without an identity, else sub narrowed to its
+// namespace.
+func (c *scopedCache) narrow(sc scope, typeURL string, sub cache.Subscription) cache.Subscription {
+	if !sc.restricted {
+		return sub
 	}
-	return &scopedSub{inner: sub, typeURL: typeURL, namespace: sc.namespace, grants: c.grants}, nil
+	return &scopedSub{inner: sub, typeURL: typeURL, namespace: sc.namespace, grants: c.grants}
 }
 
 // Fetch is not served: REST fetches carry no stream identity.
@@ -286,16 +309,25 @@ func (c *scopedCache) Fetch(context.Context, *cache.Request) (cache.Response, er
 	return nil, errors.New("xDS fetch is not served")
 }
 
-// requestScopes remembers the scope of requests between the tracker's
+// watchSetup is what the tracker learned of a request that the watch it
+// opens needs.
+type watchSetup struct {
+	scope scope
+	// resume is set for the first sotw request of a type that presents a
+	// version.
+	resume *resume
+}
+
+// requestScopes remembers the setup of requests between the tracker's
 // callback and the watch they open. A stream holds at most one entry: the
 // tracker drops its previous request's entry when the next arrives, and
 // the last when the stream closes.
 type requestScopes struct {
 	mu sync.Mutex
-	m  map[any]scope
+	m  map[any]watchSetup
 }
 
-func (r *requestScopes) put(req any, sc scope, previous any) {
+func (r *requestScopes) put(req any, sc watchSetup, previous any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if previous != nil {
@@ -313,7 +345,7 @@ func (r *requestScopes) drop(req any) {
 	delete(r.m, req)
 }
 
-func (r *requestScopes) take(req any) (scope, bool) {
+func (r *requestScopes) take(req any) (watchSetup, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sc, ok := r.m[req]

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,10 +50,6 @@ type Options struct {
 	// unanswered before waits stop waiting for it (it is reported as stale
 	// instead). Zero means DefaultStaleAfter; negative never.
 	StaleAfter time.Duration
-	// Instance prefixes every state-of-the-world version, so a proxy that
-	// reconnects to another replica or a restarted server is sent everything
-	// again. Zero means a value derived from the start time.
-	Instance string
 	// Forms names the route configuration forms served besides the default
 	// one (see Variant); names are non-empty and contain no '.' or '#'.
 	Forms []string
@@ -104,6 +99,8 @@ type Server struct {
 	requireIdentity bool
 	tracker         *tracker
 	hist            *history
+	// refs are the clusters each published route content sends traffic to.
+	refs *routeRefs
 
 	// firstPublished is closed by the first complete Update: until then no
 	// stream is served, so a proxy that connects to a fresh replica is
@@ -128,10 +125,6 @@ func New(opts Options) *Server {
 	if opts.MaxSubscribedNames <= 0 {
 		opts.MaxSubscribedNames = DefaultMaxSubscribedNames
 	}
-	if opts.Instance == "" {
-		opts.Instance = strconv.FormatInt(time.Now().UnixNano(), 36)
-	}
-	prefix := opts.Instance + "-"
 	if opts.Forms == nil && opts.FormOf == nil {
 		opts.Forms, opts.FormOf = ClientForms, ClientForm
 	}
@@ -147,6 +140,7 @@ func New(opts Options) *Server {
 		metricsErr: err,
 		caches:     map[string]*cache.LinearCache{},
 		hist:       newHistory(),
+		refs:       newRouteRefs(),
 		versions:   map[string]uint64{},
 		published:  map[string]map[string]string{},
 
@@ -174,7 +168,7 @@ func New(opts Options) *Server {
 	}
 	cacheLog := cpLogger{opts.Logger.WithName("cache")}
 	for _, t := range Types {
-		c := cache.NewLinearCache(t, cache.WithVersionPrefix(prefix), cache.WithLogger(cacheLog))
+		c := cache.NewLinearCache(t, cache.WithLogger(cacheLog))
 		s.caches[t] = c
 		mux.Caches[t] = c
 		s.published[t] = map[string]string{}
@@ -189,14 +183,14 @@ func New(opts Options) *Server {
 	if s.configErr == nil {
 		for _, f := range opts.Forms {
 			key := cacheKey(resource.RouteType, f)
-			c := cache.NewLinearCache(resource.RouteType, cache.WithVersionPrefix(prefix+f+formSep), cache.WithLogger(cacheLog))
+			c := cache.NewLinearCache(resource.RouteType, cache.WithLogger(cacheLog))
 			s.forms[f] = true
 			s.formCaches[f] = c
 			s.formPublished[f] = map[string]string{}
 			mux.Caches[key] = c
 		}
 	}
-	s.tracker = newTracker(opts.Logger, m, s.hist, prefix, staleAfter)
+	s.tracker = newTracker(opts.Logger, m, s.hist, staleAfter)
 	s.tracker.formOf = s.formOf
 	s.tracker.grants = &s.grants
 	s.tracker.maxNames = opts.MaxSubscribedNames

@@ -1,10 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,7 +133,6 @@ type tracker struct {
 	log     logr.Logger
 	metrics *metrics
 	hist    *history
-	prefix  string
 	now     func() time.Time
 	// staleAfter is how long a stream may leave a response unanswered
 	// before it is stale; zero never.
@@ -157,17 +156,24 @@ type tracker struct {
 	streams map[streamKey]*streamState
 	// waiters are the waits in progress; each learns which streams changed.
 	waiters map[*waiter]struct{}
+	// tombstones are the proxies whose stream closed, by node id, kept for
+	// tombstoneTTL (see Server.Holders).
+	tombstones   map[string]tombstone
+	tombstoneTTL time.Duration
 }
 
 var _ serverv3.Callbacks = (*tracker)(nil)
 
-func newTracker(log logr.Logger, m *metrics, h *history, prefix string, staleAfter time.Duration) *tracker {
+func newTracker(log logr.Logger, m *metrics, h *history, staleAfter time.Duration) *tracker {
 	return &tracker{
-		log: log, metrics: m, hist: h, prefix: prefix, now: time.Now, staleAfter: staleAfter,
+		log: log, metrics: m, hist: h, now: time.Now, staleAfter: staleAfter,
 		streams: map[streamKey]*streamState{},
 		waiters: map[*waiter]struct{}{},
-		scopes:  &requestScopes{m: map[any]scope{}},
-		acks:    map[auth.Identity]map[string]int{},
+		// A proxy that disconnected counts before a canary is deleted for as
+		// long as a connected one may stay silent.
+		tombstones: map[string]tombstone{}, tombstoneTTL: cmp.Or(staleAfter, DefaultStaleAfter),
+		scopes: &requestScopes{m: map[any]watchSetup{}},
+		acks:   map[auth.Identity]map[string]int{},
 	}
 }
 
@@ -201,6 +207,7 @@ func (t *tracker) close(k streamKey) {
 	if s, ok := t.streams[k]; ok {
 		t.log.V(1).Info("xDS stream closed", "node", s.node.GetId(), "stream", k.id, "delta", k.delta)
 		delete(t.streams, k)
+		t.buryLocked(s)
 		t.scopes.drop(s.lastReq)
 		t.forgetAcksLocked(s)
 		t.metrics.connected.Dec()
@@ -235,10 +242,28 @@ func (t *tracker) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) e
 func (t *tracker) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
 
 // OnStreamResponse remembers what a sotw response carried, as content
-// versions, so its ACK can be mapped back.
-func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+// versions, so its ACK can be mapped back, and sets its version_info to the
+// content version of what the stream holds once it applies it
+// ([heldVersion]). go-control-plane sends the very response it hands this
+// callback, so the version is set here, before the response leaves.
+func (t *tracker) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
 	typeURL := resp.GetTypeUrl()
-	hk, v, ok := t.cacheVersion(typeURL, resp.GetVersionInfo())
+	t.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
+	t.mu.Lock()
+	s := t.streams[streamKey{id: id}]
+	var ts *typeState
+	if s != nil {
+		ts = s.typ(typeURL)
+	}
+	t.mu.Unlock()
+	if s == nil {
+		return
+	}
+	// The stream's form, scope and subscription change only on its own
+	// requests, which go-control-plane handles on the goroutine that sends
+	// this response: they can be read here without the lock.
+	hk := cacheKey(typeURL, s.form)
+	v, ok := cacheVersion(resp.GetVersionInfo())
 	contents := make(map[string]string, len(resp.GetResources()))
 	for _, r := range resp.GetResources() {
 		name := resourceName(r.GetValue())
@@ -248,18 +273,46 @@ func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.D
 			contents[name] = ""
 		}
 	}
-	t.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
+	full := cache.ResourceRequiresFullStateInSotw(typeURL)
+	if ok {
+		resp.VersionInfo = heldVersion(t.heldAt(s, ts, typeURL, hk, v, full, contents))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.streams[streamKey{id: id}]
-	if s == nil {
-		return
-	}
-	ts := s.typ(typeURL)
 	ts.inflight = append(ts.inflight, sent{
 		nonce: resp.GetNonce(), version: resp.GetVersionInfo(), contents: contents,
-		full: cache.ResourceRequiresFullStateInSotw(typeURL), at: t.now(),
+		full: full, at: t.now(),
 	})
+}
+
+// heldAt returns what stream s holds of typeURL once it applies a response
+// built at cache version v carrying contents: the response itself for a
+// type whose responses carry the full state, else the content at v of
+// every subscribed name it may see and that exists at v (the cache sends
+// every such resource whose content the stream does not know yet).
+func (t *tracker) heldAt(s *streamState, ts *typeState, typeURL, hk string, v uint64, full bool, contents map[string]string) map[string]string {
+	if full {
+		return contents
+	}
+	held := map[string]string{}
+	for _, name := range t.subscribedNames(ts, hk) {
+		if !t.sees(s, typeURL, name) {
+			continue
+		}
+		if c := t.hist.contentAt(hk, name, v); c != "" {
+			held[name] = c
+		}
+	}
+	return held
+}
+
+// subscribedNames lists the names a subscription may hold: those it names,
+// or for a wildcard every name the history of hk remembers.
+func (t *tracker) subscribedNames(ts *typeState, hk string) []string {
+	if ts.wildcard {
+		return t.hist.names(hk)
+	}
+	return sortedKeys(ts.names)
 }
 
 // OnStreamDeltaResponse remembers what a delta response carried.
@@ -297,9 +350,10 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 	if err := t.admitLocked(s, req.GetTypeUrl(), len(names)); err != nil {
 		return err
 	}
-	t.scopes.put(req, s.scope, s.lastReq)
+	prev := s.lastReq
 	s.lastReq = req
 	t.setNodeLocked(s, req.GetNode())
+	_, seen := s.types[req.GetTypeUrl()]
 	ts := s.typ(req.GetTypeUrl())
 	ts.names = make(map[string]struct{}, len(names))
 	ts.wildcard = len(names) == 0 && cache.ResourceRequiresFullStateInSotw(req.GetTypeUrl())
@@ -310,6 +364,11 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 		}
 		ts.names[n] = struct{}{}
 	}
+	var res *resume
+	if !seen && req.GetResponseNonce() == "" && req.GetVersionInfo() != "" {
+		res = t.resumeLocked(s, req.GetTypeUrl(), ts, req.GetVersionInfo())
+	}
+	t.scopes.put(req, watchSetup{scope: s.scope, resume: res}, prev)
 	if req.GetResponseNonce() != "" {
 		t.answerLocked(s, req.GetTypeUrl(), ts, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	}
@@ -339,7 +398,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	if err := t.admitLocked(s, req.GetTypeUrl(), adding); err != nil {
 		return err
 	}
-	t.scopes.put(req, s.scope, s.lastReq)
+	t.scopes.put(req, watchSetup{scope: s.scope}, s.lastReq)
 	s.lastReq = req
 	t.setNodeLocked(s, req.GetNode())
 	_, seen := s.types[req.GetTypeUrl()]
@@ -368,6 +427,51 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	}
 	t.notifyLocked(s.key)
 	return nil
+}
+
+// resume is what a stream's first request of a type, carrying a version
+// from an earlier stream, tells the cache.
+type resume struct {
+	// known maps each resource the stream holds to the cache's version of
+	// it, so the cache sends only what changed; nil when the version did
+	// not match, and the cache must answer as to a new client.
+	known map[string]string
+}
+
+// resumeLocked handles the first sotw request of a type on a stream that
+// presents version claimed (a proxy reconnecting, to this replica or to
+// another, or after a restart). Versions are a pure function of content
+// ([heldVersion]), so if claimed is the version of what this replica would
+// send the stream now, the proxy holds exactly that: it counts as having
+// acknowledged it at once, and is sent nothing until something changes.
+// Otherwise it is sent everything, as a new client. A forged claim can only
+// make the proxy's own acknowledgement arrive sooner; see docs/security.md.
+// t.mu must be held.
+func (t *tracker) resumeLocked(s *streamState, typeURL string, ts *typeState, claimed string) *resume {
+	hk := cacheKey(typeURL, s.form)
+	held, known := map[string]string{}, map[string]string{}
+	for _, name := range t.subscribedNames(ts, hk) {
+		if !t.sees(s, typeURL, name) {
+			continue
+		}
+		from, c := t.hist.latest(hk, name)
+		if c == "" {
+			continue
+		}
+		held[name], known[name] = c, strconv.FormatUint(from, 10)
+	}
+	if heldVersion(held) != claimed {
+		t.log.V(1).Info("xDS client resumes at a version this replica does not serve; sending everything",
+			"node", s.node.GetId(), "stream", s.key.id, "type", typeURL, "version", shortVersion(claimed))
+		return &resume{}
+	}
+	ts.acked, ts.ackedVersion = held, claimed
+	if typeURL == resource.ClusterType || typeURL == resource.EndpointType {
+		t.indexAcksLocked(s, held)
+	}
+	t.log.V(1).Info("xDS client resumes at the current contents; counted as acknowledged",
+		"node", s.node.GetId(), "stream", s.key.id, "type", typeURL, "resources", len(held))
+	return &resume{known: known}
 }
 
 // scopeLocked fixes the stream's scope at its first request; t.mu must be
@@ -464,20 +568,12 @@ func (t *tracker) answerLocked(s *streamState, typeURL string, ts *typeState, no
 	t.metrics.ackLatency.WithLabelValues(typeLabel(typeURL)).Observe(t.now().Sub(resp.at).Seconds())
 }
 
-// cacheVersion parses a sotw version_info produced by this server's caches
-// ("<prefix><n>", or "<prefix><form>.<n>" for a form's cache) and returns the
-// history key and cache version it names.
-func (t *tracker) cacheVersion(typeURL, v string) (string, uint64, bool) {
-	rest, ok := strings.CutPrefix(v, t.prefix)
-	if !ok {
-		return "", 0, false
-	}
-	form := ""
-	if i := strings.LastIndex(rest, formSep); i >= 0 {
-		form, rest = rest[:i], rest[i+1:]
-	}
-	n, err := strconv.ParseUint(rest, 10, 64)
-	return histKey(typeURL, form), n, err == nil
+// cacheVersion parses the version a LinearCache gives a sotw response (its
+// change counter; the caches have no prefix, and the tracker knows each
+// stream's form).
+func cacheVersion(v string) (uint64, bool) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil
 }
 
 // resourceName reads field 1 (the name of a Listener, RouteConfiguration and

@@ -225,6 +225,9 @@ func (s *Server) applyTo(t, hk string, lc *cache.LinearCache, pub map[string]str
 	for name, m := range up {
 		contents[name] = versions[name]
 		toUpdate[name] = m
+		if t == resource.RouteType {
+			s.refs.add(versions[name], m)
+		}
 	}
 	for _, name := range del {
 		contents[name] = ""

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sync"
 
@@ -86,4 +88,43 @@ func (h *history) contentAt(typeURL, name string, v uint64) string {
 		}
 	}
 	return ""
+}
+
+// heldVersion is the state-of-the-world version_info of a stream that holds
+// contents (resource name to content version) of one type: the hex SHA-256
+// of the sorted name and content pairs. It is a pure function of what the
+// stream holds, so every replica, and a restarted one, gives the same string
+// for the same contents, whatever the stream's form or namespace (they show
+// in the contents themselves). A client that presents it on a new stream
+// claims exactly those contents; see [tracker.resumeLocked].
+func heldVersion(contents map[string]string) string {
+	h := sha256.New()
+	for _, name := range sortedKeys(contents) {
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write([]byte(contents[name]))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// latest returns the cache version from which name has held its current
+// content, and that content ("" when it does not exist now).
+func (h *history) latest(typeURL, name string) (uint64, string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	revs := h.byType[typeURL][name]
+	if len(revs) == 0 {
+		return 0, ""
+	}
+	r := revs[len(revs)-1]
+	return r.from, r.content
+}
+
+// names returns every name of typeURL the history remembers, existing now
+// or not.
+func (h *history) names(typeURL string) []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return sortedKeys(h.byType[typeURL])
 }
