@@ -223,6 +223,27 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 	if len(t.Warnings) > maxWarnings {
 		t.Warnings = t.Warnings[:maxWarnings]
 	}
+	teamOf, err := s.src.teamOf(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	nameTeams(t.Services, teamOf)
+	// Services of other teams this team calls: only in namespaces the
+	// reader may see (teams holds nothing else).
+	var others []string
+	for other, onss := range teams {
+		if other != name {
+			others = append(others, onss...)
+		}
+	}
+	sort.Strings(others)
+	var called []Service
+	for _, d := range s.src.namespaces(r.Context(), others) {
+		if d.err == nil {
+			called = append(called, d.services()...)
+		}
+	}
+	t.DependsOn = dependencies(name, nss, called, teamOf)
 	return t, nil
 }
 
@@ -241,7 +262,15 @@ func (s *Server) rollout(r *http.Request, access Access) (any, error) {
 	}
 	for i := range d.Rollouts {
 		if d.Rollouts[i].Name == key.Name {
-			return d.rollout(&d.Rollouts[i], s.src.seen(key)), nil
+			ro := d.rollout(&d.Rollouts[i], s.src.seen(key))
+			teamOf, err := s.src.teamOf(r.Context())
+			if err != nil {
+				return nil, err
+			}
+			svcs := []Service{ro.Service}
+			nameTeams(svcs, teamOf)
+			ro.Service = svcs[0]
+			return ro, nil
 		}
 	}
 	return nil, errNotFound

@@ -119,6 +119,7 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 		}
 	}
 	s.Recent = deliveries(events)
+	s.Callers, s.CallersSince = callerViews(st.Callers)
 	return s
 }
 

@@ -310,6 +310,11 @@ type RolloutStatus struct {
 	// reporters apart (Prometheus).
 	// +optional
 	Sources *AnalysisSources `json:"sources,omitempty"`
+	// Callers says which namespaces call the service and how their
+	// requests fare, from their own load reports (bounded; see
+	// CallerStatus).
+	// +optional
+	Callers *CallerStatus `json:"callers,omitempty"`
 	// Conditions include Available, Progressing and ConfigApplied.
 	// +optional
 	// +listType=map

@@ -79,6 +79,9 @@ func addComponents(mgr manager.Manager, c components) error {
 	if _, err := rollout.New(mgr, opts); err != nil {
 		return fmt.Errorf("rollout controller: %w", err)
 	}
+	if err := addCallerWriter(mgr, c.loads.Aggregator(), c.log); err != nil {
+		return fmt.Errorf("callers: %w", err)
+	}
 	return addNotifier(mgr, c.log)
 }
 

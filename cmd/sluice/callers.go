@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/xds/lrs"
+	"github.com/sluice-dev/sluice/xds/lrs/callers"
+)
+
+// callersInterval is how often the leader writes each Rollout's
+// status.callers (only when its totals changed).
+const callersInterval = 10 * time.Second
+
+// callerWriter writes, on the leader, who calls each service and how their
+// requests fare (status.callers) from the fleet-wide per-identity load: what
+// the dashboard's across-teams view reads with the user's own rights.
+type callerWriter struct {
+	client client.Client
+	agg    *lrs.Aggregator
+	log    logr.Logger
+
+	since  map[callers.Service]time.Time
+	prev   map[callers.Service]map[string]callers.Load
+	prevAt time.Time
+}
+
+// addCallerWriter adds the writer to the manager (leader only).
+func addCallerWriter(mgr manager.Manager, agg *lrs.Aggregator, log logr.Logger) error {
+	return mgr.Add(&callerWriter{client: mgr.GetClient(), agg: agg, log: log.WithName("callers")})
+}
+
+// NeedLeaderElection: one writer, the leader, whose aggregator holds every
+// replica's forwarded load.
+func (w *callerWriter) NeedLeaderElection() bool { return true }
+
+// Start writes every callersInterval until ctx ends.
+func (w *callerWriter) Start(ctx context.Context) error {
+	w.since, w.prev = map[callers.Service]time.Time{}, nil
+	tick := time.NewTicker(callersInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if err := w.write(ctx, time.Now()); err != nil {
+			w.log.Error(err, "write callers to the Rollouts' status")
+		}
+	}
+}
+
+func (w *callerWriter) write(ctx context.Context, now time.Time) error {
+	var ros v1alpha1.RolloutList
+	if err := w.client.List(ctx, &ros); err != nil {
+		return fmt.Errorf("list rollouts: %w", err)
+	}
+	idx := callers.Build(w.agg.Origins())
+	next := make(map[callers.Service]map[string]callers.Load, len(ros.Items))
+	var failed int
+	for i := range ros.Items {
+		ro := &ros.Items[i]
+		name := ro.Spec.Delivery.Service
+		if name == "" {
+			name = ro.Name
+		}
+		svc := callers.Service{Namespace: ro.Namespace, Name: name}
+		loads := idx.Loads(svc, ro.Status.CanaryRevision)
+		next[svc] = loads
+		if len(loads) == 0 {
+			continue
+		}
+		since, ok := w.since[svc]
+		if !ok {
+			since = now
+			w.since[svc] = now
+		}
+		var prev map[string]callers.Load
+		if w.prev != nil {
+			prev = w.prev[svc]
+			if prev == nil {
+				prev = map[string]callers.Load{}
+			}
+		}
+		st := callers.Status(loads, prev, since, w.prevAt, now)
+		if callers.Same(st, ro.Status.Callers) {
+			continue
+		}
+		if err := w.patch(ctx, ro, st); err != nil {
+			failed++
+			w.log.Error(err, "write callers", "rollout", types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
+		}
+	}
+	w.prev, w.prevAt = next, now
+	if failed > 0 {
+		return fmt.Errorf("%d of %d Rollouts not written", failed, len(ros.Items))
+	}
+	return nil
+}
+
+// patch merges st into the Rollout's status.callers: a merge patch of that
+// field alone, so it never overwrites what the rollout controller writes.
+func (w *callerWriter) patch(ctx context.Context, ro *v1alpha1.Rollout, st *v1alpha1.CallerStatus) error {
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"callers": st}})
+	if err != nil {
+		return err
+	}
+	return w.client.Status().Patch(ctx, ro, client.RawPatch(types.MergePatchType, body))
+}
