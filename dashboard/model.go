@@ -28,6 +28,9 @@ type Team struct {
 	// DependsOn are services of other teams that the team's namespaces
 	// call, among those the reader may see.
 	DependsOn []Dependency `json:"dependsOn"`
+	// External are the external dependencies the team's namespaces
+	// declare, with their callers' figures.
+	External []ExternalDependency `json:"external"`
 }
 
 // Service is one opted-in Deployment with its delivery.

@@ -205,7 +205,7 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 		// Unknown and invisible teams look the same.
 		return nil, errForbidden
 	}
-	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}, Problems: []string{}}
+	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}, Problems: []string{}, External: []ExternalDependency{}}
 	// A namespace that cannot be read is said, and does not hide the others.
 	for i, d := range s.src.namespaces(r.Context(), nss) {
 		if d.err != nil {
@@ -216,6 +216,7 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 			continue
 		}
 		t.Services = append(t.Services, d.services()...)
+		t.External = append(t.External, d.externals()...)
 		t.Warnings = append(t.Warnings, d.warnings()...)
 		t.Problems = append(t.Problems, d.Problems...)
 	}
@@ -228,6 +229,13 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 		return nil, err
 	}
 	nameTeams(t.Services, teamOf)
+	for i := range t.External {
+		for j := range t.External[i].Callers {
+			if tm := teamOf[t.External[i].Callers[j].Namespace]; tm != NoTeam {
+				t.External[i].Callers[j].Team = tm
+			}
+		}
+	}
 	// Services of other teams this team calls: only in namespaces the
 	// reader may see (teams holds nothing else).
 	var others []string

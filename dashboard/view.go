@@ -34,6 +34,10 @@ type namespaceData struct {
 	Events      []eventsv1.Event
 	// Problems say what could not be read, for the page.
 	Problems []string
+	// Externals are the Services declaring external dependencies, and
+	// ExternalLoad the data of the ConfigMap Sluice writes their load to.
+	Externals    []corev1.Service
+	ExternalLoad map[string]string
 }
 
 // services builds the view of every Rollout in d, sorted by name.

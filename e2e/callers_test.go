@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
@@ -95,11 +96,12 @@ func TestDashboardShowsWhoCallsAService(t *testing.T) {
 	// What every pod of the service served, by track, as the pod runtime
 	// counts it (canary pods carry the canary revision).
 	served := func(ctx context.Context) (all, allErr, canary, canaryErr int64, err error) {
-		pods, err := runningPods(ctx, f.ns, map[string]string{v1alpha1.LabelService: "checkout"}, 1)
+		// Every pod of the service, whatever its state: none was deleted.
+		pods, err := env.Client().CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelService + "=checkout"})
 		if err != nil {
 			return 0, 0, 0, 0, err
 		}
-		for _, p := range pods {
+		for _, p := range pods.Items {
 			c := env.PodRuntime().Counts(f.ns, p.Name)
 			all, allErr = all+c.Requests, allErr+c.Errors
 			if p.Labels[v1alpha1.LabelRevision] == started.Status.CanaryRevision {

@@ -31,6 +31,8 @@ type callerWriter struct {
 	since  map[callers.Service]time.Time
 	prev   map[callers.Service]map[string]callers.Load
 	prevAt time.Time
+	// externals writes the load on external dependencies.
+	externals *externalWriter
 }
 
 // addCallerWriter adds the writer to the manager (leader only).
@@ -44,7 +46,7 @@ func (w *callerWriter) NeedLeaderElection() bool { return true }
 
 // Start writes every callersInterval until ctx ends.
 func (w *callerWriter) Start(ctx context.Context) error {
-	w.since, w.prev = map[callers.Service]time.Time{}, nil
+	w.since, w.prev, w.externals = map[callers.Service]time.Time{}, nil, newExternalWriter()
 	tick := time.NewTicker(callersInterval)
 	defer tick.Stop()
 	for {
@@ -64,7 +66,11 @@ func (w *callerWriter) write(ctx context.Context, now time.Time) error {
 	if err := w.client.List(ctx, &ros); err != nil {
 		return fmt.Errorf("list rollouts: %w", err)
 	}
-	idx := callers.Build(w.agg.Origins())
+	origins := w.agg.Origins()
+	if n, err := w.externals.write(ctx, w.client, callers.Externals(origins), now); err != nil {
+		w.log.Error(err, "write the load on external dependencies", "namespacesFailed", n)
+	}
+	idx := callers.Build(origins)
 	next := make(map[callers.Service]map[string]callers.Load, len(ros.Items))
 	var failed int
 	for i := range ros.Items {

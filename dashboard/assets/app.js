@@ -143,6 +143,19 @@ function dependsOn(ds) {
       el("td", { class: "num" }, d.allErrorRate + " of " + d.allRequests))));
 }
 
+// externalTable: gRPC services outside the cluster the team's clients call
+// through Sluice's routes, measured by those clients' own load reports.
+function externalTable(es) {
+  if (!es || !es.length) return el("p", { class: "muted" }, "No external dependencies declared (a Service of type ExternalName annotated sluice.dev/external: grpc).");
+  return el("table", { class: "external", "aria-label": "external dependencies" },
+    el("tr", {}, ["dependency", "target", "address", "requests", "errors", "error rate", "now", "callers"].map((h) => el("th", {}, h))),
+    es.map((e) => el("tr", { "data-external": e.namespace + "/" + e.name },
+      el("td", {}, e.name + " (" + e.namespace + ")"), el("td", {}, el("code", {}, e.target)), el("td", {}, e.address),
+      el("td", { class: "num" }, e.requests), el("td", { class: "num" }, e.errors), el("td", { class: "num" }, e.errorRate),
+      el("td", { class: "num" }, e.requestRate ? e.requestRate + (e.recentErrorRate ? ", " + e.recentErrorRate + " errors" : "") : "–"),
+      el("td", {}, e.callers.length ? e.callers.map((c) => c.namespace + ": " + c.requests + "/" + c.errors).join(", ") : "no load reported yet"))));
+}
+
 function serviceCard(s, withLink) {
   return el("section", { class: "card service", "data-service": s.name, "data-namespace": s.namespace },
     el("div", { class: "card-head" },
@@ -247,6 +260,7 @@ const pages = {
       t.services.length ? el("div", { class: "grid" }, t.services.map((s) => serviceCard(s, true)))
         : el("p", { class: "muted" }, "No services delivered by Sluice here."),
       el("h3", {}, "Depends on (other teams' services)"), dependsOn(t.dependsOn),
+      el("h3", {}, "External dependencies"), externalTable(t.external),
       el("h3", {}, "Policy violations and warnings"),
       t.warnings.length ? eventsTable(t.warnings, "warnings") : el("p", { class: "muted" }, "None in the Events kept.")];
   },

@@ -110,3 +110,17 @@ func TestSameIgnoresTheWindow(t *testing.T) {
 		t.Error("different totals are Same")
 	}
 }
+
+// TestExternalsCountOnlyExternalClusters: load on external clusters is
+// grouped per dependency and caller; other tracks are not.
+func TestExternalsCountOnlyExternalClusters(t *testing.T) {
+	shop := lrs.Origin{Class: lrs.ClassAuthenticated, Identity: "token:shop/a"}
+	got := Externals(map[lrs.Key]lrs.ByOrigin{
+		{Namespace: "shop", Service: "payments", Track: "external"}: {shop: {Requests: 40, Errors: 4}},
+		{Namespace: "shop", Service: "checkout", Track: "stable"}:   {shop: {Requests: 1}},
+	})
+	want := map[Service]map[string]Load{{"shop", "payments"}: {"shop": {Requests: 40, Errors: 4}}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Externals = %v, want %v", got, want)
+	}
+}
