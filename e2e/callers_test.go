@@ -146,12 +146,12 @@ func TestDashboardShowsWhoCallsAService(t *testing.T) {
 		return fmt.Sprintf("%s\t%s\t%d\t%d\t", c.Namespace, webTeam, c.Requests, c.Errors)
 	}
 	b.waitText(t, time.Minute, "the rollout page lists the callers with their figures", containsAll(
-		"Called by", row(w), strconv.FormatInt(w.CanaryRequests, 10), f.ns+"\tshop\t"+strconv.FormatInt(ownSent, 10)+"\t"+strconv.FormatInt(ownFailed, 10)))
+		"caller namespace\tteam", row(w), strconv.FormatInt(w.CanaryRequests, 10), f.ns+"\tshop\t"+strconv.FormatInt(ownSent, 10)+"\t"+strconv.FormatInt(ownFailed, 10)))
 	b.screenshot(t, "dashboard-callers")
 
 	b.open(t, admin+"/team/"+webTeam)
 	b.waitText(t, time.Minute, "the calling team's page lists the service it depends on", containsAll(
-		"Depends on", "checkout."+f.ns, "Progressing", strconv.FormatInt(webSent, 10)))
+		"all callers' error rate", "checkout."+f.ns, "Progressing", strconv.FormatInt(webSent, 10)))
 	b.screenshot(t, "dashboard-depends-on")
 }
 
