@@ -148,7 +148,7 @@ func TestExternalDependencyMeasuredByItsCallers(t *testing.T) {
 	b := newBrowser(t)
 	b.open(t, admin+"/team/"+team)
 	b.waitText(t, time.Minute, "the team page shows the external dependency with its figures", containsAll(
-		"dependency\ttarget\taddress", "payments ("+ns+")", "xds:///payments."+ns, "localhost:"+strconv.Itoa(good.port),
+		"dependency\ttarget\taddress", "payments\txds:///payments."+ns, "localhost:"+strconv.Itoa(good.port),
 		"\t"+strconv.FormatInt(good.requests.Load(), 10)+"\t"+strconv.FormatInt(good.errors_.Load(), 10)+"\t"))
 	b.screenshot(t, "dashboard-external")
 }

@@ -148,12 +148,12 @@ function dependsOn(ds) {
 function externalTable(es) {
   if (!es || !es.length) return el("p", { class: "muted" }, "No external dependencies declared (a Service of type ExternalName annotated sluice.dev/external: grpc).");
   return el("table", { class: "external", "aria-label": "external dependencies" },
-    el("tr", {}, ["dependency", "target", "address", "requests", "errors", "error rate", "now", "callers"].map((h) => el("th", {}, h))),
-    es.map((e) => el("tr", { "data-external": e.namespace + "/" + e.name },
-      el("td", {}, e.name + " (" + e.namespace + ")"), el("td", {}, el("code", {}, e.target)), el("td", {}, e.address),
+    el("tr", {}, ["dependency", "target", "address", "requests", "errors", "error rate", "now"].map((h) => el("th", {}, h))),
+    es.map((e) => el("tr", { "data-external": e.namespace + "/" + e.name,
+      title: e.callers.length ? "callers: " + e.callers.map((c) => c.namespace + " " + c.requests + "/" + c.errors).join(", ") : "no load reported yet" },
+      el("td", {}, e.name), el("td", {}, el("code", {}, e.target)), el("td", {}, e.address),
       el("td", { class: "num" }, e.requests), el("td", { class: "num" }, e.errors), el("td", { class: "num" }, e.errorRate),
-      el("td", { class: "num" }, e.requestRate ? e.requestRate + (e.recentErrorRate ? ", " + e.recentErrorRate + " errors" : "") : "–"),
-      el("td", {}, e.callers.length ? e.callers.map((c) => c.namespace + ": " + c.requests + "/" + c.errors).join(", ") : "no load reported yet"))));
+      el("td", { class: "num" }, e.requestRate ? e.requestRate + (e.recentErrorRate ? ", " + e.recentErrorRate + " errors" : "") : "–"))));
 }
 
 function serviceCard(s, withLink) {
@@ -292,7 +292,8 @@ function route() {
 async function refresh(render) {
   const main = document.getElementById("main");
   try {
-    main.replaceChildren(...(await render()));
+    // Sections with nothing to say are null: leave them out.
+    main.replaceChildren(...(await render()).filter((c) => c !== null && c !== undefined && c !== false));
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     main.dataset.state = "ok";
   } catch (e) {
