@@ -10,8 +10,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/notify"
 	"github.com/sluice-dev/sluice/xds/lrs"
 	"github.com/sluice-dev/sluice/xds/lrs/callers"
 )
@@ -33,11 +35,17 @@ type callerWriter struct {
 	prevAt time.Time
 	// externals writes the load on external dependencies.
 	externals *externalWriter
+	// alerts judges each caller's load on what it calls.
+	alerts *dependencyAlerts
 }
 
 // addCallerWriter adds the writer to the manager (leader only).
-func addCallerWriter(mgr manager.Manager, agg *lrs.Aggregator, log logr.Logger) error {
-	return mgr.Add(&callerWriter{client: mgr.GetClient(), agg: agg, log: log.WithName("callers")})
+func addCallerWriter(mgr manager.Manager, agg *lrs.Aggregator, notifier *notify.Notifier, log logr.Logger) error {
+	alerts, err := newDependencyAlerts(notifier, ctrlmetrics.Registry)
+	if err != nil {
+		return fmt.Errorf("dependency alerts: %w", err)
+	}
+	return mgr.Add(&callerWriter{client: mgr.GetClient(), agg: agg, alerts: alerts, log: log.WithName("callers")})
 }
 
 // NeedLeaderElection: one writer, the leader, whose aggregator holds every
@@ -47,6 +55,7 @@ func (w *callerWriter) NeedLeaderElection() bool { return true }
 // Start writes every callersInterval until ctx ends.
 func (w *callerWriter) Start(ctx context.Context) error {
 	w.since, w.prev, w.externals = map[callers.Service]time.Time{}, nil, newExternalWriter()
+	w.alerts.restart()
 	tick := time.NewTicker(callersInterval)
 	defer tick.Stop()
 	for {
@@ -67,8 +76,14 @@ func (w *callerWriter) write(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("list rollouts: %w", err)
 	}
 	origins := w.agg.Origins()
-	if n, err := w.externals.write(ctx, w.client, callers.Externals(origins), now); err != nil {
+	externals := callers.Externals(origins)
+	if n, err := w.externals.write(ctx, w.client, externals, now); err != nil {
 		w.log.Error(err, "write the load on external dependencies", "namespacesFailed", n)
+	}
+	samples, err := externalSamples(ctx, w.client, externals)
+	if err != nil {
+		// The services' callers are still written and judged.
+		w.log.Error(err, "read the external dependencies' ceilings; not judged this time")
 	}
 	idx := callers.Build(origins)
 	next := make(map[callers.Service]map[string]callers.Load, len(ros.Items))
@@ -82,6 +97,7 @@ func (w *callerWriter) write(ctx context.Context, now time.Time) error {
 		svc := callers.Service{Namespace: ro.Namespace, Name: name}
 		loads := idx.Loads(svc, ro.Status.CanaryRevision)
 		next[svc] = loads
+		samples = append(samples, serviceSamples(ro, svc, loads)...)
 		if len(loads) == 0 {
 			continue
 		}
@@ -107,6 +123,7 @@ func (w *callerWriter) write(ctx context.Context, now time.Time) error {
 		}
 	}
 	w.prev, w.prevAt = next, now
+	w.alerts.observe(ctx, samples, now)
 	if failed > 0 {
 		return fmt.Errorf("%d of %d Rollouts not written", failed, len(ros.Items))
 	}
