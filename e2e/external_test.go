@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/notify"
 )
 
 // externalServer is a gRPC service outside the cluster: it answers
@@ -96,6 +97,11 @@ func TestExternalDependencyMeasuredByItsCallers(t *testing.T) {
 	}
 	declareExternal(t, other, "checkout", "localhost", evil.port)
 
+	// The team's receiver hears of its dependency failing (one call in
+	// seven fails; the default ceiling is 1%).
+	rcv := newReceiver(t)
+	enableNotifications(t, ns, rcv.URL+"/hooks/", rcv.URL+"/hooks/shop")
+
 	client := newCallerClient(t, ns, "xds:///payments."+ns)
 	client.send(t, 140)
 	sent, failed := client.counts()
@@ -143,6 +149,17 @@ func TestExternalDependencyMeasuredByItsCallers(t *testing.T) {
 	})
 	t.Logf("Sluice's figures for payments.%s: %d requests, %d errors; the external server's own: %d, %d",
 		ns, st.Callers[0].Requests, st.Callers[0].Errors, good.requests.Load(), good.errors_.Load())
+
+	rcv.waitFor(t, notify.DependencyFailing, "")
+	msgs, _ := rcv.received()
+	for _, m := range msgs {
+		if m.Kind == notify.DependencyFailing {
+			t.Logf("the team's receiver was told: %s", m.Text())
+			if m.Namespace != ns || m.Service != "xds:///payments."+ns {
+				t.Errorf("alert %+v, want namespace %s and target xds:///payments.%s", m, ns, ns)
+			}
+		}
+	}
 
 	admin := startDashboard(t, "external", env.Kubeconfig())
 	b := newBrowser(t)

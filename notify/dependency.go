@@ -80,11 +80,11 @@ func (w *DependencyWatch) Observe(samples []DependencySample, now time.Time) []M
 		seen[s.Dependency] = true
 		st := w.state[s.Dependency]
 		if st == nil || s.Requests < st.requests || s.Errors < st.errors {
-			// New, or counted afresh (a new leader): the window starts here.
+			// New, or counted afresh (a new leader): the first window
+			// holds every count so far, which all began with this count.
 			failing := st != nil && st.failing
-			st = &dependencyWindow{start: now, requests: s.Requests, errors: s.Errors, failing: failing}
+			st = &dependencyWindow{start: now, failing: failing}
 			w.state[s.Dependency] = st
-			continue
 		}
 		n, k := s.Requests-st.requests, s.Errors-st.errors
 		v := analysis.RateVerdict(k, n, s.Limit, w.Alpha)

@@ -20,6 +20,11 @@ func TestDependencyWatchTellsChangesOnce(t *testing.T) {
 		req, errs = req+n, errs+k
 		got = append(got, w.Observe([]DependencySample{{Dependency: d, Requests: req, Errors: errs, Limit: 0.01}}, t0.Add(at))...)
 	}
+	// First seen with failures already counted: judged on them.
+	first := NewDependencyWatch(time.Hour, 0.01)
+	if m := first.Observe([]DependencySample{{Dependency: d, Requests: 140, Errors: 20, Limit: 0.01}}, t0); len(m) != 1 || m[0].Kind != DependencyFailing {
+		t.Fatalf("first look at 20 of 140 failed: %+v, want DependencyFailing", m)
+	}
 	look(0, 0, 0)
 	for i := range 10 {
 		look(time.Duration(i+1)*time.Minute, 1000, 2) // 0.2%: healthy
@@ -44,8 +49,8 @@ func TestDependencyWatchTellsChangesOnce(t *testing.T) {
 	if len(got) != 2 || got[1].Kind != DependencyRecovered || w.Failing(d) {
 		t.Fatalf("messages %+v, want a DependencyRecovered after the failure", got)
 	}
-	// Counts restart (a new leader): a new window, no message.
-	got = w.Observe([]DependencySample{{Dependency: d, Requests: 5, Errors: 5, Limit: 0.01}}, t0.Add(3*time.Hour))
+	// Counts restart (a new leader) healthy: a new window, no message.
+	got = w.Observe([]DependencySample{{Dependency: d, Requests: 5, Errors: 0, Limit: 0.01}}, t0.Add(3*time.Hour))
 	if len(got) != 0 {
 		t.Errorf("a restart of the counts told %v", got)
 	}
