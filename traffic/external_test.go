@@ -24,13 +24,21 @@ func TestExternalsFrom(t *testing.T) {
 		want    []router.External
 		problem string
 	}{
-		"declared":         {svc: external("payments", "api.example", "grpc", grpcPort), want: []router.External{{Namespace: "shop", Name: "payments", Host: "api.example", Port: 443}}},
-		"only port":        {svc: external("payments", "api.example", "grpc", corev1.ServicePort{Name: "x", Port: 8443}), want: []router.External{{Namespace: "shop", Name: "payments", Host: "api.example", Port: 8443}}},
-		"not annotated":    {svc: func() corev1.Service { s := external("payments", "api.example", "", grpcPort); s.Annotations = nil; return s }()},
-		"other protocol":   {svc: external("payments", "api.example", "http", grpcPort), problem: `want "grpc"`},
-		"not externalname": {svc: func() corev1.Service { s := external("p", "", "grpc", grpcPort); s.Spec.Type = corev1.ServiceTypeClusterIP; return s }(), problem: "type"},
-		"two ports":        {svc: external("p", "api.example", "grpc", corev1.ServicePort{Name: "a", Port: 1}, corev1.ServicePort{Name: "b", Port: 2}), problem: "2 ports"},
-		"bad host":         {svc: external("p", "api example", "grpc", grpcPort), problem: "host"},
+		"declared":  {svc: external("payments", "api.example", "grpc", grpcPort), want: []router.External{{Namespace: "shop", Name: "payments", Host: "api.example", Port: 443}}},
+		"only port": {svc: external("payments", "api.example", "grpc", corev1.ServicePort{Name: "x", Port: 8443}), want: []router.External{{Namespace: "shop", Name: "payments", Host: "api.example", Port: 8443}}},
+		"not annotated": {svc: func() corev1.Service {
+			s := external("payments", "api.example", "", grpcPort)
+			s.Annotations = nil
+			return s
+		}()},
+		"other protocol": {svc: external("payments", "api.example", "http", grpcPort), problem: `want "grpc"`},
+		"not externalname": {svc: func() corev1.Service {
+			s := external("p", "", "grpc", grpcPort)
+			s.Spec.Type = corev1.ServiceTypeClusterIP
+			return s
+		}(), problem: "type"},
+		"two ports": {svc: external("p", "api.example", "grpc", corev1.ServicePort{Name: "a", Port: 1}, corev1.ServicePort{Name: "b", Port: 2}), problem: "2 ports"},
+		"bad host":  {svc: external("p", "api example", "grpc", grpcPort), problem: "host"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
