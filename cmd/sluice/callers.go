@@ -123,6 +123,11 @@ func (w *callerWriter) write(ctx context.Context, now time.Time) error {
 		}
 	}
 	w.prev, w.prevAt = next, now
+	for svc := range w.since {
+		if _, ok := next[svc]; !ok {
+			delete(w.since, svc) // gone, or no load: counted afresh if it returns
+		}
+	}
 	w.alerts.observe(ctx, samples, now)
 	if failed > 0 {
 		return fmt.Errorf("%d of %d Rollouts not written", failed, len(ros.Items))

@@ -62,6 +62,12 @@ func (w *externalWriter) write(ctx context.Context, c client.Client, loads map[c
 		w.written[svc] = st
 	}
 	w.prev, w.prevAt = loads, now
+	for svc := range w.written {
+		if _, ok := loads[svc]; !ok {
+			delete(w.written, svc)
+			delete(w.since, svc)
+		}
+	}
 	var failed int
 	var last error
 	for ns, data := range byNamespace {
