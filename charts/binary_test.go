@@ -276,6 +276,12 @@ func TestControllerWiring(t *testing.T) {
 			if p, ok := args["peer-port"]; ok && p != strconv.Itoa(int(ports["peers"])) {
 				t.Errorf("--peer-port=%s, want the peers container port %d", p, ports["peers"])
 			}
+			if d, ok := ports["dashboard"]; ok != (args["dashboard-addr"] != "") || (ok && args["dashboard-addr"] != fmt.Sprintf(":%d", d)) {
+				t.Errorf("--dashboard-addr=%q but container port dashboard is %d (declared %v)", args["dashboard-addr"], d, ok)
+			}
+			if s := r.services["sluice-dashboard"]; (s != nil) != (args["dashboard-addr"] != "") || (s != nil && s.Spec.Ports[0].TargetPort.StrVal != "dashboard") {
+				t.Errorf("Service sluice-dashboard %v with --dashboard-addr=%q: want it exactly with the dashboard, targeting port \"dashboard\"", s != nil, args["dashboard-addr"])
+			}
 			if a, ok := args["xds-token-audience"]; ok && a == "" {
 				t.Error("--xds-token-audience is empty")
 			}
@@ -360,6 +366,24 @@ func TestRBAC(t *testing.T) {
 			}
 			if allows(r.role.Rules, "", "secrets", "get", "other-secret") || allows(r.role.Rules, "", "secrets", "list", "") {
 				t.Error("the Role reads Secrets other than the certificate Secret")
+			}
+			// Notification Secrets: get by name, in any namespace; no
+			// other Secret, no list or watch.
+			if !allows(r.cluster.Rules, "", "secrets", "get", "sluice-notifications") {
+				t.Error("the ClusterRole does not allow get on the notification Secret sluice-notifications")
+			}
+			for _, g := range []struct{ verb, name string }{{"get", "other-secret"}, {"list", ""}, {"watch", ""}, {"update", "sluice-notifications"}} {
+				if allows(r.cluster.Rules, "", "secrets", g.verb, g.name) {
+					t.Errorf("the ClusterRole allows %s on Secret %q: only get of the notification Secrets", g.verb, g.name)
+				}
+			}
+			// The controller's dashboard reads ReplicaSets and Events with
+			// its own rights, only when it serves one.
+			dashboard := slices.Contains(r.deployment.Spec.Template.Spec.Containers[0].Args, "--dashboard-addr=:8444")
+			for _, g := range [][2]string{{"apps", "replicasets"}, {"events.k8s.io", "events"}} {
+				if allows(r.cluster.Rules, g[0], g[1], "list", "") != dashboard {
+					t.Errorf("list %s/%s allowed = %v, want %v (only the dashboard needs it)", g[0], g[1], !dashboard, dashboard)
+				}
 			}
 			for _, verb := range []string{"get", "update"} {
 				if !allows(r.role.Rules, "coordination.k8s.io", "leases", verb, "sluice-controller") {

@@ -25,6 +25,12 @@ type Team struct {
 	// Problems say what of the team's namespaces could not be read; the
 	// rest shows.
 	Problems []string `json:"problems"`
+	// DependsOn are services of other teams that the team's namespaces
+	// call, among those the reader may see.
+	DependsOn []Dependency `json:"dependsOn"`
+	// External are the external dependencies the team's namespaces
+	// declare, with their callers' figures.
+	External []ExternalDependency `json:"external"`
 }
 
 // Service is one opted-in Deployment with its delivery.
@@ -50,6 +56,11 @@ type Service struct {
 	Proxies  Proxies `json:"proxies"`
 	// Recent are the latest deliveries, newest first.
 	Recent []Delivery `json:"recent"`
+	// Callers are the namespaces that call the service, most requests
+	// first, from their own load reports; CallersSince is when the counts
+	// began.
+	Callers      []Caller   `json:"callers"`
+	CallersSince *time.Time `json:"callersSince,omitempty"`
 }
 
 // Version is one track of a service.

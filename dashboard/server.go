@@ -205,7 +205,7 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 		// Unknown and invisible teams look the same.
 		return nil, errForbidden
 	}
-	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}, Problems: []string{}}
+	t := Team{Team: name, Namespaces: nss, Services: []Service{}, Warnings: []Event{}, Problems: []string{}, External: []ExternalDependency{}}
 	// A namespace that cannot be read is said, and does not hide the others.
 	for i, d := range s.src.namespaces(r.Context(), nss) {
 		if d.err != nil {
@@ -216,6 +216,7 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 			continue
 		}
 		t.Services = append(t.Services, d.services()...)
+		t.External = append(t.External, d.externals()...)
 		t.Warnings = append(t.Warnings, d.warnings()...)
 		t.Problems = append(t.Problems, d.Problems...)
 	}
@@ -223,6 +224,34 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 	if len(t.Warnings) > maxWarnings {
 		t.Warnings = t.Warnings[:maxWarnings]
 	}
+	teamOf, err := s.src.teamOf(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	nameTeams(t.Services, teamOf)
+	for i := range t.External {
+		for j := range t.External[i].Callers {
+			if tm := teamOf[t.External[i].Callers[j].Namespace]; tm != NoTeam {
+				t.External[i].Callers[j].Team = tm
+			}
+		}
+	}
+	// Services of other teams this team calls: only in namespaces the
+	// reader may see (teams holds nothing else).
+	var others []string
+	for other, onss := range teams {
+		if other != name {
+			others = append(others, onss...)
+		}
+	}
+	sort.Strings(others)
+	var called []Service
+	for _, d := range s.src.namespaces(r.Context(), others) {
+		if d.err == nil {
+			called = append(called, d.services()...)
+		}
+	}
+	t.DependsOn = dependencies(name, nss, called, teamOf)
 	return t, nil
 }
 
@@ -241,7 +270,15 @@ func (s *Server) rollout(r *http.Request, access Access) (any, error) {
 	}
 	for i := range d.Rollouts {
 		if d.Rollouts[i].Name == key.Name {
-			return d.rollout(&d.Rollouts[i], s.src.seen(key)), nil
+			ro := d.rollout(&d.Rollouts[i], s.src.seen(key))
+			teamOf, err := s.src.teamOf(r.Context())
+			if err != nil {
+				return nil, err
+			}
+			svcs := []Service{ro.Service}
+			nameTeams(svcs, teamOf)
+			ro.Service = svcs[0]
+			return ro, nil
 		}
 	}
 	return nil, errNotFound

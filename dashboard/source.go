@@ -199,6 +199,9 @@ func (s *source) read(ctx context.Context, ns string) (namespaceData, error) {
 		return d, fmt.Errorf("list rollouts: %w", err)
 	}
 	d.Rollouts = ros.Items
+	if err := s.readExternals(ctx, &d); err != nil {
+		return d, err
+	}
 	if len(d.Rollouts) == 0 {
 		return d, nil
 	}

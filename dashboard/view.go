@@ -33,6 +33,10 @@ type namespaceData struct {
 	Events      []eventsv1.Event
 	// Problems say what could not be read, for the page.
 	Problems []string
+	// Externals are the Services declaring external dependencies, and
+	// ExternalLoad the data of the ConfigMap Sluice writes their load to.
+	Externals    []corev1.Service
+	ExternalLoad map[string]string
 }
 
 // services builds the view of every Rollout in d, sorted by name.
@@ -118,6 +122,7 @@ func (d namespaceData) service(ro *v1alpha1.Rollout) Service {
 		}
 	}
 	s.Recent = deliveries(events)
+	s.Callers, s.CallersSince = callerViews(st.Callers)
 	return s
 }
 

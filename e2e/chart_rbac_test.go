@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -71,7 +72,7 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 
 	releaseNS := newNamespace(t, nil)
 	teamNS := newNamespace(t, map[string]string{"chart-e2e": releaseNS, v1alpha1.LabelTeam: "payments"})
-	set := []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS, "certificates.mode=" + mode,
+	set := []string{"webhooks.namespaceSelector.matchLabels.chart-e2e=" + releaseNS, "certificates.mode=" + mode, "dashboard.enabled=true",
 		// The chart binds this ServiceAccount to the metrics reader role.
 		"metrics.readers[0].kind=ServiceAccount", "metrics.readers[0].name=" + metricsScraperSA, "metrics.readers[0].namespace=" + releaseNS}
 	objs := renderChart(t, charts.TemplateOptions{Release: "chart-rbac", Namespace: releaseNS, Set: set})
@@ -87,7 +88,7 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 	picked["MetricsReaderBinding"] = chartObject(t, objs, "ClusterRoleBinding", "-metrics-reader")
 	fullname := picked["ServiceAccount"].GetName()
 	secretName := fullname + "-webhook-tls"
-	ports := loopbackPorts(t, 6)
+	ports := loopbackPorts(t, 7)
 	webhookBase := "https://127.0.0.1:" + strconv.Itoa(ports[0])
 	var caBundle []byte
 	if mode == "cert-manager" {
@@ -200,6 +201,9 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 		return err
 	})
 
+	// The notifier reads a team's Secret by name only.
+	checkSecretAccessUnderChart(ctx, t, releaseNS, fullname, teamNS)
+
 	if audience := argValue(args, "--xds-token-audience"); audience != "" {
 		checkXDSTokenUnderChart(ctx, t, teamNS, "127.0.0.1:"+strconv.Itoa(ports[1]), caBundle, audience)
 	}
@@ -215,6 +219,10 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 			xdsAddr = "127.0.0.1:" + legacy
 		}
 		wantNames := monitoringMetricNames(t)
+		// The team's receiver, named in its Secret: the chart-RBAC
+		// controller (the only one running during the delivery) reads it.
+		rcv := newReceiver(t)
+		enableNotifications(t, teamNS, rcv.URL+"/hooks/", rcv.URL+"/hooks/shop")
 		load := startXDSLoad(chartXDSClient(t, xdsAddr, teamNS), 2)
 		seen := map[string]bool{}
 		observe := func(ctx context.Context) error { return scrapeMetricNames(ctx, metricsURL, seen) }
@@ -236,6 +244,12 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 			t.Errorf("the chart's alerts and dashboards query metrics the controller never exported: %v", err)
 		}
 		t.Logf("the %d metrics the chart's alerts and dashboards query were all exported: %s", len(wantNames), strings.Join(wantNames, " "))
+		var ro v1alpha1.Rollout
+		if err := sluiceClient(t).Get(ctx, types.NamespacedName{Namespace: teamNS, Name: d.Name}, &ro); err != nil {
+			t.Fatal(err)
+		}
+		checkNotificationsUnderChart(t, rcv, ro.Status.StableRevision)
+		checkDashboardUnderChart(ctx, t, "https://"+argValue(args, "--dashboard-addr"), teamNS, "payments", caBundle)
 	}
 	if exited, err := proc.Exited(); exited {
 		t.Fatalf("controller exited: %v", err)
@@ -347,9 +361,14 @@ func controllerArgs(t *testing.T, d *unstructured.Unstructured, kubeconfig strin
 	if len(ports) < 6 {
 		ports = append(slices.Clone(ports[:4]), loopbackPorts(t, 2)...)
 	}
+	if len(ports) < 7 {
+		ports = append(slices.Clone(ports[:6]), loopbackPorts(t, 1)...)
+	}
 	optional := map[string]string{
 		"--peer-port":       strconv.Itoa(ports[4]),
 		"--xds-legacy-port": strconv.Itoa(ports[5]),
+		// Rendered with dashboard.enabled.
+		"--dashboard-addr": "127.0.0.1:" + strconv.Itoa(ports[6]),
 	}
 	var args []string
 	for _, a := range c.Args {

@@ -59,6 +59,12 @@ func (m Message) Text() string {
 		RolledBack:  "rolled back",
 		Promoted:    "promoted",
 	}[m.Kind]
+	switch m.Kind {
+	case DependencyFailing:
+		return fmt.Sprintf("%s: %s is failing: %s", m.Namespace, m.Service, m.Reason)
+	case DependencyRecovered:
+		return fmt.Sprintf("%s: %s recovered: %s", m.Namespace, m.Service, m.Reason)
+	}
 	s := fmt.Sprintf("%s/%s: %s", m.Namespace, m.Rollout, what)
 	if m.Revision != "" {
 		s += " (revision " + m.Revision + ")"

@@ -153,8 +153,10 @@ func (n *Notifier) deliver(ctx context.Context, ch chan item) {
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Error(err, "notification not delivered")
-			n.events.Eventf(it.ro, nil, corev1.EventTypeWarning, ReasonNotificationFailed, "Notify",
-				"%s notification not delivered: %v", it.msg.Kind, err)
+			if it.ro != nil {
+				n.events.Eventf(it.ro, nil, corev1.EventTypeWarning, ReasonNotificationFailed, "Notify",
+					"%s notification not delivered: %v", it.msg.Kind, err)
+			}
 		}
 	}
 }

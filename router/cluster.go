@@ -47,9 +47,9 @@ func ParseClusterName(name string) (ClusterID, error) {
 	}
 	track := Track(parts[3])
 	switch track {
-	case TrackStable, TrackCanary, TrackSticky:
+	case TrackStable, TrackCanary, TrackSticky, TrackExternal:
 	default:
-		return ClusterID{}, fmt.Errorf("cluster name %q: track %q is not one of stable, canary, sticky", name, parts[3])
+		return ClusterID{}, fmt.Errorf("cluster name %q: track %q is not one of stable, canary, sticky, external", name, parts[3])
 	}
 	return ClusterID{Namespace: parts[0], Service: parts[1], Port: uint32(port), Track: track}, nil
 }

@@ -149,6 +149,9 @@ type Cluster struct {
 	// track present; each has a weight > 0. A cluster may have no localities (no ready endpoints): it is
 	// still published so that clients fail fast instead of waiting for it.
 	Localities []Locality `json:"localities,omitempty"`
+	// External, set only on a TrackExternal cluster, is the DNS name and
+	// port the client resolves and calls (see [AddExternals]).
+	External *ExternalAddress `json:"external,omitempty"`
 }
 
 // Locality is the endpoints of one revision of one track within a cluster.

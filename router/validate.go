@@ -245,6 +245,7 @@ func validateCluster(c Cluster) []error {
 	if c.LB != LBRoundRobin && c.LB != LBRingHash {
 		errs = append(errs, fmt.Errorf("%w: %s: load balancing %q", ErrProtocol, at, c.LB))
 	}
+	errs = append(errs, validateExternal(c)...)
 	type trackRevision struct {
 		track    Track
 		revision string

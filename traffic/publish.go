@@ -29,6 +29,12 @@ func localityKey(cluster, subZone string) string { return cluster + "\x00" + sub
 func localitiesOf(plan router.Plan) map[string]struct{} {
 	out := map[string]struct{}{}
 	for _, c := range plan.Clusters {
+		if c.External != nil {
+			// The client resolves the name: its reports carry no
+			// locality of Sluice's.
+			out[localityKey(c.Name, "")] = struct{}{}
+			continue
+		}
 		for _, l := range c.Localities {
 			out[localityKey(c.Name, router.LocalitySubZone(l.Track, l.Revision))] = struct{}{}
 		}
@@ -73,6 +79,11 @@ func (c *Controller) publish(ctx context.Context) error {
 	state, problems := StateFrom(objs)
 	plan, buildProblems, err := c.build(state)
 	problems = append(problems, buildProblems...)
+	if err == nil {
+		var externalProblems []Problem
+		plan, externalProblems = addExternals(plan, objs.Services)
+		problems = append(problems, externalProblems...)
+	}
 	c.logProblems(problems)
 	if err != nil {
 		c.metrics.publishes.WithLabelValues("failed").Inc()

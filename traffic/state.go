@@ -86,6 +86,11 @@ func StateFrom(objs Objects) (router.State, []Problem) {
 	services := map[ServiceKey]*corev1.Service{}
 	for i := range objs.Services {
 		s := &objs.Services[i]
+		if s.Spec.Type == corev1.ServiceTypeExternalName {
+			// It selects no pods (an external dependency, see
+			// ExternalsFrom): its ports are not the pods'.
+			continue
+		}
 		services[ServiceKey{Namespace: s.Namespace, Name: s.Name}] = s
 	}
 	strategies, strategyProblems := strategies(objs.Rollouts, objs.Deployments)

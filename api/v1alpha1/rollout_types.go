@@ -385,6 +385,11 @@ type RolloutStatus struct {
 	// metric source keeps its own history (Prometheus).
 	// +optional
 	Counts *AnalysisCounts `json:"counts,omitempty"`
+	// Callers says which namespaces call the service and how their
+	// requests fare, from their own load reports (bounded; see
+	// CallerStatus).
+	// +optional
+	Callers *CallerStatus `json:"callers,omitempty"`
 	// Conditions include Available, Progressing, ConfigApplied and
 	// TrafficReady.
 	// +optional

@@ -102,7 +102,14 @@ func addComponents(mgr manager.Manager, c components) error {
 	if _, err := rollout.New(mgr, opts); err != nil {
 		return fmt.Errorf("rollout controller: %w", err)
 	}
-	return addNotifier(mgr, c.log)
+	notifier, err := addNotifier(mgr, c.log)
+	if err != nil {
+		return err
+	}
+	if err := addCallerWriter(mgr, c.loads.Aggregator(), notifier, c.log); err != nil {
+		return fmt.Errorf("callers: %w", err)
+	}
+	return nil
 }
 
 // samples is the analysis' source of per-track request and error counts:

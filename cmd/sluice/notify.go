@@ -9,8 +9,7 @@ import (
 
 // addNotifier adds the rollout notifier (leader only): each namespace's
 // webhook receiver hears of its rollouts' starts, steps, holds, rollbacks
-// and promotions.
-func addNotifier(mgr manager.Manager, log logr.Logger) error {
-	_, err := notify.New(mgr, notify.Options{Log: log.WithName("notify")})
-	return err
+// and promotions, and of the dependencies it calls failing.
+func addNotifier(mgr manager.Manager, log logr.Logger) (*notify.Notifier, error) {
+	return notify.New(mgr, notify.Options{Log: log.WithName("notify")})
 }

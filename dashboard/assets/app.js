@@ -111,6 +111,51 @@ function recent(ds) {
       el("td", {}, d.why || ""))));
 }
 
+// callersTable: who calls a service (from their own load reports), each
+// caller's requests and errors, and what the canary revision served them.
+function callersTable(s) {
+  if (!s.callers || !s.callers.length) return el("p", { class: "muted" }, "No load reported by callers yet.");
+  return el("table", { class: "callers", "aria-label": "callers" },
+    el("tr", {}, ["caller namespace", "team", "requests", "errors", "error rate", "now", "canary served", "canary error rate"].map((h) => el("th", {}, h))),
+    s.callers.map((c) => el("tr", { "data-caller": c.namespace },
+      el("td", {}, c.namespace + (c.legacy ? " (legacy)" : "")),
+      el("td", {}, c.team ? teamName(c.team) : "–"),
+      el("td", { class: "num" }, c.requests), el("td", { class: "num" }, c.errors),
+      el("td", { class: "num" }, c.errorRate),
+      el("td", { class: "num" }, c.requestRate ? c.requestRate + (c.recentErrorRate ? ", " + c.recentErrorRate + " errors" : "") : "–"),
+      el("td", { class: "num" }, c.canary ? c.canary.requests : (s.canary ? "✗ none" : "–")),
+      el("td", { class: "num" }, c.canary ? c.canary.errorRate : "–"))),
+    s.callersSince ? el("caption", { class: "muted" }, "counted since " + when(s.callersSince)) : null);
+}
+
+// dependsOn: services of other teams the team calls, their state and how
+// the team's own requests to them fare.
+function dependsOn(ds) {
+  if (!ds || !ds.length) return el("p", { class: "muted" }, "No calls to other teams' services reported (among those you may see).");
+  return el("table", { class: "depends", "aria-label": "depends on" },
+    el("tr", {}, ["team", "service", "state", "our requests", "our error rate", "our canary requests", "all callers' error rate"].map((h) => el("th", {}, h))),
+    ds.map((d) => el("tr", { "data-dependency": d.namespace + "/" + d.name },
+      el("td", {}, teamName(d.team)),
+      el("td", {}, el("a", { href: "/rollout/" + encodeURIComponent(d.namespace) + "/" + encodeURIComponent(d.name) }, (d.service || d.name) + "." + d.namespace)),
+      el("td", {}, phase(d.phase)),
+      el("td", { class: "num" }, d.caller.requests), el("td", { class: "num" }, d.caller.errorRate),
+      el("td", { class: "num" }, d.caller.canary ? d.caller.canary.requests + " (" + d.caller.canary.errorRate + " errors)" : "–"),
+      el("td", { class: "num" }, d.allErrorRate + " of " + d.allRequests))));
+}
+
+// externalTable: gRPC services outside the cluster the team's clients call
+// through Sluice's routes, measured by those clients' own load reports.
+function externalTable(es) {
+  if (!es || !es.length) return el("p", { class: "muted" }, "No external dependencies declared (a Service of type ExternalName annotated sluice.dev/external: grpc).");
+  return el("table", { class: "external", "aria-label": "external dependencies" },
+    el("tr", {}, ["dependency", "target", "address", "requests", "errors", "error rate", "now"].map((h) => el("th", {}, h))),
+    es.map((e) => el("tr", { "data-external": e.namespace + "/" + e.name,
+      title: e.callers.length ? "callers: " + e.callers.map((c) => c.namespace + " " + c.requests + "/" + c.errors).join(", ") : "no load reported yet" },
+      el("td", {}, e.name), el("td", {}, el("code", {}, e.target)), el("td", {}, e.address),
+      el("td", { class: "num" }, e.requests), el("td", { class: "num" }, e.errors), el("td", { class: "num" }, e.errorRate),
+      el("td", { class: "num" }, e.requestRate ? e.requestRate + (e.recentErrorRate ? ", " + e.recentErrorRate + " errors" : "") : "–"))));
+}
+
 function serviceCard(s, withLink) {
   return el("section", { class: "card service", "data-service": s.name, "data-namespace": s.namespace },
     el("div", { class: "card-head" },
@@ -122,6 +167,7 @@ function serviceCard(s, withLink) {
     s.evidence ? el("p", { class: "evidence", title: "evidence of the latest analysis" }, s.evidence) : null,
     s.proxies.nacked ? el("p", { class: "error" }, "✗ " + s.proxies.nacked + " proxies rejected the routes: " + s.proxies.lastNack) : null,
     el("p", { class: "muted" }, "proxies: " + s.proxies.acked + " acknowledged, " + s.proxies.nacked + " rejected, " + s.proxies.stale + " stale"),
+    el("h3", {}, "Called by"), callersTable(s),
     el("h3", {}, "Recent rollouts"), recent(s.recent));
 }
 
@@ -213,6 +259,8 @@ const pages = {
       problems(t.problems),
       t.services.length ? el("div", { class: "grid" }, t.services.map((s) => serviceCard(s, true)))
         : el("p", { class: "muted" }, "No services delivered by Sluice here."),
+      el("h3", {}, "Depends on (other teams' services)"), dependsOn(t.dependsOn),
+      el("h3", {}, "External dependencies"), externalTable(t.external),
       el("h3", {}, "Policy violations and warnings"),
       t.warnings.length ? eventsTable(t.warnings, "warnings") : el("p", { class: "muted" }, "None in the Events kept.")];
   },
@@ -227,6 +275,7 @@ const pages = {
         el("div", {}, el("h3", {}, "Versions"), versions(r), el("h3", {}, "Steps"), stepsTable(r.steps)),
         el("div", {}, el("h3", {}, "Verdicts"), verdicts(r.verdicts),
           r.evidence ? el("p", { class: "evidence" }, r.evidence) : null)),
+      el("h3", {}, "Called by"), callersTable(r),
       el("h3", {}, "Error rate per version"), chart(r.series),
       el("h3", {}, "Timeline"), eventsTable(r.timeline),
       el("h3", {}, "Recent rollouts"), recent(r.recent)];
@@ -243,7 +292,8 @@ function route() {
 async function refresh(render) {
   const main = document.getElementById("main");
   try {
-    main.replaceChildren(...(await render()));
+    // Sections with nothing to say are null: leave them out.
+    main.replaceChildren(...(await render()).filter((c) => c !== null && c !== undefined && c !== false));
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     main.dataset.state = "ok";
   } catch (e) {

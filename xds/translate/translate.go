@@ -103,6 +103,16 @@ func Translate(plan router.Plan, opts Options) (Resources, error) {
 	}
 	for _, c := range plan.Clusters {
 		a := Access{Namespace: c.ID.Namespace, Consumers: consumers[[2]string{c.ID.Namespace, c.ID.Service}]}
+		if c.External != nil {
+			// The client resolves the name: no ClusterLoadAssignment.
+			cl, err := externalCluster(c, opts)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			add(resource.ClusterType, c.Name, cl, a)
+			continue
+		}
 		cl, err := cluster(c, opts)
 		if err != nil {
 			errs = append(errs, err)
