@@ -364,6 +364,12 @@ func TestChaosNackingProxiesHoldTheStep(t *testing.T) {
 		if !strings.Contains(ro.Status.Message, "rejects every route configuration") {
 			return fmt.Errorf("phase %s, step %d: the rejection is not on the status", ro.Status.Phase, ro.Status.CurrentStepIndex)
 		}
+		// The leader's own rejections show on the TrafficReady condition
+		// as soon as they happen; the step's confirmation, which asks every
+		// replica, counts them all.
+		if ro.Status.Proxies.Nacked < int32(len(sluice.Replicas)) {
+			return fmt.Errorf("phase %s, step %d: %d proxies counted as rejecting", ro.Status.Phase, ro.Status.CurrentStepIndex, ro.Status.Proxies.Nacked)
+		}
 		return nil
 	})
 	if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt != nil {
