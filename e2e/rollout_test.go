@@ -443,6 +443,27 @@ func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 		}
 		return nil
 	})
+	// The controller drained v2's canary before re-templating it: under a
+	// rolling update of Ready-gated pods the replacement rarely fails an RPC
+	// even without the drain, so the Events say which way it went.
+	eventually(t, 30*time.Second, "v2's canary drained before it was replaced", func(ctx context.Context) error {
+		evs, err := env.Client().EventsV1().Events(f.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		var draining, superseded bool
+		for _, e := range evs.Items {
+			if e.Regarding.Kind != "Rollout" {
+				continue
+			}
+			draining = draining || (e.Reason == "CanaryDraining" && strings.Contains(e.Note, "revision "+v3+" replaces canary "+v2))
+			superseded = superseded || e.Reason == "CanarySuperseded"
+		}
+		if !draining || !superseded {
+			return fmt.Errorf("%d events: CanaryDraining for %s over %s seen %v, CanarySuperseded seen %v", len(evs.Items), v3, v2, draining, superseded)
+		}
+		return nil
+	})
 	for i, l := range loads {
 		l.stop()
 		answers, failures, msgs := l.snapshot()
