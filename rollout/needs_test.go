@@ -42,9 +42,23 @@ func TestNeedsOf(t *testing.T) {
 			want: Needs{Analyse: true, Cumulative: 42 * time.Second, Since: t0, Recent: RecentWindow},
 		},
 		"a revision replacing a running canary starts its own window": {
-			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("c", 1), Now: t0.Add(105 * time.Second),
+			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Now: t0.Add(105 * time.Second),
 				Status: startedAt(activeSince(progressingAt(0, 100, nil), t0), t0.Add(100*time.Second))},
 			want: Needs{Confirm: w(100), Analyse: true, Cumulative: 5 * time.Second, Since: t0.Add(100 * time.Second), Recent: 5 * time.Second},
+		},
+		"a revision replacing a canary asks for its weight 0, not for analysis": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 1), Now: t0.Add(5 * time.Second),
+				Status: startedAt(progressingAt(1, 0, nil), t0)},
+			want: Needs{Confirm: w(0)},
+		},
+		"a revision replacing a promoting canary asks for its weight 0": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 5), Now: t0,
+				Status: func() v1alpha1.RolloutStatus {
+					s := progressingAt(4, 0, nil)
+					s.Phase = v1alpha1.PhasePromoting
+					return s
+				}()},
+			want: Needs{Confirm: w(0)},
 		},
 		"the cumulative window is at least a second": {
 			o: Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 1), Now: t0,

@@ -26,6 +26,9 @@ func (m *stepper) progressing() {
 		case failed(st.FailedRevisions, rev) != nil && spec.RetryRevision != rev:
 			m.abandon("the Deployment now asks for revision " + rev + ", which was rolled back before; run `sluice retry` to try it again")
 		default:
+			if !m.drainedFor(rev) {
+				return
+			}
 			old := st.CanaryRevision
 			m.start(rev)
 			m.event(false, "CanarySuperseded", "revision %s replaced canary %s before it finished", rev, old)
@@ -157,6 +160,47 @@ func (m *stepper) advance(outcome *analysis.Outcome) {
 	st.Message = fmt.Sprintf("step %d/%d: preparing the canary for %s", st.CurrentStepIndex+1, steps, next)
 }
 
+// drainedFor reports whether the canary may be re-templated for rev, the
+// revision that replaces it. Re-templating replaces the canary's pods, so a
+// canary that may carry traffic first goes to weight 0, and the proxies must
+// confirm it as they do before a rolled-back canary is deleted; only then do
+// the new revision's steps start. Until then the rollout stays on the old
+// canary's revision.
+func (m *stepper) drainedFor(rev string) bool {
+	st := &m.st
+	if m.o.Canary == nil {
+		return true
+	}
+	m.requeue(AnalysisInterval)
+	what := fmt.Sprintf("revision %s replaces canary %s", rev, st.CanaryRevision)
+	if st.CurrentWeight != 0 || st.StepStartedAt != nil {
+		st.CurrentWeight = 0
+		st.StepStartedAt = nil
+		st.Message = what + ": canary weight set to 0, waiting for proxies to acknowledge before the canary is replaced"
+		m.event(false, "CanaryDraining", "%s", st.Message)
+		return false
+	}
+	if !m.canaryUnrouted() {
+		st.Message = what + ": " + st.Message
+		return false
+	}
+	return true
+}
+
+// replacing reports whether the Deployment's pending revision replaces the
+// rollout's canary rather than abandoning it (see progressing and promoting).
+func replacing(o Observed) bool {
+	st := o.Status
+	rev := o.Deployment.PendingRevision
+	if rev == "" || rev == st.CanaryRevision {
+		return false
+	}
+	if st.Phase == v1alpha1.PhasePromoting {
+		return true
+	}
+	return rev != st.StableRevision && (failed(st.FailedRevisions, rev) == nil || o.Spec.RetryRevision == rev)
+}
+
 // holdReason appends the analysis' reason for not continuing to the message.
 func (m *stepper) holdReason(outcome *analysis.Outcome) {
 	if outcome != nil && outcome.Action != analysis.Continue {
@@ -183,6 +227,9 @@ func (m *stepper) promoting() {
 	d := m.o.Deployment
 	m.requeue(AnalysisInterval)
 	if rev := d.PendingRevision; rev != "" && rev != st.CanaryRevision {
+		if !m.drainedFor(rev) {
+			return
+		}
 		st.StableRevision = st.CanaryRevision
 		old := st.CanaryRevision
 		m.start(rev)

@@ -21,6 +21,14 @@ func NeedsOf(o Observed) Needs {
 	if o.Deployment == nil {
 		return n
 	}
+	if st.Phase.Active() && replacing(o) {
+		// A newer revision waits for the canary's weight 0 (drainedFor).
+		if o.Canary != nil && st.CurrentWeight == 0 && st.StepStartedAt == nil {
+			w := v1alpha1.BasisPoints(0)
+			n.Confirm = &w
+		}
+		return n
+	}
 	switch st.Phase {
 	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
 		tw, held := targetWeight(o.Spec, st)

@@ -177,8 +177,41 @@ func TestStepCanary(t *testing.T) {
 			want: want{phase: v1alpha1.PhaseProgressing, canary: "b", weight: 100, started: at(time.Hour),
 				actions: []Action{{Kind: EnsureCanary, Replicas: 1}}, message: "30s left", event: "Resumed"},
 		},
-		"a newer revision supersedes the canary at weight 0": {
+		"a newer revision first drains a canary carrying weight, without touching it": {
 			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 3),
+				Status: progressingAt(2, 2500, at(0)), Now: t0},
+			want: want{phase: v1alpha1.PhaseProgressing, canary: "b", step: 2,
+				message: "revision c replaces canary b: canary weight set to 0", event: "CanaryDraining"},
+		},
+		"a replaced canary stays until weight 0 is confirmed": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 3),
+				Status: progressingAt(2, 0, nil), Now: t0},
+			want: want{phase: v1alpha1.PhaseProgressing, canary: "b", step: 2,
+				message: "revision c replaces canary b: waiting for proxies to acknowledge weight 0"},
+		},
+		"a replaced canary stays while a proxy may still send it traffic": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 3),
+				Status: progressingAt(2, 0, nil), Now: t0,
+				Confirmed: &Confirmed{Weight: 0, Confirmation: Confirmation{Acked: 3, Holding: []string{"p2 on r2 (disconnected at T; waited for until U)"}}}},
+			want: want{phase: v1alpha1.PhaseProgressing, canary: "b", step: 2, message: "p2 on r2 (disconnected"},
+		},
+		"a newer revision replaces the canary once weight 0 is confirmed": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 3),
+				Status: progressingAt(2, 0, nil), Confirmed: acked(0), Now: t0},
+			want: want{phase: v1alpha1.PhaseProgressing, canary: "c",
+				actions: []Action{{Kind: ClearRequests}, {Kind: EnsureCanary, Replicas: 1}}, event: "CanarySuperseded"},
+		},
+		"a paused canary is drained before a newer revision replaces it": {
+			o: Observed{Deployment: pausedFor("c"), Spec: paused, Canary: readyCanary("b", 3),
+				Status: func() v1alpha1.RolloutStatus {
+					s := progressingAt(2, 2500, at(0))
+					s.Phase = v1alpha1.PhasePaused
+					return s
+				}(), Now: t0},
+			want: want{phase: v1alpha1.PhasePaused, canary: "b", step: 2, message: "canary weight set to 0", event: "CanaryDraining"},
+		},
+		"a newer revision starts at once when no canary Deployment exists": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary,
 				Status: progressingAt(2, 2500, at(0)), Now: t0},
 			want: want{phase: v1alpha1.PhaseProgressing, canary: "c",
 				actions: []Action{{Kind: ClearRequests}, {Kind: EnsureCanary, Replicas: 1}}, event: "CanarySuperseded"},
@@ -244,6 +277,16 @@ func TestStepCanary(t *testing.T) {
 			o: Observed{Deployment: pausedFor("b"), Spec: retryB, Status: rolledBack, Now: t0},
 			want: want{phase: v1alpha1.PhaseProgressing, canary: "b",
 				actions: []Action{{Kind: ClearRequests}, {Kind: EnsureCanary, Replicas: 1}}, message: "retried canary b"},
+		},
+		"a revision arriving during a promotion first drains the canary": {
+			o:    Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 5), Status: promoting(5000, -1), Now: t0},
+			want: want{phase: v1alpha1.PhasePromoting, canary: "b", step: 4, message: "revision c replaces canary b", event: "CanaryDraining"},
+		},
+		"a revision arriving during a promotion starts once the canary is drained": {
+			o: Observed{Deployment: pausedFor("c"), Spec: canary, Canary: readyCanary("b", 5), Status: promoting(0, -1),
+				Confirmed: acked(0), Now: t0},
+			want: want{phase: v1alpha1.PhaseProgressing, stable: "b", canary: "c",
+				actions: []Action{{Kind: ClearRequests}, {Kind: EnsureCanary, Replicas: 1}}, event: "CanarySuperseded"},
 		},
 		"promotion resumes a paused Deployment": {
 			o:    Observed{Deployment: pausedFor("b"), Spec: canary, Canary: readyCanary("b", 5), Status: promoting(5000, -1), Now: t0},

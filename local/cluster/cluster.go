@@ -172,9 +172,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	); err != nil {
 		return nil, err
 	}
+	if err := writeStages(bins.Stages, stagesPath(opts.Dir)); err != nil {
+		return nil, err
+	}
 	if err := c.start("kwok", bins.Kwok, logs,
 		"--kubeconfig="+c.kubeconfig,
-		"--config="+bins.Stages,
+		"--config="+stagesPath(opts.Dir),
 		"--manage-all-nodes=true",
 		"--cidr="+c.podCIDR,
 		"--node-ip=127.0.0.1",

@@ -10,6 +10,14 @@
 // and plain HTTP/1.1 (GET / returns the pod, namespace, image and version as
 // JSON).
 //
+// The runtime plays the kubelet's part in a pod's life: kwok leaves a new pod
+// Running but not Ready, and the runtime marks it Ready (conditions and
+// container statuses) once every port listens, as a readiness probe would.
+// When a pod gets a deletionTimestamp its ports stop taking connections and
+// send GOAWAY (GracefulStop) while calls in flight finish, for at most the
+// pod's deletion grace period; then the runtime removes the pod object (kwok
+// does at the end of the grace period otherwise).
+//
 // A container's env injects faults: SIM_ERROR_RATE (0..1, the probability
 // that a call fails, drawn independently per call from a seeded source;
 // SIM_SEED sets the seed, else it derives from the pod and container names;

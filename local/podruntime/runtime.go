@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -80,6 +83,12 @@ type Runtime struct {
 	counts map[string]*counters  // by namespace/name
 	drains sync.WaitGroup
 	queue  workqueue.TypedRateLimitingInterface[string] // set by Run
+	ctx    context.Context                              // Run's, for API calls
+	// draining holds, by pod key, a channel closed when the pod's stopped
+	// ports finished draining; removing the pods being deleted whose
+	// objects the runtime is removing.
+	draining map[string]chan struct{}
+	removing map[string]bool
 }
 
 // podServer is one served pod: its spec and the ports bound so far.
@@ -104,6 +113,9 @@ func New(client kubernetes.Interface, opts Options) *Runtime {
 		pods:   map[string]*podServer{},
 		owners: map[string]string{},
 		counts: map[string]*counters{},
+
+		draining: map[string]chan struct{}{},
+		removing: map[string]bool{},
 	}
 }
 
@@ -129,6 +141,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	queue := workqueue.NewTypedRateLimitingQueue(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](retryBase, r.opts.RetryMax))
 	r.queue = queue
+	r.ctx = ctx
 	enqueue := func(obj any) {
 		key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
 		if err != nil {
@@ -199,18 +212,33 @@ func (r *Runtime) plan(key string, lister corelisters.PodLister) (PodPlan, error
 	return Plan(pod), nil
 }
 
-// sync makes what is served for key match the pod in the cache: it stops
-// listeners whose spec is stale, then binds every port not yet bound.
+// sync makes what is served for key match the pod in the cache (see serve),
+// then marks a pod whose ports all listen Ready, as a readiness probe would.
 func (r *Runtime) sync(key string, lister corelisters.PodLister) error {
+	plan, err := r.serve(key, lister)
+	if err != nil || !plan.Serve || plan.Ready {
+		return err
+	}
+	return r.markReady(key, plan.UID, lister)
+}
+
+// serve stops listeners whose spec is stale, then binds every port not yet
+// bound. A pod being deleted drains, then its object is removed (remove).
+func (r *Runtime) serve(key string, lister corelisters.PodLister) (PodPlan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	plan, err := r.stopIfStale(key, lister)
 	if err != nil {
-		return err
+		return PodPlan{}, err
+	}
+	if plan.Deleting && !r.removing[key] {
+		r.removing[key] = true
+		drained := r.draining[key]
+		r.drains.Go(func() { r.remove(key, plan.UID, drained) })
 	}
 	if !plan.Serve {
 		r.log.V(logLevel(plan.Refused)).Info("Not serving pod", "pod", key, "reason", plan.Reason)
-		return nil
+		return plan, nil
 	}
 	ps := r.pods[key]
 	if ps == nil {
@@ -257,7 +285,80 @@ func (r *Runtime) sync(key string, lister corelisters.PodLister) error {
 		ps.ports[spec.Port] = port
 		r.owners[addr] = key
 	}
-	return errors.Join(errs...)
+	return plan, errors.Join(errs...)
+}
+
+// markReady sets the Ready and ContainersReady conditions of pod key (of
+// uid) and its containers' ready flags, once its ports listen.
+func (r *Runtime) markReady(key string, uid types.UID, lister corelisters.PodLister) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return fmt.Errorf("split pod key %q: %w", key, err)
+	}
+	pod, err := lister.Pods(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get pod %s from cache: %w", key, err)
+	}
+	if pod.UID != uid || pod.DeletionTimestamp != nil || podReady(pod) {
+		return nil
+	}
+	pod = pod.DeepCopy()
+	now := metav1.Now()
+	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now}
+		if i := slices.IndexFunc(pod.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == t }); i >= 0 {
+			pod.Status.Conditions[i] = c
+		} else {
+			pod.Status.Conditions = append(pod.Status.Conditions, c)
+		}
+	}
+	for i := range pod.Status.ContainerStatuses {
+		pod.Status.ContainerStatuses[i].Ready = true
+	}
+	if _, err := r.client.CoreV1().Pods(ns).UpdateStatus(r.ctx, pod, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("mark pod %s Ready: %w", key, err)
+	}
+	r.log.V(1).Info("Pod Ready: its ports listen", "pod", key)
+	return nil
+}
+
+// remove deletes the object of pod key (of uid), which is being deleted,
+// once its ports finished draining (drained closed, or nil when it served
+// nothing), as a kubelet removes a pod whose containers stopped. When it
+// cannot, kwok's pod-delete stage removes it at the end of its grace period.
+func (r *Runtime) remove(key string, uid types.UID, drained <-chan struct{}) {
+	defer func() {
+		r.mu.Lock()
+		delete(r.removing, key)
+		r.mu.Unlock()
+	}()
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-r.ctx.Done():
+			return
+		}
+	}
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		r.log.Error(err, "Cannot remove pod", "pod", key)
+		return
+	}
+	err = r.client.CoreV1().Pods(ns).Delete(r.ctx, name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64), Preconditions: &metav1.Preconditions{UID: &uid}})
+	switch {
+	case err == nil:
+		r.log.V(1).Info("Removed the drained pod", "pod", key)
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err) || r.ctx.Err() != nil:
+	default:
+		r.log.Error(err, "Cannot remove the drained pod; it goes at the end of its grace period", "pod", key)
+	}
 }
 
 // stopIfStale stops what is served for key unless it matches the pod in the
@@ -275,20 +376,39 @@ func (r *Runtime) stopIfStale(key string, lister corelisters.PodLister) (PodPlan
 	if plan.Serve {
 		reason = "pod spec changed; restarting with the new one"
 	}
-	r.log.Info("Stopping pod", "pod", key, "reason", reason)
-	r.stopPod(key, ps)
+	drain := r.opts.DrainTimeout
+	if plan.Deleting && plan.Grace > 0 {
+		// As a gRPC server told to stop by SIGTERM: no new calls (GOAWAY),
+		// calls in flight finish within the pod's grace period.
+		drain = plan.Grace
+	}
+	r.log.Info("Stopping pod", "pod", key, "reason", reason, "drain", drain)
+	r.stopPod(key, ps, drain)
 	return plan, nil
 }
 
-// stopPod closes ps's listeners at once and drains them in the background.
-// The caller holds r.mu.
-func (r *Runtime) stopPod(key string, ps *podServer) {
+// stopPod closes ps's listeners at once and drains them in the background
+// for at most drain; r.draining[key] is closed when they are done. The
+// caller holds r.mu.
+func (r *Runtime) stopPod(key string, ps *podServer, drain time.Duration) {
+	var ports sync.WaitGroup
 	for _, port := range ps.ports {
-		done := port.stop(r.opts.DrainTimeout)
-		r.drains.Go(func() { <-done })
+		done := port.stop(drain)
+		ports.Go(func() { <-done })
 		delete(r.owners, port.addr)
 	}
 	delete(r.pods, key)
+	drained := make(chan struct{})
+	r.draining[key] = drained
+	r.drains.Go(func() {
+		ports.Wait()
+		close(drained)
+		r.mu.Lock()
+		if r.draining[key] == drained {
+			delete(r.draining, key)
+		}
+		r.mu.Unlock()
+	})
 }
 
 // stopAll stops every served pod.
@@ -296,7 +416,7 @@ func (r *Runtime) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for key, ps := range r.pods {
-		r.stopPod(key, ps)
+		r.stopPod(key, ps, r.opts.DrainTimeout)
 	}
 }
 

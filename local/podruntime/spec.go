@@ -174,6 +174,16 @@ type PodPlan struct {
 	// Notes are parts of the pod spec the runtime ignored, with the reason, to
 	// be logged.
 	Notes []string
+	// Ready is true when the pod's Ready condition is True.
+	Ready bool
+	// Deleting is true when the pod has a deletionTimestamp: its ports drain
+	// for at most Grace, then the runtime removes the pod object, as a
+	// kubelet does once the containers stopped.
+	Deleting bool
+	// Grace is the pod's deletion grace period; zero when it has none.
+	Grace time.Duration
+	// UID is the pod's UID, for removing exactly the pod that was drained.
+	UID types.UID
 }
 
 // Plan decides what to serve for pod. It serves Running pods that are not
@@ -182,7 +192,11 @@ type PodPlan struct {
 func Plan(pod *corev1.Pod) PodPlan {
 	switch {
 	case pod.DeletionTimestamp != nil:
-		return PodPlan{Reason: "pod is being deleted"}
+		plan := PodPlan{Reason: "pod is being deleted", Deleting: true, UID: pod.UID}
+		if g := pod.DeletionGracePeriodSeconds; g != nil && *g > 0 {
+			plan.Grace = time.Duration(*g) * time.Second
+		}
+		return plan
 	case pod.Status.Phase != corev1.PodRunning:
 		return PodPlan{Reason: fmt.Sprintf("pod phase is %q, not Running", pod.Status.Phase)}
 	case pod.Spec.HostNetwork:
@@ -198,7 +212,7 @@ func Plan(pod *corev1.Pod) PodPlan {
 		return PodPlan{Reason: fmt.Sprintf("pod IP %s is outside %s; the runtime binds only loopback addresses", ip, loopback), Refused: true}
 	}
 
-	plan := PodPlan{Serve: true, Spec: PodSpec{
+	plan := PodPlan{Serve: true, Ready: podReady(pod), UID: pod.UID, Spec: PodSpec{
 		Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, IP: ip.String(),
 	}}
 	owner := map[int32]string{}
@@ -385,4 +399,14 @@ func ImageVersion(image string) (string, error) {
 		return "", fmt.Errorf("image reference %q: want repository[:tag] with a tag of letters, digits, '_', '.', '-'", image)
 	}
 	return tag, nil
+}
+
+// podReady reports whether pod's Ready condition is True.
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
