@@ -375,6 +375,12 @@ func (w *waiter) signal() {
 // stream that rejected a target also counts as pending. If valid is not nil it
 // is checked on every change and publication, and its error ends the wait.
 func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, valid func() error) (progress, error) {
+	return t.waitBy(ctx, func(st *streamState) (syncState, bool) { return t.classify(st, targets) }, nackDone, valid)
+}
+
+// waitBy is [tracker.wait] with the state of each stream given by classify
+// (called with t.mu held; false means the stream is not involved).
+func (t *tracker) waitBy(ctx context.Context, classify func(*streamState) (syncState, bool), nackDone bool, valid func() error) (progress, error) {
 	w := &waiter{dirty: map[streamKey]struct{}{}, wake: make(chan struct{}, 1)}
 	states := map[streamKey]syncState{}
 	blocking := 0
@@ -395,7 +401,7 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 	t.mu.Lock()
 	t.waiters[w] = struct{}{}
 	for k, st := range t.streams {
-		s, ok := t.classify(st, targets)
+		s, ok := classify(st)
 		set(k, s, ok)
 	}
 	t.mu.Unlock()
@@ -447,7 +453,7 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 		t.mu.Lock()
 		for k := range w.dirty {
 			if st := t.streams[k]; st != nil {
-				s, ok := t.classify(st, targets)
+				s, ok := classify(st)
 				set(k, s, ok)
 			} else {
 				set(k, 0, false)

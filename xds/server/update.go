@@ -21,7 +21,10 @@ import (
 //  1. new and changed clusters and endpoints are published; if some are new,
 //     it waits until the proxies subscribed to them acknowledged or rejected
 //     them, so a route never arrives before its cluster;
-//  2. listeners and routes are published and removed;
+//  2. a route change that starts sending a proxy traffic to a cluster the
+//     published routes only name (a warm-up route) waits until that proxy
+//     has loaded the cluster and its endpoints (see warmload.go);
+//     listeners and routes are then published and removed;
 //  3. clusters and endpoints absent from r are removed only once every proxy
 //     subscribed to a listener or route carries its current content (or
 //     closed its stream). If a proxy rejected one of them instead, the stale
@@ -98,6 +101,9 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 		}
 	}
 	if _, err := s.settle(ctx, "new clusters and endpoints before the routes that use them", fresh); err != nil {
+		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
+	}
+	if err := s.awaitWarmLoads(ctx, s.warmPlanOf(c, fcs)); err != nil {
 		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
 	}
 
