@@ -93,7 +93,8 @@ func (r *routeRefs) getNamed(content string) ([]string, bool) {
 
 // namedClusters lists every cluster a route of rc names, whatever its
 // weight and whether or not a request can take the route: the clusters a
-// proxyless gRPC client loads when it applies rc.
+// proxyless gRPC client loads when it applies rc. A route choosing its
+// cluster from a header may name any: it is listed as "*".
 func namedClusters(rc *routev3.RouteConfiguration) []string {
 	set := map[string]struct{}{}
 	for _, vh := range rc.GetVirtualHosts() {
@@ -101,6 +102,12 @@ func namedClusters(rc *routev3.RouteConfiguration) []string {
 			a := r.GetRoute()
 			if c := a.GetCluster(); c != "" {
 				set[c] = struct{}{}
+			}
+			if a.GetClusterHeader() != "" || a.GetClusterSpecifierPlugin() != "" || a.GetInlineClusterSpecifierPlugin() != nil {
+				set["*"] = struct{}{}
+			}
+			for _, mp := range a.GetRequestMirrorPolicies() {
+				set[mp.GetCluster()] = struct{}{}
 			}
 			for _, cw := range a.GetWeightedClusters().GetClusters() {
 				// grpc-go drops entries of weight 0 while parsing.
