@@ -328,7 +328,7 @@ func (s *Server) namesAny(st *streamState, name string, gone map[string]bool) bo
 func (s *Server) settleBy(ctx context.Context, why string, classify func(*streamState) (syncState, bool)) (progress, error) {
 	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
 	defer cancel()
-	p, err := s.tracker.waitBy(wctx, classify, true, nil)
+	p, err := s.tracker.waitBy(wctx, classify, true, nil, 0)
 	switch {
 	case err == nil:
 		if len(p.nacked) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -122,7 +123,14 @@ func (t *tracker) warmLoaded(st *streamState, plan warmPlan, refs *routeRefs) (s
 			// routing by what it has, and loads nothing more.
 			continue
 		case acked != step.cur:
-			state = statePending
+			// It has not answered the content that names the clusters. An
+			// active client answers within milliseconds; one that leaves it
+			// unanswered longer is idle (an idle gRPC C-core client reads
+			// its stream only while it makes calls) and sends no request
+			// that could fail meanwhile: it is not waited for.
+			if st.silentSince(t.now()) < warmAnswerGrace {
+				state = statePending
+			}
 			continue
 		}
 		for _, c := range need {
@@ -137,6 +145,11 @@ func (t *tracker) warmLoaded(st *streamState, plan warmPlan, refs *routeRefs) (s
 	}
 	return state, involved
 }
+
+// warmAnswerGrace is how long a proxy may leave a response unanswered and
+// still be waited for, while it has not answered the route content that
+// names a cluster, before traffic moves to that cluster.
+const warmAnswerGrace = 500 * time.Millisecond
 
 // loaded reports whether a type's subscription acknowledged or rejected name.
 func loaded(ts *typeState, name string) bool {
@@ -159,7 +172,7 @@ func (s *Server) awaitWarmLoads(ctx context.Context, plan warmPlan) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
 	defer cancel()
-	p, err := s.tracker.waitBy(wctx, func(st *streamState) (syncState, bool) { return s.tracker.warmLoaded(st, plan, s.refs) }, true, nil)
+	p, err := s.tracker.waitBy(wctx, func(st *streamState) (syncState, bool) { return s.tracker.warmLoaded(st, plan, s.refs) }, true, nil, warmAnswerGrace/5)
 	switch {
 	case err == nil:
 		return nil

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -123,5 +124,66 @@ func TestGRPCWarmupLoadedBeforeTraffic(t *testing.T) {
 	t.Logf("%d RPCs over %d canary starts, %d failed", ok+len(failures), cycles, len(failures))
 	if len(failures) > 0 {
 		t.Errorf("%d RPCs failed as the canary started; first: %v", len(failures), failures[0])
+	}
+}
+
+// TestWarmupWaitSkipsIdleProxies: the route moving traffic to a cluster
+// that the published warm-up route names waits for a proxy that answered
+// the warm-up route until it loaded the cluster, but not for a proxy that
+// leaves the warm-up route unanswered (idle): it sends no request that
+// could fail meanwhile.
+func TestWarmupWaitSkipsIdleProxies(t *testing.T) {
+	const svc = "checkout.shop"
+	const stableC, canaryC = "shop/checkout/stable", "shop/checkout/canary"
+	s, addr := testServer(t, Options{AckTimeout: time.Hour, StaleAfter: -1})
+	state := func(rc *routev3.RouteConfiguration) Resources {
+		r := removalState(t, map[string]uint32{stableC: 1}, canaryC)
+		r[resource.RouteType][svc] = rc
+		return r
+	}
+	ctx := context.Background()
+	if err := s.Update(ctx, state(routes(svc, map[string]uint32{stableC: 1}))); err != nil {
+		t.Fatal(err)
+	}
+	idle := subscribeRoute(t, addr, "idle-proxy")
+	active := subscribeRoute(t, addr, "active-proxy")
+	eventually(t, "both proxies to carry the stable route", func() bool {
+		a, _, _ := s.Synced(resource.RouteType, svc, mustVersion(t, routes(svc, map[string]uint32{stableC: 1})))
+		return a == 2
+	})
+	warm := warmRoutes(svc, map[string]uint32{stableC: 1}, stableC, canaryC)
+	if err := s.Update(ctx, state(warm)); err != nil {
+		t.Fatal(err)
+	}
+	idle.recv() // and never answered
+	// The active proxy acknowledges the warm-up route but does not load the
+	// canary cluster: traffic must not move to it.
+	active.request(resource.RouteType, []string{svc}, active.recv(), "")
+	eventually(t, "the active proxy to carry the warm-up route", func() bool {
+		a, _, _ := s.Synced(resource.RouteType, svc, mustVersion(t, warm))
+		return a == 1
+	})
+	weighted := warmRoutes(svc, map[string]uint32{stableC: 1, canaryC: 1}, stableC, canaryC)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.Update(short, state(weighted)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Update moving traffic to a cluster a proxy has not loaded = %v, want it to wait until ctx ends", err)
+	}
+	if v, _ := s.Version(resource.RouteType, svc); v != mustVersion(t, warm) {
+		t.Fatal("the weighted route was published before the proxy loaded the canary")
+	}
+	// Once the active proxy loaded the canary, only the idle one is left,
+	// and it is not waited for.
+	active.request(resource.ClusterType, []string{stableC, canaryC}, nil, "")
+	active.request(resource.ClusterType, []string{stableC, canaryC}, active.recv(), "")
+	active.request(resource.EndpointType, []string{stableC, canaryC}, nil, "")
+	active.request(resource.EndpointType, []string{stableC, canaryC}, active.recv(), "")
+	uctx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel2()
+	if err := s.Update(uctx, state(weighted)); err != nil {
+		t.Fatalf("Update waited for the idle proxy: %v", err)
+	}
+	if v, _ := s.Version(resource.RouteType, svc); v != mustVersion(t, weighted) {
+		t.Fatal("the weighted route is not published")
 	}
 }
