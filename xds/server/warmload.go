@@ -30,7 +30,9 @@ import (
 // cluster some subscriber does not send traffic to yet, while the content
 // published now names that cluster, the server waits (bounded by the ack
 // timeout) until each such subscriber carries the published content and
-// has acknowledged (or rejected) the cluster and its endpoints.
+// has acknowledged (or rejected) the cluster and its endpoints. A
+// subscriber that has not answered the published content and leaves a
+// response unanswered beyond warmAnswerGrace is idle and not waited for.
 
 // warmStep is one route configuration about to change, for one form.
 type warmStep struct {
