@@ -44,7 +44,12 @@ func WarmupValue(namespace, service string, port uint32) string {
 // the clusters of every route to the active clusters, each of which becomes
 // a child of the xds_cluster_manager balancer (serviceconfig.go), whose
 // picker is what fails an RPC for a cluster without a child. Reachability
-// plays no part in either. Envoy
+// plays no part in either. The route must also be loaded before traffic
+// moves: grpc-go applies a route configuration only once it has loaded the
+// clusters it names, and then only the newest one, so the xDS server holds
+// a route change that starts sending a client traffic to a cluster until
+// that client has acknowledged the cluster and its endpoints
+// (xds/server/warmload.go). Envoy
 // receives clusters through CDS independently of routes, so the route changes
 // nothing for it; it never matches it either.
 

@@ -74,6 +74,12 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessAck(t, 5*time.Second)
+}
+
+// newHarnessAck is newHarness with the server's ack timeout.
+func newHarnessAck(t *testing.T, ackTimeout time.Duration) *harness {
+	t.Helper()
 	h := &harness{t: t, backends: map[router.Track]*backend{}}
 	// Default options: the forms and the choice by user agent production uses.
 	var err error
@@ -93,7 +99,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: 5 * time.Second, LoadReporting: h.lrs, RequireIdentity: true})
+	h.srv = server.New(server.Options{Logger: testr.NewWithOptions(t, testr.Options{Verbosity: 0}), Registerer: prometheus.NewRegistry(), AckTimeout: ackTimeout, LoadReporting: h.lrs, RequireIdentity: true})
 	h.addr = serveLegacy(t, h.srv.Register)
 	for i, tr := range []router.Track{router.TrackStable, router.TrackCanary} {
 		b := &backend{track: tr, rng: rand.New(rand.NewPCG(uint64(i+1), 7))}
@@ -548,4 +554,33 @@ func TestCurrentGRPCGo(t *testing.T) {
 		t.Skip("runs a grpc-go xDS client")
 	}
 	scenario(t, startCurrentGo, translate.FormCurrent)
+}
+
+// TestPythonIdleDoesNotHoldRemoval: an idle gRPC C-core client reads its
+// xDS stream only while it makes calls, so it answers a route change late
+// (seconds later, or at its next RPC). Removing the sticky cluster at the
+// end of a sticky split, which its routes (the form without ring hash)
+// never named, must not wait for it: with an ack timeout of an hour, the
+// publication returns while the client has not acknowledged the change.
+func TestPythonIdleDoesNotHoldRemoval(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a python3-grpcio client")
+	}
+	h := newHarnessAck(t, time.Hour)
+	v := h.publish(router.Strategy{CanaryWeight: 2000, Sticky: &router.Sticky{Source: router.SourceHeader, Name: "x-user", Share: 3000}})
+	c := connect(t, h, startPython(t), v, translate.FormLegacyNoRing, nil)
+	sticky := router.ClusterName(namespace, service, port, router.TrackSticky)
+	if _, ok := h.srv.Version(resource.ClusterType, sticky); !ok {
+		t.Fatal("the sticky cluster is not published")
+	}
+	v = h.publish(router.Strategy{})
+	if acked, pending, nacked := h.srv.Synced(resource.RouteType, routeName, v); pending != 1 {
+		t.Errorf("when the publication returned, the idle client had the route change: acked %d, pending %d, nacked %d; want it pending (the removal waited for it)", acked, pending, nacked)
+	}
+	if _, ok := h.srv.Version(resource.ClusterType, sticky); ok {
+		t.Fatal("the sticky cluster is still published")
+	}
+	if r := batch(t, c, 20, nil); r.Tracks[string(router.TrackStable)] != 20 {
+		t.Errorf("after the sticky split ended: %v %v, want all 20 on stable", r.Tracks, r.Errors)
+	}
 }

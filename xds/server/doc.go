@@ -30,10 +30,13 @@
 // # Updates
 //
 // [Server.Update] publishes a complete desired state with make-before-break:
-// new and changed clusters and endpoints first, then listeners and routes, and
+// new and changed clusters and endpoints first, then listeners and routes (a
+// route change that starts sending a proxy traffic to a cluster its routes
+// only named waits until the proxy loaded that cluster, see warmload.go), and
 // clusters and endpoints that are no longer wanted only after every proxy
-// subscribed to the listeners and routes acknowledged them (bounded by
-// Options.AckTimeout).
+// whose routes name them acknowledged the routes that stop doing so (bounded
+// by Options.AckTimeout).
+//
 // # Who sees what
 //
 // [Server.Publish] takes, with the resources, their [Grants]: a stream whose

@@ -51,30 +51,73 @@ const maxTombstones = 16384
 // routeRefs remembers, per route configuration content version, the
 // clusters its routes send ordinary traffic to.
 type routeRefs struct {
-	mu    sync.Mutex
-	m     map[string][]string
+	mu sync.Mutex
+	m  map[string][]string
+	// named are the clusters any route of the content names, warm-up
+	// routes included (see namedClusters).
+	named map[string][]string
 	order []string
 }
 
-func newRouteRefs() *routeRefs { return &routeRefs{m: map[string][]string{}} }
+func newRouteRefs() *routeRefs {
+	return &routeRefs{m: map[string][]string{}, named: map[string][]string{}}
+}
 
 func (r *routeRefs) add(content string, m proto.Message) {
 	rc, ok := m.(*routev3.RouteConfiguration)
 	if !ok {
 		return
 	}
-	refs := trafficClusters(rc)
+	refs, named := trafficClusters(rc), namedClusters(rc)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[content]; ok {
 		return
 	}
-	r.m[content] = refs
+	r.m[content], r.named[content] = refs, named
 	r.order = append(r.order, content)
 	if len(r.order) > maxRouteRefs {
 		delete(r.m, r.order[0])
+		delete(r.named, r.order[0])
 		r.order = r.order[1:]
 	}
+}
+
+// getNamed returns the clusters any route of a content names.
+func (r *routeRefs) getNamed(content string) ([]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	named, ok := r.named[content]
+	return named, ok
+}
+
+// namedClusters lists every cluster a route of rc names, whatever its
+// weight and whether or not a request can take the route: the clusters a
+// proxyless gRPC client loads when it applies rc. A route choosing its
+// cluster from a header may name any: it is listed as "*".
+func namedClusters(rc *routev3.RouteConfiguration) []string {
+	set := map[string]struct{}{}
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			a := r.GetRoute()
+			if c := a.GetCluster(); c != "" {
+				set[c] = struct{}{}
+			}
+			if a.GetClusterHeader() != "" || a.GetClusterSpecifierPlugin() != "" || a.GetInlineClusterSpecifierPlugin() != nil {
+				set["*"] = struct{}{}
+			}
+			for _, mp := range a.GetRequestMirrorPolicies() {
+				set[mp.GetCluster()] = struct{}{}
+			}
+			for _, cw := range a.GetWeightedClusters().GetClusters() {
+				// grpc-go drops entries of weight 0 while parsing.
+				if cw.GetWeight() == nil || cw.GetWeight().GetValue() > 0 {
+					set[cw.GetName()] = struct{}{}
+				}
+			}
+		}
+	}
+	return sortedKeys(set)
 }
 
 func (r *routeRefs) get(content string) ([]string, bool) {

@@ -375,6 +375,14 @@ func (w *waiter) signal() {
 // stream that rejected a target also counts as pending. If valid is not nil it
 // is checked on every change and publication, and its error ends the wait.
 func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, valid func() error) (progress, error) {
+	return t.waitBy(ctx, func(st *streamState) (syncState, bool) { return t.classify(st, targets) }, nackDone, valid, 0)
+}
+
+// waitBy is [tracker.wait] with the state of each stream given by classify
+// (called with t.mu held; false means the stream is not involved), and
+// pending streams classified again at least every recheck (if > 0), for a
+// classify that changes with time alone.
+func (t *tracker) waitBy(ctx context.Context, classify func(*streamState) (syncState, bool), nackDone bool, valid func() error, recheckEvery time.Duration) (progress, error) {
 	w := &waiter{dirty: map[streamKey]struct{}{}, wake: make(chan struct{}, 1)}
 	states := map[streamKey]syncState{}
 	blocking := 0
@@ -395,7 +403,7 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 	t.mu.Lock()
 	t.waiters[w] = struct{}{}
 	for k, st := range t.streams {
-		s, ok := t.classify(st, targets)
+		s, ok := classify(st)
 		set(k, s, ok)
 	}
 	t.mu.Unlock()
@@ -412,8 +420,12 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 	// A pending stream turns stale with time alone: look again at a fraction
 	// of the bound.
 	var recheck <-chan time.Time
-	if t.staleAfter > 0 {
-		tick := time.NewTicker(max(t.staleAfter/10, 10*time.Millisecond))
+	if t.staleAfter > 0 || recheckEvery > 0 {
+		every := recheckEvery
+		if t.staleAfter > 0 && (every <= 0 || t.staleAfter/10 < every) {
+			every = t.staleAfter / 10
+		}
+		tick := time.NewTicker(max(every, 10*time.Millisecond))
 		defer tick.Stop()
 		recheck = tick.C
 	}
@@ -447,7 +459,7 @@ func (t *tracker) wait(ctx context.Context, targets []target, nackDone bool, val
 		t.mu.Lock()
 		for k := range w.dirty {
 			if st := t.streams[k]; st != nil {
-				s, ok := t.classify(st, targets)
+				s, ok := classify(st)
 				set(k, s, ok)
 			} else {
 				set(k, 0, false)

@@ -21,7 +21,10 @@ import (
 //  1. new and changed clusters and endpoints are published; if some are new,
 //     it waits until the proxies subscribed to them acknowledged or rejected
 //     them, so a route never arrives before its cluster;
-//  2. listeners and routes are published and removed;
+//  2. a route change that starts sending a proxy traffic to a cluster the
+//     published routes only name (a warm-up route) waits until that proxy
+//     has loaded the cluster and its endpoints (see warmload.go);
+//     listeners and routes are then published and removed;
 //  3. clusters and endpoints absent from r are removed only once every proxy
 //     subscribed to a listener or route carries its current content (or
 //     closed its stream). If a proxy rejected one of them instead, the stale
@@ -100,6 +103,9 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 	if _, err := s.settle(ctx, "new clusters and endpoints before the routes that use them", fresh); err != nil {
 		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
 	}
+	if err := s.awaitWarmLoads(ctx, s.warmPlanOf(c, fcs)); err != nil {
+		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
+	}
 
 	for _, t := range []string{resource.ListenerType, resource.RouteType} {
 		up, del := s.diff(t, c)
@@ -137,7 +143,7 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 			routing = append(routing, s.targetOf(t, name, v))
 		}
 	}
-	p, err := s.settle(ctx, fmt.Sprintf("routes before removing %d clusters and endpoints", n), routing)
+	p, err := s.settleBy(ctx, fmt.Sprintf("routes before removing %d clusters and endpoints", n), s.holdingAny(routing, stale))
 	if err != nil {
 		return fmt.Errorf("update interrupted, routes published but %d stale clusters and endpoints kept until the next update: %w", n, err)
 	}
@@ -259,9 +265,70 @@ func (s *Server) settle(ctx context.Context, why string, targets []target) (prog
 	if len(targets) == 0 {
 		return progress{}, nil
 	}
+	return s.settleBy(ctx, why, func(st *streamState) (syncState, bool) { return s.tracker.classify(st, targets) })
+}
+
+// holdingAny classifies streams on targets, where a stream takes part in a
+// route target only while a content of that route it carries or was sent
+// names one of the stale clusters: removing clusters that none of its
+// routes name cannot break a proxy, so a proxy that has not acknowledged a
+// route change that concerns it not (an idle gRPC C-core client reads its
+// xDS stream only while it makes calls) is not waited for. Listener targets
+// are kept whole. Called with the tracker's lock held.
+func (s *Server) holdingAny(targets []target, stale map[string][]string) func(*streamState) (syncState, bool) {
+	gone := map[string]bool{}
+	for _, names := range stale {
+		for _, n := range names {
+			gone[n] = true
+		}
+	}
+	return func(st *streamState) (syncState, bool) {
+		var mine []target
+		for _, tg := range targets {
+			if tg.typeURL != resource.RouteType || s.namesAny(st, tg.name, gone) {
+				mine = append(mine, tg)
+			}
+		}
+		return s.tracker.classify(st, mine)
+	}
+}
+
+// namesAny reports whether a content of route configuration name that st
+// carries or was sent names a cluster of gone (or is not known, or may
+// name any cluster). The tracker's lock must be held.
+func (s *Server) namesAny(st *streamState, name string, gone map[string]bool) bool {
+	ts := st.types[resource.RouteType]
+	if ts == nil || !ts.subscribed(name) {
+		return false
+	}
+	var contents []string
+	if c, ok := ts.acked[name]; ok {
+		contents = append(contents, c)
+	}
+	for _, sent := range ts.inflight {
+		if c, ok := sent.contents[name]; ok {
+			contents = append(contents, c)
+		}
+	}
+	for _, c := range contents {
+		named, known := s.refs.getNamed(c)
+		if !known {
+			return true
+		}
+		for _, n := range named {
+			if n == "*" || gone[n] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// settleBy is settle with the state of each stream given by classify.
+func (s *Server) settleBy(ctx context.Context, why string, classify func(*streamState) (syncState, bool)) (progress, error) {
 	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
 	defer cancel()
-	p, err := s.tracker.wait(wctx, targets, true, nil)
+	p, err := s.tracker.waitBy(wctx, classify, true, nil, 0)
 	switch {
 	case err == nil:
 		if len(p.nacked) > 0 {
