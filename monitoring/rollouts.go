@@ -89,16 +89,42 @@ func (c *RolloutCollector) Collect(ch chan<- prometheus.Metric) {
 		c.log.Error(err, "list rollouts for metrics")
 		return
 	}
+	// Series are keyed by namespace and service, and two Rollouts may name
+	// one service (two Deployments with the same sluice.dev/service: one
+	// steers it, the other's TrafficReady says why it cannot). A series
+	// sent twice fails the whole scrape, so each service is exported once:
+	// from its active Rollout if one is, else the first by name.
+	chosen := map[[2]string]*v1alpha1.Rollout{}
+	var order [][2]string
 	for i := range list.Items {
-		c.collect(ch, &list.Items[i])
+		ro := &list.Items[i]
+		k := [2]string{ro.Namespace, serviceOf(ro)}
+		prev, ok := chosen[k]
+		switch {
+		case !ok:
+			order = append(order, k)
+			chosen[k] = ro
+		case !prev.Status.Phase.Active() && ro.Status.Phase.Active(),
+			prev.Status.Phase.Active() == ro.Status.Phase.Active() && ro.Name < prev.Name:
+			chosen[k] = ro
+		}
+	}
+	for _, k := range order {
+		c.collect(ch, chosen[k])
 	}
 }
 
-func (c *RolloutCollector) collect(ch chan<- prometheus.Metric, ro *v1alpha1.Rollout) {
-	ns, svc := ro.Namespace, ro.Spec.Delivery.Service
-	if svc == "" {
-		svc = ro.Name
+// serviceOf is the service a Rollout delivers: spec.delivery.service, or
+// the Rollout's name.
+func serviceOf(ro *v1alpha1.Rollout) string {
+	if ro.Spec.Delivery.Service != "" {
+		return ro.Spec.Delivery.Service
 	}
+	return ro.Name
+}
+
+func (c *RolloutCollector) collect(ch chan<- prometheus.Metric, ro *v1alpha1.Rollout) {
+	ns, svc := ro.Namespace, serviceOf(ro)
 	st := ro.Status
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{ns, svc}, labels...)...)

@@ -110,3 +110,32 @@ func TestRolloutCollectorListFailureExportsNothing(t *testing.T) {
 		t.Errorf("a failed list exported %d series, want 0", n)
 	}
 }
+
+// TestRolloutCollectorOneSeriesPerService: two Rollouts of one namespace
+// name the same service (two Deployments with one sluice.dev/service). A
+// series sent twice would fail the whole scrape; the service is exported
+// once, from the Rollout that is active.
+func TestRolloutCollectorOneSeriesPerService(t *testing.T) {
+	steering := &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout-b"},
+		Spec:       v1alpha1.RolloutSpec{Delivery: v1alpha1.Delivery{Service: "checkout"}},
+		Status:     v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseProgressing, Proxies: v1alpha1.ProxyStatus{Acked: 7}},
+	}
+	idle := &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "checkout-a"},
+		Spec:       v1alpha1.RolloutSpec{Delivery: v1alpha1.Delivery{Service: "checkout"}},
+		Status:     v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Proxies: v1alpha1.ProxyStatus{Acked: 1}},
+	}
+	reader := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(steering, idle).Build()
+	c := NewRolloutCollector(reader, leading, logr.Discard())
+	want := `
+# HELP sluice_rollout_proxies Proxies serving each service's routes, by state: acked (carry the current routes), nacked (rejected them) or stale (left them unanswered past the stale bound).
+# TYPE sluice_rollout_proxies gauge
+sluice_rollout_proxies{namespace="shop",service="checkout",state="acked"} 7
+sluice_rollout_proxies{namespace="shop",service="checkout",state="nacked"} 0
+sluice_rollout_proxies{namespace="shop",service="checkout",state="stale"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), MetricProxies); err != nil {
+		t.Fatal(err)
+	}
+}
