@@ -28,14 +28,14 @@ type components struct {
 	xds   *server.Server
 	loads *lrs.Server
 	// fleet reaches the other replicas; nil when this one is alone.
-	fleet      *server.PeerPool
-	namespace  string
-	self       string              // Sluice's own user name, for the webhooks
-	replica    string              // this replica's name
+	fleet     *server.PeerPool
+	namespace string
+	self      string // Sluice's own user name, for the webhooks
+	replica   string // this replica's name
 	// incarnation is this process's name among the load counters' sources.
 	incarnation string
-	prometheus *metrics.Prometheus // nil: load reports only
-	log        logr.Logger
+	prometheus  *metrics.Prometheus // nil: load reports only
+	log         logr.Logger
 	// canaryDeletionWait is --canary-deletion-wait.
 	canaryDeletionWait time.Duration
 }
