@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice/internal/loopback"
 )
 
 // klogLine matches a component log line (klog's text format).
@@ -128,27 +129,11 @@ func TestDevShowsTheDemoOnTheDashboardAndKeepsTheTerminalReadable(t *testing.T) 
 	}
 }
 
-// freePorts returns a port p such that p … p+n-1 are free on loopback.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		free := true
-		for i := 1; i < n && free; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
-			if free = err == nil; free {
-				l.Close()
-			}
-		}
-		if free {
-			return p
-		}
+	p, err := loopback.FreeRun(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
+	return p
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -255,12 +257,15 @@ func TestTrustXDSStreamsPerIdentity(t *testing.T) {
 	// Each stream is answered once and stays open, holding its slot.
 	open := func() error {
 		s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok))
-		if err == nil {
-			err = s.Send(listenerRequest(ns))
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			_, err = s.Recv()
+		// A Send refused because the server already ended the stream
+		// returns io.EOF; the server's status is what Recv returns.
+		if err := s.Send(listenerRequest(ns)); err != nil && !errors.Is(err, io.EOF) {
+			return err
 		}
+		_, err = s.Recv()
 		return err
 	}
 	for i := range 2 {

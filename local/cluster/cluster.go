@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/sluice-dev/sluice/internal/cachedir"
+	"github.com/sluice-dev/sluice/internal/loopback"
 	"github.com/sluice-dev/sluice/local/podruntime"
 )
 
@@ -90,7 +90,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate cluster credentials: %w", err)
 	}
-	ports, err := freePorts(7)
+	ports, err := loopback.FreePorts(7)
 	if err != nil {
 		return nil, err
 	}
@@ -298,25 +298,6 @@ func writeKubeconfig(path, server string, p *pki) error {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // reservePodCIDR picks a 127.X.0.0/16 no other local cluster on this machine

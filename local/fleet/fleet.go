@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/loopback"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -66,16 +67,16 @@ func New(opts Options) (*Fleet, error) {
 	f := &Fleet{}
 	var peers, xds, hooks []string
 	for i := range opts.Replicas {
-		ports, err := freePorts(6)
+		ports, err := loopback.FreePorts(6)
 		if err != nil {
 			return nil, err
 		}
 		r := &Replica{Name: fmt.Sprintf("sluice-%d", i), XDS: ports[0], Legacy: ports[1], Peer: ports[2], Webhook: ports[3], Metrics: ports[4], Health: ports[5],
 			logDir: opts.Dir, bin: opts.Binary}
 		f.Replicas = append(f.Replicas, r)
-		peers = append(peers, loopback(r.Peer))
-		xds = append(xds, loopback(r.XDS))
-		hooks = append(hooks, loopback(r.Webhook))
+		peers = append(peers, loopbackAddr(r.Peer))
+		xds = append(xds, loopbackAddr(r.XDS))
+		hooks = append(hooks, loopbackAddr(r.Webhook))
 	}
 	for _, r := range f.Replicas {
 		r.args = append([]string{"controller",
@@ -89,8 +90,8 @@ func New(opts Options) (*Fleet, error) {
 			"--xds-legacy-port=" + strconv.Itoa(r.Legacy),
 			"--peer-port=" + strconv.Itoa(r.Peer), "--pod-ip=127.0.0.1",
 			"--peers=" + strings.Join(peers, ","),
-			"--metrics-addr=" + loopback(r.Metrics),
-			"--health-addr=" + loopback(r.Health),
+			"--metrics-addr=" + loopbackAddr(r.Metrics),
+			"--health-addr=" + loopbackAddr(r.Health),
 		}, opts.Args...)
 	}
 	var err error
@@ -200,40 +201,20 @@ func (r *Replica) Resume() error { return r.proc.Signal(syscall.SIGCONT) }
 func (r *Replica) Logs(lines int) string { return r.proc.LogTail(lines) }
 
 // XDSAddr is the replica's own xDS address (TLS).
-func (r *Replica) XDSAddr() string { return loopback(r.XDS) }
+func (r *Replica) XDSAddr() string { return loopbackAddr(r.XDS) }
 
 // HealthURL serves /healthz and /readyz.
-func (r *Replica) HealthURL() string { return "http://" + loopback(r.Health) }
+func (r *Replica) HealthURL() string { return "http://" + loopbackAddr(r.Health) }
 
 // MetricsURL serves the Prometheus metrics.
-func (r *Replica) MetricsURL() string { return "http://" + loopback(r.Metrics) + "/metrics" }
+func (r *Replica) MetricsURL() string { return "http://" + loopbackAddr(r.Metrics) + "/metrics" }
 
 // Metric sums the samples of a metric family on the replica's /metrics.
 func (r *Replica) Metric(ctx context.Context, family string) (float64, error) {
 	return scrape(ctx, r.MetricsURL(), family)
 }
 
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-
-// freePorts returns n ports free on loopback now.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
+func loopbackAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 func get(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
