@@ -356,7 +356,18 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 				if ctx.Err() != nil {
 					return nil, nil, fmt.Errorf("waiting for replica %s: %w", p.Addr, ctx.Err())
 				}
-				if c.unreachable(p.Addr, true) || (len(holding) == 0 && refusesConnections(ctx, p.Addr)) {
+				// A replica killed and started again at the same address
+				// accepts connections before the connection to it leaves
+				// its backoff (the query fails fast with the old error):
+				// reconnect at once, and give the new process the grace
+				// from now, not from when the old one died.
+				refused := refusesConnections(ctx, p.Addr)
+				if !refused {
+					if r, ok := p.Conn.(interface{ ResetConnectBackoff() }); ok {
+						r.ResetConnectBackoff()
+					}
+				}
+				if c.peerFailed(p.Addr, refused) || (len(holding) == 0 && refused) {
 					stale["replica "+p.Addr] = true
 					counts = append(counts, v1alpha1.ReplicaProxies{Replica: p.Addr, Stale: 1})
 				} else {
@@ -456,25 +467,43 @@ func (c *Controller) DescribeHolder(h server.Holder) string {
 		h.Since.UTC().Format(time.RFC3339), h.Since.Add(c.deletionWait).UTC().Format(time.RFC3339))
 }
 
+// peerFailure is one peer's run of failures.
+type peerFailure struct {
+	since   time.Time
+	refused bool
+}
+
 // unreachable records whether key (a peer address, or "peers" for the
 // resolution) failed now, and reports whether it has been failing for
 // longer than the grace.
 func (c *Controller) unreachable(key string, failed bool) bool {
+	if !failed {
+		c.mu.Lock()
+		delete(c.peerDown, key)
+		c.mu.Unlock()
+		return false
+	}
+	return c.peerFailed(key, false)
+}
+
+// peerFailed records that the query of peer addr failed now, and whether
+// its address refused connections; it reports whether the peer has been
+// failing for longer than the grace. A peer whose address refused
+// connections and now accepts them is a new process: its failures count
+// from now.
+func (c *Controller) peerFailed(addr string, refused bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !failed {
-		delete(c.peerDown, key)
-		return false
-	}
-	since, ok := c.peerDown[key]
-	if !ok {
+	f, ok := c.peerDown[addr]
+	if !ok || (f.refused && !refused) {
 		if c.peerDown == nil {
-			c.peerDown = map[string]time.Time{}
+			c.peerDown = map[string]peerFailure{}
 		}
-		c.peerDown[key] = time.Now()
+		c.peerDown[addr] = peerFailure{since: time.Now(), refused: refused}
 		return false
 	}
-	return time.Since(since) >= c.peerGrace
+	c.peerDown[addr] = peerFailure{since: f.since, refused: refused}
+	return time.Since(f.since) >= c.peerGrace
 }
 
 // refusesConnections reports whether nothing listens at addr (host:port):

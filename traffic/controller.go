@@ -78,8 +78,9 @@ type Controller struct {
 	// deletionWait is Options.CanaryDeletionWait.
 	deletionWait time.Duration
 	// peerDown holds, under mu, since when each unreachable peer (or the
-	// peers' resolution, "peers") has been failing.
-	peerDown map[string]time.Time
+	// peers' resolution, "peers") has been failing, and whether its address
+	// refused connections at the last failure.
+	peerDown map[string]peerFailure
 	// holdingSince remembers, under mu, since when each proxy has held a
 	// service's canary (see splitHolders).
 	holdingSince map[ServiceKey]map[string]time.Time

@@ -35,17 +35,7 @@ type replica struct {
 
 func startReplica(t *testing.T, name string, opts ...grpc.ServerOption) replica {
 	t.Helper()
-	srv := server.New(server.Options{Logger: testr.New(t).WithName(name), Registerer: prometheus.NewRegistry()})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer(opts...)
-	srv.Register(g)
-	srv.RegisterSync(g, name)
-	go g.Serve(lis) //nolint:errcheck // returns when stopped
-	t.Cleanup(g.Stop)
-	return replica{srv: srv, addr: lis.Addr().String(), stop: g.Stop}
+	return startReplicaAt(t, name, "127.0.0.1:0", opts...)
 }
 
 // asPeer marks every call as made by a proven replica: the ProxySync
@@ -349,4 +339,123 @@ func TestConfirmSkipsAReplicaThatIsGone(t *testing.T) {
 	if conf, err := c.Confirm(wctx, "shop", "checkout", 0); err == nil || !strings.Contains(err.Error(), "replica "+gone) {
 		t.Fatalf("draining to weight 0: %+v, %v; want it still waiting for replica %s within the grace", conf, err, gone)
 	}
+}
+
+// TestConfirmWaitsForAReplicaThatCameBack kills the other replica for
+// longer than the grace and starts a new one at the same address, with a
+// proxy slow to acknowledge: the leader's next Confirm waits for that proxy.
+// The connection to the old process is then still in its backoff and fails
+// at once with the old error; counted from when the old process died, the
+// new one would be named stale at once and its proxy never waited for.
+func TestConfirmWaitsForAReplicaThatCameBack(t *testing.T) {
+	leader, other := startReplica(t, "leader", grpc.UnaryInterceptor(asPeer)), startReplica(t, "other", grpc.UnaryInterceptor(asPeer))
+	pool := &server.PeerPool{
+		Resolve:     func(context.Context) ([]string, error) { return []string{other.addr}, nil },
+		Credentials: insecure.NewCredentials(),
+	}
+	t.Cleanup(pool.Close)
+	const grace = 300 * time.Millisecond
+	srcL := newFakeSource(canaryObjects(0))
+	c := startController(t, leader.srv, srcL, Options{Logger: testr.New(t), Peers: pool.Peers, PeerGrace: grace, Replica: "leader"})
+	startController(t, other.srv, newFakeSource(canaryObjects(0)), Options{Logger: testr.New(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := startProxy(ctx, dialADS(t, leader.addr), "proxy-on-leader", resource.RouteType, []string{checkoutRoute}, ackAll); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for confirm(t, c, 0).Acked != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader's proxy never carried weight 0")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The other replica dies and stays away for several graces, while the
+	// leader confirms steps without it.
+	other.stop()
+	for i, w := range []v1alpha1.BasisPoints{1000, 2000, 3000} {
+		srcL.set(canaryObjects(w), true)
+		if got := confirm(t, c, router.Weight(w)); !slices.Equal(got.Stale, []string{"replica " + other.addr}) {
+			t.Fatalf("step %d with the other replica dead: confirmation %+v, want it named stale", i+1, got)
+		}
+		time.Sleep(grace)
+	}
+
+	// A new process at the same address, whose proxy acknowledges its first
+	// routes at once and later ones only once the gate opens.
+	back := startReplicaAt(t, "other", other.addr, grpc.UnaryInterceptor(asPeer))
+	srcO := newFakeSource(canaryObjects(3000))
+	startController(t, back.srv, srcO, Options{Logger: testr.New(t)})
+	gate := make(chan struct{})
+	var gateOpen atomic.Bool
+	var answered atomic.Int32
+	if _, err := startProxy(ctx, dialADS(t, back.addr), "proxy-on-other", resource.RouteType, []string{checkoutRoute},
+		func(*discovery.DiscoveryResponse) string {
+			if answered.Add(1) > 1 {
+				<-gate
+			}
+			return ""
+		}); err != nil {
+		t.Fatal(err)
+	}
+	for answered.Load() < 1 {
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatal("the new replica's proxy never got its first routes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	srcL.set(canaryObjects(5000), true)
+	srcO.set(canaryObjects(5000), true)
+	done := make(chan Confirmation, 1)
+	var returnedWithGateOpen atomic.Bool
+	go func() {
+		got := confirm(t, c, router.Weight(5000))
+		returnedWithGateOpen.Store(gateOpen.Load())
+		done <- got
+	}()
+	for answered.Load() < 2 {
+		select {
+		case got := <-done:
+			t.Fatalf("Confirm returned %+v before the new replica's proxy got weight 50%%", got)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline.Add(40 * time.Second)) {
+			t.Fatal("weight 50% never reached the new replica's proxy")
+		}
+	}
+	gateOpen.Store(true)
+	close(gate)
+	got := <-done
+	if !returnedWithGateOpen.Load() {
+		t.Fatalf("Confirm returned %+v before the new replica's proxy acknowledged", got)
+	}
+	if got.Acked != 2 || len(got.Stale) != 0 {
+		t.Fatalf("confirmation %+v, want both proxies acked and nothing stale", got)
+	}
+}
+
+// startReplicaAt is startReplica listening at addr (a port a stopped
+// replica listened on is retried while the kernel frees it).
+func startReplicaAt(t *testing.T, name, addr string, opts ...grpc.ServerOption) replica {
+	t.Helper()
+	srv := server.New(server.Options{Logger: testr.New(t).WithName(name), Registerer: prometheus.NewRegistry()})
+	var lis net.Listener
+	var err error
+	for range 50 {
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(opts...)
+	srv.Register(g)
+	srv.RegisterSync(g, name)
+	go g.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(g.Stop)
+	return replica{srv: srv, addr: lis.Addr().String(), stop: g.Stop}
 }

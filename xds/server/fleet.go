@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
@@ -208,6 +210,15 @@ type PeerPool struct {
 	conns map[string]*grpc.ClientConn
 }
 
+// peerConnectParams reconnect to a peer within a second of its coming back:
+// a replica restarted at the same address must be asked about its proxies
+// (and sent load reports) at once, not after gRPC's default backoff, which
+// grows to two minutes while the replica is away. Replicas are few.
+var peerConnectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // Peer is one other replica.
 type Peer struct {
 	Addr string
@@ -244,7 +255,7 @@ func (p *PeerPool) Peers(ctx context.Context) ([]Peer, error) {
 	for _, a := range addrs {
 		c, ok := p.conns[a]
 		if !ok {
-			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(p.Credentials))
+			c, err = grpc.NewClient(a, grpc.WithTransportCredentials(p.Credentials), grpc.WithConnectParams(peerConnectParams))
 			if err != nil {
 				return nil, fmt.Errorf("peer %s: %w", a, err)
 			}
