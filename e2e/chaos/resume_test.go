@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,11 +11,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/translate"
 )
@@ -32,66 +28,35 @@ func TestChaosRestartResumesAThousandStreams(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", nil)
 	victim := sluice.Replicas[len(sluice.Replicas)-1]
 	restartAfter(t, victim)
-	route := translate.GRPCListenerName(s.ns, "checkout", 8080)
-	tc, err := credentials.NewClientTLSFromFile(caFile, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	route := translate.GRPCListenerName(s.Namespace, "checkout", 8080)
 
 	var answered, reopened atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	for a := range accounts {
-		token := filepath.Join(t.TempDir(), "token")
-		tf := cluster.TokenFile{Client: env.Client(), Path: token, Namespace: s.ns, Name: fmt.Sprintf("resume-%d", a), Audience: auth.DefaultAudience}
-		if _, err := tf.Write(ctx); err != nil {
-			t.Fatal(err)
-		}
+		token := testkit.ClientToken(t, env.Client(), s.Namespace, fmt.Sprintf("resume-%d", a), auth.DefaultAudience)
 		for c := range conns / accounts {
-			conn, err := grpc.NewClient(victim.XDSAddr(), grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(tokenCreds{token}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			client := discovery.NewAggregatedDiscoveryServiceClient(conn)
+			client := discovery.NewAggregatedDiscoveryServiceClient(testkit.DialXDS(t, victim.XDSAddr(), caFile, token))
 			for k := range streams / conns {
 				node := &corev3.Node{Id: fmt.Sprintf("resume-%d-%d-%d", a, c, k)}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					acked := "" // the version last acknowledged, kept across streams
-					for ctx.Err() == nil {
-						stream, err := client.StreamAggregatedResources(ctx, grpc.WaitForReady(true))
-						if err != nil {
-							time.Sleep(100 * time.Millisecond)
-							continue
+					// A stream that breaks is opened again presenting the
+					// version last acknowledged.
+					first := true
+					testkit.SubscribeRoutes(ctx, client, node, route, true, func(*discovery.DiscoveryResponse) {
+						if first {
+							first = false
+							answered.Add(1)
 						}
-						req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: []string{route}, VersionInfo: acked}
-						for err == nil {
-							if err = stream.Send(req); err != nil {
-								break
-							}
-							var resp *discovery.DiscoveryResponse
-							if resp, err = stream.Recv(); err != nil {
-								break
-							}
-							if acked == "" {
-								answered.Add(1)
-							}
-							acked = resp.GetVersionInfo()
-							req = &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: req.ResourceNames,
-								VersionInfo: acked, ResponseNonce: resp.GetNonce()}
-						}
-						if ctx.Err() == nil {
-							reopened.Add(1)
-						}
-					}
+					}, func() { reopened.Add(1) })
 				}()
 			}
 		}
 	}
-	poll(t, 3*time.Minute, "1,000 streams answered", func(context.Context) error {
+	testkit.Poll(t, 3*time.Minute, "1,000 streams answered", func(context.Context) error {
 		if n := answered.Load(); n < streams {
 			return fmt.Errorf("%d of %d streams answered", n, streams)
 		}
@@ -106,7 +71,7 @@ func TestChaosRestartResumesAThousandStreams(t *testing.T) {
 		t.Fatalf("restart %s: %v", victim.Name, err)
 	}
 	ready := time.Now()
-	poll(t, 5*time.Minute, "every stream connected again", func(ctx context.Context) error {
+	testkit.Poll(t, 5*time.Minute, "every stream connected again", func(ctx context.Context) error {
 		n, err := victim.Metric(ctx, "sluice_xds_connected_proxies")
 		if err != nil {
 			return err

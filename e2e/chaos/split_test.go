@@ -12,9 +12,9 @@ import (
 	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/router"
 )
 
@@ -27,25 +27,14 @@ import (
 func TestChaosLoadReportsOnAnotherReplica(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "2m"})
-	s.update("example.com/checkout:v2")
-	ro := s.wait(2*time.Minute, "canary at 50%", stepConfirmed(0))
-	cluster := router.ClusterName(s.ns, "checkout", 8080, router.TrackCanary)
+	s.Update("example.com/checkout:v2")
+	ro := s.Wait(2*time.Minute, "canary at 50%", stepConfirmed(0))
+	cluster := router.ClusterName(s.Namespace, "checkout", 8080, router.TrackCanary)
 	canary := ro.Status.CanaryRevision
 	zone := router.LocalitySubZone(router.TrackCanary, canary)
 	adsAt, lrsAt := sluice.Replicas[0], sluice.Replicas[1]
 
-	tc, err := credentials.NewClientTLSFromFile(caFile, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dial := func(addr string) *grpc.ClientConn {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(tokenCreds{s.tokenFile(t)}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
+	dial := func(addr string) *grpc.ClientConn { return testkit.DialXDS(t, addr, caFile, s.tokenFile(t)) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	node := &corev3.Node{Id: fmt.Sprintf("chaos-split-%d", nodes.Add(1))}
@@ -96,7 +85,7 @@ func TestChaosLoadReportsOnAnotherReplica(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	ro = s.wait(2*time.Minute, "rolled back on errors reported to the other replica", phaseIs(v1alpha1.PhaseRolledBack))
+	ro = s.Wait(2*time.Minute, "rolled back on errors reported to the other replica", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	if fr := ro.Status.FailedRevisions; len(fr) != 1 || fr[0].Revision != canary {
 		t.Fatalf("failed revisions %+v, want %s", fr, canary)
 	}

@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,11 +10,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/translate"
 )
@@ -29,11 +25,7 @@ func TestChaosRestartWithAThousandStreams(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", nil)
 	victim := sluice.Replicas[len(sluice.Replicas)-1]
 	restartAfter(t, victim)
-	route := translate.GRPCListenerName(s.ns, "checkout", 8080)
-	tc, err := credentials.NewClientTLSFromFile(caFile, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	route := translate.GRPCListenerName(s.Namespace, "checkout", 8080)
 
 	// answered[i] is when stream i last received a response.
 	var mu sync.Mutex
@@ -43,18 +35,9 @@ func TestChaosRestartWithAThousandStreams(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	var reopened atomic.Int64 // streams that broke and were opened again
 	for a := range accounts {
-		token := filepath.Join(t.TempDir(), "token")
-		tf := cluster.TokenFile{Client: env.Client(), Path: token, Namespace: s.ns, Name: fmt.Sprintf("storm-%d", a), Audience: auth.DefaultAudience}
-		if _, err := tf.Write(ctx); err != nil {
-			t.Fatal(err)
-		}
+		token := testkit.ClientToken(t, env.Client(), s.Namespace, fmt.Sprintf("storm-%d", a), auth.DefaultAudience)
 		for c := range conns / accounts {
-			conn, err := grpc.NewClient(victim.XDSAddr(), grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(tokenCreds{token}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			client := discovery.NewAggregatedDiscoveryServiceClient(conn)
+			client := discovery.NewAggregatedDiscoveryServiceClient(testkit.DialXDS(t, victim.XDSAddr(), caFile, token))
 			for k := range streams / conns {
 				i := (a*(conns/accounts)+c)*(streams/conns) + k
 				node := &corev3.Node{Id: fmt.Sprintf("storm-%d", i)}
@@ -62,32 +45,12 @@ func TestChaosRestartWithAThousandStreams(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					// One stream after the other: each ACKs what it gets
-					// and, when its stream breaks, opens another.
-					for ctx.Err() == nil {
-						stream, err := client.StreamAggregatedResources(ctx, grpc.WaitForReady(true))
-						if err != nil {
-							time.Sleep(100 * time.Millisecond)
-							continue
-						}
-						req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: []string{route}}
-						for err == nil {
-							if err = stream.Send(req); err != nil {
-								break
-							}
-							var resp *discovery.DiscoveryResponse
-							if resp, err = stream.Recv(); err != nil {
-								break
-							}
-							mu.Lock()
-							answered[i] = time.Now()
-							mu.Unlock()
-							req = &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: req.ResourceNames,
-								VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
-						}
-						if ctx.Err() == nil {
-							reopened.Add(1)
-						}
-					}
+					// and, when its stream breaks, opens another afresh.
+					testkit.SubscribeRoutes(ctx, client, node, route, false, func(*discovery.DiscoveryResponse) {
+						mu.Lock()
+						answered[i] = time.Now()
+						mu.Unlock()
+					}, func() { reopened.Add(1) })
 				}()
 			}
 		}
@@ -108,7 +71,7 @@ func TestChaosRestartWithAThousandStreams(t *testing.T) {
 			return nil
 		}
 	}
-	poll(t, 3*time.Minute, "1,000 streams answered", allSince(time.Time{}))
+	testkit.Poll(t, 3*time.Minute, "1,000 streams answered", allSince(time.Time{}))
 
 	victim.Kill()
 	killed := time.Now()
@@ -118,7 +81,7 @@ func TestChaosRestartWithAThousandStreams(t *testing.T) {
 		t.Fatalf("restart %s: %v", victim.Name, err)
 	}
 	ready := time.Now()
-	poll(t, 5*time.Minute, "every stream answered again after the restart", allSince(killed))
+	testkit.Poll(t, 5*time.Minute, "every stream answered again after the restart", allSince(killed))
 	converged := time.Now()
 	reviews, err := victim.Metric(context.Background(), "sluice_xds_token_reviews_total")
 	if err != nil {
