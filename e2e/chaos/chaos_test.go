@@ -121,6 +121,20 @@ func leader(t testing.TB) *fleet.Replica {
 	return r
 }
 
+// killLeader kills the leading replica (SIGKILL; it is started again
+// after the test) and waits until another one leads.
+func killLeader(t testing.TB) (old, next *fleet.Replica, killed time.Time) {
+	t.Helper()
+	old = leader(t)
+	restartAfter(t, old)
+	old.Kill()
+	killed = time.Now()
+	if next = leader(t); next == old {
+		t.Fatalf("%s still leads after it was killed", old.Name)
+	}
+	return old, next, killed
+}
+
 // restartAfter restarts r when the test ends, so the next test has the
 // whole fleet again.
 func restartAfter(t testing.TB, r *fleet.Replica) {
@@ -147,14 +161,7 @@ func TestChaosLeaderKilledMidRollout(t *testing.T) {
 	s.Update("example.com/checkout:v2")
 	s.Wait(2*time.Minute, "second step confirmed", stepConfirmed(1))
 
-	old := leader(t)
-	restartAfter(t, old)
-	old.Kill()
-	killed := time.Now()
-	next := leader(t)
-	if next == old {
-		t.Fatalf("%s still leads after it was killed", old.Name)
-	}
+	old, next, killed := killLeader(t)
 	t.Logf("%s leads %s after %s was killed", next.Name, time.Since(killed).Round(time.Millisecond), old.Name)
 	s.Wait(4*time.Minute, "promoted by the new leader", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
 	started := h.check(t, 3)

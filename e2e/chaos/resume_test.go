@@ -4,17 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-
 	"github.com/sluice-dev/sluice/local/testkit"
-	"github.com/sluice-dev/sluice/xds/auth"
-	"github.com/sluice-dev/sluice/xds/translate"
 )
 
 // TestChaosRestartResumesAThousandStreams restarts (SIGKILL, then start) a
@@ -24,60 +18,32 @@ import (
 // the same versions, so it counts every stream as carrying them and sends
 // none of them anything.
 func TestChaosRestartResumesAThousandStreams(t *testing.T) {
-	const streams, accounts, conns = 1000, 4, 20
-	s := deploy(t, "example.com/checkout:v1", nil)
-	victim := sluice.Replicas[len(sluice.Replicas)-1]
-	restartAfter(t, victim)
-	route := translate.GRPCListenerName(s.Namespace, "checkout", 8080)
+	s, victim := stormVictim(t)
 
-	var answered, reopened atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	for a := range accounts {
-		token := testkit.ClientToken(t, env.Client(), s.Namespace, fmt.Sprintf("resume-%d", a), auth.DefaultAudience)
-		for c := range conns / accounts {
-			client := discovery.NewAggregatedDiscoveryServiceClient(testkit.DialXDS(t, victim.XDSAddr(), caFile, token))
-			for k := range streams / conns {
-				node := &corev3.Node{Id: fmt.Sprintf("resume-%d-%d-%d", a, c, k)}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// A stream that breaks is opened again presenting the
-					// version last acknowledged.
-					first := true
-					testkit.SubscribeRoutes(ctx, client, node, route, true, func(*discovery.DiscoveryResponse) {
-						if first {
-							first = false
-							answered.Add(1)
-						}
-					}, func() { reopened.Add(1) })
-				}()
-			}
+	// Each stream that breaks is opened again presenting the version it
+	// last acknowledged; answered counts the streams answered at least once.
+	var answered atomic.Int64
+	var got [stormStreams]atomic.Bool
+	reopened := s.storm(t, victim, "resume", true, func(i int) {
+		if !got[i].Swap(true) {
+			answered.Add(1)
 		}
-	}
+	})
 	testkit.Poll(t, 3*time.Minute, "1,000 streams answered", func(context.Context) error {
-		if n := answered.Load(); n < streams {
-			return fmt.Errorf("%d of %d streams answered", n, streams)
+		if n := answered.Load(); n < stormStreams {
+			return fmt.Errorf("%d of %d streams answered", n, stormStreams)
 		}
 		return nil
 	})
 
-	victim.Kill()
-	killed := time.Now()
-	startCtx, cancelStart := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancelStart()
-	if err := victim.Start(startCtx); err != nil {
-		t.Fatalf("restart %s: %v", victim.Name, err)
-	}
-	ready := time.Now()
+	killed, ready := restart(t, victim)
 	testkit.Poll(t, 5*time.Minute, "every stream connected again", func(ctx context.Context) error {
 		n, err := victim.Metric(ctx, "sluice_xds_connected_proxies")
 		if err != nil {
 			return err
 		}
-		if n < streams {
-			return fmt.Errorf("%v of %d streams connected", n, streams)
+		if n < stormStreams {
+			return fmt.Errorf("%v of %d streams connected", n, stormStreams)
 		}
 		return nil
 	})
@@ -95,7 +61,7 @@ func TestChaosRestartResumesAThousandStreams(t *testing.T) {
 		pushes = 0
 	}
 	t.Logf("resumed storm: %s killed and restarted (ready %s after the kill); all %d streams connected again %s after the kill, %d streams reopened; responses the restarted replica sent: %.0f",
-		victim.Name, ready.Sub(killed).Round(time.Millisecond), streams, back.Sub(killed).Round(time.Millisecond), reopened.Load(), pushes)
+		victim.Name, ready.Sub(killed).Round(time.Millisecond), stormStreams, back.Sub(killed).Round(time.Millisecond), reopened.Load(), pushes)
 	if pushes != 0 {
 		t.Errorf("the restarted replica sent %.0f responses to streams that resumed at the contents it serves; want none", pushes)
 	}

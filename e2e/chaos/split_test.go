@@ -7,10 +7,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
@@ -40,50 +36,10 @@ func TestChaosLoadReportsOnAnotherReplica(t *testing.T) {
 	node := &corev3.Node{Id: fmt.Sprintf("chaos-split-%d", nodes.Add(1))}
 
 	// Subscribe to the canary's cluster on one replica and acknowledge it.
-	ads, err := discovery.NewAggregatedDiscoveryServiceClient(dial(adsAt.XDSAddr())).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ads.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType, ResourceNames: []string{cluster}}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := ads.Recv()
-	if err != nil || len(resp.GetResources()) != 1 {
-		t.Fatalf("subscribe to %s on %s: %d resources, %v", cluster, adsAt.Name, len(resp.GetResources()), err)
-	}
-	if err := ads.Send(&discovery.DiscoveryRequest{TypeUrl: resource.ClusterType, ResourceNames: []string{cluster},
-		VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.AckCluster(t, ctx, dial(adsAt.XDSAddr()), node, cluster)
 
 	// Report a third of the canary's requests failing, to the other one.
-	lrs, err := lrsv3.NewLoadReportingServiceClient(dial(lrsAt.XDSAddr())).StreamLoadStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lrs.Send(&lrsv3.LoadStatsRequest{Node: node}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lrs.Recv(); err != nil {
-		t.Fatalf("load reporting stream to %s: %v", lrsAt.Name, err)
-	}
-	go func() {
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			ls := &endpointv3.UpstreamLocalityStats{Locality: &corev3.Locality{SubZone: zone},
-				TotalSuccessfulRequests: 20, TotalErrorRequests: 10, TotalIssuedRequests: 30}
-			if lrs.Send(&lrsv3.LoadStatsRequest{ClusterStats: []*endpointv3.ClusterStats{
-				{ClusterName: cluster, UpstreamLocalityStats: []*endpointv3.UpstreamLocalityStats{ls}}}}) != nil {
-				return
-			}
-		}
-	}()
+	testkit.StartLoadReporter(t, ctx, dial(lrsAt.XDSAddr()), node, cluster, zone).Set(20, 10)
 	start := time.Now()
 	ro = s.Wait(2*time.Minute, "rolled back on errors reported to the other replica", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	if fr := ro.Status.FailedRevisions; len(fr) != 1 || fr[0].Revision != canary {
