@@ -112,20 +112,12 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	// drained to a weight 0 the client confirmed before it is re-templated),
 	// then the client's own load reports roll it back.
 	bg := startBackground(c, 50)
-	s.Update("example.com/checkout:v3", badVersion)
-	s.mark("v3 (bad) applied")
-	ro = s.Wait(time.Minute, "the bad version's canary", func(ro *v1alpha1.Rollout) error {
+	ro = s.badVersionRolledBack(func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == v2 {
 			return fmt.Errorf("canary revision %q", ro.Status.CanaryRevision)
 		}
 		return nil
 	})
-	v3 := ro.Status.CanaryRevision
-	ro = s.Wait(3*time.Minute, "the bad version rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
-	s.mark("v3 rolled back")
-	rolledBack(t, ro, v3)
-	s.canaryGone()
-	s.mark("v3's canary deleted")
 	sum := bg.finish(t)
 	injected := checkFailures(t, c.Name(), sum)
 	t.Logf("%s while the bad version ran: versions %v, %d injected faults; rolled back: %q",
@@ -233,20 +225,12 @@ func TestControllerMixedFleet(t *testing.T) {
 	for i, c := range clients {
 		bgs[i] = startBackground(c, 50)
 	}
-	s.Update("example.com/checkout:v3", badVersion)
-	s.mark("v3 (bad) applied")
-	ro = s.Wait(time.Minute, "the bad version's canary", func(ro *v1alpha1.Rollout) error {
+	ro = s.badVersionRolledBack(func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == ro.Status.StableRevision {
 			return errors.New("no canary yet")
 		}
 		return nil
 	})
-	v3 := ro.Status.CanaryRevision
-	ro = s.Wait(3*time.Minute, "the bad version rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
-	s.mark("v3 rolled back")
-	rolledBack(t, ro, v3)
-	s.canaryGone()
-	s.mark("v3's canary deleted")
 	if src := ro.Status.Sources; src != nil {
 		t.Logf("rolled back on: %s", jsonOf(src.Canary))
 	}
@@ -288,6 +272,23 @@ func (s *delivery) pauseAtStep(step int32, weight v1alpha1.BasisPoints) *v1alpha
 		s.t.Fatalf("paused at step %d (weight %d), want step %d (%d): the step interval is too short for this machine",
 			ro.Status.CurrentStepIndex+1, ro.Status.CurrentWeight, step+1, weight)
 	}
+	return ro
+}
+
+// badVersionRolledBack applies a bad version (v3, failing a share of its
+// RPCs), waits for its canary (isCanary holds once the Rollout runs it),
+// for its rollback (checked by rolledBack) and for the canary's deletion,
+// and returns the rolled-back Rollout.
+func (s *delivery) badVersionRolledBack(isCanary func(*v1alpha1.Rollout) error) *v1alpha1.Rollout {
+	s.t.Helper()
+	s.Update("example.com/checkout:v3", badVersion)
+	s.mark("v3 (bad) applied")
+	v3 := s.Wait(time.Minute, "the bad version's canary", isCanary).Status.CanaryRevision
+	ro := s.Wait(3*time.Minute, "the bad version rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
+	s.mark("v3 rolled back")
+	rolledBack(s.t, ro, v3)
+	s.canaryGone()
+	s.mark("v3's canary deleted")
 	return ro
 }
 
