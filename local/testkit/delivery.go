@@ -50,15 +50,7 @@ type DeliverySpec struct {
 func Deploy(t testing.TB, cs kubernetes.Interface, kube client.Client, spec DeliverySpec) *Delivery {
 	t.Helper()
 	d := &Delivery{T: t, Kube: kube, Namespace: spec.Namespace, Name: spec.Name}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: spec.Namespace, Labels: spec.NamespaceLabels}}
-	if err := kube.Create(context.Background(), ns); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := kube.Delete(context.Background(), ns); err != nil {
-			t.Errorf("delete namespace %s: %v", spec.Namespace, err)
-		}
-	})
+	Namespace(t, cs, spec.Namespace, spec.NamespaceLabels)
 	dep := Deployment(spec.Namespace, spec.Name, spec.Image, spec.Replicas, spec.Env...)
 	dep.Annotations = maps.Clone(spec.Annotations)
 	if err := kube.Create(context.Background(), dep); err != nil {
