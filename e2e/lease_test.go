@@ -98,16 +98,7 @@ func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
 	if termsAfter != termsBefore+1 {
 		t.Errorf("leader terms went from %v to %v, want one more", termsBefore, termsAfter)
 	}
-	for name, l := range map[string]*testkit.Load{"steady": load, "connected without a leader": fresh} {
-		l.Stop()
-		answers, failures, msgs := l.Snapshot()
-		if failures != 0 {
-			t.Errorf("%s load: %d failed RPCs: %v", name, failures, msgs)
-		}
-		if answers["v2"] == 0 {
-			t.Errorf("%s load never reached v2: %v", name, answers)
-		}
-	}
+	checkLoads(t, "across the failover", map[string]*testkit.Load{"steady load": load, "load connected without a leader": fresh}, "v2")
 }
 
 // holdLease takes the controller's lease for holder and renews it every

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,27 @@ func rolloutNamespace(t testing.TB) string {
 
 var rolloutNamespaces, rolloutNodes atomic.Int64
 
+// checkLoads stops the loads and fails t for every failed RPC of each
+// (during says when they ran) and for each one that one of versions never
+// answered; it logs what each saw.
+func checkLoads(t testing.TB, during string, loads map[string]*testkit.Load, versions ...string) {
+	t.Helper()
+	for _, name := range slices.Sorted(maps.Keys(loads)) {
+		l := loads[name]
+		l.Stop()
+		answers, failures, msgs := l.Snapshot()
+		t.Logf("%s: answers %v, failures %d", name, answers, failures)
+		if failures > 0 {
+			t.Errorf("%s: %d failed RPCs %s: %v", name, failures, during, msgs)
+		}
+		for _, v := range versions {
+			if answers[v] == 0 {
+				t.Errorf("%s never reached %s: answers %v", name, v, answers)
+			}
+		}
+	}
+}
+
 func errorRate(rate string) corev1.EnvVar { return corev1.EnvVar{Name: "SIM_ERROR_RATE", Value: rate} }
 
 func TestRolloutHealthyPromotedWithoutFailedRPCs(t *testing.T) {
@@ -116,17 +138,7 @@ func TestRolloutHealthyPromotedWithoutFailedRPCs(t *testing.T) {
 		}
 		return nil
 	})
-	for i, l := range loads {
-		l.Stop()
-		answers, failures, msgs := l.Snapshot()
-		t.Logf("client %d: answers %v, failures %d", i, answers, failures)
-		if failures > 0 {
-			t.Errorf("client %d: %d failed RPCs during the rollout: %v", i, failures, msgs)
-		}
-		if answers["v2"] == 0 {
-			t.Errorf("client %d never reached v2", i)
-		}
-	}
+	checkLoads(t, "during the rollout", map[string]*testkit.Load{"client 0": loads[0], "client 1": loads[1]}, "v2")
 }
 
 func TestRolloutFailingCanaryRolledBack(t *testing.T) {
@@ -268,17 +280,7 @@ func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 		}
 		return nil
 	})
-	for i, l := range loads {
-		l.Stop()
-		answers, failures, msgs := l.Snapshot()
-		t.Logf("client %d: answers %v, failures %d", i, answers, failures)
-		if failures > 0 {
-			t.Errorf("client %d: %d failed RPCs while v3 replaced v2's canary: %v", i, failures, msgs)
-		}
-		if answers["v2"] == 0 || answers["v3"] == 0 {
-			t.Errorf("client %d: answers %v, want both v2 and v3", i, answers)
-		}
-	}
+	checkLoads(t, "while v3 replaced v2's canary", map[string]*testkit.Load{"client 0": loads[0], "client 1": loads[1]}, "v2", "v3")
 }
 
 func TestRolloutComparisonCatchesTwoPercentAgainstPointOne(t *testing.T) {
