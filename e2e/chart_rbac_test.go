@@ -127,12 +127,7 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proc.Stop(10 * time.Second) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("controller log:\n%s", proc.LogTail(80))
-		}
-	})
+	stopAtCleanup(t, proc)
 	health := "http://127.0.0.1:" + strconv.Itoa(ports[3])
 	// --metrics-secure (the chart's default): HTTPS, bearer token.
 	metricsURL := "https://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
@@ -335,6 +330,17 @@ func serviceAccountKubeconfig(ctx context.Context, t *testing.T, namespace, name
 		t.Fatal(err)
 	}
 	return path
+}
+
+// stopAtCleanup stops the controller process proc when the test ends, after
+// logging the end of its log if the test failed.
+func stopAtCleanup(t *testing.T, proc *cluster.Process) {
+	t.Cleanup(func() { proc.Stop(10 * time.Second) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", proc.LogTail(80))
+		}
+	})
 }
 
 // controllerArgs are the chart Deployment's container arguments, with the

@@ -150,12 +150,7 @@ func TestImageRunsAsController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proc.Stop(10 * time.Second) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("controller log:\n%s", proc.LogTail(80))
-		}
-	})
+	stopAtCleanup(t, proc)
 	health := "http://127.0.0.1:" + strconv.Itoa(ports[3])
 	metricsURL := "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
 	eventually(t, 2*time.Minute, "controller from the image ready", func(ctx context.Context) error {
