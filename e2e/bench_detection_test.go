@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // BenchmarkDetectionEndToEnd measures on the real data plane the time from
@@ -44,17 +45,14 @@ func detectOnce(b *testing.B, run int) time.Duration {
 	}
 	f := newDelivery(b, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "10m"}, errorRate("0.005"), seed(1000))
-	loads := []*rpcLoad{startLoad(b, f.ns, "checkout", 20), startLoad(b, f.ns, "checkout", 20)}
-	f.update("example.com/checkout:bad", errorRate("0.2"), seed(2000))
-	f.wait(5*time.Minute, "rolled back", phaseIs(v1alpha1.PhaseRolledBack))
-	rolloutPoll(b, time.Minute, "canary deleted", f.canaryGone)
+	loads := []*testkit.Load{startLoad(b, f.Namespace, "checkout", 20), startLoad(b, f.Namespace, "checkout", 20)}
+	f.Update("example.com/checkout:bad", errorRate("0.2"), seed(2000))
+	f.Wait(5*time.Minute, "rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
+	rolloutPoll(b, time.Minute, "canary deleted", f.CanaryGone)
 	var onset, last time.Time
 	for _, l := range loads {
-		l.stop()
-		l.mu.Lock()
-		first, ok := l.firstSeen["bad"]
-		end := l.lastSeen["bad"]
-		l.mu.Unlock()
+		l.Stop()
+		first, end, ok := l.Seen("bad")
 		if ok && (onset.IsZero() || first.Before(onset)) {
 			onset = first
 		}

@@ -74,14 +74,14 @@ func TestDashboardShowsWhoCallsAService(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "10m", v1alpha1.AnnotationConsumers: webNS},
 		errorRate("0.1"))
-	target := "xds:///checkout." + f.ns
+	target := "xds:///checkout." + f.Namespace
 	web := newCallerClient(t, webNS, target)
-	own := newCallerClient(t, f.ns, target)
+	own := newCallerClient(t, f.Namespace, target)
 	web.send(t, 150)
 	own.send(t, 60)
 
-	f.update("example.com/checkout:v2")
-	started := f.wait(2*time.Minute, "canary carries 50%", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v2")
+	started := f.Wait(2*time.Minute, "canary carries 50%", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentWeight != 5000 || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("phase %s at %s: %s", ro.Status.Phase, ro.Status.CurrentWeight, ro.Status.Message)
 		}
@@ -97,12 +97,12 @@ func TestDashboardShowsWhoCallsAService(t *testing.T) {
 	// counts it (canary pods carry the canary revision).
 	served := func(ctx context.Context) (all, allErr, canary, canaryErr int64, err error) {
 		// Every pod of the service, whatever its state: none was deleted.
-		pods, err := env.Client().CoreV1().Pods(f.ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelService + "=checkout"})
+		pods, err := env.Client().CoreV1().Pods(f.Namespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelService + "=checkout"})
 		if err != nil {
 			return 0, 0, 0, 0, err
 		}
 		for _, p := range pods.Items {
-			c := env.PodRuntime().Counts(f.ns, p.Name)
+			c := env.PodRuntime().Counts(f.Namespace, p.Name)
 			all, allErr = all+c.Requests, allErr+c.Errors
 			if p.Labels[v1alpha1.LabelRevision] == started.Status.CanaryRevision {
 				canary, canaryErr = canary+c.Requests, canaryErr+c.Errors
@@ -120,9 +120,9 @@ func TestDashboardShowsWhoCallsAService(t *testing.T) {
 		for _, c := range ro.Status.Callers.Callers {
 			got[c.Namespace] = c
 		}
-		w, o := got[webNS], got[f.ns]
+		w, o := got[webNS], got[f.Namespace]
 		if w.Requests != webSent || w.Errors != webFailed || o.Requests != ownSent || o.Errors != ownFailed || len(got) != 2 {
-			return fmt.Errorf("status.callers %+v, want %s %d/%d and %s %d/%d", ro.Status.Callers.Callers, webNS, webSent, webFailed, f.ns, ownSent, ownFailed)
+			return fmt.Errorf("status.callers %+v, want %s %d/%d and %s %d/%d", ro.Status.Callers.Callers, webNS, webSent, webFailed, f.Namespace, ownSent, ownFailed)
 		}
 		all, allErr, canary, canaryErr, err := served(ctx)
 		if err != nil {
@@ -141,24 +141,24 @@ func TestDashboardShowsWhoCallsAService(t *testing.T) {
 
 	admin := startDashboard(t, "callers", env.Kubeconfig())
 	b := newBrowser(t)
-	b.open(t, admin+"/rollout/"+f.ns+"/checkout")
+	b.open(t, admin+"/rollout/"+f.Namespace+"/checkout")
 	row := func(c v1alpha1.CallerLoad) string {
 		return fmt.Sprintf("%s\t%s\t%d\t%d\t", c.Namespace, webTeam, c.Requests, c.Errors)
 	}
 	b.waitText(t, time.Minute, "the rollout page lists the callers with their figures", containsAll(
-		"caller namespace\tteam", row(w), strconv.FormatInt(w.CanaryRequests, 10), f.ns+"\tshop\t"+strconv.FormatInt(ownSent, 10)+"\t"+strconv.FormatInt(ownFailed, 10)))
+		"caller namespace\tteam", row(w), strconv.FormatInt(w.CanaryRequests, 10), f.Namespace+"\tshop\t"+strconv.FormatInt(ownSent, 10)+"\t"+strconv.FormatInt(ownFailed, 10)))
 	b.screenshot(t, "dashboard-callers")
 
 	b.open(t, admin+"/team/"+webTeam)
 	b.waitText(t, time.Minute, "the calling team's page lists the service it depends on", containsAll(
-		"all callers' error rate", "checkout."+f.ns, "Progressing", strconv.FormatInt(webSent, 10)))
+		"all callers' error rate", "checkout."+f.Namespace, "Progressing", strconv.FormatInt(webSent, 10)))
 	b.screenshot(t, "dashboard-depends-on")
 }
 
 // get reads the Rollout, nil when it cannot.
 func (f *deliveryFixture) get(ctx context.Context) *v1alpha1.Rollout {
 	var ro v1alpha1.Rollout
-	if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &ro); err != nil {
+	if err := f.Kube.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: f.Name}, &ro); err != nil {
 		return nil
 	}
 	return &ro

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -128,12 +127,7 @@ func runUnderChartRBAC(t *testing.T, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proc.Stop(10 * time.Second) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("controller log:\n%s", proc.LogTail(80))
-		}
-	})
+	stopAtCleanup(t, proc)
 	health := "http://127.0.0.1:" + strconv.Itoa(ports[3])
 	// --metrics-secure (the chart's default): HTTPS, bearer token.
 	metricsURL := "https://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
@@ -338,6 +332,17 @@ func serviceAccountKubeconfig(ctx context.Context, t *testing.T, namespace, name
 	return path
 }
 
+// stopAtCleanup stops the controller process proc when the test ends, after
+// logging the end of its log if the test failed.
+func stopAtCleanup(t *testing.T, proc *cluster.Process) {
+	t.Cleanup(func() { proc.Stop(10 * time.Second) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", proc.LogTail(80))
+		}
+	})
+}
+
 // controllerArgs are the chart Deployment's container arguments, with the
 // listeners moved to loopback ports of the test and the kubeconfig added.
 func controllerArgs(t *testing.T, d *unstructured.Unstructured, kubeconfig string, ports []int) []string {
@@ -422,30 +427,7 @@ func httpOK(ctx context.Context, url string) error {
 // metricSum adds up every sample of a metric family in the Prometheus text
 // exposition at url.
 func metricSum(ctx context.Context, url, family string) (float64, error) {
-	resp, err := metricsGet(ctx, url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, family+"{") && !strings.HasPrefix(line, family+" ") {
-			continue
-		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metric line %q: %w", line, err)
-		}
-		sum += v
-	}
-	return sum, sc.Err()
+	return metricWith(ctx, url, family, "")
 }
 
 // admitCheckout creates Deployment checkout in teamNS (team payments) through

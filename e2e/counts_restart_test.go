@@ -19,10 +19,10 @@ import (
 func TestRolloutCountsSurviveControllerRestart(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "10m"})
-	startLoad(t, f.ns, "checkout", 20) // about 10 canary requests a second at 50%
+	startLoad(t, f.Namespace, "checkout", 20) // about 10 canary requests a second at 50%
 
-	f.update("example.com/checkout:v2")
-	before := f.wait(3*time.Minute, "150 canary requests counted", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v2")
+	before := f.Wait(3*time.Minute, "150 canary requests counted", func(ro *v1alpha1.Rollout) error {
 		if c := ro.Status.Counts; c == nil || c.Canary.Requests < 150 {
 			return fmt.Errorf("counts %+v", ro.Status.Counts)
 		}
@@ -46,7 +46,7 @@ func TestRolloutCountsSurviveControllerRestart(t *testing.T) {
 	// has counted 100 canary requests.
 	var after *v1alpha1.Rollout
 	lowest := int64(-1)
-	f.wait(3*time.Minute, "the restarted controller's counts added", func(ro *v1alpha1.Rollout) error {
+	f.Wait(3*time.Minute, "the restarted controller's counts added", func(ro *v1alpha1.Rollout) error {
 		c := ro.Status.Counts
 		if c == nil || ro.Status.LastAnalysisTime == nil || !ro.Status.LastAnalysisTime.After(killed) {
 			return fmt.Errorf("no analysis since the restart yet (counts %+v)", c)

@@ -28,12 +28,12 @@ func TestDashboardForManyAuthenticatesEachCaller(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", nil)
 	hiddenNS, hiddenName := hiddenDelivery(t)
 	ctx := context.Background()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "viewer"}}
-	if _, err := env.Client().CoreV1().ServiceAccounts(f.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.Namespace, Name: "viewer"}}
+	if _, err := env.Client().CoreV1().ServiceAccounts(f.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	grantRolloutReader(t, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: f.ns, Name: sa.Name}, f.ns)
-	tr, err := env.Client().CoreV1().ServiceAccounts(f.ns).CreateToken(ctx, sa.Name,
+	grantRolloutReader(t, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: f.Namespace, Name: sa.Name}, f.Namespace)
+	tr, err := env.Client().CoreV1().ServiceAccounts(f.Namespace).CreateToken(ctx, sa.Name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token for the viewer: %v", err)
@@ -65,12 +65,12 @@ func TestDashboardForManyAuthenticatesEachCaller(t *testing.T) {
 		if code != http.StatusOK {
 			return fmt.Errorf("status %d: %s", code, body)
 		}
-		return containsAll(f.ns, `"name":"checkout"`)(body)
+		return containsAll(f.Namespace, `"name":"checkout"`)(body)
 	})
 	cases := map[string]int{
-		"/api/teams":                                   http.StatusOK,
-		"/api/teams/shop":                              http.StatusOK,
-		"/api/rollouts/" + f.ns + "/checkout":          http.StatusOK,
+		"/api/teams":      http.StatusOK,
+		"/api/teams/shop": http.StatusOK,
+		"/api/rollouts/" + f.Namespace + "/checkout":   http.StatusOK,
 		"/api/rollouts/" + hiddenNS + "/" + hiddenName: http.StatusForbidden,
 		"/api/rollouts/" + hiddenNS + "/nothing":       http.StatusForbidden,
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // TestDashboardFollowsARolloutOnlyForThoseAllowed follows a delivery in a
@@ -27,14 +28,14 @@ func TestDashboardFollowsARolloutOnlyForThoseAllowed(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "10m"})
 	hiddenNS, hiddenName := hiddenDelivery(t)
-	viewer := "dash-viewer-" + f.ns
-	grantRolloutReader(t, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: viewer}, f.ns)
+	viewer := "dash-viewer-" + f.Namespace
+	grantRolloutReader(t, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: viewer}, f.Namespace)
 	admin := startDashboard(t, "admin", env.Kubeconfig())
 	restricted := startDashboard(t, "viewer", impersonatingKubeconfig(t, viewer))
-	startLoad(t, f.ns, "checkout", 50)
+	startLoad(t, f.Namespace, "checkout", 50)
 
-	f.update("example.com/checkout:v2")
-	f.wait(2*time.Minute, "canary carries 20%", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v2")
+	f.Wait(2*time.Minute, "canary carries 20%", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentWeight != 2000 || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("phase %s at %s", ro.Status.Phase, ro.Status.CurrentWeight)
 		}
@@ -43,14 +44,14 @@ func TestDashboardFollowsARolloutOnlyForThoseAllowed(t *testing.T) {
 	b := newBrowser(t)
 	b.open(t, admin+"/team/shop")
 	b.waitText(t, time.Minute, "the team page shows both versions and the split", containsAll(
-		f.ns, "checkout", "Progressing", "stable 80%", "canary 20%", "v1", "v2", hiddenName))
+		f.Namespace, "checkout", "Progressing", "stable 80%", "canary 20%", "v1", "v2", hiddenName))
 	b.screenshot(t, "dashboard-team")
 
 	// A failing version replaces the canary and is rolled back.
-	f.update("example.com/checkout:v3", errorRate("0.5"))
-	ro := f.wait(3*time.Minute, "v3 rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	f.Update("example.com/checkout:v3", errorRate("0.5"))
+	ro := f.Wait(3*time.Minute, "v3 rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	reason := ro.Status.FailedRevisions[len(ro.Status.FailedRevisions)-1].Reason
-	b.open(t, admin+"/rollout/"+f.ns+"/checkout")
+	b.open(t, admin+"/rollout/"+f.Namespace+"/checkout")
 	b.waitText(t, time.Minute, "the rollout page shows the rollback with its reason",
 		containsAll("Rolled back", "RolledBack", "superseded", reason))
 	b.screenshot(t, "dashboard-rollout")
@@ -58,9 +59,9 @@ func TestDashboardFollowsARolloutOnlyForThoseAllowed(t *testing.T) {
 	// The viewer sees the service in their namespace and nothing else.
 	v := newBrowser(t)
 	v.open(t, restricted+"/")
-	v.waitText(t, time.Minute, "the viewer's index lists team shop", containsAll("shop", f.ns))
+	v.waitText(t, time.Minute, "the viewer's index lists team shop", containsAll("shop", f.Namespace))
 	v.open(t, restricted+"/team/shop")
-	text := v.waitText(t, time.Minute, "the viewer's team page shows their service", containsAll(f.ns, "checkout", "Rolled back"))
+	text := v.waitText(t, time.Minute, "the viewer's team page shows their service", containsAll(f.Namespace, "checkout", "Rolled back"))
 	if strings.Contains(text, hiddenNS) || strings.Contains(text, hiddenName) {
 		t.Errorf("the viewer's team page shows the hidden namespace:\n%s", text)
 	}
@@ -86,7 +87,7 @@ func TestDashboardFollowsARolloutOnlyForThoseAllowed(t *testing.T) {
 	var apiBodies int
 	for url, bodies := range seen {
 		for _, body := range bodies {
-			if strings.Contains(url, "/api/") && strings.Contains(body, f.ns) {
+			if strings.Contains(url, "/api/") && strings.Contains(body, f.Namespace) {
 				apiBodies++
 			}
 			if strings.Contains(body, hiddenNS) || strings.Contains(body, hiddenName) {

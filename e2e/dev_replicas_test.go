@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,50 +23,16 @@ var replicaLine = regexp.MustCompile(`sluice: replica (\S+) pid (\d+): .* metric
 // the leader is killed (SIGKILL), the other replica leads.
 func TestDevReplicasGoOnWhenOneIsKilled(t *testing.T) {
 	dir := t.TempDir()
-	out := filepath.Join(dir, "terminal.txt")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	devDir := filepath.Join(dir, "dev")
-	cmd := exec.Command(sluice.bin, "dev", "--replicas", "2", "--dir", devDir, "--dashboard-port", "0")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-			t.Errorf("stop sluice dev: %v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			t.Errorf("sluice dev did not stop within a minute of Ctrl-C")
-		}
-	}()
-	terminal := func() string {
-		b, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	dev := startDev(t, dir, "--replicas", "2", "--dir", devDir, "--dashboard-port", "0")
+	terminal := dev.terminal
 	type replica struct {
 		pid     int
 		metrics string
 	}
 	replicas := map[string]replica{}
 	rolloutPoll(t, 5*time.Minute, "both replicas printed and the bootstraps written", func(context.Context) error {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("sluice dev stopped: %v\n%s", err, tail(terminal(), 40))
-		default:
-		}
+		dev.checkRunning()
 		text := terminal()
 		if !strings.Contains(text, "export GRPC_XDS_BOOTSTRAP=") {
 			return errors.New("no bootstrap printed yet")

@@ -25,6 +25,67 @@ var klogLine = regexp.MustCompile(`^[IWEF]\d{4} \d\d:\d\d:\d\d`)
 // dashboardLine is what `sluice dev` prints about the dashboard.
 var dashboardLine = regexp.MustCompile(`sluice: dashboard (http://127\.0\.0\.1:\d+/); component logs in (\S+)`)
 
+// devProcess is a `sluice dev` process of a test.
+type devProcess struct {
+	t    *testing.T
+	out  string     // the file holding its terminal output
+	done chan error // its exit, once it exited (put back when read)
+}
+
+// startDev starts `sluice dev args...` with its terminal output in a file
+// of dir. When the test ends it is stopped as with Ctrl-C (SIGINT to its
+// process group) and killed if it did not stop within a minute.
+func startDev(t *testing.T, dir string, args ...string) *devProcess {
+	t.Helper()
+	d := &devProcess{t: t, out: filepath.Join(dir, "terminal.txt"), done: make(chan error, 1)}
+	f, err := os.Create(d.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cmd := exec.Command(sluice.bin, append([]string{"dev"}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+			t.Errorf("stop sluice dev: %v", err)
+		}
+		select {
+		case <-d.done:
+		case <-time.After(time.Minute):
+			t.Errorf("sluice dev did not stop within a minute of Ctrl-C")
+			if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+				t.Errorf("kill sluice dev: %v", err)
+			}
+		}
+	})
+	return d
+}
+
+// terminal is what the process printed so far.
+func (d *devProcess) terminal() string {
+	b, err := os.ReadFile(d.out)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkRunning fails the test, with the end of the terminal, if the
+// process exited.
+func (d *devProcess) checkRunning() {
+	select {
+	case err := <-d.done:
+		d.done <- err
+		d.t.Fatalf("sluice dev stopped: %v\n%s", err, tail(d.terminal(), 40))
+	default:
+	}
+}
+
 // TestDevShowsTheDemoOnTheDashboardAndKeepsTheTerminalReadable runs `sluice
 // dev --demo` (what `make run` runs) on a cluster of its own: it prints the
 // dashboard's URL, the dashboard shows the demo's service, the terminal gets
@@ -35,49 +96,12 @@ func TestDevShowsTheDemoOnTheDashboardAndKeepsTheTerminalReadable(t *testing.T) 
 	// The xDS port and the two after it (the plaintext listener is the
 	// port after the next); metrics and health on two more.
 	xdsPort, metrics, webhook := freePorts(t, 3), freePorts(t, 2), freePorts(t, 1)
-	out := filepath.Join(dir, "terminal.txt")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(sluice.bin, "dev", "--demo", "--dir", filepath.Join(dir, "dev"),
+	dev := startDev(t, dir, "--demo", "--dir", filepath.Join(dir, "dev"),
 		"--xds-port", strconv.Itoa(xdsPort), "--webhook-port", strconv.Itoa(webhook), "--metrics-port", strconv.Itoa(metrics), "--dashboard-port", "0")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-			t.Errorf("stop sluice dev: %v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			t.Errorf("sluice dev did not stop within a minute of Ctrl-C")
-			if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
-				t.Errorf("kill sluice dev: %v", err)
-			}
-		}
-	}()
-	terminal := func() string {
-		b, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	terminal := dev.terminal
 	var url, logPath string
 	rolloutPoll(t, 8*time.Minute, "the demo's story plays to its end", func(ctx context.Context) error {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("sluice dev stopped: %v\n%s", err, tail(terminal(), 40))
-		default:
-		}
+		dev.checkRunning()
 		text := terminal()
 		if m := dashboardLine.FindStringSubmatch(text); m != nil && url == "" {
 			url, logPath = m[1], m[2]

@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -152,12 +150,7 @@ func TestImageRunsAsController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proc.Stop(10 * time.Second) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("controller log:\n%s", proc.LogTail(80))
-		}
-	})
+	stopAtCleanup(t, proc)
 	health := "http://127.0.0.1:" + strconv.Itoa(ports[3])
 	metricsURL := "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/metrics"
 	eventually(t, 2*time.Minute, "controller from the image ready", func(ctx context.Context) error {
@@ -212,7 +205,7 @@ func TestImageRunsAsController(t *testing.T) {
 		if !strings.Contains(err.Error(), "paris-launch") {
 			return fmt.Errorf("create inside the freeze window: %v, want a denial naming it", err)
 		}
-		n, err := metricSumMatching(ctx, metricsURL, webhook.MetricViolations, `policy="`+policy+`"`)
+		n, err := metricWith(ctx, metricsURL, webhook.MetricViolations, `policy="`+policy+`"`)
 		if err != nil {
 			return err
 		}
@@ -380,35 +373,4 @@ func checkRootFS(t *testing.T, root string, uid int) {
 	if !slices.Equal(want, paths) {
 		t.Errorf("the root filesystem holds %v, want %v", paths, want)
 	}
-}
-
-// metricSumMatching adds up the samples of a metric family whose line
-// contains substr (e.g. a label pair).
-func metricSumMatching(ctx context.Context, url, family, substr string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, family+"{") || !strings.Contains(line, substr) {
-			continue
-		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metric line %q: %w", line, err)
-		}
-		sum += v
-	}
-	return sum, nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // TestLeaseLossStopsOnlyTheLeaderWork takes the leader lease away from the
@@ -24,7 +25,7 @@ import (
 func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "5s"})
-	load := startLoad(t, f.ns, "checkout", 20)
+	load := startLoad(t, f.Namespace, "checkout", 20)
 	starts := sluice.starts
 	leading := func(want float64) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
@@ -58,19 +59,19 @@ func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
 
 	// No leader: a new version is admitted (the webhook serves, and
 	// mutates) but no canary is started.
-	f.update("example.com/checkout:v2")
-	probe := deployment(f.ns, "probe", "example.com/probe:v1", 1)
+	f.Update("example.com/checkout:v2")
+	probe := deployment(f.Namespace, "probe", "example.com/probe:v1", 1)
 	probe.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary"}
-	if err := f.kube.Create(context.Background(), probe); err != nil {
+	if err := f.Kube.Create(context.Background(), probe); err != nil {
 		t.Fatalf("create a Deployment without a leader: %v", err)
 	}
 	if probe.Spec.Template.Labels[v1alpha1.LabelRevision] == "" {
 		t.Errorf("a Deployment was admitted without the webhook's labels: %v", probe.Spec.Template.Labels)
 	}
 	// A client that connects now gets its configuration: xDS serves.
-	fresh := startLoad(t, f.ns, "checkout", 5)
+	fresh := startLoad(t, f.Namespace, "checkout", 5)
 	time.Sleep(3 * time.Second) // a leader would have started the canary by now
-	if err := f.canaryGone(context.Background()); err != nil {
+	if err := f.CanaryGone(context.Background()); err != nil {
 		t.Errorf("a replica without the lease started a canary: %v", err)
 	}
 	if sluice.starts != starts {
@@ -89,7 +90,7 @@ func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
 	}
 	stolen <- nil // for the deferred check
 	rolloutPoll(t, 2*time.Minute, "the controller to lead again", leading(1))
-	f.wait(4*time.Minute, "the rollout promoted after leading again", phaseIs(v1alpha1.PhaseSucceeded))
+	f.Wait(4*time.Minute, "the rollout promoted after leading again", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
 	termsAfter, err := metricWith(context.Background(), sluice.MetricsURL, "sluice_leader_terms_total", "")
 	if err != nil {
 		t.Fatal(err)
@@ -97,16 +98,7 @@ func TestLeaseLossStopsOnlyTheLeaderWork(t *testing.T) {
 	if termsAfter != termsBefore+1 {
 		t.Errorf("leader terms went from %v to %v, want one more", termsBefore, termsAfter)
 	}
-	for name, l := range map[string]*rpcLoad{"steady": load, "connected without a leader": fresh} {
-		l.stop()
-		answers, failures, msgs := l.snapshot()
-		if failures != 0 {
-			t.Errorf("%s load: %d failed RPCs: %v", name, failures, msgs)
-		}
-		if answers["v2"] == 0 {
-			t.Errorf("%s load never reached v2: %v", name, answers)
-		}
-	}
+	checkLoads(t, "across the failover", map[string]*testkit.Load{"steady load": load, "load connected without a leader": fresh}, "v2")
 }
 
 // holdLease takes the controller's lease for holder and renews it every
@@ -116,7 +108,7 @@ func holdLease(ctx context.Context, f *deliveryFixture, holder string) error {
 	key := types.NamespacedName{Namespace: sluiceNamespace, Name: "sluice-controller"}
 	update := func(ctx context.Context, held bool) error {
 		var l coordinationv1.Lease
-		if err := f.kube.Get(ctx, key, &l); err != nil {
+		if err := f.Kube.Get(ctx, key, &l); err != nil {
 			return err
 		}
 		now := time.Now()
@@ -127,7 +119,7 @@ func holdLease(ctx context.Context, f *deliveryFixture, holder string) error {
 			l.Spec.RenewTime = &metav1.MicroTime{Time: now.Add(-time.Minute)}
 			l.Spec.LeaseDurationSeconds = ptr.To[int32](1)
 		}
-		return f.kube.Update(ctx, &l)
+		return f.Kube.Update(ctx, &l)
 	}
 	for ctx.Err() == nil {
 		if err := update(ctx, true); err != nil && ctx.Err() == nil && !apierrors.IsConflict(err) {

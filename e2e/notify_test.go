@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/notify"
 )
 
@@ -116,14 +117,14 @@ func TestNotificationsReachTheTeamsReceiverInOrder(t *testing.T) {
 	recv := newReceiver(t)
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "5s"})
-	enableNotifications(t, f.ns, recv.URL+"/", recv.URL+"/hooks/shop")
-	startLoad(t, f.ns, "checkout", 50)
+	enableNotifications(t, f.Namespace, recv.URL+"/", recv.URL+"/hooks/shop")
+	startLoad(t, f.Namespace, "checkout", 50)
 
-	f.update("example.com/checkout:v2")
-	good := f.wait(4*time.Minute, "v2 promoted", phaseIs(v1alpha1.PhaseSucceeded)).Status.StableRevision
+	f.Update("example.com/checkout:v2")
+	good := f.Wait(4*time.Minute, "v2 promoted", testkit.PhaseIs(v1alpha1.PhaseSucceeded)).Status.StableRevision
 	recv.waitFor(t, notify.Promoted, good)
-	f.update("example.com/checkout:v3", errorRate("0.5"))
-	ro := f.wait(3*time.Minute, "v3 rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	f.Update("example.com/checkout:v3", errorRate("0.5"))
+	ro := f.Wait(3*time.Minute, "v3 rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	failed := ro.Status.FailedRevisions[len(ro.Status.FailedRevisions)-1]
 	recv.waitFor(t, notify.RolledBack, failed.Revision)
 
@@ -144,8 +145,8 @@ func TestNotificationsReachTheTeamsReceiverInOrder(t *testing.T) {
 	}
 	var got []string
 	for _, m := range msgs {
-		if m.Namespace != f.ns || m.Rollout != "checkout" {
-			t.Errorf("message about %s/%s, want %s/checkout", m.Namespace, m.Rollout, f.ns)
+		if m.Namespace != f.Namespace || m.Rollout != "checkout" {
+			t.Errorf("message about %s/%s, want %s/checkout", m.Namespace, m.Rollout, f.Namespace)
 		}
 		if m.Kind == notify.Held {
 			if m.Reason == "" {

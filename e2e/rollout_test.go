@@ -4,23 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // These tests drive whole deliveries through the `sluice controller` under
@@ -28,98 +27,19 @@ import (
 // grpc-go's xDS clients sending continuous traffic that the pod runtime
 // answers with each pod's image tag, and load reports feeding the analysis.
 
-// rpcLoad sends RPCs at a fixed rate through one xDS client and counts the
-// answers by version (image tag).
-type rpcLoad struct {
-	mu        sync.Mutex
-	answers   map[string]int
-	firstSeen map[string]time.Time
-	lastSeen  map[string]time.Time
-	failures  int
-	firstFail time.Time
-	lastFail  time.Time
-	failMsgs  map[string]int
-	stop      func()
-}
-
 // startLoad sends rate RPCs a second to xds:///<service>.<ns> until the test
-// ends or stop is called.
-func startLoad(t testing.TB, ns, service string, rate int) *rpcLoad {
+// ends or Stop is called.
+func startLoad(t testing.TB, ns, service string, rate int) *testkit.Load {
 	t.Helper()
-	c := testgrpc.NewTestServiceClient(rolloutXDSConn(t, "xds:///"+service+"."+ns))
-	first, cancelFirst := context.WithTimeout(context.Background(), time.Minute)
-	defer cancelFirst()
-	if _, err := c.UnaryCall(first, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
-		t.Fatalf("first call through xDS: %v", err)
-	}
-	l := &rpcLoad{answers: map[string]int{}, firstSeen: map[string]time.Time{}, lastSeen: map[string]time.Time{},
-		failMsgs: map[string]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				l.one(ctx, c)
-			}()
-		}
-	}()
-	var once sync.Once
-	l.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(l.stop)
-	return l
+	return testkit.StartLoad(t, newXDSConn(t, "xds:///"+service+"."+ns), rate)
 }
 
-func (l *rpcLoad) one(ctx context.Context, c testgrpc.TestServiceClient) {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
-	if ctx.Err() != nil {
-		return // the load stopped; not the data plane's failure
-	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		if l.failures == 0 {
-			l.firstFail = now
-		}
-		l.failures++
-		l.lastFail = now
-		l.failMsgs[err.Error()]++
-		return
-	}
-	l.answers[resp.GetServerId()]++
-	if _, ok := l.firstSeen[resp.GetServerId()]; !ok {
-		l.firstSeen[resp.GetServerId()] = now
-	}
-	l.lastSeen[resp.GetServerId()] = now
-}
-
-// snapshot returns the counts so far.
-func (l *rpcLoad) snapshot() (answers map[string]int, failures int, msgs map[string]int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	answers = map[string]int{}
-	for k, v := range l.answers {
-		answers[k] = v
-	}
-	msgs = map[string]int{}
-	for k, v := range l.failMsgs {
-		msgs[k] = v
-	}
-	return answers, l.failures, msgs
-}
+// rolloutPoll and deployment are testkit's, under the names this
+// package's tests and benchmarks use.
+var (
+	rolloutPoll = testkit.Poll
+	deployment  = testkit.Deployment
+)
 
 var (
 	rolloutKubeOnce   sync.Once
@@ -130,16 +50,7 @@ var (
 // rolloutKube is a client that knows Rollouts, shared by the tests.
 func rolloutKube(t testing.TB) client.Client {
 	t.Helper()
-	rolloutKubeOnce.Do(func() {
-		scheme := runtime.NewScheme()
-		if rolloutKubeErr = clientgoscheme.AddToScheme(scheme); rolloutKubeErr != nil {
-			return
-		}
-		if rolloutKubeErr = v1alpha1.AddToScheme(scheme); rolloutKubeErr != nil {
-			return
-		}
-		rolloutKubeClient, rolloutKubeErr = client.New(env.RESTConfig(), client.Options{Scheme: scheme})
-	})
+	rolloutKubeOnce.Do(func() { rolloutKubeClient, rolloutKubeErr = testkit.NewClient(env.RESTConfig()) })
 	if rolloutKubeErr != nil {
 		t.Fatalf("rollout client: %v", rolloutKubeErr)
 	}
@@ -147,138 +58,55 @@ func rolloutKube(t testing.TB) client.Client {
 }
 
 // deliveryFixture is one opted-in service in its own namespace.
-type deliveryFixture struct {
-	t    testing.TB
-	kube client.Client
-	ns   string
-	name string
-}
+type deliveryFixture struct{ *testkit.Delivery }
 
 // newDelivery deploys image as checkout (3 replicas) opted in with the
 // annotations, and waits until its Rollout is Idle with a stable revision.
 func newDelivery(t testing.TB, image string, annotations map[string]string, podEnv ...corev1.EnvVar) *deliveryFixture {
 	t.Helper()
-	f := &deliveryFixture{t: t, kube: rolloutKube(t), ns: rolloutNamespace(t), name: "checkout"}
-	d := deployment(f.ns, f.name, image, 3, podEnv...)
-	d.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary"}
-	for k, v := range annotations {
-		d.Annotations[k] = v
-	}
-	if err := f.kube.Create(context.Background(), d); err != nil {
-		t.Fatalf("create deployment: %v", err)
-	}
-	f.wait(2*time.Minute, "first deployment stable", idleWithStable)
-	rolloutPoll(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
-		_, err := runningPods(ctx, f.ns, map[string]string{"app": f.name}, 3)
-		return err
-	})
-	return f
+	a := map[string]string{v1alpha1.AnnotationRollout: "canary"}
+	maps.Copy(a, annotations)
+	return &deliveryFixture{testkit.Deploy(t, env.Client(), rolloutKube(t), testkit.DeliverySpec{
+		Namespace:       rolloutNamespaceName(),
+		NamespaceLabels: map[string]string{"sluice.dev/team": "shop"},
+		Name:            "checkout", Image: image, Replicas: 3, Annotations: a, Env: podEnv,
+		StableWithin: 2 * time.Minute,
+	})}
 }
 
-// update changes the image and the pod environment, as a team's CI would.
-func (f *deliveryFixture) update(image string, podEnv ...corev1.EnvVar) {
-	f.t.Helper()
-	rolloutPoll(f.t, 30*time.Second, "update deployment", func(ctx context.Context) error {
-		var d appsv1.Deployment
-		if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
-			return err
-		}
-		d.Spec.Template.Spec.Containers[0].Image = image
-		d.Spec.Template.Spec.Containers[0].Env = podEnv
-		return f.kube.Update(ctx, &d)
-	})
-}
-
-// wait polls the Rollout until cond returns nil.
-func (f *deliveryFixture) wait(timeout time.Duration, what string, cond func(*v1alpha1.Rollout) error) *v1alpha1.Rollout {
-	f.t.Helper()
-	var ro v1alpha1.Rollout
-	rolloutPoll(f.t, timeout, what, func(ctx context.Context) error {
-		if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &ro); err != nil {
-			return err
-		}
-		if err := cond(&ro); err != nil {
-			return fmt.Errorf("%w (message %q)", err, ro.Status.Message)
-		}
-		return nil
-	})
-	return &ro
-}
-
-// idleWithStable holds once the Rollout is Idle with a stable revision.
-func idleWithStable(ro *v1alpha1.Rollout) error {
-	if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
-		return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
-	}
-	return nil
-}
-
-func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {
-	return func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != p {
-			return fmt.Errorf("phase %s, want %s", ro.Status.Phase, p)
-		}
-		return nil
-	}
-}
-
-func (f *deliveryFixture) canaryGone(ctx context.Context) error {
-	var d appsv1.Deployment
-	err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: v1alpha1.CanaryName(f.name)}, &d)
-	if err == nil {
-		return fmt.Errorf("canary %s still exists", d.Name)
-	}
-	return client.IgnoreNotFound(err)
+// rolloutNamespaceName is a new name for a namespace of a rollout test.
+func rolloutNamespaceName() string {
+	return fmt.Sprintf("rollout-%d-%d", rolloutNamespaces.Add(1), time.Now().UnixNano()%100000)
 }
 
 // rolloutNamespace creates a namespace of team shop for one test or benchmark and
 // deletes it afterwards.
 func rolloutNamespace(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("rollout-%d", rolloutNamespaces.Add(1))
-	name = fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%100000)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"sluice.dev/team": "shop"}}}
-	if _, err := env.Client().CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Client().CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("delete namespace %s: %v", name, err)
-		}
-	})
+	name := rolloutNamespaceName()
+	testkit.Namespace(t, env.Client(), name, map[string]string{"sluice.dev/team": "shop"})
 	return name
 }
 
 var rolloutNamespaces, rolloutNodes atomic.Int64
 
-// rolloutXDSConn is grpc-go's xDS client for target configured by the controller
-// under test, with a node id of its own.
-func rolloutXDSConn(t testing.TB, target string) *grpc.ClientConn {
+// checkLoads stops the loads and fails t for every failed RPC of each
+// (during says when they ran) and for each one that one of versions never
+// answered; it logs what each saw.
+func checkLoads(t testing.TB, during string, loads map[string]*testkit.Load, versions ...string) {
 	t.Helper()
-	return newXDSConn(t, target)
-}
-
-// rolloutPoll calls cond until it returns nil or the timeout passes, then fails
-// with cond's last error.
-func rolloutPoll(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) error) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		// Each look gets its own deadline, so the last error reported is
-		// the condition's, not the expiry of the overall timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := cond(ctx)
-		cancel()
-		if err == nil {
-			return
+	for _, name := range slices.Sorted(maps.Keys(loads)) {
+		l := loads[name]
+		l.Stop()
+		answers, failures, msgs := l.Snapshot()
+		t.Logf("%s: answers %v, failures %d", name, answers, failures)
+		if failures > 0 {
+			t.Errorf("%s: %d failed RPCs %s: %v", name, failures, during, msgs)
 		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		case <-tick.C:
+		for _, v := range versions {
+			if answers[v] == 0 {
+				t.Errorf("%s never reached %s: answers %v", name, v, answers)
+			}
 		}
 	}
 }
@@ -288,13 +116,13 @@ func errorRate(rate string) corev1.EnvVar { return corev1.EnvVar{Name: "SIM_ERRO
 func TestRolloutHealthyPromotedWithoutFailedRPCs(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "10,25,50", v1alpha1.AnnotationStepInterval: "5s"})
-	loads := []*rpcLoad{startLoad(t, f.ns, "checkout", 50), startLoad(t, f.ns, "checkout", 50)}
-	f.update("example.com/checkout:v2")
-	f.wait(30*time.Second, "canary starts", phaseIs(v1alpha1.PhaseProgressing))
-	ro := f.wait(4*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
-	eventually(t, time.Minute, "canary deleted", f.canaryGone)
+	loads := []*testkit.Load{startLoad(t, f.Namespace, "checkout", 50), startLoad(t, f.Namespace, "checkout", 50)}
+	f.Update("example.com/checkout:v2")
+	f.Wait(30*time.Second, "canary starts", testkit.PhaseIs(v1alpha1.PhaseProgressing))
+	ro := f.Wait(4*time.Minute, "promoted", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
+	eventually(t, time.Minute, "canary deleted", f.CanaryGone)
 	var d appsv1.Deployment
-	if err := f.kube.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
+	if err := f.Kube.Get(context.Background(), types.NamespacedName{Namespace: f.Namespace, Name: f.Name}, &d); err != nil {
 		t.Fatal(err)
 	}
 	if rev := d.Spec.Template.Labels[v1alpha1.LabelRevision]; ro.Status.StableRevision != rev || d.Spec.Paused {
@@ -303,45 +131,33 @@ func TestRolloutHealthyPromotedWithoutFailedRPCs(t *testing.T) {
 	var before map[string]int
 	eventually(t, time.Minute, "only v2 answers", func(context.Context) error {
 		// The load keeps running: compare two snapshots a poll apart.
-		after, _, _ := loads[0].snapshot()
+		after, _, _ := loads[0].Snapshot()
 		defer func() { before = after }()
 		if before == nil || after["v1"] != before["v1"] || after["v2"] == before["v2"] {
 			return fmt.Errorf("answers moved from %v to %v", before, after)
 		}
 		return nil
 	})
-	for i, l := range loads {
-		l.stop()
-		answers, failures, msgs := l.snapshot()
-		t.Logf("client %d: answers %v, failures %d", i, answers, failures)
-		if failures > 0 {
-			t.Errorf("client %d: %d failed RPCs during the rollout: %v", i, failures, msgs)
-		}
-		if answers["v2"] == 0 {
-			t.Errorf("client %d never reached v2", i)
-		}
-	}
+	checkLoads(t, "during the rollout", map[string]*testkit.Load{"client 0": loads[0], "client 1": loads[1]}, "v2")
 }
 
 func TestRolloutFailingCanaryRolledBack(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "30s"})
-	load := startLoad(t, f.ns, "checkout", 100)
-	f.update("example.com/checkout:v3", errorRate("0.2"))
-	ro := f.wait(3*time.Minute, "rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	load := startLoad(t, f.Namespace, "checkout", 100)
+	f.Update("example.com/checkout:v3", errorRate("0.2"))
+	ro := f.Wait(3*time.Minute, "rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	if len(ro.Status.FailedRevisions) != 1 || ro.Status.FailedRevisions[0].Reason == "" {
 		t.Fatalf("failed revisions %+v, want the canary's with a reason", ro.Status.FailedRevisions)
 	}
-	eventually(t, time.Minute, "canary deleted", f.canaryGone)
-	load.stop()
-	load.mu.Lock()
-	lastCanary := load.lastFail
-	if seen := load.lastSeen["v3"]; seen.After(lastCanary) {
+	eventually(t, time.Minute, "canary deleted", f.CanaryGone)
+	load.Stop()
+	firstFail, lastCanary := load.Failed()
+	if _, seen, _ := load.Seen("v3"); seen.After(lastCanary) {
 		lastCanary = seen
 	}
-	detection := lastCanary.Sub(load.firstFail)
-	load.mu.Unlock()
-	answers, failures, _ := load.snapshot()
+	detection := lastCanary.Sub(firstFail)
+	answers, failures, _ := load.Snapshot()
 	t.Logf("first failure to zero canary traffic: %s (answers %v, failures %d, reason %q)",
 		detection.Round(time.Millisecond), answers, failures, ro.Status.FailedRevisions[0].Reason)
 	if failures == 0 {
@@ -350,7 +166,7 @@ func TestRolloutFailingCanaryRolledBack(t *testing.T) {
 
 	// The failed revision is refused until retried.
 	var d appsv1.Deployment
-	if err := f.kube.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: f.name}, &d); err != nil {
+	if err := f.Kube.Get(context.Background(), types.NamespacedName{Namespace: f.Namespace, Name: f.Name}, &d); err != nil {
 		t.Fatal(err)
 	}
 	if !d.Spec.Paused {
@@ -366,15 +182,15 @@ func TestRolloutFailingCanaryRolledBack(t *testing.T) {
 func TestRolloutFixForwardJudgedOnItsOwnRequests(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "10s"})
-	load := startLoad(t, f.ns, "checkout", 100)
-	f.update("example.com/checkout:v2", errorRate("0.5"))
-	bad := f.wait(3*time.Minute, "v2 rolled back", phaseIs(v1alpha1.PhaseRolledBack))
+	load := startLoad(t, f.Namespace, "checkout", 100)
+	f.Update("example.com/checkout:v2", errorRate("0.5"))
+	bad := f.Wait(3*time.Minute, "v2 rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	if len(bad.Status.FailedRevisions) == 0 {
 		t.Fatalf("rolled back without a failed revision: %+v", bad.Status)
 	}
 	badRev := bad.Status.FailedRevisions[0].Revision
-	f.update("example.com/checkout:v3")
-	started := f.wait(time.Minute, "v3 canary starts", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v3")
+	started := f.Wait(time.Minute, "v3 canary starts", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == badRev {
 			return fmt.Errorf("phase %s, canary %s", ro.Status.Phase, ro.Status.CanaryRevision)
 		}
@@ -384,7 +200,7 @@ func TestRolloutFixForwardJudgedOnItsOwnRequests(t *testing.T) {
 		return nil
 	})
 	fixRev := started.Status.CanaryRevision
-	ro := f.wait(4*time.Minute, "v3 promoted", func(ro *v1alpha1.Rollout) error {
+	ro := f.Wait(4*time.Minute, "v3 promoted", func(ro *v1alpha1.Rollout) error {
 		for _, fr := range ro.Status.FailedRevisions {
 			if fr.Revision == fixRev {
 				t.Fatalf("the fix %s was rolled back: %s", fixRev, fr.Reason)
@@ -395,8 +211,8 @@ func TestRolloutFixForwardJudgedOnItsOwnRequests(t *testing.T) {
 		}
 		return nil
 	})
-	load.stop()
-	answers, failures, _ := load.snapshot()
+	load.Stop()
+	answers, failures, _ := load.Snapshot()
 	t.Logf("v2 %s rolled back (%s); v3 %s promoted; answers %v, failures %d (v2's injected errors)",
 		badRev, bad.Status.FailedRevisions[0].Reason, fixRev, answers, failures)
 	if answers["v3"] == 0 {
@@ -414,9 +230,9 @@ func TestRolloutFixForwardJudgedOnItsOwnRequests(t *testing.T) {
 func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "20s"})
-	loads := []*rpcLoad{startLoad(t, f.ns, "checkout", 50), startLoad(t, f.ns, "checkout", 50)}
-	f.update("example.com/checkout:v2")
-	mid := f.wait(2*time.Minute, "v2's canary carrying weight", func(ro *v1alpha1.Rollout) error {
+	loads := []*testkit.Load{startLoad(t, f.Namespace, "checkout", 50), startLoad(t, f.Namespace, "checkout", 50)}
+	f.Update("example.com/checkout:v2")
+	mid := f.Wait(2*time.Minute, "v2's canary carrying weight", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil || ro.Status.CurrentWeight == 0 {
 			return fmt.Errorf("phase %s, weight %s, step started %v", ro.Status.Phase, ro.Status.CurrentWeight, ro.Status.StepStartedAt)
 		}
@@ -424,20 +240,20 @@ func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 	})
 	v2 := mid.Status.CanaryRevision
 	eventually(t, time.Minute, "v2 answering", func(context.Context) error {
-		if answers, _, _ := loads[0].snapshot(); answers["v2"] == 0 {
+		if answers, _, _ := loads[0].Snapshot(); answers["v2"] == 0 {
 			return fmt.Errorf("answers %v", answers)
 		}
 		return nil
 	})
-	f.update("example.com/checkout:v3")
-	started := f.wait(time.Minute, "v3's canary starts", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v3")
+	started := f.Wait(time.Minute, "v3's canary starts", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == v2 {
 			return fmt.Errorf("phase %s, canary %s", ro.Status.Phase, ro.Status.CanaryRevision)
 		}
 		return nil
 	})
 	v3 := started.Status.CanaryRevision
-	f.wait(4*time.Minute, "v3 promoted", func(ro *v1alpha1.Rollout) error {
+	f.Wait(4*time.Minute, "v3 promoted", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseSucceeded || ro.Status.StableRevision != v3 {
 			return fmt.Errorf("phase %s, stable %s: %s", ro.Status.Phase, ro.Status.StableRevision, ro.Status.Message)
 		}
@@ -447,7 +263,7 @@ func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 	// rolling update of Ready-gated pods the replacement rarely fails an RPC
 	// even without the drain, so the Events say which way it went.
 	eventually(t, 30*time.Second, "v2's canary drained before it was replaced", func(ctx context.Context) error {
-		evs, err := env.Client().EventsV1().Events(f.ns).List(ctx, metav1.ListOptions{})
+		evs, err := env.Client().EventsV1().Events(f.Namespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
 		}
@@ -464,26 +280,16 @@ func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 		}
 		return nil
 	})
-	for i, l := range loads {
-		l.stop()
-		answers, failures, msgs := l.snapshot()
-		t.Logf("client %d: answers %v, failures %d", i, answers, failures)
-		if failures > 0 {
-			t.Errorf("client %d: %d failed RPCs while v3 replaced v2's canary: %v", i, failures, msgs)
-		}
-		if answers["v2"] == 0 || answers["v3"] == 0 {
-			t.Errorf("client %d: answers %v, want both v2 and v3", i, answers)
-		}
-	}
+	checkLoads(t, "while v3 replaced v2's canary", map[string]*testkit.Load{"client 0": loads[0], "client 1": loads[1]}, "v2", "v3")
 }
 
 func TestRolloutComparisonCatchesTwoPercentAgainstPointOne(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "2m",
 		v1alpha1.AnnotationMaxErrorRate: "5%"}, errorRate("0.001"))
-	startLoad(t, f.ns, "checkout", 100)
-	f.update("example.com/checkout:v2", errorRate("0.02"))
-	ro := f.wait(3*time.Minute, "rolled back by the comparison", phaseIs(v1alpha1.PhaseRolledBack))
+	startLoad(t, f.Namespace, "checkout", 100)
+	f.Update("example.com/checkout:v2", errorRate("0.02"))
+	ro := f.Wait(3*time.Minute, "rolled back by the comparison", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	if reason := ro.Status.FailedRevisions[0].Reason; !strings.Contains(reason, "error-rate-vs-stable") {
 		t.Errorf("rolled back for %q, want the canary-versus-stable comparison", reason)
 	}
@@ -493,10 +299,10 @@ func TestRolloutNoiseOnBothTracksPromoted(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "25,50", v1alpha1.AnnotationStepInterval: "20s",
 		v1alpha1.AnnotationMaxErrorRate: "1%"}, errorRate("0.005"))
-	startLoad(t, f.ns, "checkout", 50)
-	f.update("example.com/checkout:v2", errorRate("0.005"))
-	f.wait(30*time.Second, "canary starts", phaseIs(v1alpha1.PhaseProgressing))
-	ro := f.wait(4*time.Minute, "promoted or rolled back", func(ro *v1alpha1.Rollout) error {
+	startLoad(t, f.Namespace, "checkout", 50)
+	f.Update("example.com/checkout:v2", errorRate("0.005"))
+	f.Wait(30*time.Second, "canary starts", testkit.PhaseIs(v1alpha1.PhaseProgressing))
+	ro := f.Wait(4*time.Minute, "promoted or rolled back", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase == v1alpha1.PhaseSucceeded || ro.Status.Phase == v1alpha1.PhaseRolledBack {
 			return nil
 		}
@@ -512,8 +318,8 @@ func TestRolloutResumesAfterControllerKilled(t *testing.T) {
 	// 100 canary requests per 10 s window.
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,40,60", v1alpha1.AnnotationStepInterval: "8s"})
-	startLoad(t, f.ns, "checkout", 50)
-	startLoad(t, f.ns, "checkout", 50)
+	startLoad(t, f.Namespace, "checkout", 50)
+	startLoad(t, f.Namespace, "checkout", 50)
 
 	// Record every status the Rollout passes through.
 	type seen struct {
@@ -532,7 +338,7 @@ func TestRolloutResumesAfterControllerKilled(t *testing.T) {
 		defer tick.Stop()
 		for {
 			var ro v1alpha1.Rollout
-			if err := f.kube.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: f.name}, &ro); err == nil {
+			if err := f.Kube.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: f.Name}, &ro); err == nil {
 				s := seen{step: ro.Status.CurrentStepIndex, weight: ro.Status.CurrentWeight, phase: ro.Status.Phase}
 				if ro.Status.StepStartedAt != nil {
 					s.started = ro.Status.StepStartedAt.UTC().String()
@@ -552,8 +358,8 @@ func TestRolloutResumesAfterControllerKilled(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 
-	f.update("example.com/checkout:v2")
-	f.wait(2*time.Minute, "second step confirmed", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v2")
+	f.Wait(2*time.Minute, "second step confirmed", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.CurrentStepIndex != 1 || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("step %d, started %v", ro.Status.CurrentStepIndex, ro.Status.StepStartedAt)
 		}
@@ -567,7 +373,7 @@ func TestRolloutResumesAfterControllerKilled(t *testing.T) {
 		t.Fatalf("restart controller: %v", err)
 	}
 	t.Logf("controller back after %s", time.Since(killed).Round(time.Millisecond))
-	f.wait(4*time.Minute, "promoted after the restart", phaseIs(v1alpha1.PhaseSucceeded))
+	f.Wait(4*time.Minute, "promoted after the restart", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -597,8 +403,8 @@ func TestRolloutDeadMetricsSourceHoldsVisibly(t *testing.T) {
 	// no-data policy (Hold) keeps the canary at its first step and says so.
 	f := newDelivery(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "10,50", v1alpha1.AnnotationStepInterval: "2s"})
-	f.update("example.com/checkout:v2")
-	f.wait(2*time.Minute, "held for lack of data", func(ro *v1alpha1.Rollout) error {
+	f.Update("example.com/checkout:v2")
+	f.Wait(2*time.Minute, "held for lack of data", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("phase %s, step not confirmed", ro.Status.Phase)
 		}
@@ -610,7 +416,7 @@ func TestRolloutDeadMetricsSourceHoldsVisibly(t *testing.T) {
 		}
 		return nil
 	})
-	ro := f.wait(10*time.Second, "still at the first step", phaseIs(v1alpha1.PhaseProgressing))
+	ro := f.Wait(10*time.Second, "still at the first step", testkit.PhaseIs(v1alpha1.PhaseProgressing))
 	if ro.Status.CurrentStepIndex != 0 {
 		t.Fatalf("advanced to step %d without data", ro.Status.CurrentStepIndex)
 	}
@@ -647,19 +453,17 @@ func BenchmarkRolloutFaultToZeroCanaryTraffic(b *testing.B) {
 func faultToZero(b *testing.B, errRate string, canaryRPS int) time.Duration {
 	f := newDelivery(b, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "10m"})
-	loads := []*rpcLoad{startLoad(b, f.ns, "checkout", canaryRPS), startLoad(b, f.ns, "checkout", canaryRPS)}
-	f.update("example.com/checkout:bad", errorRate(errRate))
-	f.wait(5*time.Minute, "rolled back", phaseIs(v1alpha1.PhaseRolledBack))
-	rolloutPoll(b, time.Minute, "canary deleted", f.canaryGone)
+	loads := []*testkit.Load{startLoad(b, f.Namespace, "checkout", canaryRPS), startLoad(b, f.Namespace, "checkout", canaryRPS)}
+	f.Update("example.com/checkout:bad", errorRate(errRate))
+	f.Wait(5*time.Minute, "rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
+	rolloutPoll(b, time.Minute, "canary deleted", f.CanaryGone)
 	var onset, last time.Time
 	for _, l := range loads {
-		l.stop()
-		l.mu.Lock()
-		first, end := l.firstFail, l.lastFail
-		if seen, ok := l.lastSeen["bad"]; ok && seen.After(end) {
+		l.Stop()
+		first, end := l.Failed()
+		if _, seen, ok := l.Seen("bad"); ok && seen.After(end) {
 			end = seen
 		}
-		l.mu.Unlock()
 		if !first.IsZero() && (onset.IsZero() || first.Before(onset)) {
 			onset = first
 		}

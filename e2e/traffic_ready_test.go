@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // TestRolloutShowsWhatTrafficCannotPublish: two Deployments whose admitted
@@ -24,8 +25,8 @@ import (
 func TestRolloutShowsWhatTrafficCannotPublish(t *testing.T) {
 	steps := map[string]string{v1alpha1.AnnotationSteps: "10,50", v1alpha1.AnnotationStepInterval: "2s"}
 	first := newDelivery(t, "example.com/checkout:v1", steps)
-	second := &deliveryFixture{t: t, kube: first.kube, ns: first.ns, name: "checkout-next"}
-	d := deployment(second.ns, second.name, "example.com/checkout:v1", 1)
+	second := &deliveryFixture{&testkit.Delivery{T: t, Kube: first.Kube, Namespace: first.Namespace, Name: "checkout-next"}}
+	d := deployment(second.Namespace, second.Name, "example.com/checkout:v1", 1)
 	d.Annotations = map[string]string{v1alpha1.AnnotationRollout: "canary", v1alpha1.AnnotationService: "checkout"}
 	for k, v := range steps {
 		d.Annotations[k] = v
@@ -33,20 +34,20 @@ func TestRolloutShowsWhatTrafficCannotPublish(t *testing.T) {
 	// Another first step than the steering rollout's: its weight is never
 	// the published one while the other steers.
 	d.Annotations[v1alpha1.AnnotationSteps] = "20,50"
-	if err := second.kube.Create(context.Background(), d); err != nil {
+	if err := second.Kube.Create(context.Background(), d); err != nil {
 		t.Fatalf("create the second deployment of service checkout (admission must accept it): %v", err)
 	}
-	second.wait(2*time.Minute, "second deployment stable", idleWithStable)
+	second.Wait(2*time.Minute, "second deployment stable", testkit.IdleWithStable)
 
-	first.update("example.com/checkout:v2")
-	first.wait(time.Minute, "first canary carries weight", func(ro *v1alpha1.Rollout) error {
+	first.Update("example.com/checkout:v2")
+	first.Wait(time.Minute, "first canary carries weight", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("phase %s, step confirmed %v", ro.Status.Phase, ro.Status.StepStartedAt != nil)
 		}
 		return nil
 	})
-	second.update("example.com/checkout:v3")
-	ro := second.wait(2*time.Minute, "the second Rollout shows why its weight is not published", func(ro *v1alpha1.Rollout) error {
+	second.Update("example.com/checkout:v3")
+	ro := second.Wait(2*time.Minute, "the second Rollout shows why its weight is not published", func(ro *v1alpha1.Rollout) error {
 		c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionTrafficReady)
 		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "TrafficProblem" {
 			return fmt.Errorf("TrafficReady %+v", c)
@@ -68,14 +69,14 @@ func TestRolloutShowsWhatTrafficCannotPublish(t *testing.T) {
 	// condition and message clear without any change to its own objects.
 	var steering v1alpha1.Rollout
 	rolloutPoll(t, 30*time.Second, "abort the first rollout", func(ctx context.Context) error {
-		if err := first.kube.Get(ctx, types.NamespacedName{Namespace: first.ns, Name: first.name}, &steering); err != nil {
+		if err := first.Kube.Get(ctx, types.NamespacedName{Namespace: first.Namespace, Name: first.Name}, &steering); err != nil {
 			return err
 		}
 		steering.Spec.Abort = &v1alpha1.RolloutAction{Revision: steering.Status.CanaryRevision, RequestedBy: "e2e",
 			RequestedAt: metav1.Now(), Reason: "make way"}
-		return first.kube.Update(ctx, &steering)
+		return first.Kube.Update(ctx, &steering)
 	})
-	second.wait(2*time.Minute, "the second Rollout's traffic is ready and its step confirmed", func(ro *v1alpha1.Rollout) error {
+	second.Wait(2*time.Minute, "the second Rollout's traffic is ready and its step confirmed", func(ro *v1alpha1.Rollout) error {
 		c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionTrafficReady)
 		if c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("TrafficReady %+v", c)

@@ -295,14 +295,11 @@ func reviewAsAPIServer(t *testing.T, d *appsv1.Deployment, user authenticationv1
 	return out.Response
 }
 
-// metricWith adds up the samples of a metric family whose labels contain
-// match (e.g. `policy="p"`).
+// metricWith adds up the samples of a metric family whose line contains
+// match (e.g. `policy="p"`; "" for all) at url, scraped with the
+// credentials registered for url, if any (metricsGet).
 func metricWith(ctx context.Context, url, family, match string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := metricsGet(ctx, url)
 	if err != nil {
 		return 0, err
 	}

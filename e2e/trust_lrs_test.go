@@ -9,13 +9,10 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/router"
 	"github.com/sluice-dev/sluice/xds/auth"
 )
@@ -35,16 +33,14 @@ import (
 // lrsReporter reports made-up load over one LRS stream to the controller
 // under test, every 200 ms, as a client whose traffic it describes would.
 type lrsReporter struct {
-	mu            sync.Mutex
-	cluster, zone string
-	ok, failed    uint64 // per report
-	stop          context.CancelFunc
-	done          chan error
+	*testkit.LoadReporter
+	stop context.CancelFunc
 }
 
 // startReporter opens an LRS stream to addr with creds (and token as call
 // credentials, if set) as a node of namespace ns, and reports on cluster's
-// locality zone until stopped.
+// locality zone until stopped; first it acknowledges cluster over ADS on
+// the same connection, as a client does.
 func startReporter(t *testing.T, addr string, creds credentials.TransportCredentials, token, ns, cluster, zone string) *lrsReporter {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
@@ -55,78 +51,11 @@ func startReporter(t *testing.T, addr string, creds credentials.TransportCredent
 	if token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	}
-	r := &lrsReporter{cluster: cluster, zone: zone, stop: cancel, done: make(chan error, 1)}
 	t.Cleanup(func() { cancel(); conn.Close() })
 	node := &corev3.Node{Id: fmt.Sprintf("lrs-probe-%d", rolloutNodes.Add(1)), Metadata: &structpb.Struct{
 		Fields: map[string]*structpb.Value{auth.NodeNamespaceKey: structpb.NewStringValue(ns)}}}
-	ackCluster(t, ctx, conn, node, cluster)
-	stream, err := lrsv3.NewLoadReportingServiceClient(conn).StreamLoadStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&lrsv3.LoadStatsRequest{Node: node}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatalf("load reporting stream to %s: %v", addr, err)
-	}
-	go func() {
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				r.done <- nil
-				return
-			case <-tick.C:
-			}
-			r.mu.Lock()
-			ls := &endpointv3.UpstreamLocalityStats{Locality: &corev3.Locality{SubZone: r.zone},
-				TotalSuccessfulRequests: r.ok, TotalErrorRequests: r.failed, TotalIssuedRequests: r.ok + r.failed}
-			r.mu.Unlock()
-			err := stream.Send(&lrsv3.LoadStatsRequest{ClusterStats: []*endpointv3.ClusterStats{
-				{ClusterName: r.cluster, UpstreamLocalityStats: []*endpointv3.UpstreamLocalityStats{ls}}}})
-			if err != nil {
-				r.done <- err
-				return
-			}
-		}
-	}()
-	return r
-}
-
-// ackCluster subscribes to cluster over ADS on conn, as node, and
-// acknowledges it, as a client does before it sends that cluster traffic;
-// the stream stays open until ctx ends (load counts only from identities
-// with a live stream that acknowledged the cluster).
-func ackCluster(t *testing.T, ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, cluster string) {
-	t.Helper()
-	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-	if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: clusterType, ResourceNames: []string{cluster}}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := ads.Recv()
-	if err != nil {
-		t.Fatalf("subscribe to cluster %s: %v", cluster, err)
-	}
-	if len(resp.GetResources()) != 1 {
-		t.Fatalf("subscribed to cluster %s, got %d clusters", cluster, len(resp.GetResources()))
-	}
-	if err := ads.Send(&discoveryv3.DiscoveryRequest{TypeUrl: clusterType, ResourceNames: []string{cluster},
-		VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// set changes what every later report says.
-func (r *lrsReporter) set(ok, failed uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.ok, r.failed = ok, failed
+	testkit.AckCluster(t, ctx, conn, node, cluster)
+	return &lrsReporter{LoadReporter: testkit.StartLoadReporter(t, ctx, conn, node, cluster, zone), stop: cancel}
 }
 
 // TestTrustLoadReportsFromTheLegacyListener plays load reports against the
@@ -142,7 +71,7 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "5s"})
 	ctx := context.Background()
 	patch := []byte(`{"metadata":{"labels":{"` + auth.LegacyNamespaceLabel + `":"` + auth.LegacyNamespaceEnabled + `"}}}`)
-	if _, err := env.Client().CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := env.Client().CoreV1().Namespaces().Patch(ctx, f.Namespace, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	tlsCreds := sluiceTLS(t)
@@ -168,14 +97,14 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 
 	stable, ro := f.startCanary("example.com/checkout:v2")
 	canary := ro.Status.CanaryRevision
-	stableReporter := startReporter(t, sluice.XDSAddr, tlsCreds, tokenOf(t, f.ns, auth.DefaultAudience), f.ns,
-		router.ClusterName(f.ns, f.name, 8080, router.TrackStable), router.LocalitySubZone(router.TrackStable, stable))
-	stableReporter.set(100, 0)
-	legacy := startReporter(t, sluice.LegacyAddr, insecure.NewCredentials(), "", f.ns,
-		router.ClusterName(f.ns, f.name, 8080, router.TrackCanary), router.LocalitySubZone(router.TrackCanary, canary))
-	legacy.set(100, 0)
+	stableReporter := startReporter(t, sluice.XDSAddr, tlsCreds, tokenOf(t, f.Namespace, auth.DefaultAudience), f.Namespace,
+		router.ClusterName(f.Namespace, f.Name, 8080, router.TrackStable), router.LocalitySubZone(router.TrackStable, stable))
+	stableReporter.Set(100, 0)
+	legacy := startReporter(t, sluice.LegacyAddr, insecure.NewCredentials(), "", f.Namespace,
+		router.ClusterName(f.Namespace, f.Name, 8080, router.TrackCanary), router.LocalitySubZone(router.TrackCanary, canary))
+	legacy.Set(100, 0)
 
-	ro = f.wait(2*time.Minute, "the canary's step interval elapsed on thousands of legacy-reported requests", stepDecided(3000))
+	ro = f.Wait(2*time.Minute, "the canary's step interval elapsed on thousands of legacy-reported requests", stepDecided(3000))
 	if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex != 0 {
 		t.Fatalf("a canary reported only over the legacy listener left its first step: phase %s, step %d, message %q",
 			ro.Status.Phase, ro.Status.CurrentStepIndex, ro.Status.Message)
@@ -186,14 +115,14 @@ func TestTrustLoadReportsFromTheLegacyListener(t *testing.T) {
 	}
 	t.Logf("held: %q; sources: %q", ro.Status.Message, ro.Status.Sources.Message)
 
-	legacy.set(70, 30)
-	ro = f.wait(2*time.Minute, "rolled back on the legacy client's errors", phaseIs(v1alpha1.PhaseRolledBack))
+	legacy.Set(70, 30)
+	ro = f.Wait(2*time.Minute, "rolled back on the legacy client's errors", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
 	if fr := ro.Status.FailedRevisions; len(fr) != 1 || fr[0].Revision != canary {
 		t.Fatalf("failed revisions %+v, want %s", fr, canary)
 	}
 	for _, r := range []*lrsReporter{stableReporter, legacy} {
 		r.stop()
-		if err := <-r.done; err != nil {
+		if err := r.Wait(); err != nil {
 			t.Errorf("reporter ended with %v", err)
 		}
 	}
@@ -209,36 +138,36 @@ func TestTrustOneIdentityCannotCarryACanary(t *testing.T) {
 		v1alpha1.AnnotationSteps: "20,50", v1alpha1.AnnotationStepInterval: "5s"})
 	stable, ro := f.startCanary("example.com/checkout:v2")
 	creds := sluiceTLS(t)
-	canaryCluster := router.ClusterName(f.ns, f.name, 8080, router.TrackCanary)
+	canaryCluster := router.ClusterName(f.Namespace, f.Name, 8080, router.TrackCanary)
 	canaryZone := router.LocalitySubZone(router.TrackCanary, ro.Status.CanaryRevision)
-	flood, err := os.ReadFile(clientToken(t, f.ns, "flood", auth.DefaultAudience))
+	flood, err := os.ReadFile(clientToken(t, f.Namespace, "flood", auth.DefaultAudience))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reporters := []*lrsReporter{
-		startReporter(t, sluice.XDSAddr, creds, tokenOf(t, f.ns, auth.DefaultAudience), f.ns,
-			router.ClusterName(f.ns, f.name, 8080, router.TrackStable), router.LocalitySubZone(router.TrackStable, stable)),
-		startReporter(t, sluice.XDSAddr, creds, tokenOf(t, f.ns, auth.DefaultAudience), f.ns, canaryCluster, canaryZone),
-		startReporter(t, sluice.XDSAddr, creds, string(flood), f.ns, canaryCluster, canaryZone),
+		startReporter(t, sluice.XDSAddr, creds, tokenOf(t, f.Namespace, auth.DefaultAudience), f.Namespace,
+			router.ClusterName(f.Namespace, f.Name, 8080, router.TrackStable), router.LocalitySubZone(router.TrackStable, stable)),
+		startReporter(t, sluice.XDSAddr, creds, tokenOf(t, f.Namespace, auth.DefaultAudience), f.Namespace, canaryCluster, canaryZone),
+		startReporter(t, sluice.XDSAddr, creds, string(flood), f.Namespace, canaryCluster, canaryZone),
 	}
-	reporters[0].set(500, 0)
-	reporters[1].set(8, 2)    // a fifth of this caller's requests fail
-	reporters[2].set(1000, 0) // 1,000 successes from the flooding identity
+	reporters[0].Set(500, 0)
+	reporters[1].Set(8, 2)    // a fifth of this caller's requests fail
+	reporters[2].Set(1000, 0) // 1,000 successes from the flooding identity
 
-	ro = f.wait(2*time.Minute, "the canary's step interval elapsed on thousands of requests", stepDecided(10_000))
+	ro = f.Wait(2*time.Minute, "the canary's step interval elapsed on thousands of requests", stepDecided(10_000))
 	if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex != 0 {
 		t.Fatalf("one identity's successes carried the canary: phase %s, step %d, message %q",
 			ro.Status.Phase, ro.Status.CurrentStepIndex, ro.Status.Message)
 	}
 	s := ro.Status.Sources
-	if s.Canary.Identities != 2 || s.Canary.TopIdentity != "token:"+f.ns+"/flood" ||
-		!strings.Contains(s.Message, "token:"+f.ns+"/flood supplied 99") || s.Canary.EvidenceRequests >= s.Canary.Requests/10 {
+	if s.Canary.Identities != 2 || s.Canary.TopIdentity != "token:"+f.Namespace+"/flood" ||
+		!strings.Contains(s.Message, "token:"+f.Namespace+"/flood supplied 99") || s.Canary.EvidenceRequests >= s.Canary.Requests/10 {
 		t.Fatalf("sources %+v, want the flooding identity named as dominating and bounded in the evidence", s)
 	}
 	t.Logf("held: %q; sources: %q", ro.Status.Message, s.Message)
 	for _, r := range reporters {
 		r.stop()
-		if err := <-r.done; err != nil {
+		if err := r.Wait(); err != nil {
 			t.Errorf("reporter ended with %v", err)
 		}
 	}
@@ -247,10 +176,10 @@ func TestTrustOneIdentityCannotCarryACanary(t *testing.T) {
 // startCanary updates the Deployment to image and waits until the canary's
 // first step is confirmed; it returns the stable revision and the Rollout.
 func (f *deliveryFixture) startCanary(image string) (string, *v1alpha1.Rollout) {
-	f.t.Helper()
-	stable := f.wait(time.Minute, "stable revision", phaseIs(v1alpha1.PhaseIdle)).Status.StableRevision
-	f.update(image)
-	return stable, f.wait(2*time.Minute, "canary step confirmed", func(ro *v1alpha1.Rollout) error {
+	f.T.Helper()
+	stable := f.Wait(time.Minute, "stable revision", testkit.PhaseIs(v1alpha1.PhaseIdle)).Status.StableRevision
+	f.Update(image)
+	return stable, f.Wait(2*time.Minute, "canary step confirmed", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
 		}

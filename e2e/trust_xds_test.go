@@ -81,7 +81,7 @@ func tokenOf(t *testing.T, namespace, audience string) string {
 // client that proves its ServiceAccount is served.
 func TestTrustXDSProbes(t *testing.T) {
 	f := newDelivery(t, "example.com/checkout:v1", nil)
-	target := "xds:///checkout." + f.ns
+	target := "xds:///checkout." + f.Namespace
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	call := func(t *testing.T, conn *grpc.ClientConn) {
@@ -109,13 +109,13 @@ func TestTrustXDSProbes(t *testing.T) {
 		code  codes.Code
 		says  string
 	}{
-		{"no credentials", sluice.XDSAddr, tlsCreds, "", listenerRequest(f.ns), codes.Unauthenticated, "no identity"},
-		{"token for another audience", sluice.XDSAddr, tlsCreds, tokenOf(t, f.ns, "vault"), listenerRequest(f.ns), codes.Unauthenticated, `audience "sluice"`},
-		{"token of another namespace claiming this one", sluice.XDSAddr, tlsCreds, tokenOf(t, other, auth.DefaultAudience), listenerRequest(f.ns), codes.PermissionDenied, f.ns},
-		{"10,000 names on one stream", sluice.XDSAddr, tlsCreds, tokenOf(t, f.ns, auth.DefaultAudience), listenerRequest(f.ns, manyNames(10_000)...), codes.InvalidArgument, "10000 resource names"},
-		{"an oversized message", sluice.XDSAddr, tlsCreds, tokenOf(t, f.ns, auth.DefaultAudience), listenerRequest(f.ns, strings.Repeat("x", 5<<20)), codes.ResourceExhausted, ""},
-		{"plaintext client on the TLS port", sluice.XDSAddr, insecure.NewCredentials(), "", listenerRequest(f.ns), codes.Unavailable, ""},
-		{"legacy listener, namespace not opted in", sluice.LegacyAddr, insecure.NewCredentials(), "", listenerRequest(f.ns), codes.PermissionDenied, auth.LegacyNamespaceLabel},
+		{"no credentials", sluice.XDSAddr, tlsCreds, "", listenerRequest(f.Namespace), codes.Unauthenticated, "no identity"},
+		{"token for another audience", sluice.XDSAddr, tlsCreds, tokenOf(t, f.Namespace, "vault"), listenerRequest(f.Namespace), codes.Unauthenticated, `audience "sluice"`},
+		{"token of another namespace claiming this one", sluice.XDSAddr, tlsCreds, tokenOf(t, other, auth.DefaultAudience), listenerRequest(f.Namespace), codes.PermissionDenied, f.Namespace},
+		{"10,000 names on one stream", sluice.XDSAddr, tlsCreds, tokenOf(t, f.Namespace, auth.DefaultAudience), listenerRequest(f.Namespace, manyNames(10_000)...), codes.InvalidArgument, "10000 resource names"},
+		{"an oversized message", sluice.XDSAddr, tlsCreds, tokenOf(t, f.Namespace, auth.DefaultAudience), listenerRequest(f.Namespace, strings.Repeat("x", 5<<20)), codes.ResourceExhausted, ""},
+		{"plaintext client on the TLS port", sluice.XDSAddr, insecure.NewCredentials(), "", listenerRequest(f.Namespace), codes.Unavailable, ""},
+		{"legacy listener, namespace not opted in", sluice.LegacyAddr, insecure.NewCredentials(), "", listenerRequest(f.Namespace), codes.PermissionDenied, auth.LegacyNamespaceLabel},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := adsProbe(t, tc.addr, tc.creds, tc.token, tc.req)
@@ -138,7 +138,7 @@ func TestTrustXDSProbes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		certPEM, keyPEM, err := certs.IssueClient(certs.BundleFromSecretData(sec.Data), "system:serviceaccount:"+f.ns+":"+xdsClientAccount, time.Now(), time.Hour)
+		certPEM, keyPEM, err := certs.IssueClient(certs.BundleFromSecretData(sec.Data), "system:serviceaccount:"+f.Namespace+":"+xdsClientAccount, time.Now(), time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,16 +150,16 @@ func TestTrustXDSProbes(t *testing.T) {
 		withCert := credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}})
 		err = adsProbe(t, sluice.XDSAddr, withCert, "", listenerRequest(other))
 		if status.Code(err) != codes.PermissionDenied {
-			t.Fatalf("a certificate of %s claiming %s: %v, want PermissionDenied", f.ns, other, err)
+			t.Fatalf("a certificate of %s claiming %s: %v, want PermissionDenied", f.Namespace, other, err)
 		}
 	})
 
 	t.Run("a client certificate through the CSR API", func(t *testing.T) {
-		user := "system:serviceaccount:" + f.ns + ":" + xdsClientAccount
-		certPEM, keyPEM := requestClientCertificate(t, f.ns, user, "csr-"+f.ns)
+		user := "system:serviceaccount:" + f.Namespace + ":" + xdsClientAccount
+		certPEM, keyPEM := requestClientCertificate(t, f.Namespace, user, "csr-"+f.Namespace)
 		call(t, dialXDS(t, target, certBootstrap(t, certPEM, keyPEM)))
 		// The same ServiceAccount asking for another's name is denied.
-		csr, _ := submitCSR(t, f.ns, "system:serviceaccount:"+other+":"+xdsClientAccount, "csr-other-"+f.ns)
+		csr, _ := submitCSR(t, f.Namespace, "system:serviceaccount:"+other+":"+xdsClientAccount, "csr-other-"+f.Namespace)
 		if got := waitCSR(t, csr.Name); len(got.Status.Certificate) > 0 || !csrDenied(got) {
 			t.Fatalf("a request for another ServiceAccount's name: %+v, want denied", got.Status)
 		}
@@ -167,10 +167,10 @@ func TestTrustXDSProbes(t *testing.T) {
 
 	t.Run("legacy listener, namespace opted in", func(t *testing.T) {
 		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, auth.LegacyNamespaceLabel, auth.LegacyNamespaceEnabled)
-		if _, err := env.Client().CoreV1().Namespaces().Patch(ctx, f.ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if _, err := env.Client().CoreV1().Namespaces().Patch(ctx, f.Namespace, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		bs, err := auth.Bootstrap{Server: sluice.LegacyAddr, NodeID: "legacy-client", Zone: "e2e", Namespace: f.ns}.JSON()
+		bs, err := auth.Bootstrap{Server: sluice.LegacyAddr, NodeID: "legacy-client", Zone: "e2e", Namespace: f.Namespace}.JSON()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,15 +178,15 @@ func TestTrustXDSProbes(t *testing.T) {
 		// the stream is refused, and grpc-go fails RPCs at once (even
 		// wait-for-ready ones) while its listener is in error, so the
 		// client dials only once a probe is served.
-		eventually(t, time.Minute, "the legacy listener serves "+f.ns, func(context.Context) error {
-			return adsProbe(t, sluice.LegacyAddr, insecure.NewCredentials(), "", listenerRequest(f.ns, "checkout."+f.ns))
+		eventually(t, time.Minute, "the legacy listener serves "+f.Namespace, func(context.Context) error {
+			return adsProbe(t, sluice.LegacyAddr, insecure.NewCredentials(), "", listenerRequest(f.Namespace, "checkout."+f.Namespace))
 		})
 		call(t, dialXDS(t, target, bs))
 	})
 
 	t.Run("the CA bundle reaches the namespace", func(t *testing.T) {
 		eventually(t, time.Minute, "ConfigMap sluice-ca holds the CA", func(ctx context.Context) error {
-			cm, err := env.Client().CoreV1().ConfigMaps(f.ns).Get(ctx, certs.CAConfigMapName, metav1.GetOptions{})
+			cm, err := env.Client().CoreV1().ConfigMaps(f.Namespace).Get(ctx, certs.CAConfigMapName, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -13,12 +12,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/xds"
 
 	"github.com/sluice-dev/sluice/certs"
-	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/xds/auth"
+
 	// grpc-go's xDS client sends the bootstrap's token only with this.
 	_ "github.com/sluice-dev/sluice/xds/auth/callcreds"
 )
@@ -31,14 +29,7 @@ const xdsClientAccount = "xds-client"
 // and writes it to a file of t's, returning the path.
 func clientToken(t testing.TB, namespace, name, audience string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	path := filepath.Join(t.TempDir(), "token")
-	f := cluster.TokenFile{Client: env.Client(), Path: path, Namespace: namespace, Name: name, Audience: audience}
-	if _, err := f.Write(ctx); err != nil {
-		t.Fatalf("xDS client token: %v", err)
-	}
-	return path
+	return testkit.ClientToken(t, env.Client(), namespace, name, audience)
 }
 
 // authBootstrap is the bootstrap of an xDS client of server that proves
@@ -73,16 +64,7 @@ func targetNamespace(t testing.TB, target string) string {
 // configured by bootstrap.
 func dialXDS(t testing.TB, target string, bootstrap []byte) *grpc.ClientConn {
 	t.Helper()
-	rb, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
-	if err != nil {
-		t.Fatalf("xDS resolver: %v", err)
-	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
-	if err != nil {
-		t.Fatalf("dial %s: %v", target, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return testkit.DialTarget(t, bootstrap, target)
 }
 
 // testServingCredentials issues a CA and a serving certificate for

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/local/fleet"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/webhook"
 )
 
@@ -46,7 +47,7 @@ func (s *service) record() *history {
 	go func() {
 		defer close(h.done)
 		for ctx.Err() == nil {
-			if ro, err := s.rollout(ctx); err == nil {
+			if ro, err := s.Rollout(ctx); err == nil {
 				st := step{index: ro.Status.CurrentStepIndex, phase: ro.Status.Phase}
 				if ro.Status.StepStartedAt != nil {
 					st.started = ro.Status.StepStartedAt.Time
@@ -60,7 +61,7 @@ func (s *service) record() *history {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	s.t.Cleanup(h.stop)
+	s.T.Cleanup(h.stop)
 	return h
 }
 
@@ -112,12 +113,26 @@ func stepConfirmed(i int32) func(*v1alpha1.Rollout) error {
 func leader(t testing.TB) *fleet.Replica {
 	t.Helper()
 	var r *fleet.Replica
-	poll(t, time.Minute, "a replica leads", func(ctx context.Context) error {
+	testkit.Poll(t, time.Minute, "a replica leads", func(ctx context.Context) error {
 		var err error
 		r, err = sluice.Leader(ctx)
 		return err
 	})
 	return r
+}
+
+// killLeader kills the leading replica (SIGKILL; it is started again
+// after the test) and waits until another one leads.
+func killLeader(t testing.TB) (old, next *fleet.Replica, killed time.Time) {
+	t.Helper()
+	old = leader(t)
+	restartAfter(t, old)
+	old.Kill()
+	killed = time.Now()
+	if next = leader(t); next == old {
+		t.Fatalf("%s still leads after it was killed", old.Name)
+	}
+	return old, next, killed
 }
 
 // restartAfter restarts r when the test ends, so the next test has the
@@ -141,27 +156,20 @@ func restartAfter(t testing.TB, r *fleet.Replica) {
 func TestChaosLeaderKilledMidRollout(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,40,60", v1alpha1.AnnotationStepInterval: "6s"})
-	traffic := []*load{startLoad(t, s.dial(t), 50), startLoad(t, s.dial(t), 50)}
+	traffic := []*testkit.Load{testkit.StartLoad(t, s.dial(t), 50), testkit.StartLoad(t, s.dial(t), 50)}
 	h := s.record()
-	s.update("example.com/checkout:v2")
-	s.wait(2*time.Minute, "second step confirmed", stepConfirmed(1))
+	s.Update("example.com/checkout:v2")
+	s.Wait(2*time.Minute, "second step confirmed", stepConfirmed(1))
 
-	old := leader(t)
-	restartAfter(t, old)
-	old.Kill()
-	killed := time.Now()
-	next := leader(t)
-	if next == old {
-		t.Fatalf("%s still leads after it was killed", old.Name)
-	}
+	old, next, killed := killLeader(t)
 	t.Logf("%s leads %s after %s was killed", next.Name, time.Since(killed).Round(time.Millisecond), old.Name)
-	s.wait(4*time.Minute, "promoted by the new leader", phaseIs(v1alpha1.PhaseSucceeded))
+	s.Wait(4*time.Minute, "promoted by the new leader", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
 	started := h.check(t, 3)
 	if at, ok := started[2]; ok && at.After(killed) {
 		t.Logf("failover figure: leader killed → next step confirmed in %s (lease 4s, renew 3s, retry 500ms; step interval 6s)", at.Sub(killed).Round(time.Millisecond))
 	}
 	for _, l := range traffic {
-		if answers := l.check(t); answers["v2"] == 0 {
+		if answers := l.Check(t); answers["v2"] == 0 {
 			t.Errorf("v2 never answered: %v", answers)
 		}
 	}
@@ -181,7 +189,7 @@ func TestChaosClientsReplicaKilled(t *testing.T) {
 	for _, r := range sluice.Replicas {
 		before[r.XDSAddr()] = sluice.XDS.Connections(r.XDSAddr())
 	}
-	traffic := startLoad(t, s.dial(t), 50)
+	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	var victim *fleet.Replica
 	for _, r := range sluice.Replicas {
 		if sluice.XDS.Connections(r.XDSAddr()) > before[r.XDSAddr()] {
@@ -191,25 +199,25 @@ func TestChaosClientsReplicaKilled(t *testing.T) {
 	if victim == nil {
 		t.Fatal("the client's connection reached no replica through the front")
 	}
-	s.update("example.com/checkout:v2")
-	s.wait(2*time.Minute, "canary at 50%", stepConfirmed(0))
+	s.Update("example.com/checkout:v2")
+	s.Wait(2*time.Minute, "canary at 50%", stepConfirmed(0))
 	restartAfter(t, victim)
 	victim.Kill()
 	killed := time.Now()
-	s.wait(4*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
+	s.Wait(4*time.Minute, "promoted", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
 	// The old pods go away as the promoted version rolls out: a client
 	// still on the configuration it had when its replica died would fail.
-	poll(t, 2*time.Minute, "only v2 answers", func(context.Context) error {
-		if last := traffic.lastAnswer("v1"); time.Since(last) < 3*time.Second {
+	testkit.Poll(t, 2*time.Minute, "only v2 answers", func(context.Context) error {
+		if _, last, _ := traffic.Seen("v1"); time.Since(last) < 3*time.Second {
 			return fmt.Errorf("v1 answered %s ago", time.Since(last).Round(time.Millisecond))
 		}
-		if last := traffic.lastAnswer("v2"); time.Since(last) > time.Second {
+		if _, last, _ := traffic.Seen("v2"); time.Since(last) > time.Second {
 			return fmt.Errorf("v2 last answered %s ago", time.Since(last).Round(time.Millisecond))
 		}
 		return nil
 	})
 	t.Logf("%s (the client's replica) killed; only v2 answers %s later", victim.Name, time.Since(killed).Round(time.Millisecond))
-	traffic.check(t)
+	traffic.Check(t)
 }
 
 // TestChaosAPIServerPausedLongerThanTheLease stops the API server
@@ -220,15 +228,15 @@ func TestChaosClientsReplicaKilled(t *testing.T) {
 func TestChaosAPIServerPausedLongerThanTheLease(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
-	traffic := startLoad(t, s.dial(t), 50)
+	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	// Every replica verifies the clients' token once now: while the API
 	// server is paused no token can be reviewed, and a replica serves a
 	// new stream only on a verdict it holds (see docs/security.md).
 	for _, r := range sluice.Replicas {
-		startLoad(t, s.dialVia(t, r.XDSAddr()), 1).check(t)
+		testkit.StartLoad(t, s.dialVia(t, r.XDSAddr()), 1).Check(t)
 	}
-	s.update("example.com/checkout:v2")
-	s.wait(2*time.Minute, "first step confirmed", stepConfirmed(0))
+	s.Update("example.com/checkout:v2")
+	s.Wait(2*time.Minute, "first step confirmed", stepConfirmed(0))
 
 	apiserver := env.Component("kube-apiserver")
 	if err := apiserver.Signal(syscall.SIGSTOP); err != nil {
@@ -247,7 +255,7 @@ func TestChaosAPIServerPausedLongerThanTheLease(t *testing.T) {
 	defer resume()
 
 	// Lease 4 s, renew deadline 3 s: by 8 s no replica leads.
-	poll(t, time.Minute, "no replica leads while the API server is paused", func(ctx context.Context) error {
+	testkit.Poll(t, time.Minute, "no replica leads while the API server is paused", func(ctx context.Context) error {
 		if r, err := sluice.Leader(ctx); err == nil {
 			return fmt.Errorf("%s still leads", r.Name)
 		}
@@ -264,13 +272,13 @@ func TestChaosAPIServerPausedLongerThanTheLease(t *testing.T) {
 	}
 	// A client that connects now, with a token the replicas verified
 	// before, is configured from their caches.
-	fresh := startLoad(t, s.dial(t), 10)
+	fresh := testkit.StartLoad(t, s.dial(t), 10)
 
 	resume()
 	leader(t)
-	s.wait(4*time.Minute, "promoted after the API server resumed", phaseIs(v1alpha1.PhaseSucceeded))
-	traffic.check(t)
-	fresh.check(t)
+	s.Wait(4*time.Minute, "promoted after the API server resumed", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
+	traffic.Check(t)
+	fresh.Check(t)
 }
 
 // admit posts an AdmissionReview of a Deployment straight to r's
@@ -320,16 +328,16 @@ func admit(r *fleet.Replica) error {
 func TestChaosHungProxiesAreNamedAndSkipped(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
-	traffic := startLoad(t, s.dial(t), 50)
+	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	want := map[string]bool{}
 	for _, r := range sluice.Replicas {
 		node := proxyNode("hung", r.Name)
 		s.rawProxy(t, r.XDSAddr(), node, proxyHangs)
 		want[node] = true
 	}
-	s.update("example.com/checkout:v2")
+	s.Update("example.com/checkout:v2")
 	named := map[string]bool{}
-	s.wait(4*time.Minute, "promoted past the hung proxies", func(ro *v1alpha1.Rollout) error {
+	s.Wait(4*time.Minute, "promoted past the hung proxies", func(ro *v1alpha1.Rollout) error {
 		for _, n := range ro.Status.Proxies.StaleNodes {
 			for node := range want {
 				if strings.Contains(n, node) {
@@ -337,14 +345,14 @@ func TestChaosHungProxiesAreNamedAndSkipped(t *testing.T) {
 				}
 			}
 		}
-		return phaseIs(v1alpha1.PhaseSucceeded)(ro)
+		return testkit.PhaseIs(v1alpha1.PhaseSucceeded)(ro)
 	})
 	for node := range want {
 		if !named[node] {
 			t.Errorf("hung proxy %s was never named stale on the Rollout", node)
 		}
 	}
-	traffic.check(t)
+	traffic.Check(t)
 }
 
 // TestChaosNackingProxiesHoldTheStep connects, on each replica, a proxy of
@@ -354,13 +362,13 @@ func TestChaosHungProxiesAreNamedAndSkipped(t *testing.T) {
 func TestChaosNackingProxiesHoldTheStep(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
-	traffic := startLoad(t, s.dial(t), 50)
+	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	var stops []func()
 	for _, r := range sluice.Replicas {
 		stops = append(stops, s.rawProxy(t, r.XDSAddr(), proxyNode("nack", r.Name), proxyNacks))
 	}
-	s.update("example.com/checkout:v2")
-	ro := s.wait(2*time.Minute, "the step held by the NACKs, with the reason", func(ro *v1alpha1.Rollout) error {
+	s.Update("example.com/checkout:v2")
+	ro := s.Wait(2*time.Minute, "the step held by the NACKs, with the reason", func(ro *v1alpha1.Rollout) error {
 		if !strings.Contains(ro.Status.Message, "rejects every route configuration") {
 			return fmt.Errorf("phase %s, step %d: the rejection is not on the status", ro.Status.Phase, ro.Status.CurrentStepIndex)
 		}
@@ -383,8 +391,8 @@ func TestChaosNackingProxiesHoldTheStep(t *testing.T) {
 	for _, stop := range stops {
 		stop()
 	}
-	s.wait(4*time.Minute, "promoted once the rejecting proxies left", phaseIs(v1alpha1.PhaseSucceeded))
-	traffic.check(t)
+	s.Wait(4*time.Minute, "promoted once the rejecting proxies left", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
+	traffic.Check(t)
 }
 
 // TestChaosSlowProxyOnTheFollowerDelaysTheStep connects a proxy that takes
@@ -402,10 +410,10 @@ func TestChaosSlowProxyOnTheFollowerDelaysTheStep(t *testing.T) {
 		}
 	}
 	_, acks := s.rawProxyAcks(t, follower.XDSAddr(), proxyNode("slow", follower.Name), proxySlow)
-	traffic := startLoad(t, s.dial(t), 50)
+	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	updated := time.Now()
-	s.update("example.com/checkout:v2")
-	ro := s.wait(2*time.Minute, "first step confirmed", stepConfirmed(0))
+	s.Update("example.com/checkout:v2")
+	ro := s.Wait(2*time.Minute, "first step confirmed", stepConfirmed(0))
 	var after []time.Time
 	for _, a := range acks() {
 		if a.After(updated) {
@@ -429,6 +437,6 @@ func TestChaosSlowProxyOnTheFollowerDelaysTheStep(t *testing.T) {
 	}
 	t.Logf("step confirmed %s after the update; the follower's slow proxy acknowledged %s after it (it waits %s)",
 		started.Sub(updated).Round(time.Second), after[0].Sub(updated).Round(time.Millisecond), slowAck)
-	s.wait(4*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
-	traffic.check(t)
+	s.Wait(4*time.Minute, "promoted", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
+	traffic.Check(t)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // TestChaosCountsCarryAcrossLeaderKill kills the leader in the middle of a
@@ -19,13 +20,12 @@ import (
 func TestChaosCountsCarryAcrossLeaderKill(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "50", v1alpha1.AnnotationStepInterval: "10m"})
-	traffic := []*load{startLoad(t, s.dial(t), 20), startLoad(t, s.dial(t), 20)}
+	traffic := []*testkit.Load{testkit.StartLoad(t, s.dial(t), 20), testkit.StartLoad(t, s.dial(t), 20)}
 	served := func() int64 {
 		var n int64
 		for _, l := range traffic {
-			l.mu.Lock()
-			n += int64(l.answers["v2"] + l.failures)
-			l.mu.Unlock()
+			answers, failures, _ := l.Snapshot()
+			n += int64(answers["v2"] + failures)
 		}
 		return n
 	}
@@ -40,8 +40,8 @@ func TestChaosCountsCarryAcrossLeaderKill(t *testing.T) {
 		}
 	}
 
-	s.update("example.com/checkout:v2")
-	before := s.wait(3*time.Minute, "300 canary requests counted", func(ro *v1alpha1.Rollout) error {
+	s.Update("example.com/checkout:v2")
+	before := s.Wait(3*time.Minute, "300 canary requests counted", func(ro *v1alpha1.Rollout) error {
 		notAbove(ro, "before the kill")
 		if c := ro.Status.Counts; c == nil || c.Canary.Requests < 300 {
 			return fmt.Errorf("counts %+v", ro.Status.Counts)
@@ -51,15 +51,8 @@ func TestChaosCountsCarryAcrossLeaderKill(t *testing.T) {
 	counted := before.Status.Counts.Canary
 	t.Logf("before the kill: canary %+v from %d sources", counted, len(before.Status.Counts.Sources))
 
-	old := leader(t)
-	restartAfter(t, old)
-	old.Kill()
-	killed := time.Now()
-	next := leader(t)
-	if next == old {
-		t.Fatalf("%s still leads after it was killed", old.Name)
-	}
-	after := s.wait(3*time.Minute, "the new leader's counts grown by 200", func(ro *v1alpha1.Rollout) error {
+	_, _, killed := killLeader(t)
+	after := s.Wait(3*time.Minute, "the new leader's counts grown by 200", func(ro *v1alpha1.Rollout) error {
 		c := ro.Status.Counts
 		if c == nil || ro.Status.LastAnalysisTime == nil || !ro.Status.LastAnalysisTime.After(killed) {
 			return fmt.Errorf("no analysis by the new leader yet (counts %+v)", c)

@@ -8,13 +8,8 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/router"
-	"github.com/sluice-dev/sluice/xds/translate"
 )
 
 // canaryDeletionWait is the fleet's --canary-deletion-wait (main_test.go).
@@ -35,62 +30,16 @@ const canaryDeletionWait = 20 * time.Second
 // runs until stop is called or the test ends.
 func (s *service) scriptedProxy(t testing.TB, addr, node string, answer func(n int, rc *routev3.RouteConfiguration) string) (stop func()) {
 	t.Helper()
-	tc, err := credentials.NewClientTLSFromFile(caFile, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(tokenCreds{s.tokenFile(t)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	route := translate.GRPCListenerName(s.ns, "checkout", 8080)
-	node0 := &corev3.Node{Id: node}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: node0, TypeUrl: resource.RouteType, ResourceNames: []string{route}}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		acked := ""
-		for n := 0; ; n++ {
-			resp, err := stream.Recv()
-			if err != nil {
-				return
-			}
-			rc := &routev3.RouteConfiguration{}
-			for _, a := range resp.GetResources() {
-				if err := a.UnmarshalTo(rc); err != nil {
-					t.Errorf("proxy %s: route configuration: %v", node, err)
-					return
-				}
-			}
-			req := &discovery.DiscoveryRequest{Node: node0, TypeUrl: resource.RouteType, ResourceNames: []string{route}, ResponseNonce: resp.GetNonce()}
-			if msg := answer(n, rc); msg != "" {
-				req.VersionInfo = acked
-				req.ErrorDetail = &status.Status{Code: 3, Message: msg}
-			} else {
-				acked = resp.GetVersionInfo()
-				req.VersionInfo = acked
-			}
-			if err := stream.Send(req); err != nil {
-				return
+	_, stop = s.routeProxy(t, addr, node, func(n int, resp *discovery.DiscoveryResponse) testkit.Reply {
+		rc := &routev3.RouteConfiguration{}
+		for _, a := range resp.GetResources() {
+			if err := a.UnmarshalTo(rc); err != nil {
+				t.Errorf("proxy %s: route configuration: %v", node, err)
+				return testkit.Reply{Hang: true}
 			}
 		}
-	}()
-	var stopped atomic.Bool
-	stop = func() {
-		if stopped.CompareAndSwap(false, true) {
-			cancel()
-			<-done
-			conn.Close()
-		}
-	}
-	t.Cleanup(stop)
+		return testkit.Reply{Nack: answer(n, rc)}
+	})
 	return stop
 }
 
@@ -121,10 +70,10 @@ func routesToCanary(rc *routev3.RouteConfiguration) bool {
 
 // abort asks to roll back the canary, as `sluice abort` does.
 func (s *service) abort() time.Time {
-	s.t.Helper()
+	s.T.Helper()
 	var at time.Time
-	poll(s.t, 30*time.Second, "abort the canary", func(ctx context.Context) error {
-		ro, err := s.rollout(ctx)
+	testkit.Poll(s.T, 30*time.Second, "abort the canary", func(ctx context.Context) error {
+		ro, err := s.Rollout(ctx)
 		if err != nil {
 			return err
 		}
@@ -133,7 +82,7 @@ func (s *service) abort() time.Time {
 		}
 		at = time.Now()
 		ro.Spec.Abort = &v1alpha1.RolloutAction{Revision: ro.Status.CanaryRevision, RequestedAt: metav1.NewTime(at), RequestedBy: "chaos", Reason: "test"}
-		return s.kube.Update(ctx, ro)
+		return s.Kube.Update(ctx, ro)
 	})
 	return at
 }
@@ -141,7 +90,7 @@ func (s *service) abort() time.Time {
 // canaryGone reports whether the canary Deployment no longer exists.
 func (s *service) canaryGone(ctx context.Context) (bool, error) {
 	var d appsv1.Deployment
-	err := s.kube.Get(ctx, types.NamespacedName{Namespace: s.ns, Name: v1alpha1.CanaryName("checkout")}, &d)
+	err := s.Kube.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: v1alpha1.CanaryName("checkout")}, &d)
 	switch {
 	case apierrors.IsNotFound(err):
 		return true, nil
@@ -154,10 +103,10 @@ func (s *service) canaryGone(ctx context.Context) (bool, error) {
 // waitDeleted polls until the canary is deleted, calling each on the
 // Rollout meanwhile, and returns when it saw it gone.
 func (s *service) waitDeleted(timeout time.Duration, each func(*v1alpha1.Rollout)) time.Time {
-	s.t.Helper()
+	s.T.Helper()
 	var gone time.Time
-	poll(s.t, timeout, "the canary deleted", func(ctx context.Context) error {
-		ro, err := s.rollout(ctx)
+	testkit.Poll(s.T, timeout, "the canary deleted", func(ctx context.Context) error {
+		ro, err := s.Rollout(ctx)
 		if err != nil {
 			return err
 		}
@@ -179,14 +128,14 @@ func (s *service) waitDeleted(timeout time.Duration, each func(*v1alpha1.Rollout
 func (s *service) events(t testing.TB) []string {
 	t.Helper()
 	var out []string
-	poll(t, 30*time.Second, "list events", func(ctx context.Context) error {
+	testkit.Poll(t, 30*time.Second, "list events", func(ctx context.Context) error {
 		var list corev1.EventList
-		if err := s.kube.List(ctx, &list); err != nil {
+		if err := s.Kube.List(ctx, &list); err != nil {
 			return err
 		}
 		out = nil
 		for _, e := range list.Items {
-			if e.Namespace == s.ns && e.InvolvedObject.Kind == "Rollout" {
+			if e.Namespace == s.Namespace && e.InvolvedObject.Kind == "Rollout" {
 				out = append(out, e.Reason+": "+e.Message)
 			}
 		}
@@ -198,7 +147,7 @@ func (s *service) events(t testing.TB) []string {
 // heldStep waits until the step after weight 20% is held by a rejection.
 func (s *service) heldStep(t testing.TB, what string) {
 	t.Helper()
-	s.wait(3*time.Minute, what, func(ro *v1alpha1.Rollout) error {
+	s.Wait(3*time.Minute, what, func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || !strings.Contains(ro.Status.Message, "rejected the routes for weight") {
 			return fmt.Errorf("phase %s, weight %s: not held by a rejection yet", ro.Status.Phase, ro.Status.CurrentWeightPercent)
 		}
@@ -221,7 +170,7 @@ func TestChaosRollbackPastANackThatNeverRoutedToTheCanary(t *testing.T) {
 		}
 		return "chaos: this proxy rejects every route configuration after its first"
 	})
-	s.update("example.com/checkout:v2")
+	s.Update("example.com/checkout:v2")
 	s.heldStep(t, "the first step held by the NACK")
 	at := s.abort()
 	gone := s.waitDeleted(2*time.Minute, func(*v1alpha1.Rollout) {})
@@ -246,7 +195,7 @@ func TestChaosRollbackWaitsForANackingProxyThatRoutedToTheCanary(t *testing.T) {
 		follower = sluice.Replicas[1]
 	}
 	// Traffic, so the analysis passes and the second step is published.
-	traffic := startLoad(t, s.dial(t), 50)
+	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	node := proxyNode("nack-routed", follower.Name)
 	var routed atomic.Bool
 	s.scriptedProxy(t, follower.XDSAddr(), node, func(_ int, rc *routev3.RouteConfiguration) string {
@@ -256,7 +205,7 @@ func TestChaosRollbackWaitsForANackingProxyThatRoutedToTheCanary(t *testing.T) {
 		routed.Store(routesToCanary(rc))
 		return ""
 	})
-	s.update("example.com/checkout:v2")
+	s.Update("example.com/checkout:v2")
 	s.heldStep(t, "the second step held by the NACK")
 	if !routed.Load() {
 		t.Fatal("the proxy never acknowledged routes sending the canary traffic")
@@ -280,7 +229,7 @@ func TestChaosRollbackWaitsForANackingProxyThatRoutedToTheCanary(t *testing.T) {
 		t.Errorf("no CanaryDeletedWhileRouted Event naming %s; events:\n%s", node, ev)
 	}
 	// The clients that took weight 0 lost nothing.
-	traffic.check(t)
+	traffic.Check(t)
 }
 
 // TestChaosDisconnectedProxyHoldsTheCanaryUntilItsTombstoneExpires: a
@@ -300,8 +249,8 @@ func TestChaosDisconnectedProxyHoldsTheCanaryUntilItsTombstoneExpires(t *testing
 		}
 		return ""
 	})
-	s.update("example.com/checkout:v2")
-	s.wait(3*time.Minute, "the first step confirmed", func(ro *v1alpha1.Rollout) error {
+	s.Update("example.com/checkout:v2")
+	s.Wait(3*time.Minute, "the first step confirmed", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.CurrentWeight == 0 {
 			return fmt.Errorf("phase %s at weight 0", ro.Status.Phase)
 		}

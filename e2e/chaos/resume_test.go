@@ -3,22 +3,12 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
-	"github.com/sluice-dev/sluice/local/cluster"
-	"github.com/sluice-dev/sluice/xds/auth"
-	"github.com/sluice-dev/sluice/xds/translate"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // TestChaosRestartResumesAThousandStreams restarts (SIGKILL, then start) a
@@ -28,91 +18,32 @@ import (
 // the same versions, so it counts every stream as carrying them and sends
 // none of them anything.
 func TestChaosRestartResumesAThousandStreams(t *testing.T) {
-	const streams, accounts, conns = 1000, 4, 20
-	s := deploy(t, "example.com/checkout:v1", nil)
-	victim := sluice.Replicas[len(sluice.Replicas)-1]
-	restartAfter(t, victim)
-	route := translate.GRPCListenerName(s.ns, "checkout", 8080)
-	tc, err := credentials.NewClientTLSFromFile(caFile, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, victim := stormVictim(t)
 
-	var answered, reopened atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	for a := range accounts {
-		token := filepath.Join(t.TempDir(), "token")
-		tf := cluster.TokenFile{Client: env.Client(), Path: token, Namespace: s.ns, Name: fmt.Sprintf("resume-%d", a), Audience: auth.DefaultAudience}
-		if _, err := tf.Write(ctx); err != nil {
-			t.Fatal(err)
+	// Each stream that breaks is opened again presenting the version it
+	// last acknowledged; answered counts the streams answered at least once.
+	var answered atomic.Int64
+	var got [stormStreams]atomic.Bool
+	reopened := s.storm(t, victim, "resume", true, func(i int) {
+		if !got[i].Swap(true) {
+			answered.Add(1)
 		}
-		for c := range conns / accounts {
-			conn, err := grpc.NewClient(victim.XDSAddr(), grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(tokenCreds{token}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			client := discovery.NewAggregatedDiscoveryServiceClient(conn)
-			for k := range streams / conns {
-				node := &corev3.Node{Id: fmt.Sprintf("resume-%d-%d-%d", a, c, k)}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					acked := "" // the version last acknowledged, kept across streams
-					for ctx.Err() == nil {
-						stream, err := client.StreamAggregatedResources(ctx, grpc.WaitForReady(true))
-						if err != nil {
-							time.Sleep(100 * time.Millisecond)
-							continue
-						}
-						req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: []string{route}, VersionInfo: acked}
-						for err == nil {
-							if err = stream.Send(req); err != nil {
-								break
-							}
-							var resp *discovery.DiscoveryResponse
-							if resp, err = stream.Recv(); err != nil {
-								break
-							}
-							if acked == "" {
-								answered.Add(1)
-							}
-							acked = resp.GetVersionInfo()
-							req = &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: req.ResourceNames,
-								VersionInfo: acked, ResponseNonce: resp.GetNonce()}
-						}
-						if ctx.Err() == nil {
-							reopened.Add(1)
-						}
-					}
-				}()
-			}
-		}
-	}
-	poll(t, 3*time.Minute, "1,000 streams answered", func(context.Context) error {
-		if n := answered.Load(); n < streams {
-			return fmt.Errorf("%d of %d streams answered", n, streams)
+	})
+	testkit.Poll(t, 3*time.Minute, "1,000 streams answered", func(context.Context) error {
+		if n := answered.Load(); n < stormStreams {
+			return fmt.Errorf("%d of %d streams answered", n, stormStreams)
 		}
 		return nil
 	})
 
-	victim.Kill()
-	killed := time.Now()
-	startCtx, cancelStart := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancelStart()
-	if err := victim.Start(startCtx); err != nil {
-		t.Fatalf("restart %s: %v", victim.Name, err)
-	}
-	ready := time.Now()
-	poll(t, 5*time.Minute, "every stream connected again", func(ctx context.Context) error {
+	killed, ready := restart(t, victim)
+	testkit.Poll(t, 5*time.Minute, "every stream connected again", func(ctx context.Context) error {
 		n, err := victim.Metric(ctx, "sluice_xds_connected_proxies")
 		if err != nil {
 			return err
 		}
-		if n < streams {
-			return fmt.Errorf("%v of %d streams connected", n, streams)
+		if n < stormStreams {
+			return fmt.Errorf("%v of %d streams connected", n, stormStreams)
 		}
 		return nil
 	})
@@ -130,7 +61,7 @@ func TestChaosRestartResumesAThousandStreams(t *testing.T) {
 		pushes = 0
 	}
 	t.Logf("resumed storm: %s killed and restarted (ready %s after the kill); all %d streams connected again %s after the kill, %d streams reopened; responses the restarted replica sent: %.0f",
-		victim.Name, ready.Sub(killed).Round(time.Millisecond), streams, back.Sub(killed).Round(time.Millisecond), reopened.Load(), pushes)
+		victim.Name, ready.Sub(killed).Round(time.Millisecond), stormStreams, back.Sub(killed).Round(time.Millisecond), reopened.Load(), pushes)
 	if pushes != 0 {
 		t.Errorf("the restarted replica sent %.0f responses to streams that resumed at the contents it serves; want none", pushes)
 	}

@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,11 +10,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/fleet"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/translate"
 )
@@ -25,73 +22,18 @@ import (
 // reconnects and is answered again, with a handful of TokenReviews, not one
 // per stream. The time it takes is the reconnect-storm figure.
 func TestChaosRestartWithAThousandStreams(t *testing.T) {
-	const streams, accounts, conns = 1000, 4, 20
-	s := deploy(t, "example.com/checkout:v1", nil)
-	victim := sluice.Replicas[len(sluice.Replicas)-1]
-	restartAfter(t, victim)
-	route := translate.GRPCListenerName(s.ns, "checkout", 8080)
-	tc, err := credentials.NewClientTLSFromFile(caFile, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, victim := stormVictim(t)
 
 	// answered[i] is when stream i last received a response.
 	var mu sync.Mutex
-	answered := make([]time.Time, streams)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	var reopened atomic.Int64 // streams that broke and were opened again
-	for a := range accounts {
-		token := filepath.Join(t.TempDir(), "token")
-		tf := cluster.TokenFile{Client: env.Client(), Path: token, Namespace: s.ns, Name: fmt.Sprintf("storm-%d", a), Audience: auth.DefaultAudience}
-		if _, err := tf.Write(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for c := range conns / accounts {
-			conn, err := grpc.NewClient(victim.XDSAddr(), grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(tokenCreds{token}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			client := discovery.NewAggregatedDiscoveryServiceClient(conn)
-			for k := range streams / conns {
-				i := (a*(conns/accounts)+c)*(streams/conns) + k
-				node := &corev3.Node{Id: fmt.Sprintf("storm-%d", i)}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// One stream after the other: each ACKs what it gets
-					// and, when its stream breaks, opens another.
-					for ctx.Err() == nil {
-						stream, err := client.StreamAggregatedResources(ctx, grpc.WaitForReady(true))
-						if err != nil {
-							time.Sleep(100 * time.Millisecond)
-							continue
-						}
-						req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: []string{route}}
-						for err == nil {
-							if err = stream.Send(req); err != nil {
-								break
-							}
-							var resp *discovery.DiscoveryResponse
-							if resp, err = stream.Recv(); err != nil {
-								break
-							}
-							mu.Lock()
-							answered[i] = time.Now()
-							mu.Unlock()
-							req = &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.RouteType, ResourceNames: req.ResourceNames,
-								VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
-						}
-						if ctx.Err() == nil {
-							reopened.Add(1)
-						}
-					}
-				}()
-			}
-		}
-	}
+	answered := make([]time.Time, stormStreams)
+	// One stream after the other: each ACKs what it gets and, when its
+	// stream breaks, opens another afresh.
+	reopened := s.storm(t, victim, "storm", false, func(i int) {
+		mu.Lock()
+		answered[i] = time.Now()
+		mu.Unlock()
+	})
 	allSince := func(since time.Time) func(context.Context) error {
 		return func(context.Context) error {
 			mu.Lock()
@@ -102,31 +44,83 @@ func TestChaosRestartWithAThousandStreams(t *testing.T) {
 					n++
 				}
 			}
-			if n < streams {
-				return fmt.Errorf("%d of %d streams answered", n, streams)
+			if n < stormStreams {
+				return fmt.Errorf("%d of %d streams answered", n, stormStreams)
 			}
 			return nil
 		}
 	}
-	poll(t, 3*time.Minute, "1,000 streams answered", allSince(time.Time{}))
+	testkit.Poll(t, 3*time.Minute, "1,000 streams answered", allSince(time.Time{}))
 
-	victim.Kill()
-	killed := time.Now()
-	startCtx, cancelStart := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancelStart()
-	if err := victim.Start(startCtx); err != nil {
-		t.Fatalf("restart %s: %v", victim.Name, err)
-	}
-	ready := time.Now()
-	poll(t, 5*time.Minute, "every stream answered again after the restart", allSince(killed))
+	killed, ready := restart(t, victim)
+	testkit.Poll(t, 5*time.Minute, "every stream answered again after the restart", allSince(killed))
 	converged := time.Now()
 	reviews, err := victim.Metric(context.Background(), "sluice_xds_token_reviews_total")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("reconnect storm: %s killed and restarted (ready %s after the kill); all %d streams answered again %s after it was ready (%s after the kill), %d streams reopened; TokenReviews by the restarted replica: %.0f for %d ServiceAccounts",
-		victim.Name, ready.Sub(killed).Round(time.Millisecond), streams, converged.Sub(ready).Round(time.Millisecond), converged.Sub(killed).Round(time.Millisecond), reopened.Load(), reviews, accounts)
-	if reviews > 2*accounts {
-		t.Errorf("%v TokenReviews for %d ServiceAccounts' 1,000 streams: a review storm", reviews, accounts)
+		victim.Name, ready.Sub(killed).Round(time.Millisecond), stormStreams, converged.Sub(ready).Round(time.Millisecond), converged.Sub(killed).Round(time.Millisecond), reopened.Load(), reviews, stormAccounts)
+	if reviews > 2*stormAccounts {
+		t.Errorf("%v TokenReviews for %d ServiceAccounts' 1,000 streams: a review storm", reviews, stormAccounts)
 	}
+}
+
+// A storm is stormStreams ADS streams of stormAccounts ServiceAccounts over
+// stormConns connections to one replica.
+const stormStreams, stormAccounts, stormConns = 1000, 4, 20
+
+// stormVictim deploys checkout and names the replica a storm test
+// restarts; it is restarted after the test if it is down.
+func stormVictim(t *testing.T) (*service, *fleet.Replica) {
+	t.Helper()
+	s := deploy(t, "example.com/checkout:v1", nil)
+	victim := sluice.Replicas[len(sluice.Replicas)-1]
+	restartAfter(t, victim)
+	return s, victim
+}
+
+// storm opens a storm of streams to r, each subscribed to the service's
+// route configuration with testkit.SubscribeRoutes (resume as given) until
+// the test ends, calling answered(i) on each response to stream i. It
+// returns the count of streams that broke and were opened again.
+func (s *service) storm(t *testing.T, r *fleet.Replica, prefix string, resume bool, answered func(i int)) *atomic.Int64 {
+	t.Helper()
+	route := translate.GRPCListenerName(s.Namespace, "checkout", 8080)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var reopened atomic.Int64
+	for a := range stormAccounts {
+		token := testkit.ClientToken(t, env.Client(), s.Namespace, fmt.Sprintf("%s-%d", prefix, a), auth.DefaultAudience)
+		for c := range stormConns / stormAccounts {
+			client := discovery.NewAggregatedDiscoveryServiceClient(testkit.DialXDS(t, r.XDSAddr(), caFile, token))
+			for k := range stormStreams / stormConns {
+				i := (a*(stormConns/stormAccounts)+c)*(stormStreams/stormConns) + k
+				node := &corev3.Node{Id: fmt.Sprintf("%s-%d", prefix, i)}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					testkit.SubscribeRoutes(ctx, client, node, route, resume,
+						func(*discovery.DiscoveryResponse) { answered(i) }, func() { reopened.Add(1) })
+				}()
+			}
+		}
+	}
+	// Registered after the connections' own cleanups, so it runs first.
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return &reopened
+}
+
+// restart kills r (SIGKILL) and starts it again within two minutes; it
+// returns when r was killed and when it was ready again.
+func restart(t *testing.T, r *fleet.Replica) (killed, ready time.Time) {
+	t.Helper()
+	r.Kill()
+	killed = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		t.Fatalf("restart %s: %v", r.Name, err)
+	}
+	return killed, time.Now()
 }

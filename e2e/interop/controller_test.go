@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/local/testkit"
 )
 
 // These tests drive each client generation through whole deliveries of the
@@ -76,9 +77,9 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	s := deployService(t, e, "interop-"+g.name, deliveryAnnotations(interval.String()))
 	c := s.legacyClient(g)
 
-	s.update("example.com/checkout:v2")
+	s.Update("example.com/checkout:v2")
 	s.mark("v2 applied")
-	ro := s.wait(2*time.Minute, "the first step confirmed by the client", stepConfirmed(0))
+	ro := s.Wait(2*time.Minute, "the first step confirmed by the client", stepConfirmed(0))
 	v2 := ro.Status.CanaryRevision
 	measureStep(t, g, c, float64(ro.Status.CurrentWeight)/float64(v1alpha1.TotalBasisPoints), "v2", nil)
 	limited := 1 // this client, unless it follows sticky splits
@@ -89,7 +90,7 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 
 	// Legacy load never promotes: well past the step's interval, and with
 	// the client's hundreds of canary requests analysed, the step holds.
-	ro = s.wait(time.Minute, "the step analysed for three intervals", func(ro *v1alpha1.Rollout) error {
+	ro = s.Wait(time.Minute, "the step analysed for three intervals", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.StepStartedAt == nil || time.Since(ro.Status.StepStartedAt.Time) < 3*interval {
 			return errors.New("the step's interval has not passed three times yet")
 		}
@@ -111,20 +112,12 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 	// drained to a weight 0 the client confirmed before it is re-templated),
 	// then the client's own load reports roll it back.
 	bg := startBackground(c, 50)
-	s.update("example.com/checkout:v3", badVersion)
-	s.mark("v3 (bad) applied")
-	ro = s.wait(time.Minute, "the bad version's canary", func(ro *v1alpha1.Rollout) error {
+	ro = s.badVersionRolledBack(func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == v2 {
 			return fmt.Errorf("canary revision %q", ro.Status.CanaryRevision)
 		}
 		return nil
 	})
-	v3 := ro.Status.CanaryRevision
-	ro = s.wait(3*time.Minute, "the bad version rolled back", phaseIs(v1alpha1.PhaseRolledBack))
-	s.mark("v3 rolled back")
-	rolledBack(t, ro, v3)
-	s.canaryGone()
-	s.mark("v3's canary deleted")
 	sum := bg.finish(t)
 	injected := checkFailures(t, c.Name(), sum)
 	t.Logf("%s while the bad version ran: versions %v, %d injected faults; rolled back: %q",
@@ -138,9 +131,9 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 
 	// The team goes back to v1, the stable revision: the Deployment resumes
 	// and nothing moves.
-	s.update("example.com/checkout:v1")
+	s.Update("example.com/checkout:v1")
 	s.mark("back to v1")
-	s.wait(time.Minute, "back on v1", func(ro *v1alpha1.Rollout) error {
+	s.Wait(time.Minute, "back on v1", func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase.Active() {
 			return fmt.Errorf("phase %s", ro.Status.Phase)
 		}
@@ -179,7 +172,7 @@ func TestControllerMixedFleet(t *testing.T) {
 	// evidence that moves the steps.
 	steady := startBackground(s.authClient("web"), 20)
 
-	s.update("example.com/checkout:v2")
+	s.Update("example.com/checkout:v2")
 	s.mark("v2 applied")
 	var sticky [][]string
 	for step, weight := range []v1alpha1.BasisPoints{2000, 5000} {
@@ -203,7 +196,7 @@ func TestControllerMixedFleet(t *testing.T) {
 		s.setPaused(false)
 		s.mark(fmt.Sprintf("resumed at step %d", step+1))
 	}
-	ro := s.wait(3*time.Minute, "promoted", phaseIs(v1alpha1.PhaseSucceeded))
+	ro := s.Wait(3*time.Minute, "promoted", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
 	s.mark("promoted")
 	s.canaryGone()
 	s.mark("v2's canary deleted")
@@ -232,20 +225,12 @@ func TestControllerMixedFleet(t *testing.T) {
 	for i, c := range clients {
 		bgs[i] = startBackground(c, 50)
 	}
-	s.update("example.com/checkout:v3", badVersion)
-	s.mark("v3 (bad) applied")
-	ro = s.wait(time.Minute, "the bad version's canary", func(ro *v1alpha1.Rollout) error {
+	ro = s.badVersionRolledBack(func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CanaryRevision == ro.Status.StableRevision {
 			return errors.New("no canary yet")
 		}
 		return nil
 	})
-	v3 := ro.Status.CanaryRevision
-	ro = s.wait(3*time.Minute, "the bad version rolled back", phaseIs(v1alpha1.PhaseRolledBack))
-	s.mark("v3 rolled back")
-	rolledBack(t, ro, v3)
-	s.canaryGone()
-	s.mark("v3's canary deleted")
 	if src := ro.Status.Sources; src != nil {
 		t.Logf("rolled back on: %s", jsonOf(src.Canary))
 	}
@@ -268,14 +253,14 @@ func TestControllerMixedFleet(t *testing.T) {
 // weight, and waits until the proxies confirmed it.
 func (s *delivery) pauseAtStep(step int32, weight v1alpha1.BasisPoints) *v1alpha1.Rollout {
 	s.t.Helper()
-	s.wait(2*time.Minute, fmt.Sprintf("step %d set", step+1), func(ro *v1alpha1.Rollout) error {
+	s.Wait(2*time.Minute, fmt.Sprintf("step %d set", step+1), func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex < step || ro.Status.CurrentWeight < weight {
 			return fmt.Errorf("step %d at weight %d", ro.Status.CurrentStepIndex, ro.Status.CurrentWeight)
 		}
 		return nil
 	})
 	s.setPaused(true)
-	ro := s.wait(time.Minute, fmt.Sprintf("paused at step %d, confirmed", step+1), func(ro *v1alpha1.Rollout) error {
+	ro := s.Wait(time.Minute, fmt.Sprintf("paused at step %d, confirmed", step+1), func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhasePaused || ro.Status.StepStartedAt == nil {
 			return errors.New("not paused at a confirmed weight yet")
 		}
@@ -290,19 +275,27 @@ func (s *delivery) pauseAtStep(step int32, weight v1alpha1.BasisPoints) *v1alpha
 	return ro
 }
 
+// badVersionRolledBack applies a bad version (v3, failing a share of its
+// RPCs), waits for its canary (isCanary holds once the Rollout runs it),
+// for its rollback (checked by rolledBack) and for the canary's deletion,
+// and returns the rolled-back Rollout.
+func (s *delivery) badVersionRolledBack(isCanary func(*v1alpha1.Rollout) error) *v1alpha1.Rollout {
+	s.t.Helper()
+	s.Update("example.com/checkout:v3", badVersion)
+	s.mark("v3 (bad) applied")
+	v3 := s.Wait(time.Minute, "the bad version's canary", isCanary).Status.CanaryRevision
+	ro := s.Wait(3*time.Minute, "the bad version rolled back", testkit.PhaseIs(v1alpha1.PhaseRolledBack))
+	s.mark("v3 rolled back")
+	rolledBack(s.t, ro, v3)
+	s.canaryGone()
+	s.mark("v3's canary deleted")
+	return ro
+}
+
 func stepConfirmed(step int32) func(*v1alpha1.Rollout) error {
 	return func(ro *v1alpha1.Rollout) error {
 		if ro.Status.Phase != v1alpha1.PhaseProgressing || ro.Status.CurrentStepIndex != step || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("step %d, confirmed %v", ro.Status.CurrentStepIndex, ro.Status.StepStartedAt != nil)
-		}
-		return nil
-	}
-}
-
-func phaseIs(p v1alpha1.RolloutPhase) func(*v1alpha1.Rollout) error {
-	return func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != p {
-			return fmt.Errorf("phase %s, want %s", ro.Status.Phase, p)
 		}
 		return nil
 	}
@@ -338,7 +331,7 @@ func evidence(t *testing.T, ro *v1alpha1.Rollout) {
 // that cannot follow the sticky split (none: no such line).
 func checkStickyLimit(t *testing.T, s *delivery, want int) {
 	t.Helper()
-	ro := s.wait(30*time.Second, "status.proxies.limits counts the clients without ring hash", func(ro *v1alpha1.Rollout) error {
+	ro := s.Wait(30*time.Second, "status.proxies.limits counts the clients without ring hash", func(ro *v1alpha1.Rollout) error {
 		if got := limitCount(ro, stickyLimit); got != want {
 			return fmt.Errorf("limits %q count %d proxies, want %d", ro.Status.Proxies.Limits, got, want)
 		}

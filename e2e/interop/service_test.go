@@ -4,26 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/local/cluster"
+	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/xds/auth"
+
 	// grpc-go's xDS client sends the bootstrap's token only with this.
 	_ "github.com/sluice-dev/sluice/xds/auth/callcreds"
 )
@@ -34,10 +28,9 @@ const deployment = "checkout"
 // delivery is one opted-in Deployment, checkout, in a namespace of its own
 // that is opted in to the legacy listener, on the controller under test.
 type delivery struct {
-	t    *testing.T
-	env  *controllerEnv
-	kube ctrlclient.Client
-	ns   string
+	*testkit.Delivery
+	t   *testing.T // the Delivery's T, for the clients' starters
+	env *controllerEnv
 }
 
 var namespaces, nodeIDs atomic.Int64
@@ -46,96 +39,23 @@ var namespaces, nodeIDs atomic.Int64
 // annotations, and waits until its Rollout is Idle with the pods running.
 func deployService(t *testing.T, e *controllerEnv, prefix string, annotations map[string]string) *delivery {
 	t.Helper()
-	s := &delivery{t: t, env: e, kube: kubeClient(t, e), ns: fmt.Sprintf("%s-%d-%d", prefix, namespaces.Add(1), time.Now().UnixNano()%100000)}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns, Labels: map[string]string{
-		"sluice.dev/team":         "shop",
-		auth.LegacyNamespaceLabel: auth.LegacyNamespaceEnabled,
-	}}}
-	if err := s.kube.Create(context.Background(), ns); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.kube.Delete(context.Background(), ns); err != nil {
-			t.Errorf("delete namespace %s: %v", s.ns, err)
-		}
-	})
-	sel := map[string]string{"app": deployment}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: deployment, Annotations: annotations},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: sel},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: sel},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "app", Image: "example.com/checkout:v1",
-					Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: 8080}},
-				}}},
-			},
-		},
-	}
-	if err := s.kube.Create(context.Background(), d); err != nil {
-		t.Fatalf("create deployment: %v", err)
-	}
-	s.wait(3*time.Minute, "first version stable", func(ro *v1alpha1.Rollout) error {
-		if ro.Status.Phase != v1alpha1.PhaseIdle || ro.Status.StableRevision == "" {
-			return fmt.Errorf("phase %s, stable %q", ro.Status.Phase, ro.Status.StableRevision)
-		}
-		return nil
-	})
-	poll(t, 2*time.Minute, "stable pods running", func(ctx context.Context) error {
-		pods, err := e.cluster.Client().CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + deployment})
-		if err != nil {
-			return err
-		}
-		ready := 0
-		for _, p := range pods.Items {
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
-					ready++
-				}
-			}
-		}
-		if ready != 3 {
-			return fmt.Errorf("%d of 3 pods ready", ready)
-		}
-		return nil
-	})
-	return s
-}
-
-func kubeClient(t *testing.T, e *controllerEnv) ctrlclient.Client {
-	t.Helper()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ctrlclient.New(e.cluster.RESTConfig(), ctrlclient.Options{Scheme: s})
+	kube, err := testkit.NewClient(e.cluster.RESTConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return &delivery{t: t, env: e, Delivery: testkit.Deploy(t, e.cluster.Client(), kube, testkit.DeliverySpec{
+		Namespace: fmt.Sprintf("%s-%d-%d", prefix, namespaces.Add(1), time.Now().UnixNano()%100000),
+		NamespaceLabels: map[string]string{
+			"sluice.dev/team":         "shop",
+			auth.LegacyNamespaceLabel: auth.LegacyNamespaceEnabled,
+		},
+		Name: deployment, Image: "example.com/checkout:v1", Replicas: 3, Annotations: annotations,
+		StableWithin: 3 * time.Minute,
+	})}
 }
 
 // target is the service's proxyless gRPC target.
-func (s *delivery) target() string { return "xds:///" + deployment + "." + s.ns }
-
-// update sets the image and the pod environment, as a team's CI would.
-func (s *delivery) update(image string, env ...corev1.EnvVar) {
-	s.t.Helper()
-	poll(s.t, 30*time.Second, "update deployment", func(ctx context.Context) error {
-		var d appsv1.Deployment
-		if err := s.kube.Get(ctx, types.NamespacedName{Namespace: s.ns, Name: deployment}, &d); err != nil {
-			return err
-		}
-		d.Spec.Template.Spec.Containers[0].Image = image
-		d.Spec.Template.Spec.Containers[0].Env = env
-		return s.kube.Update(ctx, &d)
-	})
-}
+func (s *delivery) target() string { return "xds:///" + deployment + "." + s.Namespace }
 
 // setPaused pauses or resumes the Rollout as `sluice pause` and `sluice
 // resume` do (spec.paused).
@@ -146,61 +66,16 @@ func (s *delivery) setPaused(paused bool) {
 		v = "null"
 	}
 	patch := ctrlclient.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":`+v+`}}`))
-	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: deployment}}
-	if err := s.kube.Patch(context.Background(), ro, patch); err != nil {
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: deployment}}
+	if err := s.Kube.Patch(context.Background(), ro, patch); err != nil {
 		s.t.Fatalf("pause=%v: %v", paused, err)
 	}
-}
-
-// wait polls the Rollout until cond returns nil and returns it.
-func (s *delivery) wait(timeout time.Duration, what string, cond func(*v1alpha1.Rollout) error) *v1alpha1.Rollout {
-	s.t.Helper()
-	var ro v1alpha1.Rollout
-	poll(s.t, timeout, what, func(ctx context.Context) error {
-		if err := s.kube.Get(ctx, types.NamespacedName{Namespace: s.ns, Name: deployment}, &ro); err != nil {
-			return err
-		}
-		if err := cond(&ro); err != nil {
-			return fmt.Errorf("%w (phase %s, message %q)", err, ro.Status.Phase, ro.Status.Message)
-		}
-		return nil
-	})
-	return &ro
 }
 
 // canaryGone waits until the canary Deployment is deleted.
 func (s *delivery) canaryGone() {
 	s.t.Helper()
-	poll(s.t, 2*time.Minute, "canary deleted", func(ctx context.Context) error {
-		var d appsv1.Deployment
-		err := s.kube.Get(ctx, types.NamespacedName{Namespace: s.ns, Name: v1alpha1.CanaryName(deployment)}, &d)
-		if err == nil {
-			return fmt.Errorf("canary %s still exists", d.Name)
-		}
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return err
-	})
-}
-
-// poll calls cond until it returns nil or the timeout passes, then fails
-// with cond's last error.
-func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := cond(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkit.Poll(s.t, 2*time.Minute, "canary deleted", s.CanaryGone)
 }
 
 // legacyClient starts a client of generation g on the controller's
@@ -208,7 +83,7 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx contex
 // for its first answered RPC.
 func (s *delivery) legacyClient(g generation) client {
 	s.t.Helper()
-	bs := bootstrap(bootstrapConfig{ServerURI: s.env.LegacyAddr(), Namespace: s.ns,
+	bs := bootstrap(bootstrapConfig{ServerURI: s.env.LegacyAddr(), Namespace: s.Namespace,
 		NodeID: fmt.Sprintf("interop-%s-%d", g.name, nodeIDs.Add(1))})
 	return s.firstAnswer(g.start(s.t, bs, s.target()))
 }
@@ -218,13 +93,7 @@ func (s *delivery) legacyClient(g generation) client {
 // the service's namespace.
 func (s *delivery) authBootstrap(sa string) []byte {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	token := filepath.Join(s.t.TempDir(), "token")
-	tf := cluster.TokenFile{Client: s.env.cluster.Client(), Path: token, Namespace: s.ns, Name: sa, Audience: auth.DefaultAudience}
-	if _, err := tf.Write(ctx); err != nil {
-		s.t.Fatalf("xDS client token: %v", err)
-	}
+	token := testkit.ClientToken(s.t, s.env.cluster.Client(), s.Namespace, sa, auth.DefaultAudience)
 	bs, err := auth.Bootstrap{Server: s.env.fleet.XDS.Addr(), CAFile: s.env.caFile, TokenFile: token,
 		NodeID: fmt.Sprintf("interop-auth-%d", nodeIDs.Add(1)), Zone: "interop"}.JSON()
 	if err != nil {
@@ -398,7 +267,7 @@ func (s *delivery) mark(what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var pods []string
-	list, err := s.env.cluster.Client().CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{})
+	list, err := s.env.cluster.Client().CoreV1().Pods(s.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		pods = append(pods, err.Error())
 	} else {

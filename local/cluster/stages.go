@@ -19,19 +19,7 @@ import (
 //     period ends. The pod runtime drains a pod it serves and removes the
 //     object itself once its calls finished (and at once a pod it does not
 //     serve), as the kubelet does; this stage is the bound.
-const podStages = `apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-ready
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
+var podStages = podStage("pod-ready", "DoesNotExist", `    - key: '.status.phase'
       operator: 'In'
       values:
       - 'Pending'
@@ -81,11 +69,23 @@ spec:
       {{ end }}
       phase: Running
       startTime: {{ $now | Quote }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
+`) + "---\n" + podStage("pod-delete", "Exists", `  delay:
+    durationMilliseconds: 0
+    durationFrom:
+      expressionFrom: '.metadata.deletionTimestamp'
+  next:
+    delete: true
+`)
+
+// podStage is a kwok Stage named name for the Pods whose deletion
+// timestamp satisfies operator deletion (Exists, DoesNotExist): rest
+// follows that first selector expression, indented as the stage's spec, with
+// more expressions if any and the stage's own fields.
+func podStage(name, deletion, rest string) string {
+	return `apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
-  name: pod-delete
+  name: ` + name + `
 spec:
   resourceRef:
     apiGroup: v1
@@ -93,14 +93,9 @@ spec:
   selector:
     matchExpressions:
     - key: '.metadata.deletionTimestamp'
-      operator: 'Exists'
-  delay:
-    durationMilliseconds: 0
-    durationFrom:
-      expressionFrom: '.metadata.deletionTimestamp'
-  next:
-    delete: true
-`
+      operator: '` + deletion + `'
+` + rest
+}
 
 // writeStages writes kwok's configuration to path: the stages of upstream
 // (the built file at upstream) but pod-ready and pod-delete, then podStages.
