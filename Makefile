@@ -29,9 +29,17 @@ cluster: build
 ## test: every test, unit and end-to-end, and the nested test modules, which
 ## `./...` skips (e2e/oldgrpc: an older grpc-go client; e2e/envoyapi: the
 ## goldens against a 1.2x-era Envoy API)
+## The interop tests write the client matrix (each client library and
+## version, and how each test that drove it ended) to INTEROP_MATRIX, which
+## is printed after the run: `go test` shows a passing package's output only
+## with -v.
 NESTED := e2e/oldgrpc e2e/envoyapi
+INTEROP_MATRIX := bin/interop-matrix.txt
 test: deps cluster vet
-	$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./...
+	@mkdir -p bin && rm -f $(INTEROP_MATRIX)
+	@echo "$(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./..."
+	@status=0; SLUICE_INTEROP_MATRIX=$(CURDIR)/$(INTEROP_MATRIX) $(GO) test -count=1 -timeout 60m $(TESTFLAGS) ./... || status=$$?; \
+	  if [ -f $(INTEROP_MATRIX) ]; then cat $(INTEROP_MATRIX); fi; exit $$status
 	@set -e; for m in $(NESTED); do echo "nested module $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -count=1 ./...); done
 
 ## soak: the chaos tests (a fleet of two replicas on a cluster of its own:

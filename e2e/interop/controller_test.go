@@ -66,7 +66,10 @@ func concurrently(t *testing.T, gens []generation, f func(t *testing.T, i int, g
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.Run(g.name, func(t *testing.T) { f(t, i, g) })
+			t.Run(g.name, func(t *testing.T) {
+				recordClient(t, g.client)
+				f(t, i, g)
+			})
 		}()
 	}
 	wg.Wait()

@@ -15,8 +15,10 @@ type starter func(t *testing.T, bs []byte, target string) client
 // generation is one client implementation and release under test, with
 // what docs/traffic.md's matrix says it can follow.
 type generation struct {
-	name  string
-	start starter
+	name string
+	// client names the library and its version, as the matrix shows it.
+	client string
+	start  starter
 	// ringHash: it follows a sticky split (ring hash). The others get the
 	// stable version for sticky users, and the Rollout names the limit.
 	ringHash bool
@@ -27,10 +29,10 @@ type generation struct {
 func generations(t *testing.T) []generation {
 	t.Helper()
 	return []generation{
-		{name: "python-grpcio", start: startPython(t)},
-		{name: "grpc-js-xds", start: startNode(t)},
-		{name: "grpc-go-old", start: startOldGRPC(t)},
-		{name: "grpc-go", start: startCurrentGo, ringHash: true},
+		{name: "python-grpcio", client: pythonClient(t), start: startPython(t)},
+		{name: "grpc-js-xds", client: nodeClient(t), start: startNode(t)},
+		{name: "grpc-go-old", client: oldGRPCClient(t), start: startOldGRPC(t)},
+		{name: "grpc-go", client: currentGRPCClient(), start: startCurrentGo, ringHash: true},
 	}
 }
 

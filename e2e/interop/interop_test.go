@@ -534,6 +534,7 @@ func TestPythonGRPCIO(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a python3-grpcio client")
 	}
+	recordClient(t, pythonClient(t))
 	scenario(t, startPython(t), translate.FormLegacyNoRing)
 }
 
@@ -541,6 +542,7 @@ func TestNodeGRPCJSXDS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a grpc-js-xds client")
 	}
+	recordClient(t, nodeClient(t))
 	scenario(t, startNode(t), translate.FormLegacyNoRing)
 }
 
@@ -548,6 +550,7 @@ func TestOlderGRPCGo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a client on an older grpc-go")
 	}
+	recordClient(t, oldGRPCClient(t))
 	scenario(t, startOldGRPC(t), translate.FormLegacyNoRing)
 }
 
@@ -555,6 +558,7 @@ func TestCurrentGRPCGo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a grpc-go xDS client")
 	}
+	recordClient(t, currentGRPCClient())
 	scenario(t, startCurrentGo, translate.FormCurrent)
 }
 
@@ -568,6 +572,7 @@ func TestPythonIdleDoesNotHoldRemoval(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a python3-grpcio client")
 	}
+	recordClient(t, pythonClient(t))
 	h := newHarnessAck(t, time.Hour)
 	v := h.publish(router.Strategy{CanaryWeight: 2000, Sticky: &router.Sticky{Source: router.SourceHeader, Name: "x-user", Share: 3000}})
 	c := connect(t, h, startPython(t), v, translate.FormLegacyNoRing, nil)

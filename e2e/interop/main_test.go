@@ -59,6 +59,7 @@ func run(m *testing.M) int {
 		startControllerEnv()
 	}
 	code := m.Run()
+	reportMatrix()
 	if oldGRPCBin != "" {
 		os.RemoveAll(filepath.Dir(oldGRPCBin))
 	}
