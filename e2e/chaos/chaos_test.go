@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/local/fleet"
 	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/traffic"
 	"github.com/sluice-dev/sluice/webhook"
 )
 
@@ -402,13 +403,64 @@ func TestChaosNackingProxiesHoldTheStep(t *testing.T) {
 func TestChaosSlowProxyOnTheFollowerDelaysTheStep(t *testing.T) {
 	s := deploy(t, "example.com/checkout:v1", map[string]string{
 		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
-	lead := leader(t)
-	var follower *fleet.Replica
+	lead, follower := leaderAndFollower(t)
+	slowProxyHoldsTheStep(t, s, lead, follower)
+}
+
+// TestChaosRestartedFollowerIsWaitedFor kills the follower for longer than
+// the peer grace while the leader goes on without it, starts it again and
+// at once connects a proxy slow to acknowledge to it: the next step waits
+// for that proxy. The leader's connection to the dead process is then still
+// in its backoff and fails at once with the old error; the new process
+// must not be judged by how long the old one has been gone.
+func TestChaosRestartedFollowerIsWaitedFor(t *testing.T) {
+	s := deploy(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
+	away := deploy(t, "example.com/checkout:v1", map[string]string{
+		v1alpha1.AnnotationSteps: "20,40", v1alpha1.AnnotationStepInterval: "5s"})
+	lead, follower := leaderAndFollower(t)
+	restartAfter(t, follower)
+	follower.Kill()
+	killed := time.Now()
+	// A rollout while the follower is away: the leader asks for it at every
+	// step and finds it gone.
+	awayLoad := testkit.StartLoad(t, away.dial(t), 20)
+	away.Update("example.com/checkout:v2")
+	away.Wait(4*time.Minute, "promoted without the follower", testkit.PhaseIs(v1alpha1.PhaseSucceeded))
+	awayLoad.Check(t)
+	if grace := traffic.DefaultPeerGrace; time.Since(killed) < grace+time.Second {
+		time.Sleep(grace + time.Second - time.Since(killed))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := follower.Start(ctx); err != nil {
+		t.Fatalf("restart %s: %v", follower.Name, err)
+	}
+	t.Logf("%s started again %s after it was killed", follower.Name, time.Since(killed).Round(time.Millisecond))
+	if next := leader(t); next != lead {
+		t.Fatalf("%s leads, want %s still", next.Name, lead.Name)
+	}
+	slowProxyHoldsTheStep(t, s, lead, follower)
+}
+
+// leaderAndFollower returns the replica that leads and another one.
+func leaderAndFollower(t testing.TB) (lead, follower *fleet.Replica) {
+	t.Helper()
+	lead = leader(t)
 	for _, r := range sluice.Replicas {
 		if r != lead {
 			follower = r
 		}
 	}
+	return lead, follower
+}
+
+// slowProxyHoldsTheStep connects a proxy that takes slowAck to acknowledge
+// to follower, applies v2 to s under traffic and checks that the first step
+// started only once that proxy acknowledged it and that the step's count
+// names both replicas; then the rollout goes on to its promotion.
+func slowProxyHoldsTheStep(t *testing.T, s *service, lead, follower *fleet.Replica) {
+	t.Helper()
 	_, acks := s.rawProxyAcks(t, follower.XDSAddr(), proxyNode("slow", follower.Name), proxySlow)
 	traffic := testkit.StartLoad(t, s.dial(t), 50)
 	updated := time.Now()
