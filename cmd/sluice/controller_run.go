@@ -118,11 +118,29 @@ func (o *controllerOptions) addFlags(cmd *cobra.Command) {
 	o.xdsAuth.addFlags(f)
 }
 
+// Client-side rate limit of the controller's API client, whichever way its
+// configuration was found: the leader patches the status of every active
+// Rollout every few seconds (counts, callers), beyond client-go's default of
+// 5 requests per second for a configuration read from a kubeconfig file.
+// The API server's priority and fairness still protects it.
+const (
+	controllerQPS   = 50
+	controllerBurst = 100
+)
+
 func (o controllerOptions) restConfig() (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
 	if o.kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		cfg, err = ctrl.GetConfig()
 	}
-	return ctrl.GetConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = max(cfg.QPS, controllerQPS), max(cfg.Burst, controllerBurst)
+	return cfg, nil
 }
 
 // scheme knows the built-in kinds and Sluice's CRDs.
