@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -15,13 +20,16 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/dashboard"
+	"github.com/sluice-dev/sluice/local/cluster"
 )
 
 // Conditions of the dashboard benchmark; docs/dashboard.md reports them.
@@ -36,24 +44,29 @@ const (
 	benchDashPoll       = 2 * time.Second  // the pages' polling interval (app.js POLL_MS)
 	benchDashCallersTTL = 10 * time.Second // the leader writes status.callers this often
 	benchDashWindow     = time.Minute      // each phase
+	benchDashSettle     = 30 * time.Second // before the first phase
 )
 
 // BenchmarkDashboardHundredServicesTenPages measures what the dashboard
 // costs with 100 opted-in services (5 teams of 2 namespaces, 10 services
 // each, 10 with a canary under way, 2 external dependencies per team) and
-// 10 open pages. It runs three phases of a minute each and reports, for
-// each, the CPU and memory of the controller, of the API server and of
-// `sluice dashboard` (a process of its own, with the admin's kubeconfig),
-// and the API server's requests per second by verb and resource:
+// 10 open pages. After a settling pause it runs four phases of a minute
+// each and reports, for each, the CPU and memory of the controller (the
+// leader), of the API server, of `sluice dashboard` (a process of its own,
+// with the admin's kubeconfig) and of a second controller replica serving
+// the dashboard for many people (--dashboard-addr), and the API server's
+// requests per second by verb and resource:
 //
-//   - idle: nothing but the controller;
+//   - idle: the controllers alone;
 //   - callers: status.callers of every Rollout and the external
-//     dependencies' ConfigMap rewritten every 10 s with changing counts, by
+//     dependencies' ConfigMaps rewritten every 10 s with changing counts, by
 //     the same merge patches the leader sends (the load reports that drive
 //     the leader's writes are not generated here: see docs/dashboard.md);
-//   - pages: the same, and 10 pages polling the data API every 2 s as
-//     app.js does (5 team pages, one per team, with their "Depends on" and
-//     external dependencies; 5 rollout pages of canaries).
+//   - pages: the same, and 10 pages of `sluice dashboard` polling the data
+//     API every 2 s as app.js does (5 team pages, one per team, with their
+//     "Depends on" and external dependencies; 5 rollout pages of canaries);
+//   - replica-pages: the same 10 pages through the replica's dashboard,
+//     each as a different viewer (bearer token of its own ServiceAccount).
 //
 // It also reports each page kind's latency quantiles. Run with
 // -benchtime=1x; plain `go test` never runs it.
@@ -62,31 +75,46 @@ func BenchmarkDashboardHundredServicesTenPages(b *testing.B) {
 	ctx := context.Background()
 	prefix := fmt.Sprintf("bd%d", time.Now().UnixNano()%100000)
 	f := benchDashFixture(b, kube, prefix)
-	url, dashPID := startDashboardProcess(b, "bench", env.Kubeconfig())
-	pids := map[string]int{"controller": sluice.proc.Pid(), "apiserver": env.Component("kube-apiserver").Pid(), "dashboard": dashPID}
+	localURL, dashPID := startDashboardProcess(b, "bench", env.Kubeconfig())
+	local := func(ctx context.Context, path string) (int, string, error) { return httpGet(ctx, localURL+path) }
+	replicaURL, replicaPID, hc := startDashboardReplica(b)
+	tokens := benchViewerTokens(b, prefix, f.namespaces[0][0])
+	pids := map[string]int{"controller": sluice.proc.Pid(), "apiserver": env.Component("kube-apiserver").Pid(),
+		"dashboard": dashPID, "replica": replicaPID}
 
 	// The pages' data must be whole before it is measured: every service,
-	// the callers, "Depends on" and the external dependencies.
+	// the callers, "Depends on" and the external dependencies; the same
+	// through the replica with a viewer's token.
 	for _, team := range f.teams {
-		var t dashboard.Team
-		if err := benchGetJSON(ctx, url+"/api/teams/"+team, &t); err != nil {
-			b.Fatal(err)
-		}
-		callers := 0
-		for _, s := range t.Services {
-			callers += len(s.Callers)
-		}
-		if len(t.Services) != benchDashTeamNS*benchDashServices || callers != len(t.Services)*benchDashCallers ||
-			len(t.DependsOn) == 0 || len(t.External) != benchDashExternals || t.External[0].Requests == 0 {
-			b.Fatalf("team %s: %d services, %d callers, %d depended on, %d external dependencies",
-				team, len(t.Services), callers, len(t.DependsOn), len(t.External))
+		for _, get := range []benchGetter{local, tokens.getter(hc, replicaURL, 0)} {
+			var t dashboard.Team
+			if err := benchGetJSON(ctx, get, "/api/teams/"+team, &t); err != nil {
+				b.Fatal(err)
+			}
+			callers := 0
+			for _, s := range t.Services {
+				callers += len(s.Callers)
+			}
+			if len(t.Services) != benchDashTeamNS*benchDashServices || callers != len(t.Services)*benchDashCallers ||
+				len(t.DependsOn) == 0 || len(t.External) != benchDashExternals || t.External[0].Requests == 0 {
+				b.Fatalf("team %s: %d services, %d callers, %d depended on, %d external dependencies",
+					team, len(t.Services), callers, len(t.DependsOn), len(t.External))
+			}
 		}
 	}
+	// What setting up started (Events, first statuses) settles first.
+	time.Sleep(benchDashSettle)
 
 	phases := []struct {
-		name           string
-		callers, pages bool
-	}{{"idle", false, false}, {"callers", true, false}, {"pages", true, true}}
+		name    string
+		callers bool
+		pages   func(i int) benchGetter // nil: no pages
+	}{
+		{"idle", false, nil},
+		{"callers", true, nil},
+		{"pages", true, func(int) benchGetter { return local }},
+		{"replica-pages", true, func(i int) benchGetter { return tokens.getter(hc, replicaURL, i) }},
+	}
 	b.ResetTimer()
 	for _, p := range phases {
 		before := benchSample(b, pids)
@@ -99,11 +127,11 @@ func BenchmarkDashboardHundredServicesTenPages(b *testing.B) {
 			go func() { defer wg.Done(); f.writeCallers(pctx, kube, writes) }()
 		}
 		var polls *benchPolls
-		if p.pages {
+		if p.pages != nil {
 			polls = &benchPolls{lat: map[string][]time.Duration{}}
 			for i := range benchDashPages {
 				wg.Add(1)
-				go func() { defer wg.Done(); polls.page(pctx, url, f.page(i), i) }()
+				go func() { defer wg.Done(); polls.page(pctx, p.pages(i), f.page(i), i) }()
 			}
 		}
 		wg.Wait()
@@ -114,13 +142,138 @@ func BenchmarkDashboardHundredServicesTenPages(b *testing.B) {
 			writes.report(b, p.name)
 		}
 		if polls != nil {
-			polls.report(b)
+			polls.report(b, p.name)
 		}
 	}
 	b.StopTimer()
-	b.Logf("conditions: %d services (%d teams × %d namespaces × %d), %d canaries, %d callers each, %d external dependencies per team, %d pages polling every %s; phases of %s",
+	b.Logf("conditions: %d services (%d teams × %d namespaces × %d), %d canaries, %d callers each, %d external dependencies per team, %d pages polling every %s; phases of %s after %s settling",
 		len(f.rollouts), benchDashTeams, benchDashTeamNS, benchDashServices, benchDashCanaries, benchDashCallers,
-		benchDashExternals, benchDashPages, benchDashPoll, benchDashWindow)
+		benchDashExternals, benchDashPages, benchDashPoll, benchDashWindow, benchDashSettle)
+}
+
+// benchGetter GETs a path of a dashboard: its status and body.
+type benchGetter func(ctx context.Context, path string) (int, string, error)
+
+// startDashboardReplica starts a second controller replica serving the
+// dashboard for many people on --dashboard-addr (HTTPS with the serving
+// certificate). It is a follower: the harness' controller holds the lease,
+// so its CPU is a replica's own work plus the dashboard's. It returns the
+// dashboard's URL, the process id and an HTTPS client trusting the CA.
+func startDashboardReplica(b *testing.B) (string, int, *http.Client) {
+	ports := make([]string, 7)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ports[i] = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		defer l.Close()
+	}
+	args := []string{"controller", "--kubeconfig=" + env.Kubeconfig(), "--namespace=" + sluiceNamespace,
+		"--replica-name=bench-dashboard", "--leader-elect",
+		"--webhook-host=127.0.0.1", "--webhook-port=" + ports[0], "--cert-ips=127.0.0.1",
+		"--xds-host=127.0.0.1", "--xds-port=" + ports[1], "--metrics-addr=127.0.0.1:" + ports[2],
+		"--health-addr=127.0.0.1:" + ports[3], "--pprof-addr=127.0.0.1:" + ports[4], "--xds-legacy-port=" + ports[5],
+		"--dashboard-addr=127.0.0.1:" + ports[6]}
+	p, err := cluster.StartProcess("sluice-bench-dashboard", sluice.bin, args, filepath.Join(b.TempDir(), "replica.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		p.Stop(10 * time.Second)
+		if b.Failed() {
+			b.Logf("dashboard replica log:\n%s", p.LogTail(30))
+		}
+	})
+	ca, err := os.ReadFile(sluice.CAFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		b.Fatalf("no certificate in %s", sluice.CAFile)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	url := "https://127.0.0.1:" + ports[6]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cluster.WaitFor(ctx, "dashboard replica", []*cluster.Process{p}, func(ctx context.Context) (bool, error) {
+		code, _, err := benchGet(ctx, hc, url+"/", "")
+		return err == nil && code == http.StatusOK, err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return url, p.Pid(), hc
+}
+
+// benchTokens are bearer tokens of viewers: ServiceAccounts that may get
+// and list Rollouts in every namespace, one per open page.
+type benchTokens []string
+
+// benchViewerTokens creates the viewers in ns and returns their tokens.
+func benchViewerTokens(b *testing.B, prefix, ns string) benchTokens {
+	ctx := context.Background()
+	cs := env.Client()
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: prefix + "-viewer"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"rollouts"}, Verbs: []string{"get", "list", "watch"}}}}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: prefix + "-viewer"},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}
+	b.Cleanup(func() {
+		for _, err := range []error{
+			cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{}),
+			cs.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{}),
+		} {
+			if err != nil {
+				b.Errorf("delete viewer role: %v", err)
+			}
+		}
+	})
+	var out benchTokens
+	for i := range benchDashPages {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("viewer-%d", i)}}
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		binding.Subjects = append(binding.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: ns, Name: sa.Name})
+		expiry := int64(3600)
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name,
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, tr.Status.Token)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// getter GETs from the dashboard at url as the i-th viewer.
+func (ts benchTokens) getter(hc *http.Client, url string, i int) benchGetter {
+	return func(ctx context.Context, path string) (int, string, error) { return benchGet(ctx, hc, url+path, ts[i]) }
+}
+
+// benchGet returns the status and body of a GET through hc, with a bearer
+// token if not empty.
+func benchGet(ctx context.Context, hc *http.Client, url, token string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 // benchDash is what the benchmark created.
@@ -382,7 +535,7 @@ type benchPolls struct {
 // page polls path every benchDashPoll until ctx ends, as app.js does after
 // loading the page and its assets; pages open a little apart, as people
 // open them.
-func (p *benchPolls) page(ctx context.Context, url, path string, i int) {
+func (p *benchPolls) page(ctx context.Context, get benchGetter, path string, i int) {
 	kind := strings.Split(path, "/")[2]
 	select {
 	case <-ctx.Done():
@@ -390,7 +543,7 @@ func (p *benchPolls) page(ctx context.Context, url, path string, i int) {
 	case <-time.After(time.Duration(i) * benchDashPoll / benchDashPages):
 	}
 	for _, asset := range []string{"/", "/static/app.js", "/static/style.css"} {
-		if code, _, err := httpGet(ctx, url+asset); err != nil || code != http.StatusOK {
+		if code, _, err := get(ctx, asset); err != nil || code != http.StatusOK {
 			p.fail(fmt.Sprintf("%s: %d %v", asset, code, err))
 		}
 	}
@@ -398,7 +551,7 @@ func (p *benchPolls) page(ctx context.Context, url, path string, i int) {
 	defer t.Stop()
 	for {
 		start := time.Now()
-		code, _, err := httpGet(ctx, url+path)
+		code, _, err := get(ctx, path)
 		if ctx.Err() != nil {
 			return
 		}
@@ -418,18 +571,18 @@ func (p *benchPolls) page(ctx context.Context, url, path string, i int) {
 
 func (p *benchPolls) fail(s string) { p.mu.Lock(); p.failures = append(p.failures, s); p.mu.Unlock() }
 
-func (p *benchPolls) report(b *testing.B) {
+func (p *benchPolls) report(b *testing.B, phase string) {
 	n := 0
 	for kind, lat := range p.lat {
 		n += len(lat)
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		q := func(f float64) time.Duration { return lat[int(f*float64(len(lat)-1))] }
-		b.ReportMetric(float64(q(0.5).Microseconds())/1000, kind+"-p50-ms")
-		b.ReportMetric(float64(q(0.99).Microseconds())/1000, kind+"-p99-ms")
-		b.Logf("%s pages: %d polls, p50 %s, p99 %s, max %s", kind, len(lat), q(0.5), q(0.99), lat[len(lat)-1])
+		b.ReportMetric(float64(q(0.5).Microseconds())/1000, phase+"-"+kind+"-p50-ms")
+		b.ReportMetric(float64(q(0.99).Microseconds())/1000, phase+"-"+kind+"-p99-ms")
+		b.Logf("%s: %s pages: %d polls, p50 %s, p99 %s, max %s", phase, kind, len(lat), q(0.5), q(0.99), lat[len(lat)-1])
 	}
 	if len(p.failures) > 0 {
-		b.Errorf("%d of %d requests failed, first: %s", len(p.failures), n, p.failures[0])
+		b.Errorf("%s: %d of %d requests failed, first: %s", phase, len(p.failures), n, p.failures[0])
 	}
 }
 
@@ -475,7 +628,7 @@ func benchSample(b *testing.B, pids map[string]int) benchReading {
 // benchReport logs and reports one phase's figures.
 func benchReport(b *testing.B, phase string, before, after benchReading) {
 	secs := after.at.Sub(before.at).Seconds()
-	names := []string{"controller", "apiserver", "dashboard"}
+	names := []string{"controller", "apiserver", "dashboard", "replica"}
 	for _, name := range names {
 		p0, p1 := before.procs[name], after.procs[name]
 		cpuPerMin := (p1.cpu - p0.cpu) * 60 / secs
@@ -573,13 +726,13 @@ func controllerHeap() (int64, error) {
 }
 
 // benchGetJSON decodes the JSON answer of a GET into v.
-func benchGetJSON(ctx context.Context, url string, v any) error {
-	code, body, err := httpGet(ctx, url)
+func benchGetJSON(ctx context.Context, get benchGetter, path string, v any) error {
+	code, body, err := get(ctx, path)
 	if err != nil {
 		return err
 	}
 	if code != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", url, code, body)
+		return fmt.Errorf("GET %s: %d %s", path, code, body)
 	}
 	return json.Unmarshal([]byte(body), v)
 }
