@@ -160,15 +160,7 @@ type benchGetter func(ctx context.Context, path string) (int, string, error)
 // so its CPU is a replica's own work plus the dashboard's. It returns the
 // dashboard's URL, the process id and an HTTPS client trusting the CA.
 func startDashboardReplica(b *testing.B) (string, int, *http.Client) {
-	ports := make([]string, 7)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ports[i] = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-		defer l.Close()
-	}
+	ports := benchPorts(b, 7)
 	args := []string{"controller", "--kubeconfig=" + env.Kubeconfig(), "--namespace=" + sluiceNamespace,
 		"--replica-name=bench-dashboard", "--leader-elect",
 		"--webhook-host=127.0.0.1", "--webhook-port=" + ports[0], "--cert-ips=127.0.0.1",
@@ -204,6 +196,26 @@ func startDashboardReplica(b *testing.B) (string, int, *http.Client) {
 		b.Fatal(err)
 	}
 	return url, p.Pid(), hc
+}
+
+// benchPorts returns n distinct free loopback ports, closed again.
+func benchPorts(b *testing.B, n int) []string {
+	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	}
+	return out
 }
 
 // benchTokens are bearer tokens of viewers: ServiceAccounts that may get
