@@ -55,24 +55,58 @@ type cachedNamespace struct {
 }
 
 // teamNamespaces returns every team with the namespaces access allows,
-// leaving out teams with none.
+// leaving out teams with none. A person allowed everywhere is asked once,
+// others about each namespace, a few at a time.
 func (s *source) teamNamespaces(ctx context.Context, access Access) (map[string][]string, error) {
 	all, err := s.allTeams(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]string{}
-	for team, nss := range all {
-		for _, ns := range nss {
-			ok, err := access.Allowed(ctx, ns)
-			if err != nil {
-				return nil, err
+	if every, ok := access.(allNamespaces); ok {
+		yes, err := every.AllowedEverywhere(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if yes {
+			for team, nss := range all {
+				out[team] = append([]string(nil), nss...)
 			}
-			if ok {
-				out[team] = append(out[team], ns)
-			}
+			return out, nil
 		}
 	}
+	type ask struct {
+		team, ns string
+		ok       bool
+		err      error
+	}
+	var asks []ask
+	for team, nss := range all {
+		for _, ns := range nss {
+			asks = append(asks, ask{team: team, ns: ns})
+		}
+	}
+	slots := make(chan struct{}, readers)
+	var wg sync.WaitGroup
+	for i := range asks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			asks[i].ok, asks[i].err = access.Allowed(ctx, asks[i].ns)
+		}()
+	}
+	wg.Wait()
+	for _, a := range asks {
+		if a.err != nil {
+			return nil, a.err
+		}
+		if a.ok {
+			out[a.team] = append(out[a.team], a.ns)
+		}
+	}
+	// Namespaces keep allTeams' order (sorted) within a team.
 	return out, nil
 }
 
