@@ -28,6 +28,13 @@ func (f AccessFunc) Allowed(ctx context.Context, namespace string) (bool, error)
 
 var _ Access = AccessFunc(nil)
 
+// allNamespaces is an Access that can tell in one question whether the
+// person may get Rollouts in every namespace (a cluster-wide grant), so a
+// page need not ask about each namespace in turn.
+type allNamespaces interface {
+	AllowedEverywhere(ctx context.Context) (bool, error)
+}
+
 // accessTTL is how long an answer of the API server is reused.
 const accessTTL = 10 * time.Second
 
@@ -58,6 +65,18 @@ func (a *SelfAccess) Allowed(ctx context.Context, namespace string) (bool, error
 		return review.Status.Allowed, nil
 	})
 }
+
+// AllowedEverywhere reports whether the client may get Rollouts in every
+// namespace.
+func (a *SelfAccess) AllowedEverywhere(ctx context.Context) (bool, error) {
+	return a.Allowed(ctx, allNamespacesKey)
+}
+
+var _ allNamespaces = (*SelfAccess)(nil)
+
+// allNamespacesKey asks about every namespace: a review's empty namespace
+// means all of them (namespace names are never empty).
+const allNamespacesKey = ""
 
 // verdicts keeps access answers by namespace for accessTTL.
 type verdicts struct {

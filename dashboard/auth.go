@@ -107,6 +107,14 @@ func NewSubjectAccess(c client.Client, user authenticationv1.UserInfo) *SubjectA
 
 var _ Access = (*SubjectAccess)(nil)
 
+// AllowedEverywhere reports whether the user may get Rollouts in every
+// namespace.
+func (a *SubjectAccess) AllowedEverywhere(ctx context.Context) (bool, error) {
+	return a.Allowed(ctx, allNamespacesKey)
+}
+
+var _ allNamespaces = (*SubjectAccess)(nil)
+
 // Allowed reports whether the user may get Rollouts in namespace.
 func (a *SubjectAccess) Allowed(ctx context.Context, namespace string) (bool, error) {
 	return a.cache.get(namespace, func() (bool, error) {

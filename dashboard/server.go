@@ -67,7 +67,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		src: &source{client: o.Client, fixed: o.Namespaces, freshness: o.Freshness,
-			data: map[string]*cachedNamespace{}, history: map[types.NamespacedName][]Point{}},
+			data: map[string]*cachedNamespace{}, history: map[types.NamespacedName][]Point{}, listed: map[string]*cachedRollouts{}},
 		auth: o.Authenticator,
 		log:  o.Log,
 		mux:  http.NewServeMux(),
@@ -237,7 +237,8 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 		}
 	}
 	// Services of other teams this team calls: only in namespaces the
-	// reader may see (teams holds nothing else).
+	// reader may see (teams holds nothing else). Their Rollouts say all
+	// that is shown of them; their namespaces' other objects are not read.
 	var others []string
 	for other, onss := range teams {
 		if other != name {
@@ -246,7 +247,7 @@ func (s *Server) team(r *http.Request, access Access) (any, error) {
 	}
 	sort.Strings(others)
 	var called []Service
-	for _, d := range s.src.namespaces(r.Context(), others) {
+	for _, d := range s.src.rolloutsOnly(r.Context(), others) {
 		if d.err == nil {
 			called = append(called, d.services()...)
 		}

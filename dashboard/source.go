@@ -30,6 +30,16 @@ type source struct {
 	teams   *cachedTeams
 	data    map[string]*cachedNamespace
 	history map[types.NamespacedName][]Point
+	// listed are the Rollouts of namespaces read only for their Rollouts:
+	// other teams' services, for a team page's "Depends on".
+	listed map[string]*cachedRollouts
+}
+
+type cachedRollouts struct {
+	mu       sync.Mutex // one read at a time per namespace
+	at       time.Time
+	rollouts []v1alpha1.Rollout
+	err      error
 }
 
 type cachedTeams struct {
@@ -45,24 +55,58 @@ type cachedNamespace struct {
 }
 
 // teamNamespaces returns every team with the namespaces access allows,
-// leaving out teams with none.
+// leaving out teams with none. A person allowed everywhere is asked once,
+// others about each namespace, a few at a time.
 func (s *source) teamNamespaces(ctx context.Context, access Access) (map[string][]string, error) {
 	all, err := s.allTeams(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]string{}
-	for team, nss := range all {
-		for _, ns := range nss {
-			ok, err := access.Allowed(ctx, ns)
-			if err != nil {
-				return nil, err
+	if every, ok := access.(allNamespaces); ok {
+		yes, err := every.AllowedEverywhere(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if yes {
+			for team, nss := range all {
+				out[team] = append([]string(nil), nss...)
 			}
-			if ok {
-				out[team] = append(out[team], ns)
-			}
+			return out, nil
 		}
 	}
+	type ask struct {
+		team, ns string
+		ok       bool
+		err      error
+	}
+	var asks []ask
+	for team, nss := range all {
+		for _, ns := range nss {
+			asks = append(asks, ask{team: team, ns: ns})
+		}
+	}
+	slots := make(chan struct{}, readers)
+	var wg sync.WaitGroup
+	for i := range asks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			asks[i].ok, asks[i].err = access.Allowed(ctx, asks[i].ns)
+		}()
+	}
+	wg.Wait()
+	for _, a := range asks {
+		if a.err != nil {
+			return nil, a.err
+		}
+		if a.ok {
+			out[a.team] = append(out[a.team], a.ns)
+		}
+	}
+	// Namespaces keep allTeams' order (sorted) within a team.
 	return out, nil
 }
 
@@ -159,6 +203,62 @@ func (s *source) namespace(ctx context.Context, ns string) (namespaceData, error
 		s.remember(c.data)
 	}
 	return c.data, c.err
+}
+
+// rolloutsOnly reads the Rollouts of several namespaces, a few at a time,
+// in the order given: what a team page needs of other teams' namespaces
+// (their services' phase and status.callers), without their Deployments,
+// ReplicaSets, Events and Services.
+func (s *source) rolloutsOnly(ctx context.Context, nss []string) []reading {
+	out := make([]reading, len(nss))
+	slots := make(chan struct{}, readers)
+	var wg sync.WaitGroup
+	for i, ns := range nss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			out[i].Namespace = ns
+			out[i].Rollouts, out[i].err = s.rollouts(ctx, ns)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// rollouts returns the Rollouts of ns, read at most freshness ago: from
+// the namespace's whole reading if a page read it lately, else by listing
+// them alone. The caller has checked access.
+func (s *source) rollouts(ctx context.Context, ns string) ([]v1alpha1.Rollout, error) {
+	s.mu.Lock()
+	whole := s.data[ns]
+	c, ok := s.listed[ns]
+	if !ok {
+		c = &cachedRollouts{}
+		s.listed[ns] = c
+	}
+	s.mu.Unlock()
+	if whole != nil && whole.mu.TryLock() {
+		fresh := !whole.at.IsZero() && time.Since(whole.at) < s.freshness && whole.err == nil
+		ros := whole.data.Rollouts
+		whole.mu.Unlock()
+		if fresh {
+			return ros, nil
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < s.freshness {
+		return c.rollouts, c.err
+	}
+	var list v1alpha1.RolloutList
+	c.err = s.client.List(ctx, &list, client.InNamespace(ns))
+	if c.err != nil {
+		c.err = fmt.Errorf("list rollouts: %w", c.err)
+	}
+	c.rollouts, c.at = list.Items, time.Now()
+	return c.rollouts, c.err
 }
 
 // remember keeps the chart points of every Rollout of d, so a rollout's

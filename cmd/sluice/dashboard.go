@@ -85,10 +85,7 @@ func serveDashboard(ctx context.Context, cfg *rest.Config, namespaces []string, 
 	if err != nil {
 		return err
 	}
-	// The dashboard polls; it must not be throttled below its readers.
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 100, 200
-	c, err := client.New(cfg, client.Options{Scheme: sch})
+	c, err := client.New(dashboardRESTConfig(cfg), client.Options{Scheme: sch})
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("connect to the cluster: %w", err)
@@ -99,6 +96,17 @@ func serveDashboard(ctx context.Context, cfg *rest.Config, namespaces []string, 
 		return err
 	}
 	return srv.Serve(ctx, l)
+}
+
+// dashboardRESTConfig is cfg with the dashboard's own client-side rate
+// limit. The dashboard polls; it must not be throttled below its readers:
+// a config from a kubeconfig file leaves the limit to client-go's default
+// of 5 requests per second per resource, and a team page lists the
+// Rollouts of every namespace it may see.
+func dashboardRESTConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg
 }
 
 // addControllerDashboard serves the dashboard for many people on addr over
@@ -112,7 +120,7 @@ func addControllerDashboard(mgr manager.Manager, addr string, configureTLS func(
 	}
 	// Direct reads (at most one per namespace every two seconds), not the informer
 	// cache: no cluster-wide watch of ReplicaSets and Events for a page.
-	c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	c, err := client.New(dashboardRESTConfig(mgr.GetConfig()), client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
 		return fmt.Errorf("dashboard client: %w", err)
 	}
