@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/sluice-dev/sluice/xds/auth"
+	"github.com/sluice-dev/sluice/xds/lrs"
 )
 
 // A client's load reports and its ADS stream need not reach the same
@@ -123,20 +125,35 @@ func QueryAcks(ctx context.Context, conn grpc.ClientConnInterface, id auth.Ident
 // streams first, then the other replicas', whose answers are remembered
 // (an acknowledgement for AckedFor, a refusal for RefusedFor, so a cluster
 // acknowledged a moment after is not refused for long).
+//
+// Lookup never waits for the peers: load reporting (lrs.Options.LookupAck)
+// holds a report whose answer is still to come and judges it once it
+// comes, so a flood of new identities cannot stall a stream's receive
+// loop. One question per identity and cluster is in flight at a time
+// (callers share it), at most MaxQueries are put to the peers at once,
+// and at most maxAckFlights wait; a question beyond that is answered no at
+// once, without asking.
 type FleetAcks struct {
 	Local *Server
 	// Peers returns the other replicas (PeerPool.Peers); nil: none.
 	Peers func(context.Context) ([]Peer, error)
-	// Timeout bounds one question to the peers; zero means 1s.
+	// Timeout bounds one question, from when it is asked (its wait for a
+	// free query included); zero means 1s. No answer by then is a no.
 	Timeout time.Duration
 	// AckedFor and RefusedFor: how long answers are remembered; zero means
 	// 30s and 2s.
 	AckedFor, RefusedFor time.Duration
+	// MaxQueries bounds the questions put to the peers at once; zero
+	// means 16.
+	MaxQueries int
 
 	mu     sync.Mutex
 	known  map[ackKey]ackMemo
 	flight map[ackKey]*ackCall
+	slots  chan struct{}
 	now    func() time.Time
+	// asked counts the questions put to the peers (tests, benchmarks).
+	asked int
 }
 
 type ackKey struct {
@@ -149,59 +166,113 @@ type ackMemo struct {
 	until time.Time
 }
 
-// ackCall is one question to the peers that others with the same key wait
-// for.
+// ackCall is one question to the peers that every lookup of the same key
+// shares until it is answered. It is an lrs.Ack.
 type ackCall struct {
 	done  chan struct{}
 	acked bool
 }
 
+// Done is closed once the peers answered (or the question timed out).
+func (c *ackCall) Done() <-chan struct{} { return c.done }
+
+// Acked is the answer, false until Done is closed.
+func (c *ackCall) Acked() bool {
+	select {
+	case <-c.done:
+		return c.acked
+	default:
+		return false
+	}
+}
+
+var _ lrs.Ack = (*ackCall)(nil)
+
 // maxAckMemos bounds the remembered answers; beyond it they are forgotten
 // all at once (they are only a cache of the peers' state).
 const maxAckMemos = 16384
 
+// maxAckFlights bounds the questions waiting for the peers: a lookup of a
+// new key beyond it is answered no at once (the load is refused, never
+// counted on a guess), and asked again on a later report.
+const maxAckFlights = 4096
+
 // Acknowledged reports whether some stream bound to exactly id, on any
-// replica, acknowledged cluster. A peer that cannot be asked counts as not
-// having acknowledged it: the load is refused, never counted on a guess.
+// replica, acknowledged cluster, waiting for the peers' answer if it has
+// to. A peer that cannot be asked counts as not having acknowledged it:
+// the load is refused, never counted on a guess.
 func (f *FleetAcks) Acknowledged(id auth.Identity, cluster string) bool {
+	a := f.Lookup(id, cluster)
+	if d := a.Done(); d != nil {
+		<-d
+	}
+	return a.Acked()
+}
+
+// Lookup answers Acknowledged without waiting: from this replica's own
+// streams or a remembered answer at once, else with the question to the
+// peers in flight for this identity and cluster (started if none is),
+// whose Done is closed once they answered, within Timeout.
+func (f *FleetAcks) Lookup(id auth.Identity, cluster string) lrs.Ack {
 	if f.Local != nil && f.Local.Acknowledged(id, cluster) {
-		return true
+		return lrs.Known(true)
 	}
 	if f.Peers == nil {
-		return false
+		return lrs.Known(false)
 	}
 	k := ackKey{id: id, cluster: cluster}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.now == nil {
 		f.now = time.Now
 	}
 	if m, ok := f.known[k]; ok && f.now().Before(m.until) {
-		f.mu.Unlock()
-		return m.acked
+		return lrs.Known(m.acked)
 	}
 	if c, ok := f.flight[k]; ok {
-		f.mu.Unlock()
-		<-c.done
-		return c.acked
+		return c
 	}
-	c := &ackCall{done: make(chan struct{})}
+	if len(f.flight) >= maxAckFlights {
+		return lrs.Known(false)
+	}
 	if f.flight == nil {
 		f.flight = map[ackKey]*ackCall{}
 	}
+	if f.slots == nil {
+		f.slots = make(chan struct{}, cmp.Or(f.MaxQueries, 16))
+	}
+	c := &ackCall{done: make(chan struct{})}
 	f.flight[k] = c
-	f.mu.Unlock()
+	f.asked++
+	go f.answer(k, c)
+	return c
+}
 
-	c.acked = f.ask(id, cluster)
-
+// answer puts one question to the peers, once a query slot is free, and
+// remembers the answer.
+func (f *FleetAcks) answer(k ackKey, c *ackCall) {
+	timeout := f.Timeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	acked := false
+	select {
+	case f.slots <- struct{}{}:
+		acked = f.ask(ctx, k.id, k.cluster)
+		<-f.slots
+	case <-ctx.Done():
+	}
 	f.mu.Lock()
 	delete(f.flight, k)
 	if f.known == nil || len(f.known) >= maxAckMemos {
 		f.known = map[ackKey]ackMemo{}
 	}
-	f.known[k] = ackMemo{acked: c.acked, until: f.now().Add(f.memoFor(c.acked))}
+	f.known[k] = ackMemo{acked: acked, until: f.now().Add(f.memoFor(acked))}
+	c.acked = acked
 	f.mu.Unlock()
 	close(c.done)
-	return c.acked
 }
 
 func (f *FleetAcks) memoFor(acked bool) time.Duration {
@@ -217,13 +288,7 @@ func (f *FleetAcks) memoFor(acked bool) time.Duration {
 }
 
 // ask puts the question to every peer at once.
-func (f *FleetAcks) ask(id auth.Identity, cluster string) bool {
-	timeout := f.Timeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+func (f *FleetAcks) ask(ctx context.Context, id auth.Identity, cluster string) bool {
 	peers, err := f.Peers(ctx)
 	if err != nil || len(peers) == 0 {
 		return false
