@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -156,7 +157,11 @@ func TestSlowPeerDoesNotHoldTheReceiveLoop(t *testing.T) {
 	sendLoad(t, again, canary, "canary", 3)
 	stranger := loadStream(t, addr, "team-a", "someone-else")
 	sendLoad(t, stranger, canary, "canary", 1000)
-	eventually(t, "both questions to reach B", func() bool { return asked.Load() == 2 })
+	eventually(t, "both questions to be in flight, and asked of B", func() bool {
+		fleet.mu.Lock()
+		defer fleet.mu.Unlock()
+		return len(fleet.flight) == 2 && asked.Load() >= 1
+	})
 	if got := counted(ls, "team-a", "canary"); got != 0 {
 		t.Fatalf("canary counted %d requests before B answered", got)
 	}
@@ -174,8 +179,10 @@ func TestSlowPeerDoesNotHoldTheReceiveLoop(t *testing.T) {
 	if got := counted(ls, "team-a", "canary"); got != 10 {
 		t.Errorf("canary counted %d requests, want 10: a report B never vouched for counted", got)
 	}
-	if got := asked.Load(); got != 3 {
-		t.Errorf("B was asked %d questions, want 3 (one per identity and cluster)", got)
+	fleet.mu.Lock()
+	defer fleet.mu.Unlock()
+	if fleet.settled != 3 {
+		t.Errorf("%d questions answered, want 3 (one per identity and cluster)", fleet.settled)
 	}
 }
 
@@ -185,4 +192,44 @@ func (f *FleetAcks) remembers(id auth.Identity, cluster string) bool {
 	defer f.mu.Unlock()
 	_, ok := f.known[ackKey{id: id, cluster: cluster}]
 	return ok
+}
+
+// TestFleetAcksBoundsTheQuestionsWaiting plays a flood of new identities
+// while the peer does not answer: at most maxAckFlights questions wait,
+// in requests of at most maxAckClusters, at most MaxQueries at once; one
+// more is answered no at once, without asking; none is answered yes.
+func TestFleetAcksBoundsTheQuestionsWaiting(t *testing.T) {
+	b, _ := authzServer(t, Options{})
+	release := make(chan struct{})
+	var asked atomic.Int64
+	toB := slowPeerListener(t, b, release, &asked)
+	fleet := &FleetAcks{Timeout: time.Minute, MaxQueries: 3, Peers: func(context.Context) ([]Peer, error) {
+		return []Peer{{Addr: "b", Conn: toB}}, nil
+	}}
+	var waiting []lrs.Ack
+	for i := range maxAckFlights {
+		id := auth.Identity{Method: auth.MethodToken, Namespace: "flood", Name: fmt.Sprint("id-", i)}
+		a := fleet.Lookup(id, "flood/svc/9090/canary")
+		if a.Done() == nil {
+			t.Fatalf("question %d answered at once (%v) with room in the queue", i, a.Acked())
+		}
+		waiting = append(waiting, a)
+	}
+	over := fleet.Lookup(auth.Identity{Method: auth.MethodToken, Namespace: "flood", Name: "one-more"}, "flood/svc/9090/canary")
+	if over.Done() != nil || over.Acked() {
+		t.Fatal("a question beyond the bound was queued or answered yes")
+	}
+	eventually(t, "MaxQueries requests to reach B", func() bool { return asked.Load() == 3 })
+	close(release)
+	for i, a := range waiting {
+		<-a.Done()
+		if a.Acked() {
+			t.Fatalf("question %d answered yes for an identity B never saw", i)
+		}
+	}
+	// Each of the MaxQueries first requests may have left before the
+	// queue filled; every later one is full.
+	if got, want := asked.Load(), int64(maxAckFlights/maxAckClusters+3); got > want {
+		t.Errorf("B got %d requests for %d questions, want at most %d", got, maxAckFlights, want)
+	}
 }
