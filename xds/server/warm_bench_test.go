@@ -28,7 +28,10 @@ type loadingProxy struct {
 	out    chan timedRequest
 
 	clusters []string
-	last     map[string]*discovery.DiscoveryResponse
+	// named are the clusters each route configuration names: a response
+	// carries the changed configurations only.
+	named map[string][]string
+	last  map[string]*discovery.DiscoveryResponse
 }
 
 type timedRequest struct {
@@ -41,7 +44,7 @@ func startLoadingProxy(b testing.TB, ctx context.Context, client discovery.Aggre
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &loadingProxy{st: st, node: node, routes: routes, delay: delay, out: make(chan timedRequest, 64), last: map[string]*discovery.DiscoveryResponse{}}
+	p := &loadingProxy{st: st, node: node, routes: routes, delay: delay, out: make(chan timedRequest, 64), last: map[string]*discovery.DiscoveryResponse{}, named: map[string][]string{}}
 	go p.send(ctx)
 	p.request(resource.RouteType, routes, 0)
 	go p.recv()
@@ -82,21 +85,28 @@ func (p *loadingProxy) recv() {
 		switch resp.GetTypeUrl() {
 		case resource.RouteType:
 			p.request(resource.RouteType, p.routes, 0)
-			named := map[string]struct{}{}
 			for _, a := range resp.GetResources() {
 				rc := &routev3.RouteConfiguration{}
 				if a.UnmarshalTo(rc) != nil {
 					continue
 				}
+				var cs []string
 				for _, vh := range rc.GetVirtualHosts() {
 					for _, r := range vh.GetRoutes() {
 						if c := r.GetRoute().GetCluster(); c != "" {
-							named[c] = struct{}{}
+							cs = append(cs, c)
 						}
 						for _, cw := range r.GetRoute().GetWeightedClusters().GetClusters() {
-							named[cw.GetName()] = struct{}{}
+							cs = append(cs, cw.GetName())
 						}
 					}
+				}
+				p.named[rc.GetName()] = cs
+			}
+			named := map[string]struct{}{}
+			for _, cs := range p.named {
+				for _, c := range cs {
+					named[c] = struct{}{}
 				}
 			}
 			if cs := sortedKeys(named); !slices.Equal(cs, p.clusters) {
@@ -116,7 +126,7 @@ func (p *loadingProxy) recv() {
 // cluster), then its weight moves: that publication waits for the slow
 // proxies to load the canary. 20ms later, service ledger's weight moves in
 // a publication of its own. Reported: the latency of checkout's weight
-// publication and of ledger's (from the call to ledger's new route being
+// publication and of ledger's (from the call to the new route being
 // served), median and maximum over the rounds.
 func BenchmarkPublishWhileProxiesLoadACanary(b *testing.B) {
 	const load = 2 * time.Second
@@ -211,6 +221,13 @@ func benchPublishWhileLoading(b *testing.B, n, slow int, load time.Duration) {
 		done := make(chan time.Duration)
 		go func() {
 			publish(state(weighted, ledgerWeight))
+			want := mustVersion(b, weighted)
+			for {
+				if v, _ := s.Version(resource.RouteType, checkout); v == want {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
 			done <- time.Since(start)
 		}()
 		time.Sleep(20 * time.Millisecond)
