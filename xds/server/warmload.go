@@ -313,3 +313,19 @@ func (s *Server) heldVersion(name, version string) bool {
 	h, ok := s.held[heldKey{name: name}]
 	return ok && h.version == version
 }
+
+// DesiredVersion is the content version of a resource as the last update
+// asked for it: Version, or for a route configuration held back until its
+// subscribers loaded a cluster, the held content, which is published once
+// they did. Waits (WaitSyncedFor) accept it.
+func (s *Server) DesiredVersion(typeURL, name string) (string, bool) {
+	if typeURL == resource.RouteType {
+		s.heldMu.Lock()
+		h, ok := s.held[heldKey{name: name}]
+		s.heldMu.Unlock()
+		if ok {
+			return h.version, true
+		}
+	}
+	return s.Version(typeURL, name)
+}
