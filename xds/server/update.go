@@ -22,10 +22,12 @@ import (
 //  1. new and changed clusters and endpoints are published; if some are new,
 //     it waits until the proxies subscribed to them acknowledged or rejected
 //     them, so a route never arrives before its cluster;
-//  2. a route change that starts sending a proxy traffic to a cluster the
-//     published routes only name (a warm-up route) waits until that proxy
-//     has loaded the cluster and its endpoints (see warmload.go);
-//     listeners and routes are then published and removed;
+//  2. listeners and routes are published and removed, except a route
+//     change that starts sending a proxy traffic to a cluster the published
+//     routes only name (a warm-up route) while that proxy still loads the
+//     cluster and its endpoints: that route configuration alone is held
+//     back and published once the proxy loaded them, after Update returned
+//     (see warmload.go);
 //  3. clusters and endpoints absent from r are removed only once every proxy
 //     subscribed to a listener or route carries its current content (or
 //     closed its stream). If a proxy rejected one of them instead, the stale
