@@ -27,7 +27,8 @@ type Confirmation struct {
 	// Nacked counts the proxies that rejected them; they keep their last
 	// acknowledged routes.
 	Nacked int
-	// NackMessages are the rejections' details, "<node>: <message>", sorted.
+	// NackMessages are the rejections' details, "<node> on <replica>:
+	// <message>", of the proxies of every replica, sorted.
 	NackMessages []string
 	// Stale names the proxies not waited for, sorted: they left the routes
 	// unanswered for longer than the xDS server's stale bound.
@@ -159,7 +160,7 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	acked, nacked, stale := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	acked, nacked, stale, details := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, name := range names {
 		sy, err := c.srv.WaitSyncedFor(wctx, owner, resource.RouteType, name, routes[name])
 		if err != nil {
@@ -199,7 +200,7 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 	if c.peers != nil {
 		var err error
 		var peerHolders []server.Holder
-		if others, peerHolders, err = c.waitPeers(wctx, owner, routes, holding, acked, nacked, stale, limits); err != nil {
+		if others, peerHolders, err = c.waitPeers(wctx, owner, routes, holding, acked, nacked, stale, details, limits); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -228,15 +229,13 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 	}
 	slices.Sort(conf.Limits)
 	if len(nacked) > 0 {
-		for _, p := range c.srv.Proxies() {
-			if !nacked[p.NodeID] {
-				continue
-			}
-			for _, ts := range p.Types {
-				if ts.TypeURL == resource.RouteType && ts.LastNack != nil {
-					conf.NackMessages = append(conf.NackMessages, p.NodeID+": "+ts.LastNack.Message)
-				}
-			}
+		var local []string
+		for id := range nacked {
+			local = append(local, id)
+		}
+		conf.NackMessages = c.srv.RouteNackDetails(local, c.replica)
+		for d := range details {
+			conf.NackMessages = append(conf.NackMessages, d)
 		}
 		slices.Sort(conf.NackMessages)
 		conf.NackMessages = slices.Compact(conf.NackMessages)
@@ -248,21 +247,18 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 
 // ProxyNack is a rejection by one proxy that is still in force: the proxy
 // does not carry the published content of a resource it rejected.
-type ProxyNack struct {
-	// Node is the proxy's node id.
-	Node string
-	// TypeURL is the type of the rejected response.
-	TypeURL string
-	// Resources are the rejected resources that carry the service, sorted.
-	Resources []string
-	// Message is the proxy's error detail.
-	Message string
-	// At is when the rejection arrived.
-	At time.Time
-}
+// Replica names the replica the proxy is connected to.
+type ProxyNack = server.Rejection
 
-// Nacks lists the rejections in force for the resources of one service,
-// sorted by node and type. The rollout controller shows them on the Rollout.
+// peerNackTimeout bounds how long Nacks waits for another replica's
+// answer; a replica that does not answer in time is left out.
+const peerNackTimeout = time.Second
+
+// Nacks lists the rejections in force for the resources of one service
+// by the proxies of every replica, sorted by node, type and replica; each
+// names its replica. The rollout controller shows them on the Rollout. A
+// replica that does not answer within a second (or failed to answer
+// Confirm lately) is left out; one names at most 16 rejections.
 func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 	c.mu.Lock()
 	ps, ok := c.published.services[ServiceKey{Namespace: namespace, Name: service}]
@@ -270,40 +266,59 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 	if !ok {
 		return nil
 	}
-	mine := map[string]map[string]bool{}
-	for t, names := range ps.names {
-		mine[t] = map[string]bool{}
-		for _, n := range names {
-			mine[t][n] = true
+	out := c.srv.Rejections(ps.names)
+	for i := range out {
+		out[i].Replica = c.replica
+	}
+	out = append(out, c.peerNacks(ps.names)...)
+	slices.SortStableFunc(out, func(a, b ProxyNack) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.TypeURL, b.TypeURL), cmp.Compare(a.Replica, b.Replica))
+	})
+	return out
+}
+
+// peerNacks asks every other replica, at once, for its proxies'
+// rejections in force of names.
+func (c *Controller) peerNacks(names map[string][]string) []ProxyNack {
+	if c.peers == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerNackTimeout)
+	defer cancel()
+	peers, err := c.peers(ctx)
+	if err != nil {
+		return nil
+	}
+	answers := make(chan []ProxyNack, len(peers))
+	asked := 0
+	for _, p := range peers {
+		c.mu.Lock()
+		_, down := c.peerDown[p.Addr]
+		c.mu.Unlock()
+		if down {
+			continue
 		}
+		asked++
+		go func() {
+			ps, err := server.QuerySyncRequest(ctx, p.Conn, server.SyncRequest{Rejected: names})
+			if err != nil {
+				c.log.V(1).Info("rejections of another replica's proxies not known", "replica", p.Addr, "error", err.Error())
+				answers <- nil
+				return
+			}
+			rs := ps.Rejections[:min(len(ps.Rejections), 16)]
+			for i := range rs {
+				rs[i].Replica = text.Truncate(cmp.Or(ps.Replica, p.Addr), 253)
+				rs[i].Node = text.Truncate(rs[i].Node, 253)
+				rs[i].Message = text.Truncate(rs[i].Message, text.MaxMessage)
+			}
+			answers <- rs
+		}()
 	}
 	var out []ProxyNack
-	for _, p := range c.srv.Proxies() {
-		for _, ts := range p.Types {
-			if ts.LastNack == nil {
-				continue
-			}
-			var rejected []string
-			for _, name := range ts.LastNack.Resources {
-				if !mine[ts.TypeURL][name] {
-					continue
-				}
-				if v, ok := c.srv.FormVersion(p.Form, ts.TypeURL, name); ok && ts.Acked[name] == v {
-					continue // fixed since: the proxy carries what is published
-				}
-				rejected = append(rejected, name)
-			}
-			if len(rejected) > 0 {
-				out = append(out, ProxyNack{Node: p.NodeID, TypeURL: ts.TypeURL, Resources: rejected, Message: ts.LastNack.Message, At: ts.LastNack.At})
-			}
-		}
+	for range asked {
+		out = append(out, <-answers...)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Node != out[j].Node {
-			return out[i].Node < out[j].Node
-		}
-		return out[i].TypeURL < out[j].TypeURL
-	})
 	return out
 }
 
@@ -321,8 +336,9 @@ func (c *Controller) Nacks(namespace, service string) []ProxyNack {
 // gives its proxies time to reconnect to a live replica first.
 //
 // It returns the counts of each other replica as it last answered,
-// sorted by replica name.
-func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, holding []string, acked, nacked, stale map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, []server.Holder, error) {
+// sorted by replica name; the NACK details of the other replicas' proxies
+// are added to details.
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, holding []string, acked, nacked, stale, details map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, []server.Holder, error) {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
@@ -390,6 +406,9 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			}
 			for _, id := range ps.Nacked {
 				nacked[id] = true
+			}
+			for _, d := range ps.NackDetails {
+				details[text.Truncate(d, 2*253+text.MaxMessage+8)] = true
 			}
 			for _, id := range ps.Stale {
 				stale[id] = true

@@ -125,12 +125,12 @@ func TestConfirmReportsNacks(t *testing.T) {
 	waitConfirmed(t, c, 0, 1)
 	src.set(canaryObjects(2500), true)
 	got := confirm(t, c, 2500)
-	want := Confirmation{Nacked: 1, NackMessages: []string{"picky: weighted clusters: not today"}}
+	want := Confirmation{Nacked: 1, NackMessages: []string{"picky on this replica: weighted clusters: not today"}}
 	if got.Acked != want.Acked || got.Nacked != want.Nacked || strings.Join(got.NackMessages, "|") != strings.Join(want.NackMessages, "|") {
 		t.Fatalf("confirmation %+v, want %+v", got, want)
 	}
 	nacks := c.Nacks("shop", "checkout")
-	if len(nacks) != 1 || nacks[0].Node != "picky" || nacks[0].Message != "weighted clusters: not today" ||
+	if len(nacks) != 1 || nacks[0].Node != "picky" || nacks[0].Replica != "this replica" || nacks[0].Message != "weighted clusters: not today" ||
 		nacks[0].TypeURL != resource.RouteType || strings.Join(nacks[0].Resources, ",") != checkoutRoute {
 		t.Fatalf("Nacks = %+v, want one route NACK by picky", nacks)
 	}

@@ -202,7 +202,7 @@ func (c *Controller) describe(state router.State, plan router.Plan, res translat
 			}
 			ps.names[typeURL] = append(ps.names[typeURL], name)
 			if typeURL == resource.RouteType {
-				if v, ok := c.srv.Version(typeURL, name); ok {
+				if v, ok := c.srv.DesiredVersion(typeURL, name); ok {
 					ps.routes[name] = v
 				}
 			}

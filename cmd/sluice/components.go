@@ -89,7 +89,7 @@ func addComponents(mgr manager.Manager, c components) error {
 				r.Problems = append(r.Problems, p.Object+": "+p.Message)
 			}
 			for _, n := range steer.Nacks(namespace, service) {
-				r.Nacks = append(r.Nacks, n.Node+" rejected "+strings.Join(n.Resources, ", ")+": "+n.Message)
+				r.Nacks = append(r.Nacks, n.Node+" on "+n.Replica+" rejected "+strings.Join(n.Resources, ", ")+": "+n.Message)
 			}
 			return r
 		}),

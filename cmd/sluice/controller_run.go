@@ -242,11 +242,11 @@ func runController(ctx context.Context, o controllerOptions) error {
 	// completed just below.
 	acks := &server.FleetAcks{}
 	loads, err := lrs.NewServer(lrs.Options{
-		Acknowledged: acks.Acknowledged,
-		Interval:     o.lrsInterval,
-		Attribute:    lrs.AttributeCluster,
-		Registerer:   ctrlmetrics.Registry,
-		Logger:       log.WithName("lrs"),
+		LookupAck:  acks.Lookup,
+		Interval:   o.lrsInterval,
+		Attribute:  lrs.AttributeCluster,
+		Registerer: ctrlmetrics.Registry,
+		Logger:     log.WithName("lrs"),
 		// Both xDS listeners authenticate every stream (xdsListeners).
 		RequireIdentity: true,
 		LegacyAllowed:   legacyRule(mgr.GetCache(), o.xdsAuth.legacyAll),

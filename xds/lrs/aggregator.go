@@ -166,6 +166,17 @@ func (a *Aggregator) add(stream int64, o Origin, k Key, t Totals) {
 	s.keys[k] = t.InFlight
 }
 
+// addCounts records the completed counts of t for key k from a reporter o,
+// leaving every stream's in-flight counts alone: a report judged late
+// (held for an answer) is older than its stream's latest in-flight count.
+func (a *Aggregator) addCounts(o Origin, k Key, t Totals) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := originsOf(a.local, k)
+	o = m.admit(o)
+	m[o] = m[o].Add(Totals{Requests: t.Requests, Errors: t.Errors, Issued: t.Issued})
+}
+
 // resetInFlight records that stream id reported no request in progress for any
 // key it reported before this report. grpc-go leaves clusters with no load out
 // of a report, so absence means zero.

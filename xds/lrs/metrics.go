@@ -15,6 +15,7 @@ type metrics struct {
 	inFlight *prometheus.GaugeVec
 	unknown  prometheus.Counter
 	rejected *prometheus.CounterVec
+	held     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,11 +41,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sluice_lrs_rejected_reports_total",
 			Help: "Locality entries of load reports dropped, by reason.",
 		}, []string{"reason"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_lrs_held_entries",
+			Help: "Locality entries of load reports held, uncounted, while the other replicas are asked whether their reporter acknowledged the cluster.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.errors, m.inFlight, m.unknown, m.rejected} {
+	for _, c := range []prometheus.Collector{m.requests, m.errors, m.inFlight, m.unknown, m.rejected, m.held} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register load reporting metrics: %w", err)
 		}

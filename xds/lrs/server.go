@@ -53,6 +53,14 @@ type Options struct {
 	// acknowledged is not counted (reason "unacknowledged"). Nil counts every
 	// cluster (for tests and servers without ADS).
 	Acknowledged func(id auth.Identity, cluster string) bool
+	// LookupAck is Acknowledged for a source whose answer may come later
+	// (server.FleetAcks asks the other replicas): the stream's receive loop
+	// never waits for it. A report's localities whose answer is not known
+	// yet are held aside, uncounted, and judged once it comes (at most 5s;
+	// no answer by then counts as no); a stream holds at most 4 reports so,
+	// and entries beyond are not counted (reason "ack-unanswered"). At most
+	// one of Acknowledged and LookupAck may be set.
+	LookupAck func(id auth.Identity, cluster string) Ack
 	// LegacyAllowed returns nil when a service's namespace may be reported on
 	// over the legacy listener, else why not. Load from a legacy identity for
 	// another namespace is not counted (reason "legacy-not-allowed"); nil
@@ -71,6 +79,10 @@ const (
 	// RejectLegacyNotAllowed: a legacy reporter reported on a namespace
 	// that did not opt in to the legacy listener.
 	RejectLegacyNotAllowed = "legacy-not-allowed"
+	// RejectAckUnanswered: whether the reporter acknowledged the cluster
+	// could not be learnt in time (too many of the stream's reports were
+	// already waiting for answers, or no answer came within the bound).
+	RejectAckUnanswered = "ack-unanswered"
 )
 
 // Server is a Load Reporting Service: it asks every client to report the load
@@ -88,7 +100,12 @@ type Server struct {
 	// requireIdentity, acknowledged and legacyAllowed: see Options.
 	requireIdentity bool
 	acknowledged    func(auth.Identity, string) bool
+	lookupAck       func(auth.Identity, string) Ack
 	legacyAllowed   func(context.Context, string) error
+	// holdFor bounds the wait of held entries (maxHold); judged, when set,
+	// is called after each held batch is judged (tests).
+	holdFor time.Duration
+	judged  func()
 
 	mu      sync.Mutex
 	unknown map[string]struct{}
@@ -122,6 +139,9 @@ func NewServer(opts Options) (*Server, error) {
 	case opts.Interval == 0:
 		opts.Interval = DefaultInterval
 	}
+	if opts.Acknowledged != nil && opts.LookupAck != nil {
+		return nil, errors.New("load reporting: set Acknowledged or LookupAck, not both")
+	}
 	if opts.Attribute == nil {
 		return nil, errors.New("load reporting: an Attribute func is required to map clusters to namespace/service/track")
 	}
@@ -142,6 +162,8 @@ func NewServer(opts Options) (*Server, error) {
 
 		requireIdentity: opts.RequireIdentity,
 		acknowledged:    opts.Acknowledged,
+		lookupAck:       opts.LookupAck,
+		holdFor:         maxHold,
 		legacyAllowed:   opts.LegacyAllowed,
 	}, nil
 }
@@ -190,7 +212,8 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 		return err
 	}
 	log.V(1).Info("load reporting stream open", "interval", s.interval)
-	s.record(stream.Context(), log, id, r, first)
+	held := &heldReports{}
+	s.record(stream.Context(), log, id, r, held, first)
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -201,7 +224,7 @@ func (s *Server) StreamLoadStats(stream grpc.BidiStreamingServer[lrsv3.LoadStats
 			log.V(1).Info("load reporting stream ended", "error", err.Error())
 			return err
 		}
-		s.record(stream.Context(), log, id, r, req)
+		s.record(stream.Context(), log, id, r, held, req)
 	}
 }
 
@@ -212,13 +235,18 @@ type reporter struct {
 }
 
 // record attributes one report and updates the aggregator and metrics.
-func (s *Server) record(ctx context.Context, log logr.Logger, stream int64, r reporter, req *lrsv3.LoadStatsRequest) {
+// Localities whose reporter's acknowledgement is not known yet are held
+// (hold), never waited for here.
+func (s *Server) record(ctx context.Context, log logr.Logger, stream int64, r reporter, held *heldReports, req *lrsv3.LoadStatsRequest) {
 	s.agg.resetInFlight(stream)
 	perKey := map[Key]Totals{}
 	serves := s.serves.Load()
+	var later []heldEntry
 	for _, cs := range req.GetClusterStats() {
 		cluster := cs.GetClusterName()
-		acked := s.acknowledged == nil || s.acknowledged(r.id, cluster)
+		// Asked only once a locality of the cluster is attributed: a
+		// report naming clusters Sluice does not publish costs no lookup.
+		var ack Ack
 		for _, ls := range cs.GetUpstreamLocalityStats() {
 			sub := ls.GetLocality().GetSubZone()
 			ok, errs := ls.GetTotalSuccessfulRequests(), ls.GetTotalErrorRequests()
@@ -231,19 +259,27 @@ func (s *Server) record(ctx context.Context, log logr.Logger, stream int64, r re
 			if attributed && serves != nil && !(*serves)(cluster, sub) {
 				attributed = false
 			}
-			switch {
-			case !attributed:
+			if !attributed {
 				s.unknownCluster(log, cluster, sub, ok+errs)
 				continue
-			case !acked:
+			}
+			if ack == nil {
+				ack = s.lookup(r.id, cluster)
+			}
+			t := Totals{Requests: ok + errs, Errors: errs, Issued: ls.GetTotalIssuedRequests(), InFlight: ls.GetTotalRequestsInProgress()}
+			legacyRefused := r.origin.Class == ClassLegacy && !s.legacyMayReport(ctx, k.Namespace)
+			switch {
+			case ack.Done() != nil:
+				later = append(later, heldEntry{ack: ack, cluster: cluster, subZone: sub, key: k, totals: t, legacyRefused: legacyRefused})
+				continue
+			case !ack.Acked():
 				s.reject(log, RejectUnacknowledged, cluster, sub, ok, errs)
 				continue
-			case r.origin.Class == ClassLegacy && !s.legacyMayReport(ctx, k.Namespace):
+			case legacyRefused:
 				s.reject(log, RejectLegacyNotAllowed, cluster, sub, ok, errs)
 				continue
 			}
-			perKey[k] = perKey[k].Add(Totals{Requests: ok + errs, Errors: errs,
-				Issued: ls.GetTotalIssuedRequests(), InFlight: ls.GetTotalRequestsInProgress()})
+			perKey[k] = perKey[k].Add(t)
 		}
 	}
 	for k, t := range perKey {
@@ -252,6 +288,9 @@ func (s *Server) record(ctx context.Context, log logr.Logger, stream int64, r re
 		s.metrics.errors.WithLabelValues(k.Namespace, k.Service, k.Track).Add(float64(t.Errors))
 	}
 	s.refreshInFlight()
+	if len(later) > 0 {
+		s.hold(held, r, later, log)
+	}
 }
 
 // legacyMayReport reports whether a legacy identity may report on

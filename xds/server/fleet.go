@@ -51,6 +51,10 @@ type SyncRequest struct {
 	// these clusters through the targets' route configurations
 	// (Server.Holders), tombstones included.
 	Holding []string `json:"holding,omitempty"`
+	// Rejected, when set, also asks for the replica's proxies' rejections
+	// in force of these resources, by type URL (Server.Rejections). A
+	// request may hold only these, with no Targets.
+	Rejected map[string][]string `json:"rejected,omitempty"`
 }
 
 // maxHolders bounds the holders one answer names.
@@ -69,6 +73,14 @@ type PeerSync struct {
 	Limits map[string]int `json:"limits,omitempty"`
 	// Holders answers SyncRequest.Holding, at most maxHolders.
 	Holders []Holder `json:"holders,omitempty"`
+	// NackDetails are the route rejections of the proxies in Nacked,
+	// "<node> on <replica>: <message>" (Server.RouteNackDetails), at most
+	// 16.
+	NackDetails []string `json:"nackDetails,omitempty"`
+	// Rejections answers SyncRequest.Rejected, at most 16;
+	// RejectionsOmitted counts those left out.
+	Rejections        []Rejection `json:"rejections,omitempty"`
+	RejectionsOmitted int         `json:"rejectionsOmitted,omitempty"`
 }
 
 // SyncedNow classifies this replica's proxies on targets without waiting.
@@ -140,13 +152,26 @@ func (e syncEndpoint) Synced(ctx context.Context, in *wrapperspb.BytesValue) (*w
 	if err := json.Unmarshal(in.GetValue(), &req); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %v", err)
 	}
-	if len(req.Targets) == 0 || len(req.Targets) > maxSyncTargets {
-		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %d targets, want 1..%d", len(req.Targets), maxSyncTargets)
+	rejected := 0
+	for _, ns := range req.Rejected {
+		rejected += len(ns)
+	}
+	if (len(req.Targets) == 0 && rejected == 0) || len(req.Targets) > maxSyncTargets || rejected > maxSyncTargets {
+		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %d targets and %d resources whose rejections are asked for, want 1..%d targets or rejections, at most %d of each",
+			len(req.Targets), rejected, maxSyncTargets, maxSyncTargets)
 	}
 	if len(req.Holding) > maxSyncTargets {
 		return nil, status.Errorf(codes.InvalidArgument, "proxy sync request: %d clusters held, at most %d", len(req.Holding), maxSyncTargets)
 	}
-	p := e.s.SyncedNow(req.Targets)
+	var p PeerSync
+	if len(req.Targets) > 0 {
+		p = e.s.SyncedNow(req.Targets)
+		p.NackDetails = e.s.RouteNackDetails(p.Nacked, e.replica)
+		p.NackDetails = p.NackDetails[:min(len(p.NackDetails), maxPeerRejections)]
+	}
+	if rejected > 0 {
+		p.Rejections, p.RejectionsOmitted = boundRejections(e.s.Rejections(req.Rejected))
+	}
 	p.Replica = e.replica
 	if len(req.Holding) > 0 {
 		var routes []string

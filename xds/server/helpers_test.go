@@ -45,6 +45,9 @@ func testServer(t testing.TB, opts Options, gopts ...grpc.ServerOption) (*Server
 	g := grpc.NewServer(append([]grpc.ServerOption{grpc.WaitForHandlers(true)}, gopts...)...)
 	s.Register(g)
 	go g.Serve(lis) //nolint:errcheck // returns when stopped
+	// Cleanups run last first: once the streams are gone, held routes
+	// are released, and that logs too.
+	t.Cleanup(func() { awaitReleased(t, s) })
 	t.Cleanup(g.Stop)
 	return s, lis.Addr().String()
 }
@@ -276,3 +279,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// awaitReleased waits until s holds no route back (warmload.go).
+func awaitReleased(t testing.TB, s *Server) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.heldMu.Lock()
+		releasing := s.releasing
+		s.heldMu.Unlock()
+		if !releasing {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Error("held routes not released 10s after the streams closed")
+			return
+		}
+		time.Sleep(releaseInterval)
+	}
+}

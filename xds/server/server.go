@@ -111,6 +111,12 @@ type Server struct {
 	// updateMu serializes Update calls and guards versions.
 	updateMu sync.Mutex
 	versions map[string]uint64
+	// heldMu guards held and releasing: the route configurations held
+	// back until their subscribers loaded a cluster (warmload.go), and
+	// whether releaseHeld runs. held changes under updateMu too.
+	heldMu    sync.Mutex
+	held      map[heldKey]heldRoute
+	releasing bool
 
 	pubMu     sync.RWMutex
 	published map[string]map[string]string

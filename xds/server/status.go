@@ -342,10 +342,13 @@ func (s *Server) WaitSynced(ctx context.Context, typeURL, name, version string) 
 // identity, stay Nacked. An empty owner is WaitSynced.
 func (s *Server) WaitSyncedFor(ctx context.Context, owner, typeURL, name, version string) (Sync, error) {
 	current := func() error {
-		if v, ok := s.Version(typeURL, name); !ok || v != version {
-			return ErrSuperseded
+		if v, ok := s.Version(typeURL, name); ok && v == version {
+			return nil
 		}
-		return nil
+		if typeURL == resource.RouteType && s.heldVersion(name, version) {
+			return nil // published once its subscribers loaded its clusters
+		}
+		return ErrSuperseded
 	}
 	tg := s.targetOf(typeURL, name, version)
 	tg.owner = owner

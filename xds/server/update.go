@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -21,10 +22,12 @@ import (
 //  1. new and changed clusters and endpoints are published; if some are new,
 //     it waits until the proxies subscribed to them acknowledged or rejected
 //     them, so a route never arrives before its cluster;
-//  2. a route change that starts sending a proxy traffic to a cluster the
-//     published routes only name (a warm-up route) waits until that proxy
-//     has loaded the cluster and its endpoints (see warmload.go);
-//     listeners and routes are then published and removed;
+//  2. listeners and routes are published and removed, except a route
+//     change that starts sending a proxy traffic to a cluster the published
+//     routes only name (a warm-up route) while that proxy still loads the
+//     cluster and its endpoints: that route configuration alone is held
+//     back and published once the proxy loaded them, after Update returned
+//     (see warmload.go);
 //  3. clusters and endpoints absent from r are removed only once every proxy
 //     subscribed to a listener or route carries its current content (or
 //     closed its stream). If a proxy rejected one of them instead, the stale
@@ -103,18 +106,23 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 	if _, err := s.settle(ctx, "new clusters and endpoints before the routes that use them", fresh); err != nil {
 		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
 	}
-	if err := s.awaitWarmLoads(ctx, s.warmPlanOf(c, fcs)); err != nil {
-		return fmt.Errorf("update interrupted, clusters and endpoints published but not routes: %w", err)
-	}
+	held := s.holdWarm(s.warmPlanOf(c, fcs), c, fcs)
 
 	for _, t := range []string{resource.ListenerType, resource.RouteType} {
 		up, del := s.diff(t, c)
+		if t == resource.RouteType {
+			for k := range held {
+				if k.form == "" {
+					delete(up, k.name)
+				}
+			}
+		}
 		if err := s.apply(t, up, c.versions[t], del, touch[t]); err != nil {
 			return err
 		}
 	}
 	for _, f := range sortedKeys(fcs) {
-		if err := s.applyForm(f, fcs[f], touch[resource.RouteType]); err != nil {
+		if err := s.applyForm(f, withoutHeld(f, fcs[f], held, s.formPublishedVersions(f)), touch[resource.RouteType]); err != nil {
 			return err
 		}
 	}
@@ -137,9 +145,27 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 	if n == 0 {
 		return nil
 	}
+	// A held route configuration is not waited for (its published content
+	// does not change), and the clusters any of its published contents
+	// name stay until a later update.
+	heldNames := map[string]bool{}
+	for k := range held {
+		heldNames[k.name] = true
+		for _, named := range s.publishedNames(k) {
+			for _, t := range []string{resource.ClusterType, resource.EndpointType} {
+				stale[t] = slices.DeleteFunc(stale[t], func(n string) bool { return n == named })
+			}
+		}
+	}
+	if n = len(stale[resource.ClusterType]) + len(stale[resource.EndpointType]); n == 0 {
+		return nil
+	}
 	var routing []target
 	for _, t := range []string{resource.ListenerType, resource.RouteType} {
 		for name, v := range c.versions[t] {
+			if t == resource.RouteType && heldNames[name] {
+				continue
+			}
 			routing = append(routing, s.targetOf(t, name, v))
 		}
 	}
@@ -161,6 +187,43 @@ func (s *Server) Publish(ctx context.Context, r Resources, variants map[string]V
 		}
 	}
 	return nil
+}
+
+// withoutHeld is fc with the held route configurations of form f at their
+// published content (pub), so that publishing it changes none of them.
+func withoutHeld(f string, fc formChecked, held map[heldKey]heldRoute, pub map[string]string) formChecked {
+	out := fc
+	out.versions = maps.Clone(fc.versions)
+	for k := range held {
+		if v, ok := pub[k.name]; ok && k.form == f {
+			out.versions[k.name] = v
+		}
+	}
+	return out
+}
+
+// formPublishedVersions copies form f's published route versions.
+func (s *Server) formPublishedVersions(f string) map[string]string {
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	return maps.Clone(s.formPublished[f])
+}
+
+// publishedNames lists the clusters named by the published contents of
+// k's route configuration, in its form and the default one.
+func (s *Server) publishedNames(k heldKey) []string {
+	s.pubMu.RLock()
+	versions := []string{s.published[resource.RouteType][k.name]}
+	if k.form != "" {
+		versions = append(versions, s.formPublished[k.form][k.name])
+	}
+	s.pubMu.RUnlock()
+	var out []string
+	for _, v := range versions {
+		named, _ := s.refs.getNamed(v)
+		out = append(out, named...)
+	}
+	return out
 }
 
 // diff returns the resources of type t in c that are new or changed, and the

@@ -1,11 +1,10 @@
 package server
 
 import (
-	"context"
+	"cmp"
 	"errors"
-	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -26,13 +25,16 @@ import (
 // in one step, and the requests picked for it before the balancer has a
 // child for it fail ("unknown cluster selected for RPC").
 //
-// So before publishing a route configuration that sends traffic to a
-// cluster some subscriber does not send traffic to yet, while the content
-// published now names that cluster, the server waits (bounded by the ack
-// timeout) until each such subscriber carries the published content and
-// has acknowledged (or rejected) the cluster and its endpoints. A
-// subscriber that has not answered the published content and leaves a
-// response unanswered beyond warmAnswerGrace is idle and not waited for.
+// So a route configuration that sends traffic to a cluster some subscriber
+// does not send traffic to yet, while the content published now names that
+// cluster, is held back (bounded by the ack timeout) until each such
+// subscriber carries the published content and has acknowledged (or
+// rejected) the cluster and its endpoints. A subscriber that has not
+// answered the published content and leaves a response unanswered beyond
+// warmAnswerGrace is idle and not waited for. Only that route
+// configuration waits: the update publishes everything else at once and
+// returns, and the held content is published when its subscribers are
+// ready (releaseHeld), unless a later update replaced it.
 
 // warmStep is one route configuration about to change, for one form.
 type warmStep struct {
@@ -165,26 +167,165 @@ func loaded(ts *typeState, name string) bool {
 	return ok
 }
 
-// awaitWarmLoads waits, bounded by the ack timeout, until the plan's
-// subscribers have loaded the clusters its route changes start sending
-// them traffic to. A timeout is logged and not an error; the end of ctx is.
-func (s *Server) awaitWarmLoads(ctx context.Context, plan warmPlan) error {
-	if len(plan) == 0 {
-		return nil
+// heldKey names a route configuration of a form ("" default).
+type heldKey struct{ form, name string }
+
+// heldRoute is a route configuration whose next content is held back until
+// its subscribers loaded the clusters it starts sending them traffic to.
+type heldRoute struct {
+	msg     proto.Message
+	version string
+	step    warmStep
+	// since is when it was first held (for this or an earlier content):
+	// the hold ends at since + the ack timeout at the latest, however
+	// often the content is published again.
+	since time.Time
+}
+
+// holdWarm decides, for each route change of plan, whether it waits: while
+// some subscriber still loads a cluster the change sends it traffic to, the
+// change is held (at most the ack timeout from when it was first held) and
+// published by releaseHeld once they loaded it; every other change, of
+// this service or any other, is published at once. It returns the held
+// route configurations. s.updateMu must be held.
+func (s *Server) holdWarm(plan warmPlan, c checked, fcs map[string]formChecked) map[heldKey]heldRoute {
+	now := time.Now()
+	next := map[heldKey]heldRoute{}
+	for form, steps := range plan {
+		for name, step := range steps {
+			k := heldKey{form: form, name: name}
+			if !s.warmPending(form, name, step) {
+				continue
+			}
+			since := now
+			if prev, ok := s.held[k]; ok {
+				since = prev.since
+			}
+			if now.Sub(since) >= s.ackTimeout {
+				s.log.Info("proxies did not load the clusters a route is about to send traffic to in time; going on anyway",
+					"route", name, "form", form, "timeout", s.ackTimeout.String())
+				continue
+			}
+			h := heldRoute{step: step, since: since}
+			if form == "" {
+				h.msg, h.version = c.resources[resource.RouteType][name], c.versions[resource.RouteType][name]
+			} else {
+				h.msg, h.version = fcs[form].routes[name], fcs[form].versions[name]
+			}
+			next[k] = h
+		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.ackTimeout)
-	defer cancel()
-	p, err := s.tracker.waitBy(wctx, func(st *streamState) (syncState, bool) { return s.tracker.warmLoaded(st, plan, s.refs) }, true, nil, warmAnswerGrace/5)
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return fmt.Errorf("waiting for proxies to load the clusters routes are about to send traffic to: %w", err)
-	case errors.Is(err, context.DeadlineExceeded):
-		s.log.Info("proxies did not load the clusters routes are about to send traffic to in time; going on anyway",
-			"timeout", s.ackTimeout.String(), "pending", strings.Join(p.pending, ", "))
-		return nil
-	default:
-		return err
+	s.heldMu.Lock()
+	s.held = next
+	start := len(next) > 0 && !s.releasing
+	if start {
+		s.releasing = true
 	}
+	s.heldMu.Unlock()
+	if start {
+		go s.releaseHeld()
+	}
+	return next
+}
+
+// warmPending reports whether some subscriber of route configuration name
+// of form still loads a cluster that step starts sending it traffic to.
+func (s *Server) warmPending(form, name string, step warmStep) bool {
+	plan := warmPlan{form: {name: step}}
+	t := s.tracker
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, st := range t.streams {
+		if state, involved := t.warmLoaded(st, plan, s.refs); involved && state == statePending {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseInterval is how often held routes are looked at.
+const releaseInterval = 20 * time.Millisecond
+
+// releaseHeld publishes each held route once its subscribers loaded the
+// clusters, or once it has been held for the ack timeout, until none is
+// held.
+func (s *Server) releaseHeld() {
+	tick := time.NewTicker(releaseInterval)
+	defer tick.Stop()
+	for range tick.C {
+		s.updateMu.Lock()
+		err := s.releaseReady()
+		s.heldMu.Lock()
+		done := len(s.held) == 0
+		if done {
+			s.releasing = false
+		}
+		s.heldMu.Unlock()
+		s.updateMu.Unlock()
+		if err != nil {
+			s.log.Error(err, "publish a held route")
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// releaseReady publishes the held routes that need not wait any longer.
+// s.updateMu must be held.
+func (s *Server) releaseReady() error {
+	s.heldMu.Lock()
+	held := maps.Clone(s.held)
+	s.heldMu.Unlock()
+	now := time.Now()
+	var errs []error
+	for _, k := range slices.SortedFunc(maps.Keys(held), func(a, b heldKey) int {
+		return cmp.Or(cmp.Compare(a.form, b.form), cmp.Compare(a.name, b.name))
+	}) {
+		h := held[k]
+		if s.warmPending(k.form, k.name, h.step) && now.Sub(h.since) < s.ackTimeout {
+			continue
+		}
+		up, versions := map[string]proto.Message{k.name: h.msg}, map[string]string{k.name: h.version}
+		var err error
+		if k.form == "" {
+			err = s.apply(resource.RouteType, up, versions, nil, nil)
+		} else {
+			err = s.applyTo(resource.RouteType, histKey(resource.RouteType, k.form), s.formCaches[k.form], s.formPublished[k.form], up, versions, nil, nil)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.heldMu.Lock()
+		delete(s.held, k)
+		s.heldMu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// heldVersion reports whether the default content version of route
+// configuration name is held, to be published once its subscribers loaded
+// its clusters.
+func (s *Server) heldVersion(name, version string) bool {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	h, ok := s.held[heldKey{name: name}]
+	return ok && h.version == version
+}
+
+// DesiredVersion is the content version of a resource as the last update
+// asked for it: Version, or for a route configuration held back until its
+// subscribers loaded a cluster, the held content, which is published once
+// they did. Waits (WaitSyncedFor) accept it.
+func (s *Server) DesiredVersion(typeURL, name string) (string, bool) {
+	if typeURL == resource.RouteType {
+		s.heldMu.Lock()
+		h, ok := s.held[heldKey{name: name}]
+		s.heldMu.Unlock()
+		if ok {
+			return h.version, true
+		}
+	}
+	return s.Version(typeURL, name)
 }

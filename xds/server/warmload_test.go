@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -164,26 +164,118 @@ func TestWarmupWaitSkipsIdleProxies(t *testing.T) {
 		return a == 1
 	})
 	weighted := warmRoutes(svc, map[string]uint32{stableC: 1, canaryC: 1}, stableC, canaryC)
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := s.Update(short, state(weighted)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Update moving traffic to a cluster a proxy has not loaded = %v, want it to wait until ctx ends", err)
+	if err := s.Update(ctx, state(weighted)); err != nil {
+		t.Fatalf("Update moving traffic to a cluster a proxy has not loaded: %v, want it to return, the route held", err)
 	}
 	if v, _ := s.Version(resource.RouteType, svc); v != mustVersion(t, warm) {
 		t.Fatal("the weighted route was published before the proxy loaded the canary")
 	}
 	// Once the active proxy loaded the canary, only the idle one is left,
-	// and it is not waited for.
+	// and it is not waited for: the held route is published without
+	// another update.
 	active.request(resource.ClusterType, []string{stableC, canaryC}, nil, "")
 	active.request(resource.ClusterType, []string{stableC, canaryC}, active.recv(), "")
+	if v, _ := s.Version(resource.RouteType, svc); v != mustVersion(t, warm) {
+		t.Fatal("the weighted route was published before the proxy loaded the canary's endpoints")
+	}
 	active.request(resource.EndpointType, []string{stableC, canaryC}, nil, "")
 	active.request(resource.EndpointType, []string{stableC, canaryC}, active.recv(), "")
-	uctx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel2()
-	if err := s.Update(uctx, state(weighted)); err != nil {
-		t.Fatalf("Update waited for the idle proxy: %v", err)
+	eventually(t, "the held weighted route to be published", func() bool {
+		v, _ := s.Version(resource.RouteType, svc)
+		return v == mustVersion(t, weighted)
+	})
+}
+
+// TestHeldRouteHoldsNoOtherService: while a proxy loads checkout's canary,
+// checkout's weighted route is held, and only it: an update that moves
+// ledger's weight publishes ledger's route at once. A wait for the held
+// content is not refused as superseded; it ends once the proxy loaded the
+// canary and acknowledged the route, published then without another
+// update.
+func TestHeldRouteHoldsNoOtherService(t *testing.T) {
+	const checkout, ledger = "checkout.shop", "ledger.shop"
+	const stableC, canaryC = "shop/checkout/stable", "shop/checkout/canary"
+	const ledgerStable, ledgerCanary = "shop/ledger/stable", "shop/ledger/canary"
+	s, addr := testServer(t, Options{AckTimeout: time.Hour, StaleAfter: -1})
+	state := func(rc *routev3.RouteConfiguration, ledgerWeight uint32) Resources {
+		r := removalState(t, map[string]uint32{stableC: 1}, canaryC)
+		r[resource.RouteType][checkout] = rc
+		for typ, m := range service(t, ledger, map[string]uint32{ledgerStable: 100 - ledgerWeight, ledgerCanary: ledgerWeight}, "127.0.0.1", 8082) {
+			for k, v := range m {
+				r[typ][k] = v
+			}
+		}
+		return r
 	}
-	if v, _ := s.Version(resource.RouteType, svc); v != mustVersion(t, weighted) {
-		t.Fatal("the weighted route is not published")
+	ctx := context.Background()
+	if err := s.Update(ctx, state(routes(checkout, map[string]uint32{stableC: 1}), 10)); err != nil {
+		t.Fatal(err)
+	}
+	p := newSotw(t, addr, "loading-proxy")
+	names := []string{checkout, ledger}
+	p.request(resource.RouteType, names, nil, "")
+	p.request(resource.RouteType, names, p.recv(), "")
+	warm := warmRoutes(checkout, map[string]uint32{stableC: 1}, stableC, canaryC)
+	if err := s.Update(ctx, state(warm, 10)); err != nil {
+		t.Fatal(err)
+	}
+	p.request(resource.RouteType, names, p.recv(), "")
+	eventually(t, "the proxy to carry the warm-up route", func() bool {
+		a, _, _ := s.Synced(resource.RouteType, checkout, mustVersion(t, warm))
+		return a == 1
+	})
+
+	weighted := warmRoutes(checkout, map[string]uint32{stableC: 1, canaryC: 1}, stableC, canaryC)
+	uctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Update(uctx, state(weighted, 10)); err != nil {
+		t.Fatalf("Update of checkout's weight: %v, want it to return with the route held", err)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		sy, err := s.WaitSynced(wctx, resource.RouteType, checkout, mustVersion(t, weighted))
+		if err == nil && len(sy.Acked) != 1 {
+			err = fmt.Errorf("acked by %v, want the loading proxy", sy.Acked)
+		}
+		waited <- err
+	}()
+	next := state(weighted, 20)
+	if err := s.Update(uctx, next); err != nil {
+		t.Fatalf("Update of ledger's weight: %v", err)
+	}
+	if v, _ := s.Version(resource.RouteType, ledger); v != mustVersion(t, next[resource.RouteType][ledger]) {
+		t.Fatal("ledger's new route is not published while checkout's is held")
+	}
+	if v, _ := s.Version(resource.RouteType, checkout); v != mustVersion(t, warm) {
+		t.Fatal("checkout's weighted route was published before the proxy loaded the canary")
+	}
+	select {
+	case err := <-waited:
+		t.Fatalf("the wait for the held route ended before it was published: %v", err)
+	default:
+	}
+
+	// The proxy takes ledger's route, loads the canary, and then
+	// acknowledges whatever comes.
+	if r := p.recv(); r.GetTypeUrl() != resource.RouteType {
+		t.Fatalf("got %s, want ledger's new route", r.GetTypeUrl())
+	} else {
+		p.request(resource.RouteType, names, r, "")
+	}
+	p.request(resource.ClusterType, []string{stableC, canaryC}, nil, "")
+	p.request(resource.ClusterType, []string{stableC, canaryC}, p.recv(), "")
+	p.request(resource.EndpointType, []string{stableC, canaryC}, nil, "")
+	p.request(resource.EndpointType, []string{stableC, canaryC}, p.recv(), "")
+	for {
+		r := p.recv()
+		p.request(r.GetTypeUrl(), map[string][]string{resource.RouteType: names, resource.ClusterType: {stableC, canaryC}, resource.EndpointType: {stableC, canaryC}}[r.GetTypeUrl()], r, "")
+		if v, _ := s.Version(resource.RouteType, checkout); v == mustVersion(t, weighted) && r.GetTypeUrl() == resource.RouteType {
+			break
+		}
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("wait for the held route: %v", err)
 	}
 }
