@@ -38,7 +38,13 @@ func helm(t *testing.T) string {
 	return helmPath
 }
 
+// testContext is the deadline of one helm call. It builds helm first: the
+// arguments of Template(testContext(t), helm(t), …) are evaluated in order,
+// and on a machine without the cached binary its build (minutes) would
+// otherwise use up the call's deadline.
 func testContext(t *testing.T) context.Context {
+	t.Helper()
+	helm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
