@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 )
 
 // BenchmarkDetectionEndToEnd measures on the real data plane the time from

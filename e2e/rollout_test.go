@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 )
 
 // These tests drive whole deliveries through the `sluice controller` under

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 )
 
 // TestRolloutShowsWhatTrafficCannotPublish: two Deployments whose admitted

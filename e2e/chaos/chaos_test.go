@@ -21,8 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 	"github.com/sluice-dev/sluice/local/fleet"
-	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/traffic"
 	"github.com/sluice-dev/sluice/webhook"
 )

@@ -7,7 +7,7 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 
-	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 	"github.com/sluice-dev/sluice/xds/translate"
 )
 

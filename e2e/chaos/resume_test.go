@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 )
 
 // TestChaosRestartResumesAThousandStreams restarts (SIGKILL, then start) a

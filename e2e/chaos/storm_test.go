@@ -11,8 +11,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 
+	"github.com/sluice-dev/sluice/e2e/testkit"
 	"github.com/sluice-dev/sluice/local/fleet"
-	"github.com/sluice-dev/sluice/local/testkit"
 	"github.com/sluice-dev/sluice/xds/auth"
 	"github.com/sluice-dev/sluice/xds/translate"
 )

@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/local/testkit"
+	"github.com/sluice-dev/sluice/e2e/testkit"
 )
 
 // These tests drive each client generation through whole deliveries of the
