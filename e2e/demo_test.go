@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/local/cluster"
 	"github.com/sluice-dev/sluice/local/demo"
@@ -43,6 +46,9 @@ func TestDemoStoryPlaysToTheEnd(t *testing.T) {
 	if err := cluster.EnsureNamespace(context.Background(), env.Client(), demo.Namespace, map[string]string{v1alpha1.LabelTeam: "payments"}); err != nil {
 		t.Fatal(err)
 	}
+	// The story needs a namespace without its Deployment: another run
+	// (-count) finds the namespace gone.
+	t.Cleanup(func() { deleteNamespaceAndWait(t, demo.Namespace, 3*time.Minute) })
 	bootstrap := authBootstrap(t, sluice.XDSAddr, sluice.CAFile, demo.Namespace, fmt.Sprintf("demo-e2e-%d", rolloutNodes.Add(1)))
 	var out syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
@@ -68,6 +74,26 @@ func TestDemoStoryPlaysToTheEnd(t *testing.T) {
 			t.Errorf("the demo's output never says %q", chapter)
 		}
 	}
+}
+
+// deleteNamespaceAndWait deletes namespace name and waits, at most timeout,
+// until the API server no longer has it.
+func deleteNamespaceAndWait(t *testing.T, name string, timeout time.Duration) {
+	t.Helper()
+	nss := env.Client().CoreV1().Namespaces()
+	if err := nss.Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatalf("delete namespace %s: %v", name, err)
+	}
+	eventually(t, timeout, "namespace "+name+" deleted", func(ctx context.Context) error {
+		_, err := nss.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		}
+		return fmt.Errorf("namespace %s is still being deleted", name)
+	})
 }
 
 // tail returns the last n lines of s.

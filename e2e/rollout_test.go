@@ -239,9 +239,13 @@ func TestRolloutCanaryReplacedMidStepWithoutFailedRPCs(t *testing.T) {
 		return nil
 	})
 	v2 := mid.Status.CanaryRevision
-	eventually(t, time.Minute, "v2 answering", func(context.Context) error {
-		if answers, _, _ := loads[0].Snapshot(); answers["v2"] == 0 {
-			return fmt.Errorf("answers %v", answers)
+	// Every client must have reached v2 before v3 replaces it (the check
+	// at the end wants each to have seen both).
+	eventually(t, time.Minute, "v2 answering every client", func(context.Context) error {
+		for i, l := range loads {
+			if answers, _, _ := l.Snapshot(); answers["v2"] == 0 {
+				return fmt.Errorf("client %d: answers %v", i, answers)
+			}
 		}
 		return nil
 	})
