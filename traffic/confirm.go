@@ -161,6 +161,7 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 	}
 	slices.Sort(names)
 	acked, nacked, stale, details := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	where := map[string]staleWhere{}
 	for _, name := range names {
 		sy, err := c.srv.WaitSyncedFor(wctx, owner, resource.RouteType, name, routes[name])
 		if err != nil {
@@ -177,6 +178,7 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 		}
 		for _, id := range sy.Stale {
 			stale[id] = true
+			where[id] = staleWhere{replica: c.replica, since: sy.SilentSince[id]}
 		}
 	}
 	for id := range nacked {
@@ -200,7 +202,7 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 	if c.peers != nil {
 		var err error
 		var peerHolders []server.Holder
-		if others, peerHolders, err = c.waitPeers(wctx, owner, routes, holding, acked, nacked, stale, details, limits); err != nil {
+		if others, peerHolders, err = c.waitPeers(wctx, owner, routes, holding, acked, nacked, stale, where, details, limits); err != nil {
 			if ctx.Err() != nil {
 				return Confirmation{}, true, fmt.Errorf("confirm routes on the other replicas: %w", err)
 			}
@@ -220,7 +222,7 @@ func (c *Controller) waitRoutes(ctx context.Context, k ServiceKey, changed <-cha
 		conf.Holding, conf.Overdue = c.splitHolders(k, holders, acked)
 	}
 	for id := range stale {
-		conf.Stale = append(conf.Stale, id)
+		conf.Stale = append(conf.Stale, where[id].describe(id))
 	}
 	slices.Sort(conf.Stale)
 	conf.Replicas = append([]v1alpha1.ReplicaProxies{local}, others...)
@@ -338,7 +340,7 @@ func (c *Controller) peerNacks(names map[string][]string) []ProxyNack {
 // It returns the counts of each other replica as it last answered,
 // sorted by replica name; the NACK details of the other replicas' proxies
 // are added to details.
-func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, holding []string, acked, nacked, stale, details map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, []server.Holder, error) {
+func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[string]string, holding []string, acked, nacked, stale map[string]bool, where map[string]staleWhere, details map[string]bool, limits map[string]int) ([]v1alpha1.ReplicaProxies, []server.Holder, error) {
 	targets := make([]server.SyncTarget, 0, len(routes))
 	for name, v := range routes {
 		targets = append(targets, server.SyncTarget{TypeURL: resource.RouteType, Name: name, Version: v, Owner: owner})
@@ -412,6 +414,7 @@ func (c *Controller) waitPeers(ctx context.Context, owner string, routes map[str
 			}
 			for _, id := range ps.Stale {
 				stale[id] = true
+				where[id] = staleWhere{replica: cmp.Or(ps.Replica, p.Addr), since: ps.SilentSince[id]}
 			}
 			for _, id := range ps.Pending {
 				waiting = append(waiting, id+" on replica "+p.Addr)
@@ -545,4 +548,25 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// staleWhere is where a stale proxy was seen: the replica it is connected
+// to and, when it went silent, since when.
+type staleWhere struct {
+	replica string
+	since   time.Time
+}
+
+// describe names stale proxy id for the Rollout's status:
+// "<node> on <replica>, silent since <time>". Entries that are no proxy
+// ("replica <addr>", "peers (...)") have no replica and stay as they are.
+func (w staleWhere) describe(id string) string {
+	if w.replica == "" {
+		return id
+	}
+	s := id + " on " + w.replica
+	if !w.since.IsZero() {
+		s += ", silent since " + w.since.UTC().Format(time.RFC3339)
+	}
+	return s
 }

@@ -74,7 +74,7 @@ func TestConfirmSkipsConsumerNackAfterStaleBound(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got.Acked != 1 || !slices.Equal(got.Stale, []string{"frontend-proxy"}) {
+	if got.Acked != 1 || !slices.Equal(got.Stale, []string{"frontend-proxy on this replica"}) {
 		t.Errorf("after the bound: %+v, want shop's proxy acked and frontend's stale", got)
 	}
 }

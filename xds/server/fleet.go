@@ -68,6 +68,8 @@ type PeerSync struct {
 	Nacked  []string `json:"nacked,omitempty"`
 	Pending []string `json:"pending,omitempty"`
 	Stale   []string `json:"stale,omitempty"`
+	// SilentSince is Sync.SilentSince for Stale.
+	SilentSince map[string]time.Time `json:"silentSince,omitempty"`
 	// Limits counts this replica's proxies of the targets' route
 	// configurations by what their form cannot express (RouteLimits).
 	Limits map[string]int `json:"limits,omitempty"`
@@ -94,7 +96,7 @@ func (s *Server) SyncedNow(targets []SyncTarget) PeerSync {
 	t.mu.Lock()
 	p := t.progressLocked(ts)
 	t.mu.Unlock()
-	ps := PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale}
+	ps := PeerSync{Acked: p.acked, Nacked: p.nacked, Pending: p.pending, Stale: p.stale, SilentSince: p.silentSince}
 	if len(ps.Pending) > 0 {
 		// The leader polls until nothing is pending and keeps only that
 		// answer's limits: do not walk every stream on each poll.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,11 +29,13 @@ func TestHungProxyIsStaleNotWaitedFor(t *testing.T) {
 	first := healthy.recv()
 	healthy.request(resource.RouteType, []string{"checkout.shop"}, first, "")
 	hung := newSotw(t, addr, "hung")
+	beforeHung := time.Now()
 	hung.request(resource.RouteType, []string{"checkout.shop"}, nil, "")
 	hungFirst := hung.recv() // received, never acknowledged
 
 	r[resource.RouteType]["checkout.shop"] = routes("checkout.shop", map[string]uint32{"shop/checkout/stable": 50, "shop/checkout/canary": 50})
 	next := mustVersion(t, r[resource.RouteType]["checkout.shop"])
+	updated := time.Now()
 	if err := s.Update(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +51,25 @@ func TestHungProxyIsStaleNotWaitedFor(t *testing.T) {
 		t.Fatalf("WaitSynced: %v (a hung proxy held the wait)", err)
 	}
 	t.Logf("returned after %s with stale bound %s", time.Since(start).Round(time.Millisecond), bound)
+	// The hung proxy has been silent since the first response it left
+	// unanswered, sent after it subscribed and before the update.
+	if since, ok := sy.SilentSince["hung"]; !ok || since.Before(beforeHung) || since.After(updated) || len(sy.SilentSince) != 1 {
+		t.Errorf("SilentSince %v, want only hung's, between %s and %s", sy.SilentSince, beforeHung.Format(time.StampMicro), updated.Format(time.StampMicro))
+	}
+	// A replica answers the leader's ProxySync with the same, as JSON.
+	ps := s.SyncedNow([]SyncTarget{{TypeURL: resource.RouteType, Name: "checkout.shop", Version: next}})
+	b, err := json.Marshal(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back PeerSync
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.SilentSince["hung"]; !got.Equal(sy.SilentSince["hung"]) || !slices.Equal(back.Stale, []string{"hung"}) {
+		t.Errorf("ProxySync answer %s, want hung stale and silent since %s", b, sy.SilentSince["hung"])
+	}
+	sy.SilentSince = nil
 	if diff := cmp.Diff(Sync{Acked: []string{"healthy"}, Nacked: []string{}, Stale: []string{"hung"}}, sy); diff != "" {
 		t.Fatalf("WaitSynced (-want +got):\n%s", diff)
 	}
@@ -60,7 +83,7 @@ func TestHungProxyIsStaleNotWaitedFor(t *testing.T) {
 		return a == 2 && p == 0 && n == 0
 	})
 	sy, err = s.WaitSynced(wctx, resource.RouteType, "checkout.shop", next)
-	if err != nil || len(sy.Stale) != 0 || len(sy.Acked) != 2 {
+	if err != nil || len(sy.Stale) != 0 || len(sy.Acked) != 2 || len(sy.SilentSince) != 0 {
 		t.Fatalf("after it answered: %+v, %v; want both acked, none stale", sy, err)
 	}
 }

@@ -165,6 +165,9 @@ func (tg target) want(f string) string {
 // once per state its streams are in.
 type progress struct {
 	acked, pending, nacked, stale []string
+	// silentSince says, for the stale proxies that went silent, when the
+	// oldest response they leave unanswered was sent.
+	silentSince map[string]time.Time
 }
 
 // syncState is where one stream stands on a set of targets.
@@ -243,28 +246,47 @@ func (t *tracker) consumerNackExpired(st *streamState, tg target, ts *typeState,
 // silentSince is how long the oldest response the stream has not answered
 // has been waiting; zero when it answered everything.
 func (s *streamState) silentSince(now time.Time) time.Duration {
-	var oldest time.Time
-	for _, ts := range s.types {
-		if len(ts.inflight) > 0 && (oldest.IsZero() || ts.inflight[0].at.Before(oldest)) {
-			oldest = ts.inflight[0].at
-		}
-	}
+	oldest := s.oldestUnanswered()
 	if oldest.IsZero() {
 		return 0
 	}
 	return now.Sub(oldest)
 }
 
+// oldestUnanswered is when the oldest response the stream has not answered
+// was sent; zero when it answered everything.
+func (s *streamState) oldestUnanswered() time.Time {
+	var oldest time.Time
+	for _, ts := range s.types {
+		if len(ts.inflight) > 0 && (oldest.IsZero() || ts.inflight[0].at.Before(oldest)) {
+			oldest = ts.inflight[0].at
+		}
+	}
+	return oldest
+}
+
 // progressOf names the streams of states by state; t.mu must be held.
 func (t *tracker) progressOf(states map[streamKey]syncState) progress {
 	sets := [4]map[string]struct{}{{}, {}, {}, {}}
+	var since map[string]time.Time
 	for k, s := range states {
-		if st := t.streams[k]; st != nil {
-			sets[s][proxyName(st)] = struct{}{}
+		st := t.streams[k]
+		if st == nil {
+			continue
+		}
+		name := proxyName(st)
+		sets[s][name] = struct{}{}
+		if from := st.oldestUnanswered(); s == stateStale && !from.IsZero() {
+			if since == nil {
+				since = map[string]time.Time{}
+			}
+			if at, ok := since[name]; !ok || from.Before(at) {
+				since[name] = from
+			}
 		}
 	}
 	return progress{acked: sortedKeys(sets[stateAcked]), nacked: sortedKeys(sets[stateNacked]),
-		pending: sortedKeys(sets[statePending]), stale: sortedKeys(sets[stateStale])}
+		pending: sortedKeys(sets[statePending]), stale: sortedKeys(sets[stateStale]), silentSince: since}
 }
 
 // progressLocked classifies every stream; t.mu must be held.
@@ -324,6 +346,10 @@ type Sync struct {
 	// Options.StaleAfter: they are not waited for (their routes are
 	// unknown).
 	Stale []string
+	// SilentSince says, for stale proxies that went silent (not those named
+	// stale for an old rejection), when the oldest response they leave
+	// unanswered was sent.
+	SilentSince map[string]time.Time
 }
 
 // WaitSynced is WaitAcked that also names the stale proxies it stopped
@@ -356,7 +382,7 @@ func (s *Server) WaitSyncedFor(ctx context.Context, owner, typeURL, name, versio
 	if err != nil {
 		err = fmt.Errorf("wait for %s %q content %s: %w", typeLabel(typeURL), name, shortVersion(version), err)
 	}
-	return Sync{Acked: p.acked, Nacked: p.nacked, Stale: p.stale}, err
+	return Sync{Acked: p.acked, Nacked: p.nacked, Stale: p.stale, SilentSince: p.silentSince}, err
 }
 
 // waiter follows a wait in progress: the tracker records which streams
