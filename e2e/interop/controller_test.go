@@ -42,7 +42,7 @@ var badVersion = corev1.EnvVar{Name: "SIM_ERROR_RATE", Value: "0.3"}
 // TestControllerRolloutPerClient drives every client generation, each
 // alone in a namespace of its own on the legacy listener, through a
 // delivery of the controller under traffic: the 20% step's split inside
-// the 99.9% binomial interval, every beta-cohort request on the new
+// the binomial interval (at confidence: 99.999% per check), every beta-cohort request on the new
 // version, sticky users on one version (or, for clients without ring hash,
 // on stable with the limit named on the Rollout); the canary held, since
 // legacy load never promotes; a bad version replacing the held canary under
@@ -151,7 +151,7 @@ func legacyDelivery(t *testing.T, e *controllerEnv, g generation) {
 // clients that cannot authenticate on the legacy listener, next to grpc-go
 // authenticated with TLS and a ServiceAccount token, all calling checkout
 // through one delivery. At each step (paused there to measure) every client
-// splits inside the 99.9% interval, sends its cohort to the new version and
+// splits inside the binomial interval, sends its cohort to the new version and
 // keeps its sticky users (grpc-go: on one version, never back to stable as
 // the share grows; the others: on stable, and the Rollout counts them).
 // Promotion evidence comes from the authenticated client only; the bad
@@ -344,7 +344,7 @@ func checkStickyLimit(t *testing.T, s *delivery, want int) {
 }
 
 // measureStep checks one client at a confirmed canary weight p: the split
-// of 2,000 RPCs without a user key inside the 99.9% binomial interval (the
+// of 2,000 RPCs without a user key inside the binomial interval at confidence (the
 // canary's answers all from version), 200 cohort RPCs all on the canary,
 // and 200 sticky users, each asked twice. A client with ring hash keeps
 // every user on one version, the share inside the interval, and no user
